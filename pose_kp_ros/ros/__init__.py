@@ -1,0 +1,1 @@
+"""Layer 4: the rclpy node and message conversions (the only layer that imports ROS)."""

@@ -1,0 +1,43 @@
+"""The `pose-kp` command: one entry point, one sub-command per tool module.
+
+Each tool module exposes `main(argv: list[str] | None) -> int`; modules are imported only when
+their sub-command runs, so `pose-kp --help` is fast and light.
+"""
+
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    'train': ('pose_kp_ros.tools.train', 'train a keypoint network from a YAML config'),
+    'export': ('pose_kp_ros.tools.export_model', 'export a checkpoint to TorchScript'),
+    'build-shape-basis': ('pose_kp_ros.tools.build_shape_basis',
+                          'build a PCA shape basis from keypoint sets of one category'),
+}
+
+
+def usage():
+    """Return the help text listing sub-commands."""
+    lines = ['usage: pose-kp <command> [options]', '', 'commands:']
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        lines.append(f'  {name:<20} {help_text}')
+    lines.append('')
+    lines.append("Run 'pose-kp <command> --help' for a command's options.")
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    """Dispatch `pose-kp <command> ...` to the tool module's main()."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ('-h', '--help'):
+        print(usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in SUBCOMMANDS:
+        print(f"pose-kp: unknown command '{command}'\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[command][0])
+    return module.main(rest) or 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
