@@ -1,1 +1,1 @@
-"""Layer 1: object models, camera projection, the pose solver and pose-error metrics (no ROS, no network)."""
+"""Layer 1: object models, camera projection, pose solver, pose-error metrics (no ROS)."""

@@ -1,1 +1,1 @@
-"""Layer 2: the stacked-hourglass keypoint network, heatmap codec, crops and checkpoints (no ROS)."""
+"""Layer 2: stacked-hourglass network, heatmap codec, crops and checkpoints (no ROS)."""

@@ -26,7 +26,7 @@ def usage():
 
 
 def main(argv=None):
-    """Dispatch `pose-kp <command> ...` to the tool module's main()."""
+    """Run one sub-command of `pose-kp` and return its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ('-h', '--help'):
         print(usage())
