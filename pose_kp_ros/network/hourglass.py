@@ -1,0 +1,226 @@
+"""Stacked hourglass network (Newell, Yang and Deng, ECCV 2016) with intermediate supervision.
+
+The network maps a normalised RGB crop `(B, 3, S, S)` to one heatmap per keypoint for every
+stack, `[(B, N, S / stride, S / stride)] * num_stacks`; the last stack's heatmaps are the
+prediction and all of them are supervised during training.
+
+    >>> import torch
+    >>> config = HourglassConfig.from_preset('cpu', num_keypoints=8)
+    >>> model = HourglassNet(config)
+    >>> [h.shape for h in model(torch.zeros(1, 3, 128, 128))]
+    [torch.Size([1, 8, 64, 64])]
+"""
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from torch import nn
+
+BLOCK_TYPES = ('bottleneck', 'separable')
+
+
+class HourglassConfigError(ValueError):
+    """An hourglass configuration that cannot be built (names the field)."""
+
+
+@dataclass(frozen=True)
+class HourglassConfig:
+    """Architecture of a stacked hourglass.
+
+    Attributes:
+        num_keypoints: heatmaps per stack (one per semantic keypoint, in the object's order).
+        num_stacks: hourglasses in sequence; each one's heatmaps are supervised.
+        features: channels inside the hourglasses.
+        depth: poolings inside one hourglass (its lowest resolution is heatmap_size / 2**depth).
+        blocks_per_stage: residual blocks at each stage of the hourglass.
+        input_size: side of the square input crop in pixels.
+        heatmap_stride: input pixels per heatmap pixel (2 or 4);
+            heatmap_size = input_size / heatmap_stride.
+        block: 'bottleneck' (Newell's 1x1-3x3-1x1 residual) or 'separable' (1x1 then depthwise
+            3x3 then 1x1, cheaper on CPU).
+    """
+
+    num_keypoints: int
+    num_stacks: int = 2
+    features: int = 256
+    depth: int = 4
+    blocks_per_stage: int = 1
+    input_size: int = 256
+    heatmap_stride: int = 4
+    block: str = 'bottleneck'
+
+    def __post_init__(self):
+        """Check that the configuration describes a buildable network."""
+        for name in ('num_keypoints', 'num_stacks', 'features', 'depth', 'blocks_per_stage',
+                     'input_size'):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise HourglassConfigError(f'hourglass {name} must be a positive integer, '
+                                           f'got {value!r}')
+        if self.heatmap_stride not in (2, 4):
+            raise HourglassConfigError(f'hourglass heatmap_stride must be 2 or 4, '
+                                       f'got {self.heatmap_stride!r}')
+        if self.block not in BLOCK_TYPES:
+            raise HourglassConfigError(f'hourglass block must be one of {BLOCK_TYPES}, '
+                                       f'got {self.block!r}')
+        if self.features % 4:
+            raise HourglassConfigError(f'hourglass features must be a multiple of 4, '
+                                       f'got {self.features}')
+        divisor = self.heatmap_stride * 2 ** self.depth
+        if self.input_size % divisor:
+            raise HourglassConfigError(
+                f'hourglass input_size {self.input_size} must be a multiple of '
+                f'heatmap_stride * 2**depth = {divisor}')
+
+    @property
+    def heatmap_size(self):
+        """Side of the square output heatmaps in heatmap pixels."""
+        return self.input_size // self.heatmap_stride
+
+    def to_dict(self):
+        """Return the configuration as a plain dict (for checkpoints and JSON)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        """Build a configuration from a dict, naming any unknown key."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise HourglassConfigError(f'unknown hourglass config keys {unknown}; '
+                                       f'known: {sorted(known)}')
+        return cls(**values)
+
+    @classmethod
+    def from_preset(cls, preset, num_keypoints, **overrides):
+        """Build the named preset (see PRESETS) for `num_keypoints`, with optional overrides."""
+        if preset not in PRESETS:
+            raise HourglassConfigError(f'unknown hourglass preset {preset!r}; '
+                                       f'known: {sorted(PRESETS)}')
+        return replace(PRESETS[preset], num_keypoints=num_keypoints, **overrides)
+
+
+# Presets; num_keypoints is set per object by from_preset. Costs measured in docs/network.md.
+PRESETS = {
+    # Newell et al. / Pavlakos et al.: 2 stacks, 256 features, 256x256 input, 64x64 heatmaps.
+    'paper': HourglassConfig(num_keypoints=1, num_stacks=2, features=256, depth=4,
+                             blocks_per_stage=1, input_size=256, heatmap_stride=4,
+                             block='bottleneck'),
+    # CPU real-time: 128x128 input, 64x64 heatmaps (stride 2) for sub-pixel keypoints.
+    'cpu': HourglassConfig(num_keypoints=1, num_stacks=2, features=64, depth=4,
+                           blocks_per_stage=1, input_size=128, heatmap_stride=2,
+                           block='bottleneck'),
+}
+
+
+class Bottleneck(nn.Module):
+    """Pre-activation residual block 1x1 -> 3x3 -> 1x1 (Newell's residual module)."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        mid = out_channels // 2
+        self.body = nn.Sequential(
+            nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, mid, 1, bias=False),
+            nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
+            nn.Conv2d(mid, mid, 3, padding=1, bias=False),
+            nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
+            nn.Conv2d(mid, out_channels, 1))
+        self.skip = (nn.Identity() if in_channels == out_channels
+                     else nn.Conv2d(in_channels, out_channels, 1))
+
+    def forward(self, x):
+        """Return skip(x) + body(x), same spatial size."""
+        return self.skip(x) + self.body(x)
+
+
+class Separable(Bottleneck):
+    """Bottleneck whose 3x3 convolution is depthwise (one filter per channel)."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__(in_channels, out_channels)
+        mid = out_channels // 2
+        self.body[5] = nn.Conv2d(mid, mid, 3, padding=1, groups=mid, bias=False)
+
+
+def _blocks(block, in_channels, out_channels, count):
+    """Return `count` residual blocks in sequence, the first changing the channel count."""
+    layers = [block(in_channels, out_channels)]
+    layers += [block(out_channels, out_channels) for _ in range(count - 1)]
+    return nn.Sequential(*layers)
+
+
+class Hourglass(nn.Module):
+    """One hourglass: recursive pool / process / upsample with a skip branch at each scale."""
+
+    def __init__(self, block, features, depth, blocks_per_stage):
+        super().__init__()
+        self.skip = _blocks(block, features, features, blocks_per_stage)
+        self.down = nn.Sequential(nn.MaxPool2d(2),
+                                  _blocks(block, features, features, blocks_per_stage))
+        self.inner = (Hourglass(block, features, depth - 1, blocks_per_stage) if depth > 1
+                      else _blocks(block, features, features, blocks_per_stage))
+        self.up = nn.Sequential(_blocks(block, features, features, blocks_per_stage),
+                                nn.Upsample(scale_factor=2, mode='nearest'))
+
+    def forward(self, x):
+        """Return features at the input resolution."""
+        return self.skip(x) + self.up(self.inner(self.down(x)))
+
+
+class HourglassNet(nn.Module):
+    """Stacked hourglass returning every stack's heatmaps (intermediate supervision)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        block = {'bottleneck': Bottleneck, 'separable': Separable}[config.block]
+        c = config.features
+        stem = [nn.Conv2d(3, c // 4, 7, stride=2, padding=3, bias=False),
+                nn.BatchNorm2d(c // 4), nn.ReLU(inplace=True), block(c // 4, c // 2)]
+        if config.heatmap_stride == 4:
+            stem.append(nn.MaxPool2d(2))
+        stem += [block(c // 2, c // 2), block(c // 2, c)]
+        self.stem = nn.Sequential(*stem)
+        n = config.num_keypoints
+        self.hourglasses = nn.ModuleList(
+            Hourglass(block, c, config.depth, config.blocks_per_stage)
+            for _ in range(config.num_stacks))
+        self.heads = nn.ModuleList(
+            nn.Sequential(_blocks(block, c, c, config.blocks_per_stage),
+                          nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c),
+                          nn.ReLU(inplace=True))
+            for _ in range(config.num_stacks))
+        self.to_heatmaps = nn.ModuleList(nn.Conv2d(c, n, 1) for _ in range(config.num_stacks))
+        self.merge_features = nn.ModuleList(
+            nn.Conv2d(c, c, 1) for _ in range(config.num_stacks - 1))
+        self.merge_heatmaps = nn.ModuleList(
+            nn.Conv2d(n, c, 1) for _ in range(config.num_stacks - 1))
+
+    def forward(self, images):
+        """Map normalised crops (B, 3, S, S) to a list of num_stacks heatmaps (B, N, H, H)."""
+        x = self.stem(images)
+        outputs = []
+        for i in range(self.config.num_stacks):
+            features = self.heads[i](self.hourglasses[i](x))
+            heatmaps = self.to_heatmaps[i](features)
+            outputs.append(heatmaps)
+            if i + 1 < self.config.num_stacks:
+                x = x + self.merge_features[i](features) + self.merge_heatmaps[i](heatmaps)
+        return outputs
+
+
+class FinalHeatmaps(nn.Module):
+    """Wrap a HourglassNet so that forward returns only the last stack's heatmaps (B, N, H, H)."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.network = network
+
+    def forward(self, images):
+        """Return the last stack's heatmaps for normalised crops (B, 3, S, S)."""
+        return self.network(images)[-1]
+
+
+def count_parameters(model):
+    """Return the number of trainable parameters of a module."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
