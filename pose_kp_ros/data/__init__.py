@@ -1,0 +1,1 @@
+"""Locating data files shipped inside installed packages (LM-O test set, background photos)."""

@@ -1,0 +1,1 @@
+"""Synthetic training data: meshes, keypoint selection, offscreen rendering, scene composition."""
