@@ -1,0 +1,235 @@
+"""Object model: named 3D keypoints (metres), optional PCA shape basis, mesh, diameter, symmetry.
+
+The YAML format is documented in docs/object_config.md. Arrays are numpy float64; the solver
+converts them to torch itself.
+
+Example:
+    >>> import numpy as np
+    >>> model = ObjectModel('cube', ['a', 'b', 'c', 'd'], np.eye(4, 3), diameter=1.5)
+    >>> model.num_keypoints, model.num_basis
+    (4, 0)
+"""
+
+from dataclasses import dataclass, field
+import importlib.util
+from pathlib import Path
+import re
+
+import numpy as np
+import yaml
+
+NAME_PATTERN = re.compile(r'[a-z0-9_]+')
+PKGDATA_PREFIX = 'pkgdata:'
+
+
+class ObjectModelError(ValueError):
+    """An object model (YAML file or arrays) is invalid; the message names the file and field."""
+
+
+@dataclass(eq=False)
+class ObjectModel:
+    """A rigid or deformable object described by N semantic keypoints.
+
+    Attributes:
+        name: object name, [a-z0-9_]+ (used in topic and TF frame names).
+        keypoint_names: N unique names, in the network's heatmap order.
+        keypoints: (N, 3) float64, object frame, metres; the mean shape B0.
+        basis: (M, N, 3) float64 PCA basis shapes in metres, or None (M = 0).
+        prior_scale: (M,) float64 standard deviation of each shape coefficient (empty if M = 0).
+        diameter: largest distance between mesh vertices, metres (> 0).
+        symmetric: True if ADD-S, not ADD, is the right error measure.
+        mesh_path: mesh as written in the YAML (relative, absolute or 'pkgdata:...'), or None.
+        mesh_scale: factor from mesh units to metres (e.g. 0.001 for millimetres).
+        source: the YAML file the model came from (relative mesh paths start there), or None.
+    """
+
+    name: str
+    keypoint_names: tuple
+    keypoints: np.ndarray
+    basis: np.ndarray = None
+    prior_scale: np.ndarray = None
+    diameter: float = None
+    symmetric: bool = False
+    mesh_path: str = None
+    mesh_scale: float = 1.0
+    source: Path = field(default=None, repr=False)
+
+    def __post_init__(self):
+        where = str(self.source) if self.source is not None else '<ObjectModel>'
+
+        def fail(field_name, message):
+            raise ObjectModelError(f'{where}: {field_name}: {message}')
+
+        if not isinstance(self.name, str) or NAME_PATTERN.fullmatch(self.name) is None:
+            fail('name', f'expected a name matching [a-z0-9_]+, got {self.name!r}')
+        names = self.keypoint_names
+        if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+            fail('keypoint_names', f'expected a list of non-empty strings, got {names!r}')
+        names = tuple(names)
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            fail('keypoint_names', f'names must be unique, repeated: {duplicates}')
+        self.keypoint_names = names
+        self.keypoints = _float_array(self.keypoints, (len(names), 3), 'keypoints_m', fail)
+        if len(names) < 4:
+            fail('keypoint_names', f'at least 4 keypoints are needed for a pose, got {len(names)}')
+        if self.basis is None:
+            if self.prior_scale is not None and len(self.prior_scale) > 0:
+                fail('shape_basis.prior_scale', 'given without shape_basis.basis_m')
+            self.basis = np.zeros((0, len(names), 3))
+            self.prior_scale = np.zeros(0)
+        else:
+            self.basis = _float_array(self.basis, (None, len(names), 3), 'shape_basis.basis_m',
+                                      fail)
+            self.prior_scale = _float_array(self.prior_scale, (len(self.basis),),
+                                            'shape_basis.prior_scale', fail)
+            if (self.prior_scale <= 0).any():
+                fail('shape_basis.prior_scale', 'every standard deviation must be > 0')
+        if isinstance(self.diameter, bool) or not isinstance(self.diameter, (int, float)) \
+                or not np.isfinite(self.diameter) or self.diameter <= 0:
+            fail('diameter_m', f'expected a positive number of metres, got {self.diameter!r}')
+        self.diameter = float(self.diameter)
+        if not isinstance(self.symmetric, (bool, np.bool_)):
+            fail('symmetric', f'expected true or false, got {self.symmetric!r}')
+        self.symmetric = bool(self.symmetric)
+        if self.mesh_path is not None and (not isinstance(self.mesh_path, str)
+                                           or not self.mesh_path):
+            fail('mesh', f'expected a path string, got {self.mesh_path!r}')
+        if isinstance(self.mesh_scale, bool) or not isinstance(self.mesh_scale, (int, float)) \
+                or not np.isfinite(self.mesh_scale) or self.mesh_scale <= 0:
+            fail('mesh_scale', f'expected a positive number, got {self.mesh_scale!r}')
+        self.mesh_scale = float(self.mesh_scale)
+
+    @property
+    def num_keypoints(self):
+        """Return N, the number of keypoints."""
+        return len(self.keypoint_names)
+
+    @property
+    def num_basis(self):
+        """Return M, the number of PCA shape basis vectors (0 for a rigid model)."""
+        return len(self.basis)
+
+    def shape(self, coeffs=None):
+        """Return keypoints (..., N, 3) metres for shape coefficients (..., M); mean if None."""
+        if coeffs is None:
+            return self.keypoints.copy()
+        coeffs = np.asarray(coeffs, dtype=float)
+        return self.keypoints + np.tensordot(coeffs, self.basis, axes=([-1], [0]))
+
+    @classmethod
+    def from_yaml(cls, path):
+        """Load and validate a model from a YAML file; raise ObjectModelError naming the field."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as error:
+            raise ObjectModelError(f'{path}: cannot read: {error}') from error
+        except yaml.YAMLError as error:
+            raise ObjectModelError(f'{path}: not valid YAML: {error}') from error
+        if not isinstance(data, dict):
+            raise ObjectModelError(
+                f'{path}: expected a mapping of fields, got {type(data).__name__}')
+        known = {'name', 'keypoint_names', 'keypoints_m', 'diameter_m', 'symmetric', 'mesh',
+                 'mesh_scale', 'shape_basis'}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ObjectModelError(f'{path}: {unknown[0]}: unknown field (known: {sorted(known)})')
+        for required in ('name', 'keypoint_names', 'keypoints_m', 'diameter_m'):
+            if required not in data:
+                raise ObjectModelError(f'{path}: {required}: missing required field')
+        shape_basis = data.get('shape_basis')
+        basis = prior_scale = None
+        if shape_basis is not None:
+            if not isinstance(shape_basis, dict) or set(shape_basis) != {'basis_m', 'prior_scale'}:
+                raise ObjectModelError(
+                    f'{path}: shape_basis: expected a mapping with basis_m and prior_scale')
+            basis, prior_scale = shape_basis['basis_m'], shape_basis['prior_scale']
+        names = data['keypoint_names']
+        if not isinstance(names, list):
+            raise ObjectModelError(f'{path}: keypoint_names: expected a list, got {names!r}')
+        return cls(name=data['name'], keypoint_names=names, keypoints=data['keypoints_m'],
+                   basis=basis, prior_scale=prior_scale, diameter=data['diameter_m'],
+                   symmetric=data.get('symmetric', False), mesh_path=data.get('mesh'),
+                   mesh_scale=data.get('mesh_scale', 1.0), source=path)
+
+    def to_yaml(self, path):
+        """Write the model as YAML (format of docs/object_config.md) to path."""
+        data = {'name': self.name, 'keypoint_names': list(self.keypoint_names),
+                'keypoints_m': _rounded(self.keypoints), 'diameter_m': self.diameter,
+                'symmetric': self.symmetric}
+        if self.mesh_path is not None:
+            data['mesh'] = self.mesh_path
+            data['mesh_scale'] = self.mesh_scale
+        if self.num_basis > 0:
+            data['shape_basis'] = {'basis_m': _rounded(self.basis),
+                                   'prior_scale': _rounded(self.prior_scale)}
+        Path(path).write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
+
+    def resolve_mesh_path(self):
+        """Return the mesh file as an absolute Path, or None if the model has no mesh.
+
+        'pkgdata:<package>/<path>' names a file inside an installed Python package, located
+        with importlib.util.find_spec (the package is not imported). A relative path is taken
+        from the YAML's folder (the current directory for models built from arrays).
+        Raises ObjectModelError if the package or the file does not exist.
+        """
+        if self.mesh_path is None:
+            return None
+        where = f'{self.source if self.source is not None else "<ObjectModel>"}: mesh'
+        if self.mesh_path.startswith(PKGDATA_PREFIX):
+            package, _, inner = self.mesh_path[len(PKGDATA_PREFIX):].partition('/')
+            try:
+                spec = importlib.util.find_spec(package) if package else None
+            except (ImportError, ValueError):
+                spec = None
+            if spec is None or not spec.submodule_search_locations:
+                raise ObjectModelError(f'{where}: Python package {package!r} is not installed')
+            path = Path(list(spec.submodule_search_locations)[0]) / inner
+        else:
+            path = Path(self.mesh_path).expanduser()
+            if not path.is_absolute():
+                base = self.source.parent if self.source is not None else Path.cwd()
+                path = base / path
+        if not path.is_file():
+            raise ObjectModelError(f'{where}: file not found: {path}')
+        return path.resolve()
+
+
+def _rounded(array):
+    """Return array as nested lists rounded to 1e-10 (0.1 nm), for readable YAML."""
+    return np.round(array, 10).tolist()
+
+
+def _numeric(value):
+    """Return True if value converts to a float numpy array."""
+    try:
+        np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _float_array(value, shape, field_name, fail):
+    """Return value as a finite float64 array of shape (None matches any size) or fail."""
+    if value is None or not _numeric(value):
+        fail(field_name, f'expected {_shape_text(shape)} numbers, got {_describe(value)}')
+    array = np.array(value, dtype=float)
+    if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape,
+                                                                                 array.shape)):
+        fail(field_name, f'expected {_shape_text(shape)} numbers, got {array.shape}')
+    if not np.isfinite(array).all():
+        fail(field_name, 'values must be finite (no NaN or inf)')
+    return array
+
+
+def _shape_text(shape):
+    """Return '(N, 3)'-style text for a shape with None for free sizes."""
+    return '(' + ', '.join('M' if s is None else str(s) for s in shape) + \
+        (',)' if len(shape) == 1 else ')')
+
+
+def _describe(value):
+    """Return a short description of a bad value for error messages."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + '...'

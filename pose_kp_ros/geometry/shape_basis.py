@@ -1,0 +1,67 @@
+"""PCA shape basis of a category from several keypoint sets (Pavlakos et al., ICRA 2017).
+
+Keypoint sets (K, N, 3) in metres share the keypoint order. They are first brought into one frame
+(rigid generalised Procrustes: centroid to the origin, rotation to the mean, no scaling, since
+size is part of the shape), then PCA gives the mean B0 (N, 3), unit-norm basis shapes (M, N, 3)
+and the standard deviation of each coefficient over the examples (prior_scale, metres, because
+the basis shapes have unit norm).
+"""
+
+import numpy as np
+
+
+def kabsch_rotation(source, target):
+    """Return the rotation R (3, 3) minimising sum ||R source_i - target_i||^2 (centred inputs).
+
+    Reference: Kabsch, Acta Cryst. A32 (1976); reflection excluded (det R = +1).
+    """
+    u, _, vt = np.linalg.svd(target.T @ source)
+    d = np.sign(np.linalg.det(u @ vt)) or 1.0
+    return u @ np.diag([1.0, 1.0, d]) @ vt
+
+
+def procrustes_align(shapes, iterations=20):
+    """Rigidly align shapes (K, N, 3) to their mean; return the aligned shapes (K, N, 3).
+
+    Centroids go to the origin; the result keeps the orientation of the first shape's frame.
+    """
+    shapes = np.asarray(shapes, float)
+    aligned = shapes - shapes.mean(1, keepdims=True)
+    reference = aligned[0]
+    for _ in range(iterations):
+        aligned = np.stack([s @ kabsch_rotation(s, reference).T for s in aligned])
+        mean = aligned.mean(0)
+        if np.allclose(mean, reference, atol=1e-12):
+            break
+        reference = mean
+    first = shapes[0] - shapes[0].mean(0)
+    back = kabsch_rotation(aligned.mean(0), first)
+    return aligned @ back.T
+
+
+def pca_shape_basis(shapes, num_components=None, align=True, min_relative_std=1e-6):
+    """Return (mean (N, 3), basis (M, N, 3), prior_scale (M,)) from shapes (K, N, 3) metres.
+
+    num_components: M, at most K - 1; None keeps every component whose standard deviation is
+    above min_relative_std times the largest. align: run procrustes_align first (else the
+    shapes must already share a frame). Each basis shape has unit Frobenius norm and its sign
+    makes its largest-magnitude entry positive.
+    """
+    shapes = np.asarray(shapes, float)
+    if shapes.ndim != 3 or shapes.shape[2] != 3 or len(shapes) < 2:
+        raise ValueError(f'shapes: expected (K >= 2, N, 3), got {shapes.shape}')
+    if align:
+        shapes = procrustes_align(shapes)
+    flat = shapes.reshape(len(shapes), -1)
+    mean = flat.mean(0)
+    _, singular, vt = np.linalg.svd(flat - mean, full_matrices=False)
+    std = singular / np.sqrt(len(shapes) - 1)
+    keep = std > min_relative_std * std[0] if std[0] > 0 else np.zeros_like(std, bool)
+    count = int(keep.sum()) if num_components is None else int(num_components)
+    if not 0 <= count <= int(keep.sum()):
+        raise ValueError(f'num_components: {num_components} requested, the shapes support at '
+                         f'most {int(keep.sum())}')
+    basis = vt[:count]
+    signs = np.sign(basis[np.arange(count), np.abs(basis).argmax(1)])
+    basis = basis * signs[:, None]
+    return mean.reshape(-1, 3), basis.reshape(count, -1, 3), std[:count]
