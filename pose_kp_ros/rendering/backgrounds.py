@@ -1,4 +1,4 @@
-"""Random backgrounds from real photos (scikit-image data, Debian opencv-doc), never LM-O frames."""
+"""Random backgrounds from real photos (scikit-image data, Debian opencv-doc), never LM-O."""
 
 import cv2
 import numpy as np

@@ -21,7 +21,7 @@ def colour_jitter(rng, image):
 
 
 def blur(rng, image):
-    """Blur a float image (H, W, 3): Gaussian (p 0.4, sigma 0.3-1.5 px) or motion (p 0.15, 3-9 px)."""
+    """Blur a float image (H, W, 3): Gaussian (p 0.4, sigma 0.3-1.5 px) or motion (p 0.15)."""
     draw = rng.random()
     if draw < 0.4:
         return cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.3, 1.5))

@@ -77,12 +77,12 @@ def primitive_meshes():
 
 
 def random_rotation(rng):
-    """Return a rotation matrix (3, 3) drawn uniformly on SO(3) (normalised Gaussian quaternion)."""
+    """Return a rotation (3, 3) drawn uniformly on SO(3) (normalised Gaussian quaternion)."""
     return Rotation.from_quat(rng.normal(size=4)).as_matrix()
 
 
 def project_points(points_obj, R, t, K):
-    """Project object-frame points (N, 3) metres with pose (R, t) and K; return uv (N, 2), z (N,)."""
+    """Project object points (N, 3) metres with pose (R, t) and K; return uv (N, 2), z (N,)."""
     points_cam = points_obj @ np.asarray(R).T + np.asarray(t)
     uv = project(torch.from_numpy(points_cam), torch.from_numpy(np.asarray(K, np.float64)))
     return uv.numpy(), points_cam[:, 2]
@@ -212,7 +212,7 @@ class SampleRenderer:
         return ambient, lights
 
     def _amodal_area(self, object_placement, object_depth):
-        """Return the object's full silhouette area in pixels, including parts outside the image."""
+        """Return the object's full silhouette area in pixels, parts outside the image included."""
         inside = object_depth > 0
         touches_border = (inside[0].any() or inside[-1].any() or inside[:, 0].any()
                           or inside[:, -1].any())

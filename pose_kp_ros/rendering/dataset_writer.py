@@ -1,0 +1,186 @@
+"""Write a synthetic dataset folder (format: docs/custom_object.md) with parallel, resumable work.
+
+Layout written under `out_dir`:
+    dataset.yaml          object, object_name, keypoint_names, image_size, count, seed, generator
+    object.yaml           copy of the object model the renders were made with
+    render_config.yaml    camera, image size, seed, scene settings, distractor meshes
+    annotations.jsonl     one line per image, in sample-index order
+    images/000000.jpg     RGB JPEG (random quality 70-95)
+    masks/000000_0.png    visible mask of the object, uint8 0/255
+
+Sample i depends only on (seed, i), so any number of worker processes (each with its own OSMesa
+renderer) writes the same files. Resuming: indices already in annotations.jsonl are skipped; a
+half-written last line (interrupted run) is dropped and that sample is rendered again.
+"""
+
+import dataclasses
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+import yaml
+
+from pose_kp_ros import __version__
+from pose_kp_ros.data.package_data import PKGDATA_SCHEME
+from pose_kp_ros.geometry.object_model import ObjectModel
+from pose_kp_ros.rendering.scene import RenderSettings, SampleRenderer
+
+GENERATOR = f'pose-kp render {__version__}'
+META_UPDATE_EVERY = 100
+"""dataset.yaml's count is refreshed after this many new samples (readers may start early)."""
+
+
+class DatasetWriteError(ValueError):
+    """The output folder holds a dataset rendered with other settings, or inputs are invalid."""
+
+
+def sample_name(index):
+    """Return the file stem of sample `index` ('000042')."""
+    return f'{index:06d}'
+
+
+def _write_yaml_atomic(path, data):
+    """Write YAML to path via a temporary file, so readers never see half a file."""
+    temporary = path.with_name(path.name + '.tmp')
+    temporary.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
+    os.replace(temporary, path)
+
+
+def _read_done(annotations_path):
+    """Return {index: line} of complete lines; drop a truncated last line from the file."""
+    if not annotations_path.exists():
+        return {}
+    done, good_bytes = {}, 0
+    with open(annotations_path, 'rb') as file:
+        for raw in file:
+            try:
+                entry = json.loads(raw)
+            except json.JSONDecodeError:
+                break
+            if not raw.endswith(b'\n'):
+                break
+            done[int(Path(entry['image']).stem)] = raw.decode()
+            good_bytes += len(raw)
+    if good_bytes != annotations_path.stat().st_size:
+        with open(annotations_path, 'r+b') as file:
+            file.truncate(good_bytes)
+    return done
+
+
+_WORKER = {}
+
+
+def _init_worker(model, K, size, distractor_meshes, settings, seed, out_dir):
+    """Create this process's renderer (an OpenGL context cannot cross processes)."""
+    _WORKER['renderer'] = SampleRenderer(model, K, size, distractor_meshes, settings)
+    _WORKER['seed'] = seed
+    _WORKER['out_dir'] = Path(out_dir)
+    _WORKER['K'] = np.asarray(K, dtype=np.float64).tolist()
+
+
+def _render_one(index):
+    """Render, write the image and mask of sample `index`; return its annotation line."""
+    image, mask, instance, quality = _WORKER['renderer'].render_sample(index, _WORKER['seed'])
+    out_dir, name = _WORKER['out_dir'], sample_name(index)
+    ok, jpeg = cv2.imencode('.jpg', image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    (out_dir / 'images' / f'{name}.jpg').write_bytes(jpeg.tobytes())
+    cv2.imwrite(str(out_dir / 'masks' / f'{name}_0.png'), mask.astype(np.uint8) * 255)
+    instance['mask'] = f'masks/{name}_0.png'
+    entry = {'image': f'images/{name}.jpg', 'K': _WORKER['K'], 'instances': [instance]}
+    return index, json.dumps(entry) + '\n'
+
+
+def _dataset_meta(model, size, count, seed, written):
+    """Return the dataset.yaml mapping."""
+    state = 'complete' if written >= count else f'in progress: {written} of {count} rendered'
+    return {'object': 'object.yaml', 'object_name': model.name,
+            'keypoint_names': list(model.keypoint_names), 'image_size': list(size),
+            'count': written, 'seed': seed, 'generator': GENERATOR,
+            'notes': f'synthetic renders of {model.name} ({state}); settings in '
+                     'render_config.yaml'}
+
+
+def _portable_model(model):
+    """Return a copy of the model whose mesh path does not depend on the YAML's folder."""
+    mesh = model.mesh_path
+    if mesh is not None and not mesh.startswith(PKGDATA_SCHEME):
+        mesh = str(model.resolve_mesh_path())
+    return dataclasses.replace(model, mesh_path=mesh, source=None)
+
+
+def render_dataset(object_yaml, out_dir, count, seed=0, workers=1, size=(640, 480), K=None,
+                   settings=None, distractor_meshes=(), progress=True):
+    """Render samples 0..count-1 into `out_dir`, skipping those already there.
+
+    object_yaml: object model file (must name a mesh); K (3, 3) pixels (required); size (W, H);
+    distractor_meshes: (path or pkgdata reference, scale to metres) pairs. Returns the number
+    of samples rendered by this call.
+    """
+    model = ObjectModel.from_yaml(object_yaml)
+    if model.mesh_path is None:
+        raise DatasetWriteError(f'{object_yaml}: mesh: the object model names no mesh to render')
+    model = _portable_model(model)
+    settings = settings or RenderSettings()
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise DatasetWriteError(f'camera matrix K must be (3, 3) with fx, fy > 0, got {K}')
+    if count < 0 or workers < 1 or seed < 0:
+        raise DatasetWriteError('count >= 0, workers >= 1 and seed >= 0 are required')
+    out_dir = Path(out_dir)
+    config = {'object': {'name': model.name, 'keypoint_names': list(model.keypoint_names),
+                         'keypoints_m': model.keypoints.tolist(), 'mesh': model.mesh_path,
+                         'mesh_scale': model.mesh_scale},
+              'image_size': list(size), 'K': K.tolist(), 'seed': seed,
+              'settings': settings.to_dict(),
+              'distractor_meshes': [[str(path), float(scale)]
+                                    for path, scale in distractor_meshes]}
+    config_path = out_dir / 'render_config.yaml'
+    if config_path.exists():
+        previous = yaml.safe_load(config_path.read_text())
+        if previous != yaml.safe_load(yaml.safe_dump(config)):
+            raise DatasetWriteError(
+                f'{out_dir} holds a dataset rendered with other settings (see {config_path}); '
+                'use the same options to resume or another --out folder')
+    (out_dir / 'images').mkdir(parents=True, exist_ok=True)
+    (out_dir / 'masks').mkdir(exist_ok=True)
+    _write_yaml_atomic(config_path, config)
+    model.to_yaml(out_dir / 'object.yaml')
+    annotations_path = out_dir / 'annotations.jsonl'
+    done = _read_done(annotations_path)
+    todo = [index for index in range(count) if index not in done]
+    written = len(done)
+    _write_yaml_atomic(out_dir / 'dataset.yaml', _dataset_meta(model, size, count, seed, written))
+    if not todo:
+        return 0
+    init_args = (model, K, tuple(size), list(distractor_meshes), settings, seed, out_dir)
+    pool = None
+    if workers == 1:
+        _init_worker(*init_args)
+        results = map(_render_one, todo)
+    else:
+        context = multiprocessing.get_context('spawn')
+        pool = context.Pool(workers, initializer=_init_worker, initargs=init_args)
+        results = pool.imap(_render_one, todo)
+    try:
+        with open(annotations_path, 'a') as annotations:
+            for done_now, (_, line) in enumerate(
+                    tqdm(results, total=len(todo), initial=0, desc=f'render {model.name}',
+                         unit='img', disable=not progress), 1):
+                annotations.write(line)
+                annotations.flush()
+                if done_now % META_UPDATE_EVERY == 0:
+                    _write_yaml_atomic(out_dir / 'dataset.yaml', _dataset_meta(
+                        model, size, count, seed, written + done_now))
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        else:
+            _WORKER.pop('renderer').close()
+    _write_yaml_atomic(out_dir / 'dataset.yaml',
+                       _dataset_meta(model, size, count, seed, written + len(todo)))
+    return len(todo)

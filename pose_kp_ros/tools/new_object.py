@@ -1,0 +1,121 @@
+"""`pose-kp new-object`: make an object model YAML from a mesh (keypoints by surface FPS or given).
+
+Example:
+    pose-kp new-object --mesh my_part.ply --mesh-scale 0.001 --name my_part
+writes objects/my_part.yaml and objects/my_part_keypoints.png (the keypoints drawn on the mesh).
+"""
+
+import argparse
+import os
+from pathlib import Path
+import sys
+
+import cv2
+import numpy as np
+import yaml
+
+from pose_kp_ros.data.package_data import PKGDATA_SCHEME
+from pose_kp_ros.geometry.object_model import ObjectModel, ObjectModelError
+from pose_kp_ros.rendering.mesh import (
+    MeshError,
+    farthest_point_keypoints,
+    load_mesh,
+    mesh_diameter,
+)
+
+
+def read_keypoints_file(path, scale):
+    """Read keypoints from YAML/JSON: a list of [x, y, z] or a mapping {name: [x, y, z]}.
+
+    Coordinates are in the mesh's units and multiplied by `scale`. Returns (names or None,
+    (N, 3) metres). Raises ValueError naming the file.
+    """
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f'{path}: cannot read keypoints: {error}') from None
+    names = None
+    if isinstance(data, dict):
+        names, data = [str(name) for name in data], list(data.values())
+    try:
+        points = np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f'{path}: expected a list of [x, y, z] numbers') from None
+    if points.ndim != 2 or points.shape[1] != 3 or not np.isfinite(points).all():
+        raise ValueError(f'{path}: expected N rows of 3 finite numbers, got shape {points.shape}')
+    return names, points * scale
+
+
+def mesh_reference(mesh, out_path):
+    """Return how the YAML names the mesh: pkgdata reference as is, else relative to the YAML."""
+    if str(mesh).startswith(PKGDATA_SCHEME):
+        return str(mesh)
+    return os.path.relpath(Path(mesh).resolve(), Path(out_path).resolve().parent)
+
+
+def make_object_model(mesh, name, num_keypoints=10, keypoints_file=None, mesh_scale=1.0,
+                      symmetric=False, out_path=None, seed=0):
+    """Build the ObjectModel of a mesh; return (model, loaded trimesh in metres)."""
+    loaded = load_mesh(mesh, mesh_scale)
+    if keypoints_file is not None:
+        names, keypoints = read_keypoints_file(keypoints_file, mesh_scale)
+    else:
+        names, keypoints = None, farthest_point_keypoints(loaded, num_keypoints, seed=seed)
+    if names is None:
+        names = [f'kp{index:02d}' for index in range(len(keypoints))]
+    model = ObjectModel(name=name, keypoint_names=names, keypoints=np.round(keypoints, 6),
+                        diameter=round(mesh_diameter(loaded.vertices), 6), symmetric=symmetric,
+                        mesh_path=mesh_reference(mesh, out_path or f'{name}.yaml'),
+                        mesh_scale=mesh_scale)
+    return model, loaded
+
+
+def main(argv=None):
+    """Run `pose-kp new-object`; return the exit code."""
+    parser = argparse.ArgumentParser(
+        prog='pose-kp new-object',
+        description='Make an object model YAML from a PLY/OBJ mesh: diameter, N keypoints by '
+                    'farthest-point sampling on the surface (or given), mesh reference.')
+    parser.add_argument('--mesh', required=True,
+                        help="mesh file (PLY/OBJ) or 'pkgdata:<package>/<path>'")
+    parser.add_argument('--name', required=True, help='object name, [a-z0-9_]+')
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument('--num-keypoints', type=int, default=10,
+                        help='keypoints chosen by surface farthest-point sampling (default 10)')
+    source.add_argument('--keypoints', metavar='FILE',
+                        help='YAML/JSON list of [x, y, z] (or {name: [x, y, z]}) in mesh units')
+    parser.add_argument('--mesh-scale', type=float, default=1.0,
+                        help='factor from mesh units to metres (0.001 for millimetres)')
+    parser.add_argument('--symmetric', action='store_true', help='evaluate with ADD-S')
+    parser.add_argument('--seed', type=int, default=0, help='surface sampling seed')
+    parser.add_argument('--out', help='output YAML (default objects/NAME.yaml)')
+    parser.add_argument('--preview', help='keypoint picture (default: next to the YAML, '
+                                          'NAME_keypoints.png); "none" to skip')
+    args = parser.parse_args(argv)
+    out = Path(args.out or f'objects/{args.name}.yaml')
+    try:
+        model, mesh = make_object_model(args.mesh, args.name, args.num_keypoints, args.keypoints,
+                                        args.mesh_scale, args.symmetric, out, args.seed)
+    except (MeshError, ObjectModelError, ValueError) as error:
+        print(f'pose-kp new-object: {error}', file=sys.stderr)
+        return 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.to_yaml(out)
+    print(f'wrote {out}: {model.num_keypoints} keypoints, diameter {model.diameter:.4f} m, '
+          f'mesh {model.mesh_path} (scale {model.mesh_scale})')
+    preview = args.preview or str(out.with_name(f'{args.name}_keypoints.png'))
+    if preview != 'none':
+        from pose_kp_ros.rendering.preview import keypoint_preview
+        from pose_kp_ros.rendering.renderer import RendererUnavailableError
+        try:
+            image = keypoint_preview(mesh, model.keypoints)
+        except RendererUnavailableError as error:
+            print(f'no preview: {error}', file=sys.stderr)
+            return 0
+        cv2.imwrite(preview, image[:, :, ::-1])
+        print(f'wrote {preview}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

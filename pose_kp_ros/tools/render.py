@@ -1,0 +1,120 @@
+"""`pose-kp render`: synthetic training images of one object in the dataset folder format.
+
+Example (the default driller training set, resumable: run it again to continue):
+    nice -n 10 pose-kp render --object objects/driller.yaml --out /work/data/driller_train
+        --count 20000 --workers 2 --seed 0
+"""
+
+import argparse
+import json
+from pathlib import Path
+import sys
+
+import numpy as np
+
+from pose_kp_ros.data.package_data import (
+    PackageDataError,
+    lmo_camera,
+    lmo_mesh_uris,
+    resolve_pkgdata,
+)
+from pose_kp_ros.geometry.object_model import ObjectModel, ObjectModelError
+from pose_kp_ros.rendering.mesh import MeshError
+from pose_kp_ros.rendering.renderer import RendererUnavailableError
+from pose_kp_ros.rendering.scene import RenderSettings, SampleRejectedError
+
+
+def camera_from_args(args):
+    """Return (K (3, 3), (width, height)) from --camera-json, --fx..--cy or the LM-O camera."""
+    explicit = [args.fx, args.fy, args.cx, args.cy]
+    if args.camera_json:
+        camera = json.loads(Path(args.camera_json).read_text())
+        if 'K' in camera:
+            K = np.asarray(camera['K'], dtype=np.float64).reshape(3, 3)
+        else:
+            K = np.array([[camera['fx'], 0.0, camera['cx']], [0.0, camera['fy'], camera['cy']],
+                          [0.0, 0.0, 1.0]])
+        size = (camera.get('width', args.width), camera.get('height', args.height))
+    elif any(value is not None for value in explicit):
+        if any(value is None for value in explicit):
+            raise ValueError('give all of --fx --fy --cx --cy, or none')
+        K = np.array([[args.fx, 0.0, args.cx], [0.0, args.fy, args.cy], [0.0, 0.0, 1.0]])
+        size = (args.width, args.height)
+    else:
+        K, size = lmo_camera()
+        if (args.width, args.height) not in ((None, None), size):
+            raise ValueError(f'the default (LM-O) camera is {size[0]}x{size[1]}: give '
+                             '--fx --fy --cx --cy or --camera-json for another image size')
+    size = (int(size[0] or 640), int(size[1] or 480))
+    return K, size
+
+
+def default_distractors(model):
+    """Return the LM-O meshes other than the object's own, as (pkgdata reference, 0.001) pairs."""
+    try:
+        uris = lmo_mesh_uris()
+    except PackageDataError:
+        return []
+    own = model.resolve_mesh_path()
+    return [(uri, 0.001) for uri in uris.values() if resolve_pkgdata(uri).resolve() != own]
+
+
+def parse_distractor(text):
+    """Parse 'FILE' or 'FILE@SCALE' into (file, scale)."""
+    path, _, scale = text.partition('@')
+    return path, float(scale) if scale else 1.0
+
+
+def main(argv=None):
+    """Run `pose-kp render`; return the exit code."""
+    defaults = RenderSettings()
+    parser = argparse.ArgumentParser(
+        prog='pose-kp render',
+        description='Render random annotated scenes of one object (random pose, lights, real-'
+                    'photo backgrounds, distractors, camera noise) into a dataset folder. '
+                    'Resumable: existing samples are kept.')
+    parser.add_argument('--object', required=True, help='object model YAML (with a mesh)')
+    parser.add_argument('--out', required=True, help='dataset folder to write or continue')
+    parser.add_argument('--count', type=int, required=True, help='number of images')
+    parser.add_argument('--workers', type=int, default=1, help='render processes (default 1)')
+    parser.add_argument('--seed', type=int, default=0, help='sample i uses seed (seed, i)')
+    parser.add_argument('--width', type=int, help="image width (default: the camera's)")
+    parser.add_argument('--height', type=int, help="image height (default: the camera's)")
+    for name in ('fx', 'fy', 'cx', 'cy'):
+        parser.add_argument(f'--{name}', type=float, help='intrinsics, pixels (default LM-O)')
+    parser.add_argument('--camera-json',
+                        help='camera file: BOP camera.json (fx, fy, cx, cy, width, height) or '
+                             '{"K": 3x3, "width", "height"}')
+    parser.add_argument('--distance', type=float, nargs=2, default=defaults.distance_m,
+                        metavar=('MIN', 'MAX'), help='object distance range, metres '
+                                                     f'(default {defaults.distance_m})')
+    parser.add_argument('--min-visible', type=float, default=defaults.min_visible_fraction,
+                        help='redraw scenes where less of the object is visible')
+    parser.add_argument('--distractor-mesh', action='append', default=[], metavar='FILE[@SCALE]',
+                        help='extra distractor mesh (repeatable); SCALE to metres, default 1')
+    parser.add_argument('--no-lmo-distractors', action='store_true',
+                        help='do not use the other LM-O meshes as distractors')
+    parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    args = parser.parse_args(argv)
+
+    from pose_kp_ros.rendering.dataset_writer import DatasetWriteError, render_dataset
+    try:
+        K, size = camera_from_args(args)
+        model = ObjectModel.from_yaml(args.object)
+        distractors = [] if args.no_lmo_distractors else default_distractors(model)
+        distractors += [parse_distractor(text) for text in args.distractor_mesh]
+        settings = RenderSettings(distance_m=tuple(args.distance),
+                                  min_visible_fraction=args.min_visible)
+        rendered = render_dataset(args.object, args.out, args.count, seed=args.seed,
+                                  workers=args.workers, size=size, K=K, settings=settings,
+                                  distractor_meshes=distractors, progress=not args.quiet)
+    except (ValueError, OSError, ObjectModelError, MeshError, DatasetWriteError,
+            RendererUnavailableError, SampleRejectedError, PackageDataError) as error:
+        print(f'pose-kp render: {error}', file=sys.stderr)
+        return 1
+    print(f'{args.out}: rendered {rendered} new images ({args.count} requested)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
