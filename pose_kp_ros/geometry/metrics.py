@@ -7,6 +7,9 @@ Pose Estimation", ECCV 2018) where it has them.
 """
 
 import numpy as np
+import torch
+
+from pose_kp_ros.geometry.rotations import rotation_angle
 
 
 def _transform(R, t, points):
@@ -18,12 +21,11 @@ def _transform(R, t, points):
 def rotation_error_deg(R_est, R_gt):
     """Return the angle of R_est R_gt^T in degrees, (B,), in [0, 180].
 
-    Reference: Hodan et al., "On Evaluation of 6D Object Pose Estimation", ECCVW 2016, e_RE.
+    Reference: Hodan et al., "On Evaluation of 6D Object Pose Estimation", ECCVW 2016, e_RE
+    (computed with atan2, accurate for small angles, unlike arccos of the trace).
     """
-    R_est, R_gt = np.asarray(R_est, float), np.asarray(R_gt, float)
-    relative = R_est @ np.swapaxes(R_gt, -1, -2)
-    cos = (np.trace(relative, axis1=-2, axis2=-1) - 1.0) / 2.0
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    relative = np.asarray(R_est, float) @ np.swapaxes(np.asarray(R_gt, float), -1, -2)
+    return np.degrees(rotation_angle(torch.as_tensor(relative)).numpy())
 
 
 def translation_error(t_est, t_gt):

@@ -98,7 +98,7 @@ class _Fit(NamedTuple):
 
 def solve_pose(uv, conf, K, model, init=None, *, robust='huber', robust_scale_px=4.0,
                max_iterations=20, min_confidence=0.0, shape_prior_weight=1.0, tolerance=1e-4,
-               fallback_rms_px=8.0):
+               fallback_rms_px=8.0, dtype=None):
     """Fit object poses (and shape coefficients) to 2D keypoints; never raises on bad values.
 
     Args:
@@ -119,11 +119,13 @@ def solve_pose(uv, conf, K, model, init=None, *, robust='huber', robust_scale_px
             px^2 (about the keypoint noise variance).
         tolerance: stop a problem when an accepted step lowers the cost by less than
             tolerance * (cost + 1e-4 px^2 * sum(conf)).
-        fallback_rms_px: warm-start rows worse than this are re-solved cold (inf: never).
+        fallback_rms_px: warm-start rows worse than this are re-solved cold; inf: never, not
+            even rows with an invalid or infeasible init (they then come back invalid).
+        dtype: computation dtype; None: torch.float64 on CPU, torch.float32 on CUDA.
 
     Returns:
-        PoseResult with numpy arrays for numpy inputs, tensors (on the input's device; float64 on
-        CPU, float32 on CUDA) for torch inputs. Computation is float64 on CPU, float32 on CUDA.
+        PoseResult with numpy arrays for numpy inputs, tensors on the input's device for torch
+        inputs, in the computation dtype.
 
     Raises:
         ValueError: only for wrong argument shapes or options, never for bad values.
@@ -139,7 +141,7 @@ def solve_pose(uv, conf, K, model, init=None, *, robust='huber', robust_scale_px
     as_torch = any(isinstance(x, torch.Tensor) for x in (uv, conf, K))
     device = next((x.device for x in (uv, conf, K) if isinstance(x, torch.Tensor)),
                   torch.device('cpu'))
-    dtype = torch.float64 if device.type == 'cpu' else torch.float32
+    dtype = dtype or (torch.float64 if device.type == 'cpu' else torch.float32)
     uv = torch.as_tensor(uv, dtype=dtype, device=device)
     single = uv.ndim == 2
     if single:
@@ -340,6 +342,8 @@ def _warm_solve(problem, ok, init, max_iterations, tolerance, fallback_rms_px):
     R, t, c, init_ok = init
     mu = torch.full(ok.shape, _MU_START_WARM, dtype=problem.uv.dtype, device=problem.uv.device)
     warm = _levenberg_marquardt(problem, ok & init_ok, R, t, c, mu, max_iterations, tolerance)
+    if math.isinf(fallback_rms_px):
+        return warm
     rms = _rms_px(problem, warm.sq)
     retry = ok & (~init_ok | ~torch.isfinite(warm.cost) | ~(rms <= fallback_rms_px))
     index = retry.nonzero()[:, 0]

@@ -1,0 +1,48 @@
+"""Random synthetic pose problems (for tests and benchmarks): poses, keypoint layouts, pixels.
+
+The default camera is LM-O's (BOP'19 Linemod-Occluded test set: fx 572.41, fy 573.57,
+cx 325.26, cy 242.05, 640x480).
+"""
+
+import numpy as np
+import torch
+
+from pose_kp_ros.geometry.camera import project
+from pose_kp_ros.geometry.object_model import ObjectModel
+
+LMO_K = np.array([[572.41, 0.0, 325.26], [0.0, 573.57, 242.05], [0.0, 0.0, 1.0]])
+
+
+def random_rotations(rng, count):
+    """Return count uniformly random rotations (count, 3, 3): QR of Gaussian matrices."""
+    q, r = np.linalg.qr(rng.normal(size=(count, 3, 3)))
+    q = q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
+    q[np.linalg.det(q) < 0, :, 0] *= -1
+    return q
+
+
+def random_poses(rng, count, depth_m=(0.6, 1.4), K=LMO_K, margin_px=(120, 100)):
+    """Return (R (count, 3, 3), t (count, 3) metres): origin at depth_m, inside the image.
+
+    The origin projects uniformly into the image of K shrunk by margin_px (u, v) on each side.
+    """
+    z = rng.uniform(*depth_m, count)
+    low = np.array(margin_px, float)
+    high = 2.0 * K[:2, 2] - low
+    uv = rng.uniform(low, high, (count, 2))
+    xy = (uv - K[:2, 2]) / np.diag(K)[:2] * z[:, None]
+    return random_rotations(rng, count), np.column_stack([xy, z])
+
+
+def project_points(R, t, points, K=LMO_K):
+    """Return pixels (B, N, 2) of object points (N, 3) or (B, N, 3) metres under poses (R, t)."""
+    camera = np.asarray(points, float) @ np.swapaxes(R, -1, -2) + np.asarray(t)[:, None, :]
+    return project(torch.as_tensor(camera), torch.as_tensor(K, dtype=torch.float64)).numpy()
+
+
+def random_keypoint_model(rng, num_keypoints=10, size_m=0.25, name='random_object'):
+    """Return a rigid ObjectModel with keypoints uniform in a cube of edge size_m at the origin."""
+    points = rng.uniform(-size_m / 2, size_m / 2, (num_keypoints, 3))
+    diameter = np.linalg.norm(points[:, None] - points[None], axis=-1).max()
+    return ObjectModel(name, [f'kp{i:02d}' for i in range(num_keypoints)], points,
+                       diameter=float(max(diameter, 1e-6)))
