@@ -292,48 +292,54 @@ def _levenberg_marquardt(problem, active, R, t, c, mu, max_iterations, tolerance
 
 
 def _closed_form_candidates(problem, ok):
-    """Return two SQPnP starts per problem on the mean shape: confident keypoints, all usable.
+    """Return SQPnP starts on the mean shape: all solutions, on confident and on all keypoints.
 
-    Returns [(R (B, 3, 3), t (B, 3))] * 2; failed rows get R = I, t = (0, 0, -1) (infeasible).
+    Returns a list of C (R (B, 3, 3), t (B, 3)) slots; rows with fewer than C solutions (or
+    none) are padded with R = I, t = (0, 0, -1), which is infeasible (cost inf).
     """
     uv = problem.uv.cpu().numpy()
     weight = problem.weight.cpu().numpy()
     K = problem.K.cpu().numpy()
     mean = problem.mean.cpu().numpy()
-    batch = len(uv)
-    R = np.tile(np.eye(3), (2, batch, 1, 1))
-    t = np.tile([0.0, 0.0, -1.0], (2, batch, 1))
+    solutions = [[] for _ in range(len(uv))]
     for b in np.flatnonzero(ok.cpu().numpy()):
         usable = weight[b] > 0
         confident = weight[b] >= INIT_RELATIVE_CONFIDENCE * weight[b].max()
-        subsets = (confident if confident.sum() >= 4 else usable, usable)
-        for k, subset in enumerate(subsets):
-            if k == 1 and (subset == subsets[0]).all():
-                R[1, b], t[1, b] = R[0, b], t[0, b]
-                continue
+        subsets = [usable] if confident.sum() < 4 or confident.sum() == usable.sum() else \
+            [confident, usable]
+        for subset in subsets:
             try:
-                found, rvec, tvec = cv2.solvePnP(mean[subset], uv[b, subset], K[b], None,
-                                                 flags=cv2.SOLVEPNP_SQPNP)
+                _, rvecs, tvecs, _ = cv2.solvePnPGeneric(mean[subset], uv[b, subset], K[b], None,
+                                                         flags=cv2.SOLVEPNP_SQPNP)
             except cv2.error:
                 continue
-            if found and np.isfinite(rvec).all() and np.isfinite(tvec).all():
-                R[k, b] = cv2.Rodrigues(rvec)[0]
-                t[k, b] = tvec[:, 0]
+            solutions[b] += [(cv2.Rodrigues(r)[0], tv[:, 0]) for r, tv in zip(rvecs, tvecs)
+                             if np.isfinite(r).all() and np.isfinite(tv).all()]
+    slots = max(1, max(len(found) for found in solutions))
+    R = np.tile(np.eye(3), (slots, len(uv), 1, 1))
+    t = np.tile([0.0, 0.0, -1.0], (slots, len(uv), 1))
+    for b, found in enumerate(solutions):
+        for k, (R_found, t_found) in enumerate(found):
+            R[k, b], t[k, b] = R_found, t_found
     to_tensor = lambda a: torch.as_tensor(a, dtype=problem.uv.dtype,  # noqa: E731
                                           device=problem.uv.device)
-    return [(to_tensor(R[k]), to_tensor(t[k])) for k in range(2)]
+    return [(to_tensor(R[k]), to_tensor(t[k])) for k in range(slots)]
 
 
 def _cold_solve(problem, ok, max_iterations, tolerance):
-    """Solve from the best closed-form candidate by cost; return a _Fit."""
+    """Solve from the closed-form candidate of lowest cost; return a _Fit."""
     candidates = _closed_form_candidates(problem, ok)
     c = torch.zeros((len(ok), problem.basis.shape[0]), dtype=problem.uv.dtype,
                     device=problem.uv.device)
-    costs = [_evaluate(R, t, c, problem)[0] for R, t in candidates]
-    second = costs[1] < costs[0]
-    R = torch.where(second[:, None, None], candidates[1][0], candidates[0][0])
-    t = torch.where(second[:, None], candidates[1][1], candidates[0][1])
-    mu = torch.full_like(costs[0], _MU_START_COLD)
+    R, t = candidates[0]
+    cost = _evaluate(R, t, c, problem)[0]
+    for R_other, t_other in candidates[1:]:
+        cost_other = _evaluate(R_other, t_other, c, problem)[0]
+        better = cost_other < cost
+        R = torch.where(better[:, None, None], R_other, R)
+        t = torch.where(better[:, None], t_other, t)
+        cost = torch.where(better, cost_other, cost)
+    mu = torch.full_like(cost, _MU_START_COLD)
     return _levenberg_marquardt(problem, ok, R, t, c, mu, max_iterations, tolerance)
 
 

@@ -1,0 +1,63 @@
+"""Property-based tests of solve_pose over random poses, layouts and confidences (hypothesis)."""
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+import numpy as np
+
+from pose_kp_ros import ObjectModel, solve_pose
+from pose_kp_ros.geometry.metrics import rotation_error_deg
+from pose_kp_ros.geometry.synthetic import LMO_K, random_poses
+from pose_kp_ros.geometry.synthetic import project_points as project
+
+SETTINGS = settings(max_examples=40, deadline=None)
+
+
+def _layout(seed, num_keypoints, extents):
+    """Return keypoints (N, 3) uniform in a box with the given edge lengths (metres)."""
+    rng = np.random.default_rng(seed)
+    points = rng.uniform(-0.5, 0.5, (num_keypoints, 3)) * np.asarray(extents)
+    centred = points - points.mean(0)
+    singular = np.linalg.svd(centred, compute_uv=False)
+    assume(singular[1] > 0.05 * singular[0])  # not nearly collinear
+    return ObjectModel('random', [f'k{i}' for i in range(num_keypoints)], points,
+                       diameter=float(np.linalg.norm(extents)))
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), num_keypoints=st.integers(6, 14),
+       extents=st.tuples(*[st.floats(0.05, 0.4)] * 2, st.floats(0.0, 0.4)),
+       depth=st.floats(0.3, 3.0))
+def test_noiseless_problems_are_solved_exactly(seed, num_keypoints, extents, depth):
+    model = _layout(seed, num_keypoints, extents)
+    R, t = random_poses(np.random.default_rng(seed + 1), 4, depth_m=(depth, depth))
+    uv = project(R, t, model.keypoints)
+    conf = np.random.default_rng(seed + 2).uniform(0.1, 1.0, (4, num_keypoints))
+    result = solve_pose(uv, conf, LMO_K, model)
+    assert result.valid.all()
+    assert result.rms_px.max() < 1e-4
+    assert rotation_error_deg(result.R, R).max() < 1e-3
+    np.testing.assert_allclose(result.t, t, atol=1e-5 * depth)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), num_keypoints=st.integers(4, 12),
+       noise_px=st.floats(0.0, 5.0), drop=st.integers(0, 8))
+def test_results_are_finite_when_valid_and_keypoint_order_does_not_matter(
+        seed, num_keypoints, noise_px, drop):
+    rng = np.random.default_rng(seed)
+    model = _layout(seed, num_keypoints, (0.25, 0.25, 0.25))
+    R, t = random_poses(rng, 3)
+    uv = project(R, t, model.keypoints) + rng.normal(0, noise_px, (3, num_keypoints, 2))
+    conf = rng.uniform(0.2, 1.0, (3, num_keypoints))
+    conf[:, :drop] = 0.0
+    result = solve_pose(uv, conf, LMO_K, model)
+    assert (result.valid == ((conf > 0).sum(1) >= 4)).all() or drop > num_keypoints - 4
+    for name in ('R', 't', 'cost', 'rms_px', 'covariance'):
+        assert np.isfinite(getattr(result, name)[result.valid]).all()
+    order = rng.permutation(num_keypoints)
+    shuffled_model = ObjectModel('random', [model.keypoint_names[i] for i in order],
+                                 model.keypoints[order], diameter=model.diameter)
+    shuffled = solve_pose(uv[:, order], conf[:, order], LMO_K, shuffled_model)
+    assert (shuffled.valid == result.valid).all()
+    both = result.valid
+    assert rotation_error_deg(shuffled.R[both], result.R[both]).max(initial=0.0) < 1e-4
