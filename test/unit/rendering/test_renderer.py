@@ -1,0 +1,96 @@
+"""Offscreen renders agree with OpenCV projection; keypoint visibility from the depth buffer."""
+
+import cv2
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+import trimesh
+
+from pose_kp_ros.data.package_data import lmo_camera
+from pose_kp_ros.rendering.renderer import Placement, SceneRenderer
+from pose_kp_ros.rendering.scene import keypoint_visibility, project_points
+
+SUPERSAMPLE = 16
+
+
+def projected_silhouette(mesh, R, t, K, size):
+    """Rasterise the cv2.projectPoints projection of a mesh, sampled at pixel centres (H, W) bool.
+
+    Triangles are filled on a 16x finer grid whose every 16th sample is an OpenCV pixel centre.
+    """
+    width, height = size
+    uv, _ = cv2.projectPoints(mesh.vertices, cv2.Rodrigues(R)[0], t, K, None)
+    fine = np.zeros((height * SUPERSAMPLE, width * SUPERSAMPLE), np.uint8)
+    corners = np.round(uv[:, 0][mesh.faces] * SUPERSAMPLE * 16).astype(np.int32)
+    for triangle in corners:
+        cv2.fillConvexPoly(fine, triangle, 1, lineType=cv2.LINE_8, shift=4)
+    return fine[::SUPERSAMPLE, ::SUPERSAMPLE] > 0
+
+
+@pytest.fixture(scope='module')
+def lmo_renderer(renderer_available, driller_mesh):
+    """Yield a 640x480 renderer holding the driller and two boxes."""
+    _, size = lmo_camera()
+    renderer = SceneRenderer(*size)
+    renderer.add_mesh('driller', driller_mesh)
+    renderer.add_mesh('box', trimesh.creation.box(extents=(0.2, 0.2, 0.2)), smooth=False)
+    renderer.add_mesh('occluder', trimesh.creation.box(extents=(0.02, 0.02, 0.02)), smooth=False)
+    yield renderer
+    renderer.close()
+
+
+def silhouette_iou(mask_a, mask_b):
+    """Return the intersection over union of two boolean masks."""
+    return (mask_a & mask_b).sum() / (mask_a | mask_b).sum()
+
+
+@pytest.mark.parametrize('angles, t', [((30, 60, 10), (0.05, 0.02, 0.45)),
+                                       ((-120, 20, 75), (-0.10, 0.05, 0.6))])
+def test_render_matches_opencv_projection(lmo_renderer, driller_mesh, angles, t):
+    K, size = lmo_camera()
+    R = Rotation.from_euler('xyz', angles, degrees=True).as_matrix()
+    _, depth = lmo_renderer.render(K, [Placement('driller', R, np.array(t))], depth_only=True)
+    expected = projected_silhouette(driller_mesh, R, np.array(t), K, size)
+    assert silhouette_iou(depth > 0, expected) > 0.99
+    # Without the half-pixel principal-point fix the same comparison drops below 0.99:
+    shifted = K.copy()
+    shifted[:2, 2] -= 0.5
+    _, depth = lmo_renderer.render(shifted, [Placement('driller', R, np.array(t))],
+                                   depth_only=True)
+    assert silhouette_iou(depth > 0, expected) < 0.99
+
+
+def test_depth_buffer_is_camera_z_in_metres(lmo_renderer):
+    K, _ = lmo_camera()
+    _, depth = lmo_renderer.render(K, [Placement('box', np.eye(3), np.array([0.0, 0.0, 1.0]))],
+                                   depth_only=True)
+    centre = np.rint(K[:2, 2]).astype(int)
+    assert depth[centre[1], centre[0]] == pytest.approx(0.9, abs=1e-4)
+    assert depth[0, 0] == 0.0
+
+
+def test_keypoint_visibility_with_an_occluder_in_front(lmo_renderer):
+    K, _ = lmo_camera()
+    box = Placement('box', np.eye(3), np.array([0.0, 0.0, 1.0]))
+    # Keypoints (box frame): front face centre, front face corner area, back face centre
+    # (hidden by the box itself), and one far outside the image.
+    keypoints = np.array([[0.0, 0.0, -0.1], [0.06, 0.06, -0.1], [0.0, 0.0, 0.1], [2.0, 0.0, 0.0]])
+    uv, z = project_points(keypoints, box.R, box.t, K)
+    _, depth = lmo_renderer.render(K, [box], depth_only=True)
+    np.testing.assert_array_equal(keypoint_visibility(uv, z, depth, 0.005), [2, 2, 1, 0])
+    # A small cube 30 cm in front of the first keypoint hides it and nothing else.
+    occluder = Placement('occluder', np.eye(3), np.array([0.0, 0.0, 0.6]))
+    _, depth = lmo_renderer.render(K, [box, occluder], depth_only=True)
+    np.testing.assert_array_equal(keypoint_visibility(uv, z, depth, 0.005), [1, 2, 1, 0])
+
+
+def test_keypoint_visibility_rules_on_a_constructed_depth_map():
+    depth = np.zeros((10, 20), np.float32)
+    depth[:, :10] = 1.0   # a surface 1 m away on the left half
+    uv = np.array([[2.0, 3.0], [2.4, 3.4], [15.0, 5.0], [-0.6, 2.0], [19.4, 9.4], [5.0, 5.0]])
+    z = np.array([1.0, 1.2, 2.0, 1.0, 1.0, 1.004])
+    flags = keypoint_visibility(uv, z, depth, tolerance_m=0.005)
+    # on the surface; behind it; where nothing is drawn; left of the image; last pixel;
+    # within the tolerance behind the surface
+    np.testing.assert_array_equal(flags, [2, 1, 2, 0, 2, 2])
+    assert keypoint_visibility(uv[:1], np.array([-1.0]), depth, 0.005)[0] == 0  # behind camera
