@@ -59,5 +59,9 @@ def test_results_are_finite_when_valid_and_keypoint_order_does_not_matter(
                                  model.keypoints[order], diameter=model.diameter)
     shuffled = solve_pose(uv[:, order], conf[:, order], LMO_K, shuffled_model)
     assert (shuffled.valid == result.valid).all()
+    # Same optimum up to the stopping tolerance: far below the estimate's own uncertainty.
     both = result.valid
-    assert rotation_error_deg(shuffled.R[both], result.R[both]).max(initial=0.0) < 1e-4
+    rotation_std_deg = np.degrees(np.sqrt(np.diagonal(result.covariance[both], axis1=1,
+                                                      axis2=2)[:, 3:].max(-1)))
+    difference = rotation_error_deg(shuffled.R[both], result.R[both])
+    assert (difference <= 0.1 * rotation_std_deg + 1e-6).all()
