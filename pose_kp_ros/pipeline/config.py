@@ -1,0 +1,160 @@
+"""Pipeline configuration: which objects, which models, which thresholds (one YAML file).
+
+```yaml
+device: auto                      # auto (CUDA when present, else CPU) | cpu | cuda | cuda:1
+objects:
+  - object: ../objects/driller.yaml    # object model YAML (paths relative to this file)
+    keypoint_model: ../models/driller/keypoints.pt
+    max_instances: 1              # poses kept per frame for this object
+detector: ../models/driller/detector.pt   # optional: full-image search (no external boxes)
+thresholds:
+  min_keypoint_confidence: 0.1    # keypoints at or below are ignored by the fit
+  min_valid_keypoints: 5          # fewer usable keypoints: no pose
+  max_reprojection_error_px: 12.0 # larger RMS reprojection error: no pose
+  min_score: 0.2                  # lower mean keypoint confidence: no pose
+solver:                           # options of pose_kp_ros.solve_pose
+  robust: huber
+  robust_scale_px: 4.0
+  max_iterations: 20
+refine_iou_below: 0.8             # re-crop around the fitted pose when its box overlaps the crop
+                                  # box less than this (0 disables the second pass)
+```
+"""
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+
+class PipelineConfigError(ValueError):
+    """A pipeline configuration mistake; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Acceptance thresholds of a pose (changeable at run time, e.g. by ROS parameters)."""
+
+    min_keypoint_confidence: float = 0.1
+    min_valid_keypoints: int = 5
+    max_reprojection_error_px: float = 12.0
+    min_score: float = 0.2
+
+    def validated(self, where='thresholds'):
+        """Return self after checking every value's range; raise PipelineConfigError if not."""
+        def number(value):
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+        checks = [
+            ('min_keypoint_confidence', '[0, 1)',
+             lambda v: number(v) and 0.0 <= v < 1.0),
+            ('min_valid_keypoints', 'an integer >= 4',
+             lambda v: number(v) and isinstance(v, int) and v >= 4),
+            ('max_reprojection_error_px', '> 0', lambda v: number(v) and v > 0),
+            ('min_score', '[0, 1]', lambda v: number(v) and 0.0 <= v <= 1.0),
+        ]
+        for name, expected, ok in checks:
+            if not ok(getattr(self, name)):
+                raise PipelineConfigError(
+                    f'{where}.{name}: expected {expected}, got {getattr(self, name)!r}')
+        return self
+
+
+@dataclass(frozen=True)
+class ObjectEntry:
+    """One object the pipeline looks for: its model YAML and keypoint network checkpoint."""
+
+    object_path: Path
+    keypoint_model_path: Path
+    max_instances: int = 1
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything `KeypointPoseEstimator` needs, with paths resolved."""
+
+    objects: tuple
+    detector_path: Path = None
+    device: str = 'auto'
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    solver: dict = field(default_factory=dict)
+    refine_iou_below: float = 0.8
+    source: Path = None
+
+    @classmethod
+    def load(cls, path_or_dict):
+        """Read a YAML path or an already-parsed dict (relative paths: from the YAML's folder)."""
+        if isinstance(path_or_dict, dict):
+            return cls.from_dict(path_or_dict, base=Path.cwd(), where='<config>')
+        path = Path(path_or_dict)
+        if not path.is_file():
+            raise PipelineConfigError(f'{path}: pipeline config not found')
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise PipelineConfigError(f'{path}: not valid YAML ({error})') from None
+        if not isinstance(data, dict):
+            raise PipelineConfigError(f'{path}: expected a mapping at the top level')
+        return cls.from_dict(data, base=path.parent, where=str(path), source=path)
+
+    @classmethod
+    def from_dict(cls, data, base, where, source=None):
+        """Validate a parsed config; raise PipelineConfigError naming `where` and the field."""
+        def fail(field_name, message):
+            raise PipelineConfigError(f'{where}: {field_name}: {message}')
+
+        known = {'device', 'objects', 'detector', 'thresholds', 'solver', 'refine_iou_below'}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            fail(unknown[0], f'unknown field (known: {", ".join(sorted(known))})')
+        entries = data.get('objects')
+        if not isinstance(entries, list) or not entries:
+            fail('objects', 'expected a non-empty list of {object, keypoint_model}')
+        objects = []
+        for index, entry in enumerate(entries):
+            name = f'objects[{index}]'
+            if not isinstance(entry, dict):
+                fail(name, f'expected a mapping, got {entry!r}')
+            for key in ('object', 'keypoint_model'):
+                if not isinstance(entry.get(key), str) or not entry[key]:
+                    fail(f'{name}.{key}', 'expected a file path')
+            extra = sorted(set(entry) - {'object', 'keypoint_model', 'max_instances'})
+            if extra:
+                fail(f'{name}.{extra[0]}', 'unknown field')
+            max_instances = entry.get('max_instances', 1)
+            if isinstance(max_instances, bool) or not isinstance(max_instances, int) \
+                    or max_instances < 1:
+                fail(f'{name}.max_instances', f'expected an integer >= 1, got {max_instances!r}')
+            objects.append(ObjectEntry(_resolve(base, entry['object']),
+                                       _resolve(base, entry['keypoint_model']), max_instances))
+        detector = data.get('detector')
+        if detector is not None and (not isinstance(detector, str) or not detector):
+            fail('detector', f'expected a file path, got {detector!r}')
+        device = data.get('device', 'auto')
+        if not isinstance(device, str) or not (device in ('auto', 'cpu', 'cuda')
+                                               or device.startswith('cuda:')):
+            fail('device', f'expected auto, cpu, cuda or cuda:N, got {device!r}')
+        thresholds = data.get('thresholds', {}) or {}
+        if not isinstance(thresholds, dict):
+            fail('thresholds', 'expected a mapping')
+        unknown = sorted(set(thresholds) - set(Thresholds.__dataclass_fields__))
+        if unknown:
+            fail(f'thresholds.{unknown[0]}', 'unknown field')
+        limits = replace(Thresholds(), **thresholds).validated(f'{where}: thresholds')
+        solver = data.get('solver', {}) or {}
+        if not isinstance(solver, dict):
+            fail('solver', 'expected a mapping of solve_pose options')
+        refine = data.get('refine_iou_below', 0.8)
+        if isinstance(refine, bool) or not isinstance(refine, (int, float)) \
+                or not 0.0 <= refine <= 1.0:
+            fail('refine_iou_below', f'expected a number in [0, 1], got {refine!r}')
+        return cls(objects=tuple(objects),
+                   detector_path=_resolve(base, detector) if detector else None,
+                   device=device, thresholds=limits, solver=dict(solver),
+                   refine_iou_below=float(refine), source=source)
+
+
+def _resolve(base, path):
+    """Return `path` if absolute, else `base / path` resolved."""
+    path = Path(path)
+    return path if path.is_absolute() else (Path(base) / path).resolve()

@@ -1,0 +1,363 @@
+"""Layer 3: image + K (+ boxes) -> object poses. The one code path of node, demo and evaluation.
+
+    >>> estimator = KeypointPoseEstimator.from_config('models/driller/pipeline.yaml')
+    >>> poses = estimator(image_rgb, K)  # full-image search
+    >>> poses = estimator(image_rgb, K, boxes={'driller': [[100, 80, 300, 320]]})
+    >>> poses[0].R, poses[0].t, poses[0].score
+
+Per frame: crop requests (given boxes, boxes from previous poses, or the detector's full-image
+search) -> one batched network forward per object model -> keypoints in image pixels
+(undistorted when the camera has distortion) -> one batched confidence-weighted pose fit per
+object, warm-started where a previous pose is given -> optional second pass re-cropped around
+the fitted pose -> acceptance thresholds -> duplicates removed.
+"""
+
+from dataclasses import dataclass, replace
+import logging
+
+import numpy as np
+import torch
+
+from pose_kp_ros.geometry.distortion import has_distortion, undistort_pixels
+from pose_kp_ros.geometry.object_model import ObjectModel
+from pose_kp_ros.geometry.solver import PoseResult, solve_pose
+from pose_kp_ros.network.predictor import KeypointPredictor
+from pose_kp_ros.pipeline.config import PipelineConfig, Thresholds
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class CropRequest:
+    """Where to look for one instance of an object.
+
+    Attributes:
+        object_name: which object model.
+        box_xyxy: (4,) box in image pixels around the instance.
+        init: optional single-problem PoseResult to warm-start the fit from.
+        source: 'boxes' (given), 'track' (previous pose) or 'search' (detector).
+        score: the box's own score (detector or caller), 1 when unknown.
+    """
+
+    object_name: str
+    box_xyxy: np.ndarray
+    init: PoseResult = None
+    source: str = 'boxes'
+    score: float = 1.0
+
+
+@dataclass
+class ObjectPose:
+    """One estimated object instance.
+
+    Attributes:
+        object_name: object model name.
+        R: (3, 3) object-to-camera rotation.
+        t: (3,) object origin in the camera frame, metres.
+        score: mean keypoint confidence in [0, 1].
+        keypoints: (N, 2) keypoints as found in the image, pixels.
+        confidences: (N,) keypoint confidences.
+        box_xyxy: (4,) the crop box the keypoints were found in.
+        request: the CropRequest this pose answers.
+        result: the solver's single-problem PoseResult (coeffs, rms_px, covariance, ...).
+    """
+
+    object_name: str
+    R: np.ndarray
+    t: np.ndarray
+    score: float
+    keypoints: np.ndarray
+    confidences: np.ndarray
+    box_xyxy: np.ndarray
+    request: CropRequest
+    result: PoseResult
+
+    @property
+    def covariance(self):
+        """Return the (6, 6) pose covariance (tx, ty, tz, rx, ry, rz), metres and radians."""
+        return self.result.covariance
+
+
+def resolve_device(name):
+    """Return a torch.device for 'auto' | 'cpu' | 'cuda' | 'cuda:N' (warns if CUDA is missing)."""
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name.startswith('cuda') and not torch.cuda.is_available():
+        LOGGER.warning("device '%s' asked but CUDA is not available: using the CPU", name)
+        return torch.device('cpu')
+    return torch.device(name)
+
+
+def box_iou(a, b):
+    """Return IoU of boxes a (4,) and b (4,) in xyxy pixels (0 when either is empty)."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def projected_box(outline_points, R, t, K):
+    """Return the xyxy box (4,) of object points (P, 3) metres seen at pose R, t through K.
+
+    Returns None when the pose puts any point at or behind the camera.
+    """
+    camera = outline_points @ np.asarray(R).T + np.asarray(t)
+    if not np.all(camera[:, 2] > 1e-3):
+        return None
+    uv = camera[:, :2] / camera[:, 2:] @ np.asarray(K)[:2, :2].T + np.asarray(K)[:2, 2]
+    return np.array([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()])
+
+
+def valid_box(box, width, height, min_side_px=8.0, max_side_factor=4.0):
+    """Return True when box (4,) is usable for a crop.
+
+    Usable: finite, at least min_side_px wide and high, overlapping the image, and at most
+    max_side_factor times the image's larger side.
+    """
+    box = np.asarray(box, dtype=np.float64)
+    if box.shape != (4,) or not np.all(np.isfinite(box)):
+        return False
+    w, h = box[2] - box[0], box[3] - box[1]
+    limit = max_side_factor * max(width, height)
+    return (min_side_px <= w <= limit and min_side_px <= h <= limit
+            and box[2] > 0 and box[3] > 0 and box[0] < width and box[1] < height)
+
+
+class ObjectRuntime:
+    """An object model with its loaded keypoint network and outline points (for crop boxes)."""
+
+    def __init__(self, model, predictor, max_instances=1):
+        self.model = model
+        self.predictor = predictor
+        self.max_instances = max_instances
+        self.outline = outline_points(model)
+
+    @property
+    def name(self):
+        """Return the object's name."""
+        return self.model.name
+
+
+def outline_points(model, count=512, seed=0):
+    """Return (P, 3) metres of object points whose projection bounds the object's image box.
+
+    Mesh vertices (a fixed random subset) when the model has a readable mesh, else keypoints.
+    """
+    if model.mesh_path:
+        try:
+            from pose_kp_ros.rendering.mesh import load_mesh
+            vertices = np.asarray(load_mesh(model.resolve_mesh_path(),
+                                            model.mesh_scale).vertices, dtype=np.float64)
+            if len(vertices) > count:
+                vertices = vertices[np.random.default_rng(seed).choice(len(vertices), count,
+                                                                       replace=False)]
+            return vertices
+        except Exception as error:  # a missing mesh degrades crop boxes, not the pipeline
+            LOGGER.warning('%s: mesh %s unusable (%s): crop boxes from keypoints', model.name,
+                           model.mesh_path, error)
+    return np.asarray(model.keypoints, dtype=np.float64)
+
+
+class KeypointPoseEstimator:
+    """Find objects in an image and fit their 6-DoF poses (see the module docstring)."""
+
+    def __init__(self, objects, detector=None, thresholds=None, solver_options=None,
+                 refine_iou_below=0.8, device='cpu'):
+        self.objects = {runtime.name: runtime for runtime in objects}
+        self.detector = detector
+        self.thresholds = (thresholds or Thresholds()).validated()
+        self.solver_options = dict(solver_options or {})
+        self.refine_iou_below = float(refine_iou_below)
+        self.device = device
+
+    @classmethod
+    def from_config(cls, path_or_dict, device=None):
+        """Build from a pipeline YAML (see pose_kp_ros.pipeline.config) or its parsed dict.
+
+        `device` overrides the config's device. Raises PipelineConfigError, ObjectModelError or
+        CheckpointError with one-line messages naming the file and field at fault.
+        """
+        config = PipelineConfig.load(path_or_dict)
+        torch_device = resolve_device(device or config.device)
+        runtimes = []
+        for entry in config.objects:
+            model = ObjectModel.from_yaml(entry.object_path)
+            predictor = KeypointPredictor.from_file(
+                entry.keypoint_model_path, expected_keypoint_names=model.keypoint_names,
+                object_name=model.name, device=torch_device)
+            runtimes.append(ObjectRuntime(model, predictor, entry.max_instances))
+        detector = None
+        if config.detector_path is not None:
+            from pose_kp_ros.network.detector import ObjectDetector
+            detector = ObjectDetector.from_file(config.detector_path,
+                                                object_names=[r.name for r in runtimes],
+                                                device=torch_device)
+        return cls(runtimes, detector, config.thresholds, config.solver,
+                   config.refine_iou_below, torch_device)
+
+    @property
+    def object_names(self):
+        """Return the names of the objects this estimator looks for."""
+        return list(self.objects)
+
+    def __call__(self, image_rgb, K, boxes=None, D=None, distortion_model='plumb_bob'):
+        """Return the ObjectPoses found in one image (highest score first per object).
+
+        Args:
+            image_rgb: (H, W, 3) uint8 RGB.
+            K: (3, 3) camera matrix.
+            boxes: None (full-image search with the detector), an (M, 4) array of xyxy boxes
+                (single-object pipelines), or {object_name: (M, 4)}.
+            D, distortion_model: lens distortion of the image (None or zeros: pinhole).
+        """
+        if boxes is None:
+            requests = self.search(image_rgb)
+        else:
+            if not isinstance(boxes, dict):
+                if len(self.objects) != 1:
+                    raise ValueError('boxes must be {object_name: boxes} with several objects')
+                boxes = {self.object_names[0]: boxes}
+            requests = [CropRequest(name, np.asarray(box, dtype=np.float64))
+                        for name, object_boxes in boxes.items()
+                        for box in np.asarray(object_boxes, dtype=np.float64).reshape(-1, 4)]
+        return self.estimate(image_rgb, K, requests, D, distortion_model)
+
+    def search(self, image_rgb, object_names=None):
+        """Return CropRequests for the objects the detector finds in the whole image."""
+        if self.detector is None:
+            return []
+        names = set(object_names or self.object_names)
+        found = self.detector.detect(image_rgb)
+        return [CropRequest(d.object_name, d.box_xyxy, source='search', score=d.score)
+                for d in found if d.object_name in names]
+
+    def estimate(self, image_rgb, K, requests, D=None, distortion_model='plumb_bob'):
+        """Fit poses for explicit CropRequests; returns the accepted ObjectPoses.
+
+        Requests with unknown objects or invalid boxes (NaN, tiny, absurd, outside the image)
+        are skipped with a debug log; they never raise.
+        """
+        image_rgb = np.asarray(image_rgb)
+        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
+            raise ValueError(f'image_rgb: expected (H, W, 3) uint8, got {image_rgb.shape} '
+                             f'{image_rgb.dtype}')
+        K = np.asarray(K, dtype=np.float64)
+        height, width = image_rgb.shape[:2]
+        usable = []
+        for request in requests:
+            if request.object_name not in self.objects:
+                LOGGER.debug('request for unknown object %r skipped', request.object_name)
+            elif not valid_box(request.box_xyxy, width, height):
+                LOGGER.debug('invalid box %s skipped', request.box_xyxy)
+            else:
+                usable.append(request)
+        poses = []
+        for name, runtime in self.objects.items():
+            mine = [r for r in usable if r.object_name == name]
+            if mine:
+                found = self._estimate_object(runtime, image_rgb, K, mine, D, distortion_model)
+                poses.extend(_suppress_duplicates(found, runtime.model.diameter,
+                                                  runtime.max_instances))
+        return poses
+
+    def _estimate_object(self, runtime, image_rgb, K, requests, D, distortion_model):
+        """Run network + solver for one object's requests (one batch each), with refinement."""
+        height, width = image_rgb.shape[:2]
+        boxes = np.stack([r.box_xyxy for r in requests])
+        inits = [r.init for r in requests]
+        keypoints, confidences, results = self._keypoints_and_fit(
+            runtime, image_rgb, K, boxes, inits, D, distortion_model)
+        if self.refine_iou_below > 0:
+            redo = []
+            for i in range(len(requests)):
+                if not results.valid[i]:
+                    continue
+                box = projected_box(runtime.outline, results.R[i], results.t[i], K)
+                if box is not None and valid_box(box, width, height) \
+                        and box_iou(box, boxes[i]) < self.refine_iou_below:
+                    redo.append((i, box))
+            if redo:
+                index = [i for i, _ in redo]
+                new_boxes = np.stack([box for _, box in redo])
+                kp2, conf2, res2 = self._keypoints_and_fit(
+                    runtime, image_rgb, K, new_boxes, [_row(results, i) for i in index], D,
+                    distortion_model)
+                for j, i in enumerate(index):
+                    if res2.valid[j] and res2.rms_px[j] <= max(1.5 * results.rms_px[i], 2.0):
+                        keypoints[i], confidences[i], boxes[i] = kp2[j], conf2[j], new_boxes[j]
+                        for f in PoseResult.__dataclass_fields__:
+                            getattr(results, f)[i] = getattr(res2, f)[j]
+        return [pose for pose in (self._accept(runtime, requests[i], keypoints[i],
+                                               confidences[i], boxes[i], results, i)
+                                  for i in range(len(requests))) if pose is not None]
+
+    def _keypoints_and_fit(self, runtime, image_rgb, K, boxes, inits, D, distortion_model):
+        """Return keypoints (B, N, 2), confidences (B, N) and the batched PoseResult."""
+        prediction = runtime.predictor.predict(image_rgb, boxes)
+        keypoints = np.asarray(prediction.keypoints, dtype=np.float64)
+        confidences = np.asarray(prediction.confidence, dtype=np.float64)
+        measured = keypoints
+        if D is not None and has_distortion(D):
+            measured = undistort_pixels(keypoints, K, D, distortion_model)
+        init = _batched_init(inits, len(boxes), runtime.model.num_basis)
+        options = dict(self.solver_options)
+        options['min_confidence'] = self.thresholds.min_keypoint_confidence
+        results = solve_pose(measured, confidences, K, runtime.model, init=init, **options)
+        return keypoints, confidences, results
+
+    def _accept(self, runtime, request, keypoints, confidences, box, results, i):
+        """Return an ObjectPose for batch row i if it passes the thresholds, else None."""
+        limits = self.thresholds
+        used = int(np.count_nonzero(confidences > limits.min_keypoint_confidence))
+        score = float(np.clip(confidences, 0.0, 1.0).mean())
+        if not results.valid[i] or used < limits.min_valid_keypoints \
+                or results.rms_px[i] > limits.max_reprojection_error_px \
+                or score < limits.min_score:
+            return None
+        single = _row(results, i)
+        return ObjectPose(runtime.name, single.R, single.t, score, keypoints.copy(),
+                          confidences.copy(), np.asarray(box, dtype=np.float64).copy(),
+                          request, single)
+
+    def set_thresholds(self, **changes):
+        """Replace some thresholds (validated first; the old ones stay on error)."""
+        self.thresholds = replace(self.thresholds, **changes).validated()
+
+
+def _batched_init(inits, batch, num_basis):
+    """Stack per-request warm starts into one batched PoseResult (None when there are none).
+
+    `inits` is a list of single-problem PoseResults or None. Rows without a warm start are
+    marked invalid, which the solver treats as 'solve from the closed form'.
+    """
+    if all(init is None for init in inits):
+        return None
+    nan = {'R': np.full((3, 3), np.nan), 't': np.full(3, np.nan),
+           'coeffs': np.full(num_basis, np.nan), 'cost': np.nan, 'rms_px': np.nan,
+           'iterations': 0, 'valid': False, 'covariance': np.full((6, 6), np.nan)}
+    rows = []
+    for init in inits:
+        rows.append(nan if init is None else {f: getattr(init, f) for f in nan})
+    return PoseResult(**{f: np.stack([np.asarray(row[f]) for row in rows]) for f in nan})
+
+
+def _row(results, i):
+    """Return batch row i of a batched numpy PoseResult as a single-problem PoseResult (a copy)."""
+    return PoseResult(*(np.array(getattr(results, f)[i]) for f in PoseResult.__dataclass_fields__))
+
+
+def _suppress_duplicates(poses, diameter, max_instances):
+    """Keep the best-scoring pose of each group closer than 0.3 diameter, at most max_instances.
+
+    Poses from tracks win ties with new ones, so an instance keeps its identity.
+    """
+    order = sorted(poses, key=lambda p: (p.score + (0.05 if p.request.source == 'track' else 0)),
+                   reverse=True)
+    kept = []
+    for pose in order:
+        if all(np.linalg.norm(pose.t - other.t) > 0.3 * diameter for other in kept):
+            kept.append(pose)
+        if len(kept) == max_instances:
+            break
+    return kept
