@@ -2,12 +2,14 @@
 
 import cv2
 import numpy as np
+import PIL.Image
 import pytest
 from scipy.spatial.transform import Rotation
 import trimesh
 
 from pose_kp_ros.data.package_data import lmo_camera
-from pose_kp_ros.rendering.renderer import Placement, SceneRenderer
+from pose_kp_ros.rendering.mesh import load_mesh
+from pose_kp_ros.rendering.renderer import Light, Placement, SceneRenderer
 from pose_kp_ros.rendering.scene import keypoint_visibility, project_points
 
 SUPERSAMPLE = 16
@@ -94,3 +96,22 @@ def test_keypoint_visibility_rules_on_a_constructed_depth_map():
     # within the tolerance behind the surface
     np.testing.assert_array_equal(flags, [2, 1, 2, 0, 2, 2])
     assert keypoint_visibility(uv[:1], np.array([-1.0]), depth, 0.005)[0] == 0  # behind camera
+
+
+def test_textured_obj_keeps_its_texture(tmp_path, renderer_available):
+    cube = trimesh.creation.box(extents=(0.1, 0.1, 0.1))
+    corners = cube.vertices[cube.faces].reshape(-1, 3)
+    uv = np.tile([[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]], (len(cube.faces), 1))
+    red = PIL.Image.fromarray(np.full((8, 8, 3), (200, 30, 30), np.uint8))
+    textured = trimesh.Trimesh(corners, np.arange(len(corners)).reshape(-1, 3), process=False,
+                               visual=trimesh.visual.TextureVisuals(uv=uv, image=red))
+    textured.export(tmp_path / 'cube.obj')
+    renderer = SceneRenderer(64, 64)
+    renderer.add_mesh('cube', load_mesh(tmp_path / 'cube.obj'))
+    K = np.array([[64.0, 0.0, 31.5], [0.0, 64.0, 31.5], [0.0, 0.0, 1.0]])
+    rgb, depth = renderer.render(K, [Placement('cube', np.eye(3), np.array([0.0, 0.0, 0.3]))],
+                                 [Light('directional', (1.0, 1.0, 1.0), 3.0)])
+    renderer.close()
+    r, g, b = rgb[32, 32].astype(int)
+    assert depth[32, 32] == pytest.approx(0.25, abs=1e-4)
+    assert r > 3 * g and r > 3 * b
