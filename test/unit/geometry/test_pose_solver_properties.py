@@ -51,7 +51,7 @@ def test_results_are_finite_when_valid_and_keypoint_order_does_not_matter(
     conf = rng.uniform(0.2, 1.0, (3, num_keypoints))
     conf[:, :drop] = 0.0
     result = solve_pose(uv, conf, LMO_K, model)
-    assert (result.valid == ((conf > 0).sum(1) >= 4)).all() or drop > num_keypoints - 4
+    assert (result.valid == ((conf > 0).sum(1) >= 4)).all()
     for name in ('R', 't', 'cost', 'rms_px', 'covariance'):
         assert np.isfinite(getattr(result, name)[result.valid]).all()
     order = rng.permutation(num_keypoints)
@@ -60,7 +60,8 @@ def test_results_are_finite_when_valid_and_keypoint_order_does_not_matter(
     shuffled = solve_pose(uv[:, order], conf[:, order], LMO_K, shuffled_model)
     assert (shuffled.valid == result.valid).all()
     # Same optimum up to the stopping tolerance: far below the estimate's own uncertainty.
-    both = result.valid
+    # (With 4-5 noisy keypoints several local minima compete; compare well-posed rows only.)
+    both = result.valid & ((conf > 0).sum(1) >= 6)
     rotation_std_deg = np.degrees(np.sqrt(np.diagonal(result.covariance[both], axis1=1,
                                                       axis2=2)[:, 3:].max(-1)))
     difference = rotation_error_deg(shuffled.R[both], result.R[both])
