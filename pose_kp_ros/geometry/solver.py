@@ -119,7 +119,8 @@ def solve_pose(uv, conf, K, model, init=None, *, robust='huber', robust_scale_px
             px^2 (about the keypoint noise variance).
         tolerance: stop a problem when an accepted step lowers the cost by less than
             tolerance * (cost + 1e-4 px^2 * sum(conf)).
-        fallback_rms_px: warm-start rows worse than this are re-solved cold; inf: never, not
+        fallback_rms_px: warm-start rows whose robust RMS error sqrt(cost / sum(conf)) ends
+            above this (pixels) are re-solved cold; inf: never, not
             even rows with an invalid or infeasible init (they then come back invalid).
         dtype: computation dtype; None: torch.float64 on CPU, torch.float32 on CUDA.
 
@@ -355,8 +356,9 @@ def _warm_solve(problem, ok, init, max_iterations, tolerance, fallback_rms_px):
     warm = _levenberg_marquardt(problem, ok & init_ok, R, t, c, mu, max_iterations, tolerance)
     if math.isinf(fallback_rms_px):
         return warm
-    rms = _rms_px(problem, warm.sq)
-    retry = ok & (~init_ok | ~torch.isfinite(warm.cost) | ~(rms <= fallback_rms_px))
+    # Robust RMS: outliers the kernel down-weights must not trigger a cold re-solve.
+    robust_rms = (warm.cost / problem.weight.sum(-1).clamp_min(1e-300)).sqrt()
+    retry = ok & (~init_ok | ~torch.isfinite(warm.cost) | ~(robust_rms <= fallback_rms_px))
     index = retry.nonzero()[:, 0]
     if len(index) == 0:
         return warm
