@@ -8,8 +8,8 @@ A checkpoint is a `torch.save` dict {'meta': dict, 'model': state_dict, 'trainin
     padding (crop side / box side), sigma (heatmap px), mean, std (RGB in [0, 1]),
     training_config, epoch (completed epochs), metrics (last validation), code_version.
 
-An exported model (pose_kp_ros.tools.export_model) is a TorchScript file carrying the same `meta`
-as the extra file 'pose_kp_meta.json'; `load_model` reads either kind.
+An exported model (pose_kp_ros.tools.export_model) is a `torch.export` program archive (.pt2)
+carrying the same `meta` as the extra file 'pose_kp_meta.json'; `load_model` reads either kind.
 """
 
 from dataclasses import dataclass
@@ -148,9 +148,9 @@ def load_checkpoint(path, expected_keypoint_names=None, object_name=None, device
         CheckpointError: missing or unreadable file, not a checkpoint, or a mismatch.
     """
     path = str(path)
-    if _is_torchscript(path):
-        raise CheckpointError(f'{path}: an exported TorchScript model, not a training '
-                              f'checkpoint (use load_model)')
+    if _is_exported(path):
+        raise CheckpointError(f'{path}: an exported model, not a training checkpoint '
+                              f'(use load_model)')
     data = _torch_load(path)
     meta = _check_meta(data.get('meta') if isinstance(data, dict) else None, path)
     if not isinstance(data.get('model'), dict):
@@ -168,26 +168,27 @@ def load_checkpoint(path, expected_keypoint_names=None, object_name=None, device
 
 
 def load_model(path, expected_keypoint_names=None, object_name=None, device='cpu'):
-    """Load a checkpoint or an exported TorchScript model for inference.
+    """Load a checkpoint or an exported program (.pt2, pose-kp export) for inference.
 
     Returns:
         (model, meta): model maps normalised crops (B, 3, S, S) to the final heatmaps
-        (B, N, H, H) and is in eval mode on `device`; meta is the metadata dict.
+        (B, N, H, H), in inference mode (batch norm frozen) on `device`; meta is the metadata.
     """
     path = str(path)
-    if not _is_torchscript(path):
+    if not _is_exported(path):
         checkpoint = load_checkpoint(path, expected_keypoint_names, object_name, device)
         return FinalHeatmaps(checkpoint.model).eval(), checkpoint.meta
     extra = {EXPORT_META_FILE: ''}
     try:
-        model = torch.jit.load(path, map_location=device, _extra_files=extra)
+        program = torch.export.load(path, extra_files=extra)
         meta = json.loads(extra[EXPORT_META_FILE] or 'null')
-    except (RuntimeError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0]
-        raise CheckpointError(f'{path}: unreadable TorchScript model ({first_line})') from None
+    except Exception as error:  # torch raises many types for corrupt archives
+        lines = str(error).strip().splitlines()
+        reason = lines[0] if lines else type(error).__name__
+        raise CheckpointError(f'{path}: unreadable exported model ({reason})') from None
     meta = _check_meta(meta, path)
     check_keypoints(meta, expected_keypoint_names, object_name, path)
-    return model.eval(), meta
+    return program.module().to(device), meta
 
 
 def _torch_load(path):
@@ -215,9 +216,9 @@ def _check_meta(meta, path):
     return meta
 
 
-def _is_torchscript(path):
-    """Return True if `path` is a TorchScript archive (a zip holding a code/ folder)."""
+def _is_exported(path):
+    """Return True if `path` is a torch.export archive (a zip holding archive_format)."""
     if not os.path.isfile(path) or not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as archive:
-        return any('/code/' in name for name in archive.namelist())
+        return any(name.endswith('/archive_format') for name in archive.namelist())

@@ -8,7 +8,7 @@ prediction and all of them are supervised during training.
     >>> config = HourglassConfig.from_preset('cpu', num_keypoints=8)
     >>> model = HourglassNet(config)
     >>> [h.shape for h in model(torch.zeros(1, 3, 128, 128))]
-    [torch.Size([1, 8, 64, 64])]
+    [torch.Size([1, 8, 64, 64]), torch.Size([1, 8, 64, 64])]
 """
 
 from dataclasses import asdict, dataclass, fields, replace

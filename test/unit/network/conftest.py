@@ -81,6 +81,12 @@ def make_dataset(root, count=8, size=(160, 120), seed=0, image_ext='png', with_m
 
 
 @pytest.fixture(scope='session')
+def make_kite_dataset():
+    """Return the synthetic dataset writer `make_dataset(root, count, ...)`."""
+    return make_dataset
+
+
+@pytest.fixture(scope='session')
 def kite_dataset(tmp_path_factory):
     """Return the path of a small synthetic dataset shared by the tests of a session."""
     return make_dataset(tmp_path_factory.mktemp('kite') / 'data', count=12)

@@ -1,0 +1,98 @@
+"""Keypoint network cost: ms per crop for each preset at batch 1 and 8 (CPU; CUDA fp16 if present).
+
+    python benchmarks/bench_network.py [--keypoints 8] [--repeats 10] [--threads 0]
+
+Prints a table and writes results/bench_network.json. Times are medians over repeats of one
+forward pass (inference mode, eval batch norm) divided by the batch size, measured after warm-up.
+The machine's load average is recorded with the numbers: other jobs on a shared machine slow them.
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+import platform
+import statistics
+import time
+
+import torch
+
+from pose_kp_ros.network.hourglass import PRESETS, HourglassConfig, HourglassNet, count_parameters
+
+RESULTS = Path(__file__).resolve().parent.parent / 'results' / 'bench_network.json'
+
+
+def time_forward(model, batch, size, device, repeats, dtype=torch.float32):
+    """Return the median ms per crop of model(batch x 3 x size x size) on device."""
+    images = torch.randn(batch, 3, size, size, device=device, dtype=dtype)
+    times = []
+    with torch.inference_mode():
+        for i in range(repeats + 2):
+            if device.type == 'cuda':
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+            model(images)
+            if device.type == 'cuda':
+                torch.cuda.synchronize()
+            if i >= 2:
+                times.append((time.perf_counter() - started) * 1000 / batch)
+    return statistics.median(times)
+
+
+def main():
+    """Run the benchmark, print the table and write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--keypoints', type=int, default=8)
+    parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--threads', type=int, default=0, help='0: all cores of this process')
+    parser.add_argument('--out', default=str(RESULTS))
+    args = parser.parse_args()
+    threads = args.threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    load_at_start = os.getloadavg()
+    rows = []
+    for name in sorted(PRESETS):
+        config = HourglassConfig.from_preset(name, args.keypoints)
+        model = HourglassNet(config).eval()
+        row = {'preset': name, 'params': count_parameters(model),
+               'input_size': config.input_size, 'heatmap_size': config.heatmap_size,
+               'num_stacks': config.num_stacks, 'features': config.features,
+               'block': config.block}
+        repeats = max(args.repeats // 3, 3) if config.input_size >= 256 else args.repeats
+        for batch in (1, 8):
+            row[f'cpu_ms_per_crop_b{batch}'] = time_forward(
+                model, batch, config.input_size, torch.device('cpu'), repeats)
+        if torch.cuda.is_available():
+            cuda = torch.device('cuda')
+            half = model.to(cuda).half()
+            for batch in (1, 8):
+                row[f'cuda_fp16_ms_per_crop_b{batch}'] = time_forward(
+                    half, batch, config.input_size, cuda, args.repeats, torch.float16)
+        rows.append(row)
+        print(f'{name}: done', flush=True)
+    report = {
+        'torch': torch.__version__, 'threads': threads, 'cpu_count': os.cpu_count(),
+        'machine': platform.processor() or platform.machine(),
+        'load_average_1_5_15_start': load_at_start,
+        'load_average_1_5_15_end': os.getloadavg(), 'cuda': torch.cuda.is_available(),
+        'keypoints': args.keypoints, 'repeats': args.repeats, 'presets': rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1) + '\n')
+    header = (f"{'preset':<8} {'params':>9} {'input':>6} {'heatmap':>8} {'cpu b1 ms':>10} "
+              f"{'cpu b8 ms/crop':>15} {'cuda fp16 b8':>13}")
+    print(header)
+    print('-' * len(header))
+    for row in rows:
+        cuda = row.get('cuda_fp16_ms_per_crop_b8')
+        print(f"{row['preset']:<8} {row['params']:>9,} {row['input_size']:>6} "
+              f"{row['heatmap_size']:>8} {row['cpu_ms_per_crop_b1']:>10.1f} "
+              f"{row['cpu_ms_per_crop_b8']:>15.1f} "
+              f"{'n/a' if cuda is None else f'{cuda:.2f}':>13}")
+    print(f"torch {report['torch']}, {threads} threads, 1-min load average "
+          f"{load_at_start[0]:.1f} at start, {report['load_average_1_5_15_end'][0]:.1f} at end "
+          f'(other jobs share these cores) -> {args.out}')
+
+
+if __name__ == '__main__':
+    main()

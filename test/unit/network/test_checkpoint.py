@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import torch
+
+from pose_kp_ros.network.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model,
+    make_meta,
+    save_checkpoint,
+)
+from pose_kp_ros.network.dataset import IMAGENET_MEAN, IMAGENET_STD
+from pose_kp_ros.network.hourglass import HourglassConfig, HourglassNet
+from pose_kp_ros.network.predictor import KeypointPredictor
+from pose_kp_ros.tools.export_model import main as export_main
+
+NAMES = ['tip', 'left', 'tail', 'right']
+
+
+@pytest.fixture(scope='module')
+def saved(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp('checkpoint')
+    torch.manual_seed(0)
+    config = HourglassConfig(num_keypoints=4, num_stacks=2, features=16, depth=2,
+                             input_size=32, heatmap_stride=2)
+    model = HourglassNet(config).eval()
+    meta = make_meta(config, 'kite', NAMES, 'tiny', 1.25, 2.0, IMAGENET_MEAN, IMAGENET_STD,
+                     training_config={'lr': 0.001}, epoch=3)
+    path = tmp_path / 'model.pt'
+    save_checkpoint(path, model, meta, training={'epoch': 3})
+    return path, model
+
+
+@pytest.fixture(scope='module')
+def exported(saved):
+    path, _ = saved
+    out = path.parent / 'exported.pt2'
+    assert export_main([str(path), '--out', str(out)]) == 0
+    return out
+
+
+def test_save_load_round_trip(saved):
+    path, model = saved
+    checkpoint = load_checkpoint(path, NAMES, 'kite')
+    assert checkpoint.meta['keypoint_names'] == NAMES
+    assert checkpoint.meta['epoch'] == 3 and checkpoint.training == {'epoch': 3}
+    assert checkpoint.meta['code_version'].startswith('0.')
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(checkpoint.model(x)[-1], model(x)[-1])
+    assert not list(path.parent.glob('.model.pt.*'))  # no temporary file left behind
+
+
+@pytest.mark.parametrize('names, object_name, message', [
+    (NAMES[:3], None, r'keypoint count mismatch: checkpoint has 4 .* object model has 3'),
+    (['tip', 'tail', 'left', 'right'], None, r"keypoint order mismatch at index 1 \('left'"),
+    (['tip', 'left', 'tail', 'nose'], None, r"checkpoint has \['right'\] .* has \['nose'\]"),
+    (None, 'driller', "trained for object 'kite', not 'driller'"),
+])
+def test_mismatch_messages_name_file_and_difference(saved, names, object_name, message):
+    path, _ = saved
+    with pytest.raises(CheckpointError, match=message) as caught:
+        load_checkpoint(path, names, object_name)
+    assert str(caught.value).startswith(str(path)) and '\n' not in str(caught.value)
+
+
+def test_missing_and_garbage_files(tmp_path):
+    with pytest.raises(CheckpointError, match='checkpoint file not found'):
+        load_checkpoint(tmp_path / 'absent.pt')
+    garbage = tmp_path / 'garbage.pt'
+    garbage.write_bytes(b'not a checkpoint at all' * 10)
+    with pytest.raises(CheckpointError, match='not a pose_kp_ros checkpoint') as caught:
+        load_checkpoint(garbage)
+    assert '\n' not in str(caught.value)
+    foreign = tmp_path / 'foreign.pt'
+    torch.save({'state_dict': {}}, foreign)
+    with pytest.raises(CheckpointError, match='not a pose_kp_ros checkpoint'):
+        load_model(foreign)
+
+
+def test_export_gives_same_heatmaps_and_metadata(saved, exported, tmp_path):
+    _, model = saved
+    program, meta = load_model(exported, NAMES, 'kite')
+    assert meta['keypoint_names'] == NAMES and meta['input_size'] == 32
+    assert exported.with_name('exported.pt2.json').exists()
+    for batch in (1, 3):
+        x = torch.randn(batch, 3, 32, 32)
+        with torch.no_grad():
+            torch.testing.assert_close(program(x), model(x)[-1], atol=1e-5, rtol=0)
+    with pytest.raises(CheckpointError, match='keypoint order mismatch'):
+        load_model(exported, NAMES[::-1])
+    with pytest.raises(CheckpointError, match='an exported model'):
+        load_checkpoint(exported)
+    assert export_main([str(tmp_path / 'absent.pt'), '--out', str(tmp_path / 'x.pt2')]) == 2
+
+
+def test_predictor_returns_image_pixels_from_either_file(saved, exported):
+    path, _ = saved
+    image = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    boxes = [[10, 10, 40, 30], [50, 20, 70, 55]]
+    results = [KeypointPredictor.from_file(p, NAMES, 'kite').predict(image, boxes)
+               for p in (path, exported)]
+    for result in results:
+        assert result.keypoints.shape == (2, 4, 2) and result.confidence.shape == (2, 4)
+        assert result.heatmaps.shape == (2, 4, 16, 16)
+        assert np.isfinite(result.keypoints).all()
+        # Keypoints lie in the padded square around each box (heatmaps cover only the crop).
+        for box, points in zip(boxes, result.keypoints):
+            half = 1.25 * max(box[2] - box[0], box[3] - box[1]) / 2
+            centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+            assert (np.abs(points - centre) <= half + 1e-6).all()
+    np.testing.assert_allclose(results[0].keypoints, results[1].keypoints, atol=1e-4)

@@ -1,0 +1,74 @@
+"""`pose-kp train` end to end on a tiny dataset, then `--resume` continues at the right epoch."""
+
+import json
+
+import pytest
+import yaml
+
+from pose_kp_ros.network.checkpoint import load_checkpoint
+from pose_kp_ros.tools.cli import main as cli_main
+from pose_kp_ros.tools.train import EpochSampler, TrainConfigError, learning_rate, load_config
+
+
+def write_config(path, dataset, **extra):
+    config = {'datasets': str(dataset), 'val_fraction': 0.25, 'output_dir': 'run',
+              'preset': 'cpu', 'epochs': 1, 'batch_size': 4, 'workers': 0, 'seed': 1,
+              'architecture': {'num_stacks': 2, 'features': 16, 'depth': 2, 'input_size': 32},
+              **extra}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_train_then_resume(kite_dataset, tmp_path, capsys):
+    config = write_config(tmp_path / 'train.yaml', kite_dataset)
+    assert cli_main(['train', '--config', str(config), '--device', 'cpu']) == 0
+    run = tmp_path / 'run'
+    assert {p.name for p in run.iterdir()} >= {'last.pt', 'best.pt', 'metrics.json',
+                                               'training_curves.png'}
+    history = json.loads((run / 'metrics.json').read_text())
+    assert [h['epoch'] for h in history] == [1]
+    for key in ('train_loss', 'val_loss', 'val_mean_error_px', 'val_pck@0.05', 'val_pck@0.1'):
+        assert history[0][key] >= 0
+    # Without --resume an existing run is not overwritten.
+    assert cli_main(['train', '--config', str(config)]) == 2
+    assert 'pass --resume' in capsys.readouterr().err
+    assert cli_main(['train', '--config', str(config), '--resume', '--epochs', '2']) == 0
+    history = json.loads((run / 'metrics.json').read_text())
+    assert [h['epoch'] for h in history] == [1, 2]
+    checkpoint = load_checkpoint(run / 'last.pt', ['tip', 'left', 'tail', 'right', 'centre'],
+                                 'kite')
+    assert checkpoint.meta['epoch'] == 2 and checkpoint.training['batches_done'] == 0
+    assert checkpoint.meta['training_config']['epochs'] == 2
+    assert checkpoint.meta['heatmap_size'] == 16 and checkpoint.meta['preset'] == 'cpu'
+
+
+def test_config_errors(tmp_path, kite_dataset):
+    with pytest.raises(TrainConfigError, match='unknown keys'):
+        load_config(write_config(tmp_path / 'a.yaml', kite_dataset, epoch=3))
+    (tmp_path / 'b.yaml').write_text('datasets: x\n')
+    with pytest.raises(TrainConfigError, match="missing required key 'output_dir'"):
+        load_config(tmp_path / 'b.yaml')
+    bad_data = write_config(tmp_path / 'c.yaml', tmp_path / 'nowhere')
+    assert cli_main(['train', '--config', str(bad_data)]) == 2
+
+
+def test_learning_rate_schedules():
+    config = {'lr': 1.0, 'warmup_epochs': 1, 'epochs': 11, 'lr_schedule': 'cosine',
+              'min_lr_fraction': 0.0, 'lr_milestones': [5], 'lr_gamma': 0.1}
+    assert learning_rate(config, 0) == 0.5
+    assert learning_rate(config, 1) == 1.0
+    assert learning_rate(config, 6) == pytest.approx(0.5)
+    assert learning_rate({**config, 'lr_schedule': 'step'}, 6) == pytest.approx(0.1)
+
+
+def test_sampler_shards_cover_everything_and_skip():
+    shards = [EpochSampler(10, seed=0, rank=r, world_size=3) for r in range(3)]
+    for shard in shards:
+        shard.set_epoch(4)
+    indices = [i for shard in shards for i in shard]
+    assert len(indices) == 12 and set(indices) == set(range(10))
+    single = EpochSampler(10, seed=0)
+    single.set_epoch(4)
+    order = list(single)
+    single.set_epoch(4, skip=6)
+    assert list(single) == order[6:] and len(single) == 4
