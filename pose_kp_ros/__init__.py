@@ -17,6 +17,11 @@ _PUBLIC = {
     'ObjectModelError': 'pose_kp_ros.geometry.object_model',
     'solve_pose': 'pose_kp_ros.geometry.solver',
     'PoseResult': 'pose_kp_ros.geometry.solver',
+    'KeypointPredictor': 'pose_kp_ros.network.predictor',
+    'KeypointPrediction': 'pose_kp_ros.network.predictor',
+    'load_checkpoint': 'pose_kp_ros.network.checkpoint',
+    'load_model': 'pose_kp_ros.network.checkpoint',
+    'CheckpointError': 'pose_kp_ros.network.checkpoint',
 }
 
 __all__ = sorted(_PUBLIC) + ['__version__']

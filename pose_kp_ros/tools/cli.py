@@ -9,7 +9,7 @@ import sys
 
 SUBCOMMANDS = {
     'train': ('pose_kp_ros.tools.train', 'train a keypoint network from a YAML config'),
-    'export': ('pose_kp_ros.tools.export_model', 'export a checkpoint to TorchScript'),
+    'export': ('pose_kp_ros.tools.export_model', 'export a checkpoint to a torch.export .pt2'),
     'new-object': ('pose_kp_ros.tools.new_object',
                    'make an object model YAML from a mesh (keypoints, diameter)'),
     'render': ('pose_kp_ros.tools.render', 'render synthetic training images of an object'),
