@@ -180,8 +180,11 @@ def main(argv=None):
                         help='problems solved one per call (B=1 rows, OpenCV)')
     parser.add_argument('--adam-problems', type=int, default=5)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--torch-threads', type=int, default=1,
+                        help='torch intra-op threads (tiny tensors gain nothing from more)')
     parser.add_argument('--output', default=str(REPO / 'results' / 'bench_solver.json'))
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.torch_threads)
     rng = np.random.default_rng(args.seed)
     model = random_keypoint_model(rng, 10, 0.25, name='bench_object')
     rows = []
