@@ -13,6 +13,7 @@ renderer) writes the same files. Resuming: indices already in annotations.jsonl 
 half-written last line (interrupted run) is dropped and that sample is rendered again.
 """
 
+from concurrent.futures import ProcessPoolExecutor
 import dataclasses
 import json
 import multiprocessing
@@ -157,28 +158,27 @@ def render_dataset(object_yaml, out_dir, count, seed=0, workers=1, size=(640, 48
     if not todo:
         return 0
     init_args = (model, K, tuple(size), list(distractor_meshes), settings, seed, out_dir)
-    pool = None
+    executor = None
     if workers == 1:
         _init_worker(*init_args)
         results = map(_render_one, todo)
-    else:
-        context = multiprocessing.get_context('spawn')
-        pool = context.Pool(workers, initializer=_init_worker, initargs=init_args)
-        results = pool.imap(_render_one, todo)
+    else:  # a worker that dies (e.g. killed) raises BrokenProcessPool instead of hanging
+        executor = ProcessPoolExecutor(workers, multiprocessing.get_context('spawn'),
+                                       initializer=_init_worker, initargs=init_args)
+        results = executor.map(_render_one, todo)
     try:
         with open(annotations_path, 'a') as annotations:
             for done_now, (_, line) in enumerate(
-                    tqdm(results, total=len(todo), initial=0, desc=f'render {model.name}',
-                         unit='img', disable=not progress), 1):
+                    tqdm(results, total=len(todo), desc=f'render {model.name}', unit='img',
+                         disable=not progress), 1):
                 annotations.write(line)
                 annotations.flush()
                 if done_now % META_UPDATE_EVERY == 0:
                     _write_yaml_atomic(out_dir / 'dataset.yaml', _dataset_meta(
                         model, size, count, seed, written + done_now))
     finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
         else:
             _WORKER.pop('renderer').close()
     _write_yaml_atomic(out_dir / 'dataset.yaml',

@@ -39,6 +39,31 @@ def renderer_unavailable_reason():
     return None
 
 
+def _stable_context_ids():
+    """Make PyOpenGL's current-context id compare by value (fixes a leak under OSMesa).
+
+    Under OSMesa, `OpenGL.contextdata.getContext()` returns a new ctypes pointer object on every
+    call; such objects hash alike but never compare equal, so pyrender's shader-program cache
+    (keyed by the context id) misses on every draw and compiles new programs: about 3 MB leaked
+    and a recompile per render. Returning the pointer's integer address fixes the key.
+    """
+    import ctypes
+
+    import OpenGL.contextdata as contextdata
+    if getattr(contextdata.getContext, 'returns_address', False):
+        return
+    original = contextdata.getContext
+
+    def get_context(context=None):
+        context = original(context)
+        if isinstance(context, ctypes._Pointer):
+            return ctypes.cast(context, ctypes.c_void_p).value
+        return context
+
+    get_context.returns_address = True
+    contextdata.getContext = get_context
+
+
 @dataclass
 class Light:
     """A light in the camera's OpenCV frame.
@@ -100,6 +125,7 @@ class SceneRenderer:
         if reason is not None:
             raise RendererUnavailableError(reason)
         import pyrender
+        _stable_context_ids()
         self._pyrender = pyrender
         self.width, self.height = int(width), int(height)
         self._renderer = pyrender.OffscreenRenderer(self.width, self.height)

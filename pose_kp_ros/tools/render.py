@@ -6,6 +6,7 @@ Example (the default driller training set, resumable: run it again to continue):
 """
 
 import argparse
+from concurrent.futures.process import BrokenProcessPool
 import json
 from pathlib import Path
 import sys
@@ -108,6 +109,10 @@ def main(argv=None):
         rendered = render_dataset(args.object, args.out, args.count, seed=args.seed,
                                   workers=args.workers, size=size, K=K, settings=settings,
                                   distractor_meshes=distractors, progress=not args.quiet)
+    except BrokenProcessPool:
+        print('pose-kp render: a render worker died (out of memory or killed); run the same '
+              'command again to continue', file=sys.stderr)
+        return 1
     except (ValueError, OSError, ObjectModelError, MeshError, DatasetWriteError,
             RendererUnavailableError, SampleRejectedError, PackageDataError) as error:
         print(f'pose-kp render: {error}', file=sys.stderr)

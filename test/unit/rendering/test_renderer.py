@@ -115,3 +115,18 @@ def test_textured_obj_keeps_its_texture(tmp_path, renderer_available):
     r, g, b = rgb[32, 32].astype(int)
     assert depth[32, 32] == pytest.approx(0.25, abs=1e-4)
     assert r > 3 * g and r > 3 * b
+
+
+def test_repeated_renders_reuse_the_shader_programs(lmo_renderer):
+    # Under OSMesa pyrender's shader cache missed on every draw (a new program and ~3 MB each)
+    # until SceneRenderer made PyOpenGL's context id compare by value.
+    K, _ = lmo_camera()
+    placement = [Placement('box', np.eye(3), np.array([0.0, 0.0, 1.0]))]
+    light = [Light('directional', (1.0, 1.0, 1.0), 3.0)]
+    lmo_renderer.render(K, placement, light)
+    cache = lmo_renderer._renderer._renderer._program_cache._program_cache
+    programs = len(cache)
+    for _ in range(5):
+        lmo_renderer.render(K, placement, light)
+        lmo_renderer.render(K, placement, depth_only=True)
+    assert len(cache) <= programs + 1
