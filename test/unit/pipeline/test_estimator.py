@@ -1,0 +1,205 @@
+"""Layer-3 pipeline logic: crop requests, undistortion, warm start, thresholds, duplicates.
+
+The keypoint network is replaced by a geometric oracle that projects the true keypoints (what a
+perfect network would output), so these tests check the pipeline around the network, not the
+network itself (its tests are in test/unit/network, the end-to-end accuracy in the LM-O tests).
+"""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from pose_kp_ros.geometry.object_model import ObjectModel
+from pose_kp_ros.geometry.rotations import so3_exp
+from pose_kp_ros.network.predictor import KeypointPrediction
+from pose_kp_ros.pipeline.config import PipelineConfig, PipelineConfigError, Thresholds
+from pose_kp_ros.pipeline.estimator import (
+    CropRequest,
+    KeypointPoseEstimator,
+    ObjectRuntime,
+    box_iou,
+    projected_box,
+    valid_box,
+)
+
+K = np.array([[572.4114, 0.0, 325.2611], [0.0, 573.57043, 242.04899], [0.0, 0.0, 1.0]])
+D = np.array([0.12, -0.25, 0.001, -0.002, 0.08])
+
+
+def make_model():
+    rng = np.random.default_rng(3)
+    return ObjectModel(name='widget', keypoint_names=[f'k{i}' for i in range(8)],
+                       keypoints=rng.uniform(-0.1, 0.1, (8, 3)), diameter=0.3)
+
+
+class OraclePredictor:
+    """Projects the true keypoints of `pose` (with optional lens distortion) for every box."""
+
+    def __init__(self, model, R, t, distortion=None, confidence=0.9):
+        self.model, self.R, self.t = model, R, t
+        self.distortion = distortion
+        self.confidence = confidence
+        self.calls = 0
+
+    def predict(self, image_rgb, boxes_xyxy):
+        self.calls += 1
+        points = self.model.keypoints @ self.R.T + self.t
+        if self.distortion is None:
+            uv = points[:, :2] / points[:, 2:] @ K[:2, :2].T + K[:2, 2]
+        else:
+            uv = cv2.projectPoints(points, np.zeros(3), np.zeros(3), K, self.distortion)[0][:, 0]
+        count = len(boxes_xyxy)
+        confidence = np.full((count, len(uv)), self.confidence, np.float32)
+        return KeypointPrediction(keypoints=np.repeat(uv[None], count, 0), confidence=confidence,
+                                  heatmaps=None, crop_affines=None)
+
+
+def ground_truth():
+    R = so3_exp(torch.tensor([[0.4, -0.3, 0.2]], dtype=torch.float64))
+    return R[0].numpy(), np.array([0.05, -0.02, 0.9])
+
+
+def estimator_with(predictor, model, **kwargs):
+    runtime = ObjectRuntime(model, predictor, max_instances=kwargs.pop('max_instances', 1))
+    return KeypointPoseEstimator([runtime], **kwargs)
+
+
+IMAGE = np.zeros((480, 640, 3), np.uint8)
+
+
+def true_box(model, R, t):
+    return projected_box(model.keypoints, R, t, K) + np.array([-20, -20, 20, 20])
+
+
+def test_boxes_give_the_true_pose():
+    model = make_model()
+    R, t = ground_truth()
+    estimator = estimator_with(OraclePredictor(model, R, t), model)
+    poses = estimator(IMAGE, K, boxes=[true_box(model, R, t)])
+    assert len(poses) == 1
+    pose = poses[0]
+    assert pose.object_name == 'widget' and pose.request.source == 'boxes'
+    assert np.allclose(pose.R, R, atol=1e-6) and np.allclose(pose.t, t, atol=1e-6)
+    assert pose.score == pytest.approx(0.9) and pose.covariance.shape == (6, 6)
+
+
+def test_distorted_keypoints_are_undistorted_before_the_fit():
+    model = make_model()
+    R, t = ground_truth()
+    estimator = estimator_with(OraclePredictor(model, R, t, distortion=D), model)
+    box = [true_box(model, R, t)]
+    ignored = estimator(IMAGE, K, boxes=box)
+    used = estimator(IMAGE, K, boxes=box, D=D, distortion_model='plumb_bob')
+    assert np.linalg.norm(used[0].t - t) < 1e-5
+    assert np.linalg.norm(ignored[0].t - t) > 100 * np.linalg.norm(used[0].t - t)
+
+
+@pytest.mark.parametrize('box', [
+    [np.nan, 0, 100, 100], [10, 10, 12, 12], [700, 500, 900, 700], [0, 0, 1e6, 1e6],
+    [100, 100, 50, 50],
+])
+def test_bad_boxes_are_skipped_not_raised(box):
+    model = make_model()
+    R, t = ground_truth()
+    predictor = OraclePredictor(model, R, t)
+    assert estimator_with(predictor, model)(IMAGE, K, boxes=[box]) == []
+    assert predictor.calls == 0
+
+
+def test_low_confidence_is_rejected_and_thresholds_change_at_run_time():
+    model = make_model()
+    R, t = ground_truth()
+    estimator = estimator_with(OraclePredictor(model, R, t, confidence=0.15), model)
+    box = [true_box(model, R, t)]
+    assert estimator(IMAGE, K, boxes=box) == []  # below min_score 0.2
+    estimator.set_thresholds(min_score=0.1)
+    assert len(estimator(IMAGE, K, boxes=box)) == 1
+    with pytest.raises(PipelineConfigError, match='min_valid_keypoints'):
+        estimator.set_thresholds(min_valid_keypoints=2)
+    assert estimator.thresholds.min_valid_keypoints == 5  # unchanged after the error
+
+
+def test_duplicate_boxes_give_one_pose_per_instance():
+    model = make_model()
+    R, t = ground_truth()
+    estimator = estimator_with(OraclePredictor(model, R, t), model, max_instances=3)
+    box = true_box(model, R, t)
+    poses = estimator(IMAGE, K, boxes=[box, box + 5, box - 3])
+    assert len(poses) == 1
+
+
+def test_warm_start_from_a_nearby_pose_and_mixed_batches():
+    model = make_model()
+    R, t = ground_truth()
+    estimator = estimator_with(OraclePredictor(model, R, t), model, refine_iou_below=0.0,
+                               max_instances=2)
+    box = true_box(model, R, t)
+    previous = estimator(IMAGE, K, boxes=[box])[0].result
+    nudge = so3_exp(torch.tensor([[0.05, -0.04, 0.03]], dtype=torch.float64))[0].numpy()
+    previous.R, previous.t = nudge @ previous.R, previous.t + np.array([0.02, -0.01, 0.03])
+    far_box = box + np.array([300, 0, 300, 0])  # a second request, without warm start
+    poses = estimator.estimate(IMAGE, K, [CropRequest('widget', box, init=previous,
+                                                      source='track'),
+                                          CropRequest('widget', far_box)])
+    assert len(poses) == 1  # both requests see the same instance: duplicates merge
+    assert poses[0].request.source == 'track'
+    assert np.allclose(poses[0].t, t, atol=1e-6) and 1 <= poses[0].result.iterations <= 6
+
+
+def test_refine_pass_recrops_around_the_fitted_pose():
+    model = make_model()
+    R, t = ground_truth()
+    predictor = OraclePredictor(model, R, t)
+    estimator = estimator_with(predictor, model, refine_iou_below=0.8)
+    loose = true_box(model, R, t) + np.array([-80, -60, 90, 70])
+    pose = estimator(IMAGE, K, boxes=[loose])[0]
+    assert predictor.calls == 2
+    assert box_iou(pose.box_xyxy, projected_box(model.keypoints, R, t, K)) > 0.8
+
+
+def test_no_boxes_and_no_detector_finds_nothing():
+    model = make_model()
+    R, t = ground_truth()
+    assert estimator_with(OraclePredictor(model, R, t), model)(IMAGE, K) == []
+
+
+def test_box_helpers():
+    assert box_iou([0, 0, 10, 10], [5, 0, 15, 10]) == pytest.approx(1 / 3)
+    assert box_iou([0, 0, 0, 0], [0, 0, 0, 0]) == 0.0
+    assert valid_box([10, 10, 100, 100], 640, 480)
+    assert not valid_box([10, 10, 100], 640, 480)
+    assert projected_box(np.array([[0.0, 0.0, -1.0]]), np.eye(3), np.zeros(3), K) is None
+
+
+@pytest.mark.parametrize('data, message', [
+    ({}, 'objects: expected a non-empty list'),
+    ({'objects': [{'object': 'a.yaml'}]}, r'objects\[0\].keypoint_model: expected a file path'),
+    ({'objects': [{'object': 'a', 'keypoint_model': 'b', 'max_instances': 0}]},
+     'max_instances: expected an integer >= 1'),
+    ({'objects': [{'object': 'a', 'keypoint_model': 'b'}], 'device': 'tpu'}, 'device'),
+    ({'objects': [{'object': 'a', 'keypoint_model': 'b'}], 'thresholds': {'min_score': 2}},
+     r'thresholds.min_score: expected \[0, 1\]'),
+    ({'objects': [{'object': 'a', 'keypoint_model': 'b'}], 'thresholds': {'nope': 1}},
+     'thresholds.nope: unknown field'),
+    ({'objects': [{'object': 'a', 'keypoint_model': 'b'}], 'colour': 'red'},
+     'colour: unknown field'),
+])
+def test_config_errors_name_the_field(data, message):
+    with pytest.raises(PipelineConfigError, match=message):
+        PipelineConfig.load(data)
+
+
+def test_config_paths_are_relative_to_the_file(tmp_path):
+    path = tmp_path / 'sub' / 'pipeline.yaml'
+    path.parent.mkdir()
+    path.write_text('objects:\n  - {object: ../o.yaml, keypoint_model: m.pt}\n')
+    config = PipelineConfig.load(path)
+    assert config.objects[0].object_path == (tmp_path / 'o.yaml').resolve()
+    assert config.objects[0].keypoint_model_path == (tmp_path / 'sub' / 'm.pt').resolve()
+    assert config.thresholds == Thresholds()
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(PipelineConfigError, match='pipeline config not found'):
+        PipelineConfig.load(tmp_path / 'nope.yaml')
