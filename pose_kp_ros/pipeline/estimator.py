@@ -37,6 +37,7 @@ class CropRequest:
         init: optional single-problem PoseResult to warm-start the fit from.
         source: 'boxes' (given), 'track' (previous pose) or 'search' (detector).
         score: the box's own score (detector or caller), 1 when unknown.
+        track_id: the track asking (source 'track'), else None.
     """
 
     object_name: str
@@ -44,6 +45,7 @@ class CropRequest:
     init: PoseResult = None
     source: str = 'boxes'
     score: float = 1.0
+    track_id: int = None
 
 
 @dataclass

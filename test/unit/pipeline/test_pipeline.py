@@ -1,9 +1,11 @@
-"""Layer-3 pipeline logic: crop requests, undistortion, warm start, thresholds, duplicates.
+"""Layer-3 pipeline logic: requests, undistortion, warm start, thresholds, duplicates, tracks.
 
 The keypoint network is replaced by a geometric oracle that projects the true keypoints (what a
 perfect network would output), so these tests check the pipeline around the network, not the
 network itself (its tests are in test/unit/network, the end-to-end accuracy in the LM-O tests).
 """
+
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -22,6 +24,7 @@ from pose_kp_ros.pipeline.estimator import (
     projected_box,
     valid_box,
 )
+from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
 
 K = np.array([[572.4114, 0.0, 325.2611], [0.0, 573.57043, 242.04899], [0.0, 0.0, 1.0]])
 D = np.array([0.12, -0.25, 0.001, -0.002, 0.08])
@@ -44,6 +47,7 @@ class OraclePredictor:
 
     def predict(self, image_rgb, boxes_xyxy):
         self.calls += 1
+        self.boxes = np.array(boxes_xyxy)
         points = self.model.keypoints @ self.R.T + self.t
         if self.distortion is None:
             uv = points[:, :2] / points[:, 2:] @ K[:2, :2].T + K[:2, 2]
@@ -203,3 +207,85 @@ def test_config_paths_are_relative_to_the_file(tmp_path):
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(PipelineConfigError, match='pipeline config not found'):
         PipelineConfig.load(tmp_path / 'nope.yaml')
+
+
+class OracleDetector:
+    """Returns the true box of the predictor's current pose (or nothing when `visible` is off)."""
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+        self.visible = True
+        self.calls = 0
+
+    def detect(self, image_rgb):
+        self.calls += 1
+        if not self.visible:
+            return []
+        box = true_box(self.predictor.model, self.predictor.R, self.predictor.t)
+        return [SimpleNamespace(object_name='widget', box_xyxy=box, score=0.9)]
+
+
+def moving_scene(search_interval=1, max_misses=2):
+    model = make_model()
+    R, t = ground_truth()
+    predictor = OraclePredictor(model, R, t)
+    detector = OracleDetector(predictor)
+    estimator = estimator_with(predictor, model, detector=detector, refine_iou_below=0.0)
+    tracker = PoseTracker(estimator, TrackingConfig(max_misses=max_misses,
+                                                    search_interval=search_interval))
+    return predictor, detector, tracker
+
+
+def test_track_follows_a_moving_object_with_one_id():
+    predictor, detector, tracker = moving_scene()
+    ids = []
+    for frame in range(6):
+        predictor.t = np.array([0.05 + 0.01 * frame, -0.02, 0.9 - 0.02 * frame])
+        tracked = tracker.update(IMAGE, K)
+        assert len(tracked) == 1
+        assert np.allclose(tracked[0].pose.t, predictor.t, atol=1e-6)
+        ids.append(tracked[0].track_id)
+        if frame > 0:
+            assert tracked[0].pose.request.source == 'track'
+    assert ids == [0] * 6
+    assert detector.calls == 1  # searched once, then tracked
+
+
+def test_lost_track_is_dropped_after_max_misses_and_search_resumes():
+    predictor, detector, tracker = moving_scene(max_misses=2)
+    tracker.update(IMAGE, K)
+    predictor.confidence = 0.0  # the object disappears
+    detector.visible = False
+    for _ in range(2):  # missing up to max_misses frames keeps the track
+        assert tracker.update(IMAGE, K) == []
+        assert len(tracker.tracks) == 1
+    assert tracker.update(IMAGE, K) == []
+    assert tracker.tracks == []  # the third miss drops it
+    searches = detector.calls
+    predictor.confidence, detector.visible = 0.9, True
+    tracked = tracker.update(IMAGE, K)
+    assert detector.calls == searches + 1
+    assert [t.track_id for t in tracked] == [1]  # a new track, ids are not reused
+
+
+def test_search_interval_limits_full_image_searches():
+    predictor, detector, tracker = moving_scene(search_interval=3)
+    detector.visible = False
+    for _ in range(7):
+        tracker.update(IMAGE, K)
+    assert detector.calls == 3  # frames 0, 3, 6
+
+
+def test_given_boxes_replace_search_and_overlapping_ones_keep_the_track():
+    predictor, detector, tracker = moving_scene()
+    box = true_box(predictor.model, predictor.R, predictor.t)
+    first = tracker.update(IMAGE, K, boxes={'widget': [box]})
+    second = tracker.update(IMAGE, K, boxes={'widget': [box + 2]})
+    assert detector.calls == 0
+    assert first[0].track_id == second[0].track_id == 0
+    assert second[0].pose.request.source == 'track'
+
+
+def test_tracking_config_is_validated():
+    with pytest.raises(ValueError, match='search_interval'):
+        TrackingConfig(search_interval=0).validated()

@@ -1,0 +1,154 @@
+"""Per-object tracks over a video: crop boxes and warm starts from the previous frame's poses.
+
+Rules (all parameters of `TrackingConfig`):
+- every live track asks for a crop around its last pose's projection, warm-started from that pose;
+- given boxes (e.g. a detection topic) that overlap no track's box start new requests;
+- the detector's full-image search runs for an object when it has fewer live tracks than its
+  `max_instances` and no given boxes, at most every `search_interval` frames, and always on the
+  frame after a track was lost;
+- a track that yields no accepted pose for more than `max_misses` consecutive frames is dropped;
+- a pose within 0.3 diameter of a track's pose continues that track (same id), others start new
+  tracks; track ids grow per object and are never reused.
+"""
+
+from dataclasses import dataclass
+import itertools
+
+import numpy as np
+
+from pose_kp_ros.pipeline.estimator import CropRequest, box_iou, projected_box, valid_box
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Track rules (see the module docstring)."""
+
+    max_misses: int = 5
+    search_interval: int = 1
+    box_margin: float = 0.1
+    match_iou: float = 0.3
+
+    def validated(self):
+        """Return self after range checks; raise ValueError naming the field."""
+        if not isinstance(self.max_misses, int) or self.max_misses < 0:
+            raise ValueError(f'max_misses: expected an integer >= 0, got {self.max_misses!r}')
+        if not isinstance(self.search_interval, int) or self.search_interval < 1:
+            raise ValueError(f'search_interval: expected an integer >= 1, '
+                             f'got {self.search_interval!r}')
+        if not 0.0 <= self.box_margin <= 1.0:
+            raise ValueError(f'box_margin: expected [0, 1], got {self.box_margin!r}')
+        if not 0.0 < self.match_iou <= 1.0:
+            raise ValueError(f'match_iou: expected (0, 1], got {self.match_iou!r}')
+        return self
+
+
+@dataclass
+class Track:
+    """One tracked instance: its id, last accepted pose and how many frames it has missed."""
+
+    object_name: str
+    track_id: int
+    pose: object
+    misses: int = 0
+    hits: int = 1
+
+
+@dataclass
+class TrackedPose:
+    """An accepted pose with the id of the track it belongs to."""
+
+    track_id: int
+    pose: object
+
+
+class PoseTracker:
+    """Runs a KeypointPoseEstimator frame after frame, keeping tracks (see the module rules)."""
+
+    def __init__(self, estimator, config=None):
+        self.estimator = estimator
+        self.config = (config or TrackingConfig()).validated()
+        self.tracks = []
+        self.frame_index = 0
+        self._last_search = {}
+        self._lost = set()
+        self._ids = {name: itertools.count() for name in estimator.object_names}
+
+    def reset(self):
+        """Forget every track (e.g. when the camera or its intrinsics change)."""
+        self.tracks = []
+        self._lost = set()
+        self._last_search = {}
+
+    def update(self, image_rgb, K, boxes=None, D=None, distortion_model='plumb_bob'):
+        """Process one frame and return its TrackedPoses (the estimator's acceptance rules).
+
+        `boxes` is None or {object_name: (M, 4) xyxy}, e.g. from a detection topic.
+        """
+        height, width = np.asarray(image_rgb).shape[:2]
+        requests = self._track_requests(K, width, height)
+        given = self._given_requests(boxes or {}, requests)
+        requests += given
+        requests += self._search_requests(image_rgb, given)
+        poses = self.estimator.estimate(image_rgb, K, requests, D, distortion_model)
+        tracked = self._assign(poses)
+        self.frame_index += 1
+        return tracked
+
+    def _track_requests(self, K, width, height):
+        requests = []
+        for track in self.tracks:
+            runtime = self.estimator.objects[track.object_name]
+            box = projected_box(runtime.outline, track.pose.R, track.pose.t, K)
+            if box is None or not valid_box(box, width, height):
+                continue
+            grow = self.config.box_margin * np.array([-1, -1, 1, 1]) * \
+                np.array([box[2] - box[0], box[3] - box[1]] * 2)
+            requests.append(CropRequest(track.object_name, box + grow, init=track.pose.result,
+                                        source='track', track_id=track.track_id))
+        return requests
+
+    def _given_requests(self, boxes, track_requests):
+        requests = []
+        for name, object_boxes in boxes.items():
+            for box in np.asarray(object_boxes, dtype=np.float64).reshape(-1, 4):
+                if not any(r.object_name == name and box_iou(r.box_xyxy, box) >=
+                           self.config.match_iou for r in track_requests):
+                    requests.append(CropRequest(name, box, source='boxes'))
+        return requests
+
+    def _search_requests(self, image_rgb, given):
+        wanted = []
+        for name, runtime in self.estimator.objects.items():
+            live = sum(1 for t in self.tracks if t.object_name == name)
+            if live >= runtime.max_instances or any(r.object_name == name for r in given):
+                continue
+            due = self.frame_index - self._last_search.get(name, -10**9) >= \
+                self.config.search_interval
+            if due or name in self._lost:
+                wanted.append(name)
+                self._last_search[name] = self.frame_index
+        self._lost = set()
+        return self.estimator.search(image_rgb, wanted) if wanted else []
+
+    def _assign(self, poses):
+        """Match poses to tracks, update misses, create and drop tracks."""
+        tracked, continued = [], set()
+        for pose in poses:
+            diameter = self.estimator.objects[pose.object_name].model.diameter
+            track = pose.request.track_id
+            match = next((t for t in self.tracks if t.object_name == pose.object_name
+                          and (t.object_name, t.track_id) not in continued
+                          and (t.track_id == track
+                               or np.linalg.norm(t.pose.t - pose.t) < 0.3 * diameter)), None)
+            if match is None:
+                match = Track(pose.object_name, next(self._ids[pose.object_name]), pose, hits=0)
+                self.tracks.append(match)
+            match.pose, match.misses, match.hits = pose, 0, match.hits + 1
+            continued.add((match.object_name, match.track_id))
+            tracked.append(TrackedPose(match.track_id, pose))
+        for track in self.tracks:
+            if (track.object_name, track.track_id) not in continued:
+                track.misses += 1
+                self._lost.add(track.object_name)
+        self.tracks = [t for t in self.tracks if t.misses <= self.config.max_misses]
+        return tracked
