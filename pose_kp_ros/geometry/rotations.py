@@ -1,10 +1,11 @@
-"""Batched SO(3) helpers in torch: skew matrices, exponential and logarithm maps.
+"""Batched SO(3) helpers: skew matrices, exp and log maps (torch), quaternions (numpy).
 
 Rotation vectors (axis-angle) are in radians, shape (..., 3); rotation matrices are (..., 3, 3).
 Formulas: Rodrigues' rotation formula and its inverse, e.g. Barfoot, "State Estimation for
 Robotics" (2017), section 7.1.
 """
 
+import numpy as np
 import torch
 
 _SMALL_ANGLE_SQ = 1e-10
@@ -73,3 +74,44 @@ def so3_log(R):
     w_near_pi = sign * axis * theta
     near_pi = theta > torch.pi - 1e-3
     return torch.where(near_pi, w_near_pi, w_generic)
+
+
+def matrix_to_quaternion_xyzw(R):
+    """Return unit quaternions (..., 4) as (x, y, z, w), w >= 0, for rotation matrices (..., 3, 3).
+
+    numpy in, numpy out (the ROS message order). Shepperd's method: built from whichever of
+    x, y, z, w is largest, so it is accurate for every rotation.
+    """
+    m = np.asarray(R, dtype=np.float64)
+    r = {(i, j): m[..., i, j] for i in range(3) for j in range(3)}
+    trace = r[0, 0] + r[1, 1] + r[2, 2]
+    # 4 x^2, 4 y^2, 4 z^2, 4 w^2
+    squares = np.stack([1 + 2 * r[0, 0] - trace, 1 + 2 * r[1, 1] - trace,
+                        1 + 2 * r[2, 2] - trace, 1 + trace], -1)
+    s = np.sqrt(np.maximum(squares, 1e-300))
+    xy, xz, yz = r[0, 1] + r[1, 0], r[0, 2] + r[2, 0], r[1, 2] + r[2, 1]
+    wx, wy, wz = r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]
+    candidates = np.stack([  # 4 q * (the chosen component), one row per choice
+        np.stack([s[..., 0] ** 2, xy, xz, wx], -1),
+        np.stack([xy, s[..., 1] ** 2, yz, wy], -1),
+        np.stack([xz, yz, s[..., 2] ** 2, wz], -1),
+        np.stack([wx, wy, wz, s[..., 3] ** 2], -1),
+    ], -2)
+    pick = squares.argmax(-1)
+    q = np.take_along_axis(candidates, pick[..., None, None], -2)[..., 0, :]
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    return q * np.where(q[..., 3:] < 0, -1.0, 1.0)
+
+
+def quaternion_xyzw_to_matrix(q):
+    """Return rotation matrices (..., 3, 3) for quaternions (..., 4) in (x, y, z, w) order (numpy).
+
+    The quaternion is normalised first.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    x, y, z, w = np.moveaxis(q / np.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+    ], -2)
