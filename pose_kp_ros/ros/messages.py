@@ -1,0 +1,129 @@
+"""Pipeline results <-> ROS messages (geometry_msgs, vision_msgs, tf2_msgs). No node state here.
+
+Poses are of the object in the camera optical frame: the header is the image's header (same stamp,
+same frame_id), so TF parent = image frame, child = `<prefix><object>_<track id>`.
+"""
+
+import math
+
+from geometry_msgs.msg import (
+    Pose,
+    PoseStamped,
+    PoseWithCovariance,
+    PoseWithCovarianceStamped,
+    TransformStamped,
+)
+import numpy as np
+from vision_msgs.msg import (
+    BoundingBox3D,
+    Detection3D,
+    Detection3DArray,
+    ObjectHypothesis,
+    ObjectHypothesisWithPose,
+)
+
+from pose_kp_ros.geometry.rotations import matrix_to_quaternion_xyzw
+
+
+def pose_msg(R, t):
+    """Return geometry_msgs/Pose for rotation R (3, 3) and translation t (3,) metres."""
+    msg = Pose()
+    msg.position.x, msg.position.y, msg.position.z = (float(v) for v in t)
+    x, y, z, w = matrix_to_quaternion_xyzw(R)
+    msg.orientation.x, msg.orientation.y = float(x), float(y)
+    msg.orientation.z, msg.orientation.w = float(z), float(w)
+    return msg
+
+
+def covariance_list(covariance):
+    """Return the 36 row-major floats of a (6, 6) covariance; zeros where it is not finite."""
+    cov = np.asarray(covariance, dtype=np.float64).reshape(6, 6)
+    if not np.all(np.isfinite(cov)):
+        cov = np.zeros((6, 6))
+    return [float(v) for v in cov.reshape(-1)]
+
+
+def pose_stamped(header, R, t):
+    """Return PoseStamped of the object in header.frame_id at header.stamp."""
+    return PoseStamped(header=header, pose=pose_msg(R, t))
+
+
+def pose_with_covariance_stamped(header, R, t, covariance):
+    """Return PoseWithCovarianceStamped ((6, 6) covariance in x, y, z, rx, ry, rz order)."""
+    msg = PoseWithCovarianceStamped(header=header)
+    msg.pose.pose = pose_msg(R, t)
+    msg.pose.covariance = covariance_list(covariance)
+    return msg
+
+
+def frame_name(prefix, object_name, track_id):
+    """Return the TF child frame of one instance, e.g. 'driller_0'."""
+    return f'{prefix}{object_name}_{track_id}'
+
+
+def transform_stamped(header, child_frame_id, R, t):
+    """Return the TransformStamped parent = header.frame_id -> child (the object's frame)."""
+    msg = TransformStamped(header=header, child_frame_id=child_frame_id)
+    pose = pose_msg(R, t)
+    msg.transform.translation.x = pose.position.x
+    msg.transform.translation.y = pose.position.y
+    msg.transform.translation.z = pose.position.z
+    msg.transform.rotation = pose.orientation
+    return msg
+
+
+def object_box(points):
+    """Return (centre (3,), size (3,)) metres of the object-frame axis-aligned box of points."""
+    points = np.asarray(points, dtype=np.float64)
+    low, high = points.min(0), points.max(0)
+    return (low + high) / 2.0, high - low
+
+
+def detection3d(header, object_name, track_id, score, R, t, covariance, box_centre, box_size):
+    """Return one vision_msgs/Detection3D: class, score, pose (with covariance) and 3D box.
+
+    The pose is the object frame's; the box is the object's axis-aligned box, centred at
+    R @ box_centre + t, oriented like the object.
+    """
+    hypothesis = ObjectHypothesisWithPose(
+        hypothesis=ObjectHypothesis(class_id=object_name, score=float(score)),
+        pose=PoseWithCovariance(pose=pose_msg(R, t), covariance=covariance_list(covariance)))
+    centre = np.asarray(R) @ np.asarray(box_centre) + np.asarray(t)
+    bbox = BoundingBox3D(center=pose_msg(R, centre))
+    bbox.size.x, bbox.size.y, bbox.size.z = (float(v) for v in box_size)
+    return Detection3D(header=header, results=[hypothesis], bbox=bbox,
+                       id=f'{object_name}_{track_id}')
+
+
+def detection3d_array(header, detections):
+    """Return Detection3DArray holding `detections` (a list of Detection3D)."""
+    return Detection3DArray(header=header, detections=list(detections))
+
+
+def boxes_from_detection2d_array(msg, object_names, default_object=None):
+    """Return ({object_name: (M, 4) xyxy}, [reasons for skipped detections]).
+
+    A Detection2D's class is its best hypothesis' class_id; detections without results get
+    `default_object` (useful with a class-agnostic detector) or are skipped. Boxes with
+    non-finite or non-positive sizes are skipped with a reason; rotated boxes use their
+    axis-aligned bounds.
+    """
+    boxes, skipped = {}, []
+    for index, detection in enumerate(msg.detections):
+        name = default_object
+        if detection.results:
+            best = max(detection.results, key=lambda r: r.hypothesis.score)
+            name = best.hypothesis.class_id
+        if name not in object_names:
+            skipped.append(f'detection {index}: class {name!r} is not one of {object_names}')
+            continue
+        box = detection.bbox
+        cx, cy, theta = box.center.position.x, box.center.position.y, box.center.theta
+        w, h = box.size_x, box.size_y
+        if not all(math.isfinite(v) for v in (cx, cy, theta, w, h)) or w <= 0 or h <= 0:
+            skipped.append(f'detection {index}: unusable box centre ({cx}, {cy}) size {w}x{h}')
+            continue
+        c, s = abs(math.cos(theta)), abs(math.sin(theta))
+        half_w, half_h = (w * c + h * s) / 2.0, (w * s + h * c) / 2.0
+        boxes.setdefault(name, []).append([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
+    return {name: np.array(b) for name, b in boxes.items()}, skipped
