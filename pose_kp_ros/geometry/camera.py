@@ -5,6 +5,7 @@ K is (..., 3, 3) with last row (0, 0, 1); a skew term K[0, 1] is honoured. Lens 
 not modelled: undistort keypoints before solving.
 """
 
+import numpy as np
 import torch
 
 MIN_DEPTH_M = 1e-6
@@ -48,3 +49,15 @@ def intrinsics_ok(K):
     last_row = torch.tensor([0.0, 0.0, 1.0], dtype=K.dtype, device=K.device)
     return (finite & (K[..., 0, 0] > 0) & (K[..., 1, 1] > 0) & (K[..., 1, 0] == 0)
             & (K[..., 2, :] == last_row).all(-1))
+
+
+def project_object_points(points, R, t, K):
+    """Return pixels (P, 2) of object points (P, 3) metres at pose R (3, 3), t (3,) (numpy).
+
+    Returns None when any point is at or behind the camera (Z <= MIN_DEPTH_M).
+    """
+    camera = np.asarray(points, dtype=np.float64) @ np.asarray(R).T + np.asarray(t)
+    if not np.all(camera[:, 2] > MIN_DEPTH_M):
+        return None
+    K = np.asarray(K, dtype=np.float64)
+    return camera[:, :2] / camera[:, 2:] @ K[:2, :2].T + K[:2, 2]

@@ -18,6 +18,7 @@ import logging
 import numpy as np
 import torch
 
+from pose_kp_ros.geometry.camera import project_object_points
 from pose_kp_ros.geometry.distortion import has_distortion, undistort_pixels
 from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.geometry.solver import PoseResult, solve_pose
@@ -104,10 +105,9 @@ def projected_box(outline_points, R, t, K):
 
     Returns None when the pose puts any point at or behind the camera.
     """
-    camera = outline_points @ np.asarray(R).T + np.asarray(t)
-    if not np.all(camera[:, 2] > 1e-3):
+    uv = project_object_points(outline_points, R, t, K)
+    if uv is None:
         return None
-    uv = camera[:, :2] / camera[:, 2:] @ np.asarray(K)[:2, :2].T + np.asarray(K)[:2, 2]
     return np.array([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()])
 
 
