@@ -38,6 +38,7 @@ setup(
     entry_points={
         'console_scripts': [
             'pose-kp = pose_kp_ros.tools.cli:main',
+            'pose_kp_node = pose_kp_ros.ros.node:main',
         ],
     },
 )

@@ -14,7 +14,7 @@ import pytest
 
 SKIP_DIRS = {'.git', '.venv', 'build', 'install', 'log', 'results', '__pycache__', '.pytest_cache',
              '.ruff_cache', '.hypothesis', 'data'}
-EXECUTABLES = ['pose-kp']
+EXECUTABLES = ['pose-kp', 'pose_kp_node']
 
 
 def colcon(*args, cwd, env):

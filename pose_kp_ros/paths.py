@@ -1,0 +1,31 @@
+"""Where the package's data files (config/, models/, objects/, launch/) are.
+
+Installed with colcon, they live in share/pose_kp_ros (found through the ament index); in a
+source checkout or an editable install, next to the Python package. Both are tried, in that order.
+"""
+
+from pathlib import Path
+
+PACKAGE = 'pose_kp_ros'
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def share_dirs():
+    """Return the candidate data folders, most specific first."""
+    dirs = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        dirs.append(Path(get_package_share_directory(PACKAGE)))
+    except Exception:  # not installed through ament (source checkout, pip -e)
+        pass
+    dirs.append(SOURCE_ROOT)
+    return dirs
+
+
+def data_path(*parts):
+    """Return the first existing `<share>/<parts...>`, else the (maybe missing) source path."""
+    for root in share_dirs():
+        candidate = root.joinpath(*parts)
+        if candidate.exists():
+            return candidate
+    return SOURCE_ROOT.joinpath(*parts)

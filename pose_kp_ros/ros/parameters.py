@@ -1,0 +1,92 @@
+"""The node's parameters: one table with types, defaults, ranges and descriptions.
+
+The node declares exactly these (with ParameterDescriptors built from the table), the config
+reference in docs/node.md is checked against it by a test, and parameters marked `dynamic` can be
+changed at run time (`ros2 param set`), validated first.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One node parameter."""
+
+    name: str
+    default: object
+    description: str
+    dynamic: bool = False
+    low: float = None
+    high: float = None
+    choices: tuple = None
+
+    def check(self, value):
+        """Return None if `value` is acceptable, else a one-line reason."""
+        expected = type(self.default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            return f'{self.name}: expected {expected.__name__}, got {value!r}'
+        if self.low is not None and value < self.low:
+            return f'{self.name}: {value!r} is below the minimum {self.low}'
+        if self.high is not None and value > self.high:
+            return f'{self.name}: {value!r} is above the maximum {self.high}'
+        if self.choices is not None and value not in self.choices:
+            return f'{self.name}: {value!r} is not one of {", ".join(self.choices)}'
+        return None
+
+
+# Threshold parameters take their defaults from the pipeline config when left at these values.
+THRESHOLD_PARAMETERS = ('min_keypoint_confidence', 'min_valid_keypoints',
+                        'max_reprojection_error_px', 'min_score')
+
+NODE_PARAMETERS = (
+    ParameterSpec('pipeline_config', '',
+                  'Pipeline YAML (objects, keypoint models, detector, thresholds). Empty: the '
+                  'installed default model (models/driller/pipeline.yaml).'),
+    ParameterSpec('device', 'auto', 'Network device: auto (CUDA when available, else CPU), '
+                  'cpu, cuda or cuda:N. A warning is logged when CUDA is asked but missing.'),
+    ParameterSpec('rectified', False, 'The image topic carries rectified pixels (image_rect). '
+                  'False: keypoints are undistorted with camera_info D before the fit.'),
+    ParameterSpec('use_projection_matrix', True, 'With rectified input, use camera_info P '
+                  '(left 3x3) as intrinsics; false: use K.'),
+    ParameterSpec('image_transport', 'raw', "'raw': subscribe to sensor_msgs/Image on 'image'; "
+                  "'compressed': sensor_msgs/CompressedImage on 'image/compressed'.",
+                  choices=('raw', 'compressed')),
+    ParameterSpec('use_detections', False, "Subscribe to 'detections' "
+                  '(vision_msgs/Detection2DArray) and crop around their boxes.'),
+    ParameterSpec('detection_stamp_tolerance_s', 0.02, 'Largest stamp difference between an '
+                  'image and the detections used for it, seconds.', low=0.0, high=10.0),
+    ParameterSpec('detection_default_object', '', 'Object for detections without a class '
+                  '(class-agnostic detectors). Empty: such detections are skipped.'),
+    ParameterSpec('tracking', True, 'Crop around the previous poses and warm-start from them; '
+                  'false: every frame is estimated on its own.'),
+    ParameterSpec('max_misses', 5, 'Frames a track may go without an accepted pose before it '
+                  'is dropped.', low=0, high=10000),
+    ParameterSpec('search_interval', 1, 'At most one full-image search per object every this '
+                  'many frames while it has fewer tracks than max_instances.', low=1, high=10000),
+    ParameterSpec('min_keypoint_confidence', -1.0, 'Keypoints at or below this confidence are '
+                  'ignored by the fit. -1: from the pipeline config.', dynamic=True,
+                  low=-1.0, high=0.999),
+    ParameterSpec('min_valid_keypoints', -1, 'Fewer usable keypoints: no pose. -1: from the '
+                  'pipeline config.', dynamic=True, low=-1, high=1000),
+    ParameterSpec('max_reprojection_error_px', -1.0, 'Larger RMS reprojection error (pixels): '
+                  'no pose. -1: from the pipeline config.', dynamic=True, low=-1.0, high=1e4),
+    ParameterSpec('min_score', -1.0, 'Lower mean keypoint confidence: no pose. -1: from the '
+                  'pipeline config.', dynamic=True, low=-1.0, high=1.0),
+    ParameterSpec('publish_tf', True, 'Publish each instance on /tf (parent: the image frame, '
+                  'child: <tf_prefix><object>_<track id>).', dynamic=True),
+    ParameterSpec('tf_prefix', '', 'Prefix of the TF child frames.'),
+    ParameterSpec('publish_pose_with_covariance', True, "Also publish "
+                  "'~/pose_cov/<object>' (PoseWithCovarianceStamped) from the solver."),
+    ParameterSpec('marker_mesh', True, 'Markers show the object mesh (MESH_RESOURCE) when the '
+                  'object has one; false: a box.', dynamic=True),
+    ParameterSpec('max_image_pixels', 40_000_000, 'Images with more pixels are rejected with a '
+                  'warning (protects memory).', low=1, high=10**9),
+    ParameterSpec('diagnostics_period_s', 1.0, "Period of the '/diagnostics' status, seconds.",
+                  low=0.05, high=3600.0),
+    ParameterSpec('torch_threads', 0, 'CPU threads for torch; 0: torch default.',
+                  low=0, high=256),
+)
+
+SPECS = {spec.name: spec for spec in NODE_PARAMETERS}
