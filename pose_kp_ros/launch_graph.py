@@ -1,0 +1,60 @@
+"""The ROS graphs this package starts, as plain data: one place for launch files and scripts.
+
+`launch/*.launch.py` turn these NodeSpecs into launch_ros Node actions (`ros2 launch`); where
+`ros2 launch` does not exist (ROS from PyPI wheels), `pose_kp_ros.tools.graph_runner` starts the
+same executables with the same parameter files and remappings as processes. Tests check every
+spec against the installed package (executables in lib/pose_kp_ros, files in share/pose_kp_ros).
+"""
+
+from dataclasses import dataclass
+
+from pose_kp_ros.paths import data_path
+
+PACKAGE = 'pose_kp_ros'
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node to start: executable, name, namespace, parameter files/overrides, remappings."""
+
+    executable: str
+    name: str
+    namespace: str = ''
+    parameter_files: tuple = ()
+    parameters: tuple = ()        # ((name, value), ...) overrides applied after the files
+    remappings: tuple = ()        # ((from, to), ...)
+    package: str = PACKAGE
+
+    def ros_arguments(self):
+        """Return the `--ros-args ...` command-line arguments that start this spec."""
+        args = ['--ros-args', '-r', f'__node:={self.name}']
+        if self.namespace:
+            args += ['-r', f'__ns:=/{self.namespace.strip("/")}']
+        for path in self.parameter_files:
+            args += ['--params-file', str(path)]
+        for name, value in self.parameters:
+            args += ['-p', f'{name}:={_param_text(value)}']
+        for source, target in self.remappings:
+            args += ['-r', f'{source}:={target}']
+        return args
+
+
+def _param_text(value):
+    """Return a parameter value as `-p name:=value` text (YAML)."""
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, str):
+        return value if value else "''"
+    return repr(value)
+
+
+def pose_kp_node_spec(params_file=None, image='image', camera_info='camera_info', device='auto',
+                      namespace='', pipeline_config=''):
+    """Return the NodeSpec of the pose estimation node with its usual launch arguments."""
+    params_file = params_file or str(data_path('config', 'pose_kp_node.yaml'))
+    parameters = [('device', device)]
+    if pipeline_config:
+        parameters.append(('pipeline_config', pipeline_config))
+    return NodeSpec(executable='pose_kp_node', name='pose_kp', namespace=namespace,
+                    parameter_files=(params_file,), parameters=tuple(parameters),
+                    remappings=(('image', image), ('camera_info', camera_info)))
