@@ -24,7 +24,7 @@ from rcl_interfaces.msg import (
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection2DArray, Detection3DArray
@@ -151,15 +151,18 @@ class PoseKpNode(Node):
                 raise StartupError(f'parameter {error}') from None
 
     def _create_interfaces(self, params):
+        reliability = ReliabilityPolicy.BEST_EFFORT if params['image_qos'] == 'sensor_data' \
+            else ReliabilityPolicy.RELIABLE
+        image_qos = QoSProfile(depth=2, reliability=reliability)
         if params['image_transport'] == 'compressed':
             self.image_topic = self.resolve_topic_name('image/compressed')
             self.create_subscription(CompressedImage, 'image/compressed', self._on_image,
-                                     qos_profile_sensor_data)
+                                     image_qos)
         else:
             self.image_topic = self.resolve_topic_name('image')
-            self.create_subscription(Image, 'image', self._on_image, qos_profile_sensor_data)
+            self.create_subscription(Image, 'image', self._on_image, image_qos)
         self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
-                                 qos_profile_sensor_data)
+                                 QoSProfile(depth=10, reliability=reliability))
         if params['use_detections']:
             self.create_subscription(Detection2DArray, 'detections', self._on_detections, 10)
         self.pose_pubs = {name: self.create_publisher(PoseStamped, f'~/pose/{name}', 10)

@@ -6,6 +6,7 @@ changed at run time (`ros2 param set`), validated first.
 """
 
 from dataclasses import dataclass
+import re
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class ParameterSpec:
     low: float = None
     high: float = None
     choices: tuple = None
+    pattern: str = None
 
     def check(self, value):
         """Return None if `value` is acceptable, else a one-line reason."""
@@ -33,6 +35,8 @@ class ParameterSpec:
             return f'{self.name}: {value!r} is above the maximum {self.high}'
         if self.choices is not None and value not in self.choices:
             return f'{self.name}: {value!r} is not one of {", ".join(self.choices)}'
+        if self.pattern is not None and re.fullmatch(self.pattern, value) is None:
+            return f'{self.name}: {value!r} does not match {self.pattern}'
         return None
 
 
@@ -45,7 +49,8 @@ NODE_PARAMETERS = (
                   'Pipeline YAML (objects, keypoint models, detector, thresholds). Empty: the '
                   'installed default model (models/driller/pipeline.yaml).'),
     ParameterSpec('device', 'auto', 'Network device: auto (CUDA when available, else CPU), '
-                  'cpu, cuda or cuda:N. A warning is logged when CUDA is asked but missing.'),
+                  'cpu, cuda or cuda:N. A warning is logged when CUDA is asked but missing.',
+                  pattern=r'auto|cpu|cuda(:[0-9]+)?'),
     ParameterSpec('rectified', False, 'The image topic carries rectified pixels (image_rect). '
                   'False: keypoints are undistorted with camera_info D before the fit.'),
     ParameterSpec('use_projection_matrix', True, 'With rectified input, use camera_info P '
@@ -53,6 +58,10 @@ NODE_PARAMETERS = (
     ParameterSpec('image_transport', 'raw', "'raw': subscribe to sensor_msgs/Image on 'image'; "
                   "'compressed': sensor_msgs/CompressedImage on 'image/compressed'.",
                   choices=('raw', 'compressed')),
+    ParameterSpec('image_qos', 'sensor_data', "QoS of the image and camera_info subscriptions: "
+                  "'sensor_data' (best effort, what camera drivers publish) or 'reliable' "
+                  '(no loss on congested links; needs a reliable publisher).',
+                  choices=('sensor_data', 'reliable')),
     ParameterSpec('use_detections', False, "Subscribe to 'detections' "
                   '(vision_msgs/Detection2DArray) and crop around their boxes.'),
     ParameterSpec('detection_stamp_tolerance_s', 0.02, 'Largest stamp difference between an '

@@ -1,0 +1,179 @@
+"""Drive a pose_kp node over DDS: replay LM-O frames (plus optional faults), record its outputs.
+
+Usage: camera_driver.py PLAN_JSON. The plan (all optional):
+  {"frames": 10, "rate_hz": 10, "faults": ["bad_encoding", ...], "camera_info": true,
+   "boxes": false, "node": "/pose_kp", "object": "driller", "settle_s": 2.0, "timeout_s": 60}
+With "boxes", each frame is followed by a vision_msgs/Detection2DArray on 'detections' holding
+the ground-truth box of the driller (its keypoints projected with the true pose, padded).
+Prints one JSON line: the stamps sent, the Detection3DArray/pose/TF/diagnostics received.
+Faults are published between good frames: bad_encoding, short_data, bad_step, tiny_image,
+huge_header, nan_camera_info, zero_camera_info, wrong_size.
+"""
+
+import json
+import sys
+import time
+
+import cv2
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
+import numpy as np
+import rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from tf2_msgs.msg import TFMessage
+from vision_msgs.msg import (
+    Detection2D,
+    Detection2DArray,
+    Detection3DArray,
+    ObjectHypothesisWithPose,
+)
+
+from pose_kp_ros.data.package_data import lmo_camera, lmo_ground_truth
+from pose_kp_ros.geometry.camera import project_object_points
+from pose_kp_ros.geometry.object_model import ObjectModel
+from pose_kp_ros.paths import data_path
+from pose_kp_ros.ros.image_conversions import numpy_to_image
+
+
+def camera_info_msg(K, size, header):
+    info = CameraInfo(header=header, width=size[0], height=size[1], distortion_model='plumb_bob')
+    info.k = [float(v) for v in K.reshape(-1)]
+    info.d = [0.0] * 5
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [float(K[0, 0]), 0.0, float(K[0, 2]), 0.0, 0.0, float(K[1, 1]), float(K[1, 2]), 0.0,
+              0.0, 0.0, 1.0, 0.0]
+    return info
+
+
+def ground_truth_detections(model, R, t, K, header):
+    """Return a Detection2DArray with the padded box of the model's projected keypoints."""
+    uv = project_object_points(model.keypoints, R, t, K)
+    low, high = uv.min(0), uv.max(0)
+    pad = 0.15 * (high - low)
+    detection = Detection2D(header=header)
+    hypothesis = ObjectHypothesisWithPose()
+    hypothesis.hypothesis.class_id, hypothesis.hypothesis.score = model.name, 1.0
+    detection.results = [hypothesis]
+    detection.bbox.center.position.x, detection.bbox.center.position.y = (low + high) / 2.0
+    detection.bbox.size_x, detection.bbox.size_y = high - low + 2 * pad
+    return Detection2DArray(header=header, detections=[detection])
+
+
+def fault_messages(kind, image, K, size, header):
+    """Return [(topic, message)] publishing one fault of `kind`."""
+    good = numpy_to_image(image, 'rgb8', header)
+    if kind == 'bad_encoding':
+        good.encoding = 'yuv422_weird'
+        return [('image', good)]
+    if kind == 'short_data':
+        good.data = bytes(good.data[:1000])
+        return [('image', good)]
+    if kind == 'bad_step':
+        good.step = 10
+        return [('image', good)]
+    if kind == 'tiny_image':
+        return [('image', numpy_to_image(np.zeros((1, 1, 3), np.uint8), 'rgb8', header))]
+    if kind == 'huge_header':
+        return [('image', Image(header=header, height=8000, width=8000, encoding='rgb8',
+                                step=24000, data=bytes(100)))]
+    if kind == 'nan_camera_info':
+        bad = camera_info_msg(K, size, header)
+        bad.k = [float('nan')] * 9
+        bad.p = [float('nan')] * 12
+        return [('camera_info', bad)]
+    if kind == 'zero_camera_info':
+        bad = camera_info_msg(K, size, header)
+        bad.k = [0.0] * 9
+        bad.p = [0.0] * 12
+        return [('camera_info', bad)]
+    if kind == 'wrong_size':
+        return [('image', numpy_to_image(image[:240, :320].copy(), 'rgb8', header))]
+    raise ValueError(f'unknown fault {kind}')
+
+
+def main():
+    plan = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    frames = int(plan.get('frames', 10))
+    rate = float(plan.get('rate_hz', 10.0))
+    node_ns = plan.get('node', '/pose_kp')
+    object_name = plan.get('object', 'driller')
+    rclpy.init()
+    node = rclpy.create_node('camera_driver')
+    # Reliable, so that no test frame is lost on a loaded machine (the node under test is
+    # started with image_qos:=reliable; with sensor_data it would still match, best effort).
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pubs = {'image': node.create_publisher(Image, 'camera/image', qos),
+            'camera_info': node.create_publisher(CameraInfo, 'camera/camera_info', qos),
+            'detections': node.create_publisher(Detection2DArray, 'camera/detections', 10)}
+    model = ObjectModel.from_yaml(data_path('objects', f'{object_name}.yaml'))
+    got = {'detections': [], 'poses': [], 'tf': [], 'diagnostics': []}
+    node.create_subscription(
+        Detection3DArray, f'{node_ns}/detections',
+        lambda m: got['detections'].append(
+            [m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id,
+             [[d.id, d.results[0].hypothesis.score, d.results[0].pose.pose.position.x,
+               d.results[0].pose.pose.position.y, d.results[0].pose.pose.position.z]
+              for d in m.detections]]), 10)
+    node.create_subscription(
+        PoseStamped, f'{node_ns}/pose/{object_name}',
+        lambda m: got['poses'].append([m.header.stamp.sec, m.header.stamp.nanosec,
+                                       m.pose.position.x, m.pose.position.y,
+                                       m.pose.position.z, m.pose.orientation.x,
+                                       m.pose.orientation.y, m.pose.orientation.z,
+                                       m.pose.orientation.w]), 10)
+    node.create_subscription(
+        TFMessage, '/tf', lambda m: got['tf'].extend(
+            [[t.header.frame_id, t.child_frame_id] for t in m.transforms]), 10)
+    node.create_subscription(
+        DiagnosticArray, '/diagnostics', lambda m: got['diagnostics'].extend(
+            [{'level': int.from_bytes(s.level, 'little') if isinstance(s.level, bytes)
+              else int(s.level), 'message': s.message,
+              **{kv.key: kv.value for kv in s.values}} for s in m.status]), 10)
+
+    deadline = time.monotonic() + float(plan.get('timeout_s', 60))
+    while time.monotonic() < deadline and pubs['image'].get_subscription_count() == 0:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    while time.monotonic() < deadline and node.count_publishers(f'{node_ns}/detections') == 0:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    K, size = lmo_camera()
+    ground_truth = lmo_ground_truth(8)
+    sent = []
+    faults = list(plan.get('faults', []))
+    for index in range(frames):
+        path, R, t = ground_truth[index % len(ground_truth)]
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+        now = node.get_clock().now().to_msg()
+        header = Image().header
+        header.stamp, header.frame_id = now, 'camera_optical_frame'
+        if plan.get('camera_info', True):
+            pubs['camera_info'].publish(camera_info_msg(K, size, header))
+        if plan.get('boxes'):
+            pubs['detections'].publish(ground_truth_detections(model, R, t, K, header))
+        pubs['image'].publish(numpy_to_image(image, 'rgb8', header))
+        sent.append([now.sec, now.nanosec, str(path.name)])
+        if faults and index >= 1:
+            kind = faults.pop(0)
+            rclpy.spin_once(node, timeout_sec=0.5 / rate)
+            fault_header = Image().header
+            fault_header.stamp = node.get_clock().now().to_msg()
+            fault_header.frame_id = 'camera_optical_frame'
+            for topic, msg in fault_messages(kind, image, K, size, fault_header):
+                pubs[topic].publish(msg)
+            if kind.endswith('camera_info'):  # a good camera_info follows, as from a driver
+                rclpy.spin_once(node, timeout_sec=0.1)
+                pubs['camera_info'].publish(camera_info_msg(K, size, fault_header))
+        end = time.monotonic() + 1.0 / rate
+        while time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=max(0.0, end - time.monotonic()))
+    settle = time.monotonic() + float(plan.get('settle_s', 3.0))
+    while time.monotonic() < min(settle, deadline):
+        rclpy.spin_once(node, timeout_sec=0.05)
+    print(json.dumps({'sent': sent, **got}))
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
