@@ -9,6 +9,8 @@ import sys
 
 SUBCOMMANDS = {
     'train': ('pose_kp_ros.tools.train', 'train a keypoint network from a YAML config'),
+    'train-detector': ('pose_kp_ros.tools.train_detector',
+                       'train the full-image object detector from a YAML config'),
     'export': ('pose_kp_ros.tools.export_model', 'export a checkpoint to a torch.export .pt2'),
     'new-object': ('pose_kp_ros.tools.new_object',
                    'make an object model YAML from a mesh (keypoints, diameter)'),

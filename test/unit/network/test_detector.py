@@ -1,0 +1,309 @@
+"""Full-image CenterNet detector: shapes, target codec, letterbox map, overfit, checkpoints, CLI.
+
+The fixture writes coloured shapes (discs, squares) on smooth random backgrounds in the dataset
+folder format (docs/dataset_format.md), one object per folder, one or two instances per image.
+"""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pose_kp_ros.network.checkpoint import CheckpointError, save_checkpoint
+from pose_kp_ros.network.crops import compose_affines, invert_affines, transform_points
+from pose_kp_ros.network.detector import (
+    CenterNet,
+    DetectionEvaluator,
+    DetectorConfig,
+    DetectorConfigError,
+    ObjectDetector,
+    decode_outputs,
+    detection_losses,
+    encode_targets,
+    focal_loss,
+    gaussian_radius,
+    letterbox,
+    load_detector_checkpoint,
+    make_detector_meta,
+    map_boxes,
+    match_detections,
+    output_to_input_affine,
+    pairwise_iou,
+)
+from pose_kp_ros.tools.cli import main as cli_main
+from pose_kp_ros.tools.train_detector import DetectionDataset, load_image_records
+
+TINY = {'input_width': 128, 'input_height': 96, 'stem_channels': 8,
+        'stage_channels': [8, 16, 24, 24], 'stage_blocks': [1, 1, 1, 1], 'expansion': 2,
+        'neck_channels': 16, 'head_channels': 16}
+SHAPE_COLOURS = {'disc': (230, 40, 40), 'square': (40, 60, 230)}
+
+
+def make_shapes_dataset(root, object_name, count=6, size=(128, 96), seed=0):
+    """Write `count` images of 1-2 `object_name` shapes (disc or square) into `root`."""
+    root = Path(root)
+    (root / 'images').mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    width, height = size
+    lines = []
+    for i in range(count):
+        coarse = rng.integers(0, 160, (3, 4, 3)).astype(np.uint8)
+        image = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+        instances = []
+        for j in range(int(rng.integers(1, 3))):
+            mask = np.zeros((height, width), np.uint8)
+            side = rng.uniform(14, 30)
+            # Instances in separate halves of the image so that they never overlap.
+            left = j * width / 2
+            centre = rng.uniform([left + side, side], [left + width / 2 - side, height - side])
+            if object_name == 'disc':
+                cv2.circle(mask, tuple(np.round(centre).astype(int).tolist()), int(side / 2),
+                           255, -1)
+            else:
+                corners = cv2.boxPoints((tuple(centre), (side, side), rng.uniform(0, 90)))
+                cv2.fillPoly(mask, [np.round(corners).astype(np.int32)], 255)
+            image[mask > 0] = SHAPE_COLOURS[object_name]
+            ys, xs = np.nonzero(mask)
+            box = [xs.min() - 0.5, ys.min() - 0.5, xs.max() + 0.5, ys.max() + 0.5]
+            instances.append({'object': object_name, 'box_xyxy': [float(b) for b in box],
+                              'keypoints_uvv': [[float(centre[0]), float(centre[1]), 2]]})
+        image_path = f'images/{i:06d}.png'
+        cv2.imwrite(str(root / image_path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        K = [[100.0, 0, width / 2], [0, 100.0, height / 2], [0, 0, 1]]
+        lines.append(json.dumps({'image': image_path, 'K': K, 'instances': instances}))
+    (root / 'annotations.jsonl').write_text('\n'.join(lines) + '\n')
+    meta = {'object': f'{object_name}.yaml', 'object_name': object_name,
+            'keypoint_names': ['centre'], 'image_size': [width, height], 'count': count,
+            'seed': seed, 'generator': 'test fixture', 'notes': 'coloured shapes'}
+    (root / 'dataset.yaml').write_text(yaml.safe_dump(meta, sort_keys=False))
+    return root
+
+
+@pytest.fixture(scope='module')
+def shape_datasets(tmp_path_factory):
+    """Return {'disc': folder, 'square': folder} of small synthetic datasets."""
+    base = tmp_path_factory.mktemp('shapes')
+    return {name: make_shapes_dataset(base / name, name, count=6, seed=seed)
+            for seed, name in enumerate(('disc', 'square'))}
+
+
+def test_network_output_shapes():
+    config = DetectorConfig(num_classes=3, **TINY)
+    outputs = CenterNet(config)(torch.zeros(2, 3, 96, 128))
+    assert config.output_size == (32, 24)
+    assert outputs['heatmap'].shape == (2, 3, 24, 32)
+    assert outputs['size'].shape == outputs['offset'].shape == (2, 2, 24, 32)
+
+
+def test_config_errors():
+    with pytest.raises(DetectorConfigError, match='input_height must be a multiple of 32'):
+        DetectorConfig(num_classes=1, input_height=100)
+    with pytest.raises(DetectorConfigError, match='stage_channels must be 4'):
+        DetectorConfig(num_classes=1, stage_channels=[8, 8])
+    with pytest.raises(DetectorConfigError, match='unknown detector architecture keys'):
+        DetectorConfig.from_dict({'num_classes': 1, 'width': 3})
+    config = DetectorConfig(num_classes=2, **TINY)
+    assert DetectorConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize('image_size', [(640, 480), (500, 300), (90, 170)])
+def test_letterbox_map_round_trip(image_size):
+    width, height = image_size
+    image = np.zeros((height, width, 3), np.uint8)
+    x0, y0, x1, y1 = int(0.3 * width), int(0.4 * height), int(0.7 * width), int(0.8 * height)
+    image[y0:y1, x0:x1] = 255          # pixels x0..x1-1: edges x0 - 0.5 and x1 - 0.5
+    canvas, affine = letterbox(image, 256, 192, (0, 0, 0))
+    assert canvas.shape == (192, 256, 3)
+    points = np.random.default_rng(0).uniform(-1, [width, height], (50, 2))
+    back = transform_points(invert_affines(affine), transform_points(affine, points))
+    np.testing.assert_allclose(back, points, atol=1e-9)
+    # The content lands where the affine says: brightness centroid and mass of the rectangle.
+    weight = canvas[..., 0].astype(np.float64) / 255
+    v, u = np.mgrid[:192, :256]
+    centroid = np.array([(weight * u).sum(), (weight * v).sum()]) / weight.sum()
+    expected = transform_points(affine, np.array([[(x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2]]))[0]
+    np.testing.assert_allclose(centroid, expected, atol=0.05)
+    box = map_boxes(affine, np.array([[x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5]]))[0]
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    assert weight.sum() == pytest.approx(area, rel=0.01)
+    # Padding is centred and only along one axis.
+    corners = map_boxes(affine, np.array([[-0.5, -0.5, width - 0.5, height - 0.5]]))[0]
+    assert min(corners[0] + 0.5, corners[1] + 0.5) == 0
+    assert corners[0] + 0.5 == pytest.approx(255.5 - corners[2], abs=0.5)
+    assert corners[1] + 0.5 == pytest.approx(191.5 - corners[3], abs=0.5)
+
+
+def test_gaussian_radius_keeps_min_overlap():
+    w, h = np.array([4.0, 10.0, 30.0, 60.0]), np.array([4.0, 25.0, 12.0, 60.0])
+    r = gaussian_radius(w, h, 0.7)
+    for wi, hi, ri in zip(w, h, r):
+        box = np.array([[0, 0, wi, hi]])
+        moved = pairwise_iou(box, box + [ri, ri, ri, ri])[0, 0]
+        shrunk = pairwise_iou(box, box + [ri, ri, -ri, -ri])[0, 0]
+        grown = pairwise_iou(box, box + [-ri, -ri, ri, ri])[0, 0]
+        assert min(moved, shrunk, grown) == pytest.approx(0.7, abs=1e-6)
+
+
+def test_encode_decode_round_trip():
+    rng = np.random.default_rng(3)
+    width, height = 64, 48
+    centres = np.array([[10.3, 8.7], [40.6, 12.2], [25.1, 35.4], [55.8, 40.1]])
+    sizes = rng.uniform(3, 20, (4, 2))
+    boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], 1)
+    classes = np.array([0, 1, 1, 0])
+    targets = encode_targets(boxes, classes, 2, (width, height), max_objects=8)
+    assert targets['heatmap'].shape == (2, height, width)
+    assert targets['heatmap'].max() == 1.0 and (targets['heatmap'] == 1).sum() == 4
+    assert targets['mask'].sum() == 4
+    size_map, offset_map = torch.zeros(1, 2, height * width), torch.zeros(1, 2, height * width)
+    index = torch.from_numpy(targets['indices'][:4])
+    size_map[0, :, index] = torch.from_numpy(targets['size'][:4]).T
+    offset_map[0, :, index] = torch.from_numpy(targets['offset'][:4]).T
+    decoded, scores, decoded_classes = decode_outputs(
+        torch.from_numpy(targets['heatmap'])[None], size_map.view(1, 2, height, width),
+        offset_map.view(1, 2, height, width), max_detections=4)
+    assert torch.all(scores == 1)
+    order = np.lexsort(decoded[0].numpy().T[::-1])
+    expected = np.lexsort(boxes.T[::-1])
+    np.testing.assert_allclose(decoded[0].numpy()[order], boxes[expected], atol=1e-4)
+    np.testing.assert_array_equal(decoded_classes[0].numpy()[order], classes[expected])
+    # And back through the output->input->image maps of a 640x480 letterbox: < 1 px.
+    _, image_to_input = letterbox(np.zeros((480, 640, 3), np.uint8), 256, 192, (0, 0, 0))
+    corner = rng.uniform(0, 300, 2)
+    image_boxes = np.concatenate([corner, corner + rng.uniform(20, 200, 2)])[None]
+    output_from_image = compose_affines(invert_affines(output_to_input_affine()),
+                                        image_to_input)
+    output_boxes = map_boxes(output_from_image, image_boxes)
+    single = encode_targets(output_boxes, [0], 1, (64, 48), 4)
+    cell = single['indices'][0]
+    centre = np.array([cell % 64, cell // 64]) + single['offset'][0]
+    half = np.exp(single['size'][0]) / 2
+    back = map_boxes(compose_affines(invert_affines(image_to_input), output_to_input_affine()),
+                     np.concatenate([centre - half, centre + half])[None])
+    assert np.abs(back - image_boxes).max() < 1e-3
+
+
+def test_losses_prefer_the_truth():
+    boxes = np.array([[4.0, 4.0, 14.0, 12.0]])
+    targets = encode_targets(boxes, [0], 1, (32, 24), 4)
+    batch = {name: torch.from_numpy(value)[None] for name, value in targets.items()}
+    logit = torch.logit(torch.from_numpy(targets['heatmap']).clamp(1e-4, 1 - 1e-4))[None]
+    size_map = torch.zeros(1, 2, 24, 32)
+    offset_map = torch.zeros(1, 2, 24, 32)
+    cell = int(targets['indices'][0])
+    size_map.view(1, 2, -1)[0, :, cell] = torch.from_numpy(targets['size'][0])
+    offset_map.view(1, 2, -1)[0, :, cell] = torch.from_numpy(targets['offset'][0])
+    good, parts = detection_losses({'heatmap': logit, 'size': size_map, 'offset': offset_map},
+                                   batch)
+    bad, _ = detection_losses({'heatmap': torch.zeros_like(logit), 'size': size_map * 0,
+                               'offset': offset_map * 0}, batch)
+    assert parts['size'] < 1e-6 and parts['offset'] < 1e-6
+    assert 0 <= good < 0.05 < bad
+    assert torch.isfinite(focal_loss(torch.full_like(logit, 80.0), batch['heatmap']))
+
+
+def test_matching_and_metrics():
+    gt = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float)
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60], [20, 20, 30, 31]], float)
+    scores = np.array([0.9, 0.8, 0.7, 0.2])
+    matched, ious = match_detections(boxes, scores, [0, 0, 0, 0], gt, [0, 0])
+    np.testing.assert_array_equal(matched, [True, False, False, True])
+    assert ious[3] == pytest.approx(100 / 110)
+    evaluator = DetectionEvaluator(num_classes=2)
+    evaluator.add(boxes, scores, [0, 0, 0, 0], gt, [0, 0])
+    summary = evaluator.summary(score_threshold=0.3)
+    assert summary['recall'] == 0.5 and summary['precision'] == pytest.approx(1 / 3)
+    assert summary['mean_iou'] == 1.0
+    # Ranking TP, FP, FP, TP over 2 objects: AP = 0.5 * 1 + 0.5 * 0.5.
+    assert summary['ap50'] == pytest.approx(0.75)
+    # Another class's detection never matches.
+    matched, _ = match_detections(boxes[:1], [1.0], [1], gt, [0, 0])
+    assert not matched.any()
+
+
+def test_overfit_reaches_full_recall(shape_datasets):
+    torch.manual_seed(0)
+    names, records, _ = load_image_records([shape_datasets['disc']])
+    config = DetectorConfig(num_classes=1, **TINY)
+    dataset = DetectionDataset(records, 1, config, max_objects=4)
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(len(dataset))])
+    model = CenterNet(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(200):
+        loss, _ = detection_losses(model(batch['image']), batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    detector = ObjectDetector(model, make_detector_meta(config, names), object_names=['disc'])
+    evaluator = DetectionEvaluator(1)
+    for record in records:
+        image = cv2.cvtColor(cv2.imread(record.image), cv2.COLOR_BGR2RGB)
+        found = detector.detect(image)
+        assert all(d.object_name == 'disc' and 0.3 <= d.score <= 1 for d in found)
+        evaluator.add([d.box_xyxy for d in found], [d.score for d in found], [0] * len(found),
+                      record.boxes, record.classes)
+    summary = evaluator.summary(0.3)
+    assert summary['recall'] == 1.0, summary
+    assert summary['mean_iou'] > 0.7, summary
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    config = DetectorConfig(num_classes=2, **TINY)
+    model = CenterNet(config).eval()
+    path = tmp_path / 'detector.pt'
+    save_checkpoint(path, model, make_detector_meta(config, ['disc', 'square'], 0.4))
+    loaded, meta, training = load_detector_checkpoint(path, ['square'])
+    assert meta['class_names'] == ['disc', 'square'] and meta['input_size'] == [128, 96]
+    assert training is None and meta['code_version']
+    images = torch.randn(1, 3, 96, 128)
+    torch.testing.assert_close(loaded(images)['heatmap'], model(images)['heatmap'])
+    detector = ObjectDetector.from_file(path, object_names=['square'])
+    assert detector.score_threshold == 0.4
+    found = detector.detect(np.zeros((60, 90, 3), np.uint8))
+    assert all(d.object_name == 'square' for d in found)
+    with pytest.raises(CheckpointError, match='missing.pt: checkpoint file not found'):
+        ObjectDetector.from_file(tmp_path / 'missing.pt')
+    (tmp_path / 'garbage.pt').write_bytes(b'not a checkpoint at all')
+    with pytest.raises(CheckpointError, match='garbage.pt: not a pose_kp_ros checkpoint'):
+        ObjectDetector.from_file(tmp_path / 'garbage.pt')
+    torch.save({'meta': {'format': 'pose_kp_ros.keypoint_checkpoint'}, 'model': {}},
+               tmp_path / 'keypoints.pt')
+    with pytest.raises(CheckpointError, match='not a pose_kp_ros detector checkpoint'):
+        ObjectDetector.from_file(tmp_path / 'keypoints.pt')
+    with pytest.raises(CheckpointError, match=r"detector.pt: detector has no class \['driller'\]"):
+        ObjectDetector.from_file(path, object_names=['driller'])
+    with pytest.raises(ValueError, match='image_rgb'):
+        detector.detect(np.zeros((60, 90), np.uint8))
+
+
+def test_train_detector_cli_then_resume(shape_datasets, tmp_path, capsys):
+    config = {'datasets': [str(shape_datasets['square']), str(shape_datasets['disc'])],
+              'val_fraction': 0.34, 'output_dir': 'run', 'epochs': 1, 'batch_size': 4,
+              'workers': 0, 'seed': 1, 'architecture': TINY, 'max_objects': 4}
+    path = tmp_path / 'detector.yaml'
+    path.write_text(yaml.safe_dump(config))
+    assert cli_main(['train-detector', '--config', str(path), '--device', 'cpu']) == 0
+    run = tmp_path / 'run'
+    assert {p.name for p in run.iterdir()} >= {'last.pt', 'best.pt', 'metrics.json',
+                                               'training_curves.png'}
+    history = json.loads((run / 'metrics.json').read_text())
+    assert [h['epoch'] for h in history] == [1]
+    for key in ('val_recall', 'val_precision', 'val_mean_iou', 'val_ap50'):
+        assert 0 <= history[0][key] <= 1
+    assert history[0]['val_objects'] > 0
+    assert cli_main(['train-detector', '--config', str(path)]) == 2
+    assert 'pass --resume' in capsys.readouterr().err
+    assert cli_main(['train-detector', '--config', str(path), '--resume', '--epochs', '2']) == 0
+    history = json.loads((run / 'metrics.json').read_text())
+    assert [h['epoch'] for h in history] == [1, 2]
+    _, meta, training = load_detector_checkpoint(run / 'last.pt', ['disc', 'square'])
+    assert meta['class_names'] == ['disc', 'square'] and meta['epoch'] == 2
+    assert training['batches_done'] == 0 and meta['training_config']['epochs'] == 2
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text(yaml.safe_dump({**config, 'datasets': [str(tmp_path / 'nowhere')]}))
+    assert cli_main(['train-detector', '--config', str(bad)]) == 2
+    assert 'nowhere' in capsys.readouterr().err
