@@ -27,6 +27,7 @@ A checkpoint is a `torch.save` dict {'meta', 'model', 'training'} like the keypo
 'pose_kp_ros.detector_checkpoint' (see `make_detector_meta`).
 """
 
+import copy
 from dataclasses import asdict, dataclass, fields
 import math
 
@@ -202,6 +203,30 @@ class CenterNet(nn.Module):
             top = F.interpolate(top, scale_factor=2.0, mode='nearest')
             top = self.smooth[i](self.laterals[i](features[i]) + top)
         return {name: head(top) for name, head in self.heads.items()}
+
+
+def fold_batch_norm(model):
+    """Return a copy of an eval-mode model with every conv + BatchNorm2d pair merged into the conv.
+
+    For inference only (the same outputs, fewer memory passes): conv weights are scaled by
+    gamma / sqrt(var + eps) and the bias becomes beta - mean * gamma / sqrt(var + eps).
+    """
+    folded = copy.deepcopy(model).eval()
+    for module in folded.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        for i in range(len(module) - 1):
+            conv, norm = module[i], module[i + 1]
+            if not (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)):
+                continue
+            scale = norm.weight.detach() / torch.sqrt(norm.running_var + norm.eps)
+            merged = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                               conv.stride, conv.padding, groups=conv.groups, bias=True)
+            merged.weight.data = conv.weight.detach() * scale[:, None, None, None]
+            bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(scale)
+            merged.bias.data = norm.bias.detach() + (bias - norm.running_mean) * scale
+            module[i], module[i + 1] = merged, nn.Identity()
+    return folded
 
 
 # ---------------------------------------------------------------------------- letterbox map
@@ -600,7 +625,7 @@ class ObjectDetector:
         checkpoint's; max_detections: at most this many boxes per image over all classes.
         """
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.model = fold_batch_norm(model.eval()).to(self.device)
         self.meta = meta
         self.class_names = list(meta['class_names'])
         self.object_names = list(object_names) if object_names else list(self.class_names)

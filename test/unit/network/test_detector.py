@@ -25,6 +25,7 @@ from pose_kp_ros.network.detector import (
     detection_losses,
     encode_targets,
     focal_loss,
+    fold_batch_norm,
     gaussian_radius,
     letterbox,
     load_detector_checkpoint,
@@ -83,6 +84,15 @@ def make_shapes_dataset(root, object_name, count=6, size=(128, 96), seed=0):
     return root
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run the test with one torch thread (two spin-wait badly on a loaded 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope='module')
 def shape_datasets(tmp_path_factory):
     """Return {'disc': folder, 'square': folder} of small synthetic datasets."""
@@ -97,6 +107,24 @@ def test_network_output_shapes():
     assert config.output_size == (32, 24)
     assert outputs['heatmap'].shape == (2, 3, 24, 32)
     assert outputs['size'].shape == outputs['offset'].shape == (2, 2, 24, 32)
+
+
+def test_folded_batch_norm_gives_the_same_outputs():
+    torch.manual_seed(0)
+    model = CenterNet(DetectorConfig(num_classes=2, **TINY))
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    model.eval()
+    folded = fold_batch_norm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    images = torch.randn(2, 3, 96, 128)
+    expected, got = model(images), folded(images)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-4, rtol=1e-4)
 
 
 def test_config_errors():
@@ -233,7 +261,7 @@ def test_overfit_reaches_full_recall(shape_datasets):
     batch = torch.utils.data.default_collate([dataset[i] for i in range(len(dataset))])
     model = CenterNet(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(200):
+    for _ in range(150):
         loss, _ = detection_losses(model(batch['image']), batch)
         optimizer.zero_grad()
         loss.backward()
@@ -283,7 +311,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
 def test_train_detector_cli_then_resume(shape_datasets, tmp_path, capsys):
     config = {'datasets': [str(shape_datasets['square']), str(shape_datasets['disc'])],
               'val_fraction': 0.34, 'output_dir': 'run', 'epochs': 1, 'batch_size': 4,
-              'workers': 0, 'seed': 1, 'architecture': TINY, 'max_objects': 4}
+              'workers': 0, 'seed': 1, 'architecture': TINY, 'max_objects': 4, 'threads': 1}
     path = tmp_path / 'detector.yaml'
     path.write_text(yaml.safe_dump(config))
     assert cli_main(['train-detector', '--config', str(path), '--device', 'cpu']) == 0
