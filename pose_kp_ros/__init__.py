@@ -22,6 +22,7 @@ _PUBLIC = {
     'load_checkpoint': 'pose_kp_ros.network.checkpoint',
     'load_model': 'pose_kp_ros.network.checkpoint',
     'CheckpointError': 'pose_kp_ros.network.checkpoint',
+    'ObjectDetector': 'pose_kp_ros.network.detector',
 }
 
 __all__ = sorted(_PUBLIC) + ['__version__']
