@@ -39,6 +39,8 @@ setup(
         'console_scripts': [
             'pose-kp = pose_kp_ros.tools.cli:main',
             'pose_kp_node = pose_kp_ros.ros.node:main',
+            'pose_kp_lmo_camera = pose_kp_ros.ros.lmo_camera_node:main',
+            'pose_kp_evaluator = pose_kp_ros.ros.pose_evaluator_node:main',
         ],
     },
 )

@@ -58,3 +58,27 @@ def pose_kp_node_spec(params_file=None, image='image', camera_info='camera_info'
     return NodeSpec(executable='pose_kp_node', name='pose_kp', namespace=namespace,
                     parameter_files=(params_file,), parameters=tuple(parameters),
                     remappings=(('image', image), ('camera_info', camera_info)))
+
+
+def demo_graph(rate_hz=10.0, object_name='driller', object_id=8, device='auto', frames=0,
+               output_dir='results/demo', pipeline_config='', params_file=None):
+    """Return the live demo's NodeSpecs: LM-O camera replay, the pose node, the evaluator."""
+    camera = NodeSpec(
+        executable='pose_kp_lmo_camera', name='lmo_camera',
+        parameters=(('rate_hz', float(rate_hz)), ('object_id', int(object_id)),
+                    ('object_name', object_name), ('frames', int(frames))),
+        remappings=(('image', '/camera/image'), ('camera_info', '/camera/camera_info')))
+    pose = pose_kp_node_spec(params_file=params_file, image='/camera/image',
+                             camera_info='/camera/camera_info', device=device,
+                             pipeline_config=pipeline_config)
+    pose = NodeSpec(**{**pose.__dict__, 'parameters': pose.parameters + (
+        ('image_qos', 'reliable'),)})
+    evaluator = NodeSpec(
+        executable='pose_kp_evaluator', name='pose_evaluator',
+        parameters=(('object', object_name), ('output_dir', str(output_dir)),
+                    ('expected_frames', int(frames)), ('stem', f'demo_{object_name}')),
+        remappings=(('ground_truth', f'/lmo_camera/ground_truth/{object_name}'),
+                    ('pose', f'/pose_kp/pose/{object_name}'),
+                    ('debug_image', '/pose_kp/debug_image'),
+                    ('camera_info', '/camera/camera_info')))
+    return [pose, evaluator, camera]

