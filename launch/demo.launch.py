@@ -9,9 +9,9 @@ description `pose-kp demo` starts as processes where `ros2 launch` is unavailabl
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
 
 from pose_kp_ros.data.package_data import lmo_ground_truth
+from pose_kp_ros.launch_actions import spec_to_node
 from pose_kp_ros.launch_graph import demo_graph
 
 ARGUMENTS = (
@@ -30,9 +30,7 @@ def nodes(context):
     frames = int(value['frames']) or len(lmo_ground_truth(int(value['object_id'])))
     specs = demo_graph(float(value['rate']), value['object'], int(value['object_id']),
                        value['device'], frames, value['output_dir'])
-    return [Node(package=s.package, executable=s.executable, name=s.name, output='screen',
-                 parameters=list(s.parameter_files) + [dict(s.parameters)],
-                 remappings=list(s.remappings)) for s in specs]
+    return [spec_to_node(spec) for spec in specs]
 
 
 def generate_launch_description():

@@ -13,6 +13,7 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from pose_kp_ros.launch_actions import spec_to_node
 from pose_kp_ros.launch_graph import pose_kp_node_spec
 from pose_kp_ros.paths import data_path
 
@@ -25,14 +26,6 @@ ARGUMENTS = (
     ('namespace', '', 'namespace of the node'),
     ('rviz', 'false', 'also start RViz with config/pose_kp.rviz'),
 )
-
-
-def spec_to_node(spec):
-    """Return a launch_ros Node action for a pose_kp_ros.launch_graph.NodeSpec."""
-    return Node(package=spec.package, executable=spec.executable, name=spec.name,
-                namespace=spec.namespace or None, output='screen',
-                parameters=list(spec.parameter_files) + [dict(spec.parameters)],
-                remappings=list(spec.remappings))
 
 
 def nodes(context):

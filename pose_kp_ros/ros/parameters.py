@@ -99,3 +99,23 @@ NODE_PARAMETERS = (
 )
 
 SPECS = {spec.name: spec for spec in NODE_PARAMETERS}
+
+
+def parameter_table_markdown():
+    """Return the Markdown reference table of NODE_PARAMETERS (docs/node.md embeds it)."""
+    rows = ['| parameter | type | default | range / choices | set at run time | description |',
+            '|---|---|---|---|---|---|']
+    for spec in NODE_PARAMETERS:
+        if spec.choices:
+            allowed = ', '.join(spec.choices)
+        elif spec.pattern:
+            allowed = '`' + spec.pattern.replace('|', '\\|') + '`'
+        elif spec.low is not None:
+            allowed = f'[{spec.low}, {spec.high}]'
+        else:
+            allowed = ''
+        default = str(spec.default).lower() if isinstance(spec.default, bool) else \
+            repr(spec.default)
+        rows.append(f'| `{spec.name}` | {type(spec.default).__name__} | `{default}` | '
+                    f'{allowed} | {"yes" if spec.dynamic else "no"} | {spec.description} |')
+    return '\n'.join(rows) + '\n'

@@ -64,6 +64,15 @@ def test_colcon_build_installs_executables_and_data(workspace, ros_env, repo_roo
             if source.is_file() and source.name != '.gitkeep':
                 assert (share / folder / source.name).is_file(), f'{folder}/{source.name} missing'
 
+    # Every executable the launch files and the demo start (launch_graph) is installed.
+    from pose_kp_ros.launch_graph import demo_graph, pose_kp_node_spec
+    for spec in [pose_kp_node_spec()] + demo_graph(frames=1):
+        assert (prefix / 'lib' / spec.package / spec.executable).is_file(), spec.executable
+        for path in spec.parameter_files:
+            assert (share / 'config' / Path(path).name).is_file(), path
+    for launch_file in ('pose_kp.launch.py', 'demo.launch.py'):
+        assert (share / 'launch' / launch_file).is_file()
+
     # The installed executable starts and imports the installed package, not the source tree.
     started = subprocess.run(
         ['bash', '-c', '. install/setup.sh && install/pose_kp_ros/lib/pose_kp_ros/pose-kp --help'

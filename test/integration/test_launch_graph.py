@@ -1,0 +1,44 @@
+"""What the launch files start (launch_graph) really starts: executables, params, remappings."""
+
+from pathlib import Path
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pose_kp_ros.launch_graph import demo_graph, pose_kp_node_spec
+
+pytestmark = pytest.mark.integration
+
+
+def test_node_starts_from_its_spec_with_the_shipped_parameter_file(ros_env, untrained_pipeline):
+    spec = pose_kp_node_spec(image='/cam/image', camera_info='/cam/info', device='cpu',
+                             pipeline_config=str(untrained_pipeline))
+    executable = Path(sys.executable).with_name(spec.executable)
+    process = subprocess.Popen([str(executable)] + spec.ros_arguments(), env=ros_env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if 'ready:' in line:
+            break
+    process.send_signal(2)
+    output = ''.join(lines) + process.communicate(timeout=30)[0]
+    assert process.returncode == 0, output
+    assert "image '/cam/image', camera_info '/cam/info'" in output  # remappings applied
+    assert 'on cpu' in output
+
+
+def test_demo_graph_remaps_the_camera_into_the_node_and_the_evaluator():
+    pose, evaluator, camera = demo_graph(frames=5)
+    assert dict(camera.remappings)['image'] == dict(pose.remappings)['image']
+    assert dict(evaluator.remappings)['pose'] == '/pose_kp/pose/driller'
+    assert ('expected_frames', 5) in evaluator.parameters
+    args = pose.ros_arguments()
+    assert args[:3] == ['--ros-args', '-r', '__node:=pose_kp']
+    assert '--params-file' in args
