@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
-# Install what `pose-kp render` and `pose-kp new-object` need (idempotent: checks before installing).
+# System packages `pose-kp render` and `pose-kp new-object` need, then a test render
+# (idempotent: checks before installing). Called by scripts/setup_env.sh after the pinned Python
+# packages (pyrender-maintained, PyOpenGL, trimesh, scikit-image: requirements.txt) are in.
 #
-#   scripts/install_renderer_deps.sh            # uses python3's pip
 #   PYTHON=/path/to/venv/bin/python scripts/install_renderer_deps.sh
 #
 # System packages (Debian 12): libosmesa6 (CPU OpenGL for pyrender), opencv-doc (background photos).
-# Python packages (pinned): pyrender-maintained, PyOpenGL, trimesh, scikit-image (background photos).
-# Set SKIP_APT=1 to skip the system packages (e.g. without root; the renderer then needs them present).
+# Set SKIP_APT=1 to skip them (e.g. without root; the renderer then needs them present).
 set -euo pipefail
 
 PY="${PYTHON:-python3}"
 APT_PACKAGES=(libosmesa6 opencv-doc)
-PIP_PACKAGES=(pyrender-maintained==1.0.1 PyOpenGL==3.1.10 trimesh==5.2.0 scikit-image==0.26.0)
 
 if [[ "${SKIP_APT:-0}" != 1 ]]; then
     missing=()
@@ -24,27 +23,17 @@ if [[ "${SKIP_APT:-0}" != 1 ]]; then
     done
     if ((${#missing[@]})); then
         SUDO=''
-        if [[ $(id -u) != 0 ]]; then SUDO='sudo'; fi
+        if [[ $(id -u) != 0 ]]; then
+            if ! command -v sudo >/dev/null 2>&1; then
+                echo "[renderer deps] ERROR: Debian packages missing: ${missing[*]}. Install them as root: apt-get install -y ${missing[*]}" >&2
+                exit 1
+            fi
+            SUDO='sudo'
+        fi
         echo "[renderer deps] apt-get install -y ${missing[*]}"
         $SUDO apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
     fi
-fi
-
-pip_missing=()
-for spec in "${PIP_PACKAGES[@]}"; do
-    name="${spec%%==*}"
-    want="${spec##*==}"
-    have=$("$PY" -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p' || true)
-    if [[ "$have" == "$want" ]]; then
-        echo "[renderer deps] pip: $name $have already installed"
-    else
-        pip_missing+=("$spec")
-    fi
-done
-if ((${#pip_missing[@]})); then
-    echo "[renderer deps] $PY -m pip install ${pip_missing[*]}"
-    "$PY" -m pip install --quiet "${pip_missing[@]}"
 fi
 
 echo '[renderer deps] checking an offscreen render (PYOPENGL_PLATFORM=osmesa)'
