@@ -3,7 +3,8 @@
     python benchmarks/bench_network.py [--keypoints 8] [--repeats 10] [--threads 0]
 
 Prints a table and writes results/bench_network.json. Times are medians over repeats of one
-forward pass (inference mode, eval batch norm) divided by the batch size, measured after warm-up.
+forward pass (inference mode, eval batch norm) divided by the batch size, measured after warm-up,
+with all cores of the process (--threads) and with one thread.
 The machine's load average is recorded with the numbers: other jobs on a shared machine slow them.
 """
 
@@ -62,6 +63,10 @@ def main():
         for batch in (1, 8):
             row[f'cpu_ms_per_crop_b{batch}'] = time_forward(
                 model, batch, config.input_size, torch.device('cpu'), repeats)
+        torch.set_num_threads(1)
+        row['cpu_1thread_ms_per_crop_b8'] = time_forward(
+            model, 8, config.input_size, torch.device('cpu'), repeats)
+        torch.set_num_threads(threads)
         if torch.cuda.is_available():
             cuda = torch.device('cuda')
             half = model.to(cuda).half()
@@ -80,14 +85,14 @@ def main():
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + '\n')
     header = (f"{'preset':<8} {'params':>9} {'input':>6} {'heatmap':>8} {'cpu b1 ms':>10} "
-              f"{'cpu b8 ms/crop':>15} {'cuda fp16 b8':>13}")
+              f"{'cpu b8 ms/crop':>15} {'1 thread b8':>12} {'cuda fp16 b8':>13}")
     print(header)
     print('-' * len(header))
     for row in rows:
         cuda = row.get('cuda_fp16_ms_per_crop_b8')
         print(f"{row['preset']:<8} {row['params']:>9,} {row['input_size']:>6} "
               f"{row['heatmap_size']:>8} {row['cpu_ms_per_crop_b1']:>10.1f} "
-              f"{row['cpu_ms_per_crop_b8']:>15.1f} "
+              f"{row['cpu_ms_per_crop_b8']:>15.1f} {row['cpu_1thread_ms_per_crop_b8']:>12.1f} "
               f"{'n/a' if cuda is None else f'{cuda:.2f}':>13}")
     print(f"torch {report['torch']}, {threads} threads, 1-min load average "
           f"{load_at_start[0]:.1f} at start, {report['load_average_1_5_15_end'][0]:.1f} at end "

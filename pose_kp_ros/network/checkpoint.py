@@ -17,7 +17,6 @@ import json
 import os
 from pathlib import Path
 import subprocess
-import tempfile
 import zipfile
 
 import torch
@@ -94,8 +93,7 @@ def save_checkpoint(path, model, meta, training=None):
     model = getattr(model, 'module', model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    os.close(handle)
+    temporary = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
     try:
         torch.save({'meta': meta, 'model': model.state_dict(), 'training': training}, temporary)
         os.replace(temporary, path)

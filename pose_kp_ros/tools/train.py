@@ -11,19 +11,13 @@ See docs/training.md for the config keys.
 
 import argparse
 from contextlib import nullcontext
-import json
-import math
-import os
 from pathlib import Path
 import sys
 import time
 
-import cv2
-import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
-import yaml
 
 from pose_kp_ros.network.checkpoint import (
     CheckpointError,
@@ -43,6 +37,18 @@ from pose_kp_ros.network.dataset import (
 )
 from pose_kp_ros.network.heatmaps import decode_heatmaps
 from pose_kp_ros.network.hourglass import HourglassConfig, HourglassConfigError, HourglassNet
+from pose_kp_ros.tools.training_common import (
+    EpochSampler,
+    TrainConfigError,
+    all_reduce_sums,
+    distributed_setup,
+    learning_rate,
+    read_config,
+    resolve_path,
+    set_cpu_threads,
+    worker_init,
+    write_json_atomic,
+)
 
 DEFAULTS = {
     'object': None,             # optional object YAML: its keypoint names must match the data
@@ -76,94 +82,21 @@ REQUIRED = ('datasets', 'output_dir')
 PCK_THRESHOLDS = (0.05, 0.1)
 
 
-class TrainConfigError(ValueError):
-    """An invalid training config (names the file and key)."""
-
-
 def load_config(path, epochs=None):
     """Read a training config YAML over DEFAULTS; relative paths are relative to the file."""
-    path = Path(path)
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise TrainConfigError(f'{path}: cannot read config ({error})') from None
-    if not isinstance(values, dict):
-        raise TrainConfigError(f'{path}: expected a mapping of config keys')
-    unknown = sorted(set(values) - set(DEFAULTS))
-    if unknown:
-        raise TrainConfigError(f'{path}: unknown keys {unknown}; known: {sorted(DEFAULTS)}')
-    config = {**DEFAULTS, **values}
-    for key in REQUIRED:
-        if not config[key]:
-            raise TrainConfigError(f'{path}: missing required key {key!r}')
-    if epochs is not None:
-        config['epochs'] = epochs
-    if config['lr_schedule'] not in ('cosine', 'step', 'constant'):
-        raise TrainConfigError(f"{path}: lr_schedule must be cosine, step or constant, got "
-                               f"{config['lr_schedule']!r}")
-    base = path.parent
-
-    def resolve(p):
-        return str(p if Path(p).is_absolute() else (base / p).resolve())
-
+    config = read_config(path, DEFAULTS, REQUIRED, epochs)
     for key in ('datasets', 'val_datasets'):
         folders = config[key] if isinstance(config[key], list) else [config[key]]
-        config[key] = [resolve(p) for p in folders]
-    config['output_dir'] = resolve(config['output_dir'])
+        config[key] = [resolve_path(path, p) for p in folders]
+    config['output_dir'] = resolve_path(path, config['output_dir'])
     if config['object']:
-        config['object'] = resolve(config['object'])
+        config['object'] = resolve_path(path, config['object'])
     augmentation = dict(config['augmentation'] or {})
     if augmentation.get('background_dirs'):
-        augmentation['background_dirs'] = [resolve(p) for p in augmentation['background_dirs']]
+        augmentation['background_dirs'] = [resolve_path(path, p)
+                                           for p in augmentation['background_dirs']]
     config['augmentation'] = augmentation
     return config
-
-
-def learning_rate(config, epoch):
-    """Return the learning rate of `epoch` (0-based) under the config's schedule."""
-    lr, warmup = config['lr'], config['warmup_epochs']
-    if epoch < warmup:
-        return lr * (epoch + 1) / (warmup + 1)
-    if config['lr_schedule'] == 'step':
-        return lr * config['lr_gamma'] ** sum(epoch >= m for m in config['lr_milestones'])
-    if config['lr_schedule'] == 'cosine':
-        progress = (epoch - warmup) / max(config['epochs'] - warmup, 1)
-        floor = config['min_lr_fraction']
-        return lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-    return lr
-
-
-class EpochSampler(torch.utils.data.Sampler):
-    """Seeded per-epoch order, sharded over DDP ranks, able to skip batches already trained.
-
-    Training order: a permutation drawn from (seed, epoch), padded by wrapping to a multiple of
-    world_size, then every world_size-th index from `rank`. Validation (shuffle False): indices
-    in order, unpadded, so every sample is counted once over all ranks.
-    """
-
-    def __init__(self, size, seed=0, rank=0, world_size=1, shuffle=True):
-        self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
-        self.shuffle = shuffle
-        self.epoch, self.skip = 0, 0
-
-    def set_epoch(self, epoch, skip=0):
-        """Select the epoch's order and skip its first `skip` samples of this rank."""
-        self.epoch, self.skip = epoch, skip
-
-    def _indices(self):
-        if not self.shuffle:
-            return np.arange(self.size)[self.rank::self.world_size]
-        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.size)
-        padded = np.resize(order, math.ceil(self.size / self.world_size) * self.world_size)
-        return padded[self.rank::self.world_size]
-
-    def __iter__(self):
-        """Yield this rank's indices for the epoch."""
-        return iter(self._indices()[self.skip:].tolist())
-
-    def __len__(self):
-        """Return the number of indices this rank yields."""
-        return max(len(self._indices()) - self.skip, 0)
 
 
 def heatmap_loss(outputs, targets, weights):
@@ -222,37 +155,6 @@ def plot_history(history, path):
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
-
-
-def _worker_init(_):
-    """Keep DataLoader workers to one OpenCV thread each (they run in parallel already)."""
-    cv2.setNumThreads(1)
-
-
-def _distributed_setup(device_choice):
-    """Return (rank, world_size, device); join the process group under torchrun."""
-    world_size = int(os.environ.get('WORLD_SIZE', '1'))
-    rank = int(os.environ.get('RANK', '0'))
-    local_rank = int(os.environ.get('LOCAL_RANK', '0'))
-    use_cuda = device_choice == 'cuda' or (device_choice == 'auto' and torch.cuda.is_available())
-    if device_choice == 'cuda' and not torch.cuda.is_available():
-        raise TrainConfigError('--device cuda requested but CUDA is not available')
-    device = torch.device(f'cuda:{local_rank}' if use_cuda else 'cpu')
-    if use_cuda:
-        torch.cuda.set_device(device)
-    if world_size > 1:
-        dist.init_process_group('nccl' if use_cuda else 'gloo')
-    return rank, world_size, device
-
-
-def _all_reduce_sums(sums, device, world_size):
-    """Sum a dict of numbers over DDP ranks."""
-    if world_size == 1:
-        return sums
-    keys = sorted(sums)
-    values = torch.tensor([float(sums[k]) for k in keys], dtype=torch.float64, device=device)
-    dist.all_reduce(values)
-    return dict(zip(keys, values.tolist()))
 
 
 class Trainer:
@@ -317,7 +219,7 @@ class Trainer:
         workers = self.config['workers']
         return torch.utils.data.DataLoader(
             dataset, batch_size=self.config['batch_size'], sampler=sampler,
-            num_workers=workers, worker_init_fn=_worker_init if workers else None,
+            num_workers=workers, worker_init_fn=worker_init if workers else None,
             pin_memory=self.device.type == 'cuda', drop_last=shuffle_epoch and
             len(sampler) >= self.config['batch_size'])
 
@@ -389,7 +291,7 @@ class Trainer:
             if minutes and time.monotonic() - last_save > 60 * minutes:
                 self.save('last.pt')
                 last_save = time.monotonic()
-        sums = _all_reduce_sums({'loss': total, 'count': count}, self.device, self.world_size)
+        sums = all_reduce_sums({'loss': total, 'count': count}, self.device, self.world_size)
         return sums['loss'] / max(sums['count'], 1), lr
 
     @torch.no_grad()
@@ -408,7 +310,7 @@ class Trainer:
                                              self.config['eval_min_visibility'])
             for key, value in batch_sums.items():
                 sums[key] = sums.get(key, 0) + value
-        sums = _all_reduce_sums(sums, self.device, self.world_size)
+        sums = all_reduce_sums(sums, self.device, self.world_size)
         count = max(sums.get('count', 0), 1)
         metrics = {'val_loss': sums['loss'] / max(sums['batches'], 1),
                    'val_mean_error_px': sums.get('error_image_px', 0) / count,
@@ -443,10 +345,7 @@ class Trainer:
                            f"{metrics['val_pck@0.1']:.3f}{' (best)' if improved else ''}")
 
     def _write_history(self):
-        path = self.output_dir / 'metrics.json'
-        temporary = path.with_suffix('.json.tmp')
-        temporary.write_text(json.dumps(self.history, indent=1))
-        os.replace(temporary, path)
+        write_json_atomic(self.output_dir / 'metrics.json', self.history)
         plot_history(self.history, self.output_dir / 'training_curves.png')
 
 
@@ -466,9 +365,9 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         config = load_config(args.config, args.epochs)
-        rank, world_size, device = _distributed_setup(args.device)
+        rank, world_size, device = distributed_setup(args.device)
         if device.type == 'cpu':
-            torch.set_num_threads(config['threads'] or len(os.sched_getaffinity(0)))
+            set_cpu_threads(config['threads'])
         trainer = Trainer(config, device, rank, world_size)
         last = Path(config['output_dir']) / 'last.pt'
         if args.resume:
@@ -489,6 +388,10 @@ def main(argv=None):
     except (TrainConfigError, DatasetError, CheckpointError, HourglassConfigError) as error:
         print(f'pose-kp train: error: {error}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print('pose-kp train: interrupted; continue with --resume from the last saved last.pt',
+              file=sys.stderr)
+        return 130
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 
 KEYPOINT_NAMES = ['tip', 'left', 'tail', 'right', 'centre']
@@ -78,6 +79,18 @@ def make_dataset(root, count=8, size=(160, 120), seed=0, image_ext='png', with_m
                    'keypoints_m': KEYPOINTS_M.tolist(), 'diameter_m': 0.11, 'symmetric': False}
     (root / 'kite.yaml').write_text(yaml.safe_dump(object_yaml, sort_keys=False))
     return root
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run each test on one torch thread: reproducible numbers, and no OpenMP spin-waiting.
+
+    On a shared, busy 2-core machine two spinning threads made the overfit test 20x slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='session')

@@ -48,7 +48,7 @@ def test_save_load_round_trip(saved):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(checkpoint.model(x)[-1], model(x)[-1])
-    assert not list(path.parent.glob('.model.pt.*'))  # no temporary file left behind
+    assert not list(path.parent.glob('.model.pt.*.tmp'))  # no temporary file left behind
 
 
 @pytest.mark.parametrize('names, object_name, message', [

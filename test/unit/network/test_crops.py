@@ -97,3 +97,16 @@ def test_crop_boxes_shapes_and_errors():
         crop_boxes(image, [[5, 5, 5, 5]], 32)
     with pytest.raises(CropError, match='finite'):
         crop_boxes(image, [[np.nan, 5, 9, 9]], 32)
+
+
+def test_heatmap_to_image_affines_undo_image_to_heatmap():
+    from pose_kp_ros.network.predictor import heatmap_to_image_affines
+    rng = np.random.default_rng(3)
+    corners = rng.uniform(0, 300, (5, 2))
+    centers, sides = square_regions(np.concatenate([corners, corners + [40, 60]], 1))
+    affines = crop_affines(centers, sides, 128)
+    points = rng.uniform(0, 400, (5, 6, 2))
+    on_heatmap = transform_points(invert_affines(heatmap_to_crop_affine(128, 64)),
+                                  transform_points(affines, points))
+    back = transform_points(heatmap_to_image_affines(affines, 128, 64), on_heatmap)
+    assert np.abs(back - points).max() < 1e-6

@@ -7,12 +7,13 @@ import yaml
 
 from pose_kp_ros.network.checkpoint import load_checkpoint
 from pose_kp_ros.tools.cli import main as cli_main
-from pose_kp_ros.tools.train import EpochSampler, TrainConfigError, learning_rate, load_config
+from pose_kp_ros.tools.train import load_config
+from pose_kp_ros.tools.training_common import EpochSampler, TrainConfigError, learning_rate
 
 
 def write_config(path, dataset, **extra):
     config = {'datasets': str(dataset), 'val_fraction': 0.25, 'output_dir': 'run',
-              'preset': 'cpu', 'epochs': 1, 'batch_size': 4, 'workers': 0, 'seed': 1,
+              'preset': 'cpu', 'epochs': 1, 'batch_size': 4, 'workers': 0, 'seed': 1, 'threads': 1,
               'architecture': {'num_stacks': 2, 'features': 16, 'depth': 2, 'input_size': 32},
               **extra}
     path.write_text(yaml.safe_dump(config))
