@@ -46,7 +46,10 @@ class PackageDataError(FileNotFoundError):
 
 def package_dir(package):
     """Return the folder of an installed top-level Python package without importing it."""
-    spec = importlib.util.find_spec(package)
+    try:
+        spec = importlib.util.find_spec(package) if package else None
+    except (ImportError, ValueError):
+        spec = None
     if spec is None or not spec.submodule_search_locations:
         raise PackageDataError(f"Python package '{package}' is not installed")
     return Path(list(spec.submodule_search_locations)[0])
@@ -61,7 +64,7 @@ def resolve_pkgdata(uri):
         raise PackageDataError(f"'{uri}' is not of the form pkgdata:<package>/<path>")
     path = package_dir(package) / relative
     if not path.is_file():
-        raise PackageDataError(f"'{uri}': no file {path}")
+        raise PackageDataError(f"'{uri}': file not found: {path}")
     return path
 
 

@@ -11,15 +11,15 @@ Example:
 """
 
 from dataclasses import dataclass, field
-import importlib.util
 from pathlib import Path
 import re
 
 import numpy as np
 import yaml
 
+from pose_kp_ros.data.package_data import PKGDATA_SCHEME, PackageDataError, resolve_pkgdata
+
 NAME_PATTERN = re.compile(r'[a-z0-9_]+')
-PKGDATA_PREFIX = 'pkgdata:'
 
 
 class ObjectModelError(ValueError):
@@ -177,15 +177,11 @@ class ObjectModel:
         if self.mesh_path is None:
             return None
         where = f'{self.source if self.source is not None else "<ObjectModel>"}: mesh'
-        if self.mesh_path.startswith(PKGDATA_PREFIX):
-            package, _, inner = self.mesh_path[len(PKGDATA_PREFIX):].partition('/')
+        if self.mesh_path.startswith(PKGDATA_SCHEME):
             try:
-                spec = importlib.util.find_spec(package) if package else None
-            except (ImportError, ValueError):
-                spec = None
-            if spec is None or not spec.submodule_search_locations:
-                raise ObjectModelError(f'{where}: Python package {package!r} is not installed')
-            path = Path(list(spec.submodule_search_locations)[0]) / inner
+                path = resolve_pkgdata(self.mesh_path)
+            except PackageDataError as error:
+                raise ObjectModelError(f'{where}: {error}') from None
         else:
             path = Path(self.mesh_path).expanduser()
             if not path.is_absolute():

@@ -78,7 +78,7 @@ def test_missing_garbage_and_empty_meshes_raise_mesh_error(tmp_path):
 def test_pkgdata_reference_errors():
     with pytest.raises(PackageDataError, match='not of the form'):
         resolve_pkgdata('pkgdata:numpy')
-    with pytest.raises(PackageDataError, match='no file'):
+    with pytest.raises(PackageDataError, match='file not found'):
         resolve_pkgdata('pkgdata:numpy/no_such_file.ply')
 
 
