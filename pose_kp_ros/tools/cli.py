@@ -17,6 +17,8 @@ SUBCOMMANDS = {
     'render': ('pose_kp_ros.tools.render', 'render synthetic training images of an object'),
     'build-shape-basis': ('pose_kp_ros.tools.build_shape_basis',
                           'build a PCA shape basis from keypoint sets of one category'),
+    'eval-lmo': ('pose_kp_ros.tools.eval_lmo',
+                 'evaluate the image pipeline on the 200 real LM-O photos'),
     'demo': ('pose_kp_ros.tools.demo',
              'live demo: LM-O photos -> pose node -> evaluator, over DDS'),
 }

@@ -1,0 +1,56 @@
+"""`pose-kp eval-lmo` runs the whole pipeline on real LM-O frames and writes every output.
+
+An untrained network is used, so only the tool's behaviour is checked (frames, outputs, fields);
+the accuracy of the shipped model is measured by the tool itself (docs/results.md).
+"""
+
+import json
+
+import pytest
+
+from pose_kp_ros.tools.eval_lmo import main
+
+
+@pytest.fixture
+def untrained_pipeline(tmp_path, repo_root):
+    import torch
+
+    from pose_kp_ros.geometry.object_model import ObjectModel
+    from pose_kp_ros.network.checkpoint import make_meta, save_checkpoint
+    from pose_kp_ros.network.hourglass import HourglassConfig, HourglassNet
+
+    model = ObjectModel.from_yaml(repo_root / 'objects' / 'driller.yaml')
+    torch.manual_seed(0)
+    config = HourglassConfig.from_preset('cpu', model.num_keypoints, num_stacks=1, features=16)
+    meta = make_meta(config, model.name, model.keypoint_names, 'cpu', padding=1.25, sigma=2.0,
+                     mean=[0.5] * 3, std=[0.25] * 3)
+    save_checkpoint(tmp_path / 'keypoints.pt', HourglassNet(config), meta)
+    path = tmp_path / 'pipeline.yaml'
+    path.write_text(f'objects:\n  - object: {repo_root / "objects" / "driller.yaml"}\n'
+                    f'    keypoint_model: {tmp_path / "keypoints.pt"}\n'
+                    'thresholds: {min_score: 0.0, max_reprojection_error_px: 1000.0}\n')
+    return path
+
+
+def test_writes_summary_frames_plot_and_mosaic(untrained_pipeline, tmp_path, capsys):
+    out = tmp_path / 'out'
+    assert main(['--pipeline-config', str(untrained_pipeline), '--boxes', 'ground-truth',
+                 '--frames', '3', '--output-dir', str(out), '--mosaic-frames', '2']) == 0
+    stem = 'driller_ground-truth'
+    summary = json.loads((out / f'{stem}_summary.json').read_text())
+    assert summary['frames'] == 3 and summary['boxes'] == 'ground-truth'
+    for key in ('add_0.1d_accuracy', 'add_auc_0.1d', 'median_rotation_deg',
+                'projection_5px_accuracy', 'detection_rate', 'runtime_median_ms'):
+        assert key in summary
+    frames = json.loads((out / f'{stem}_frames.json').read_text())
+    assert len(frames) == 3 and all(set(f) >= {'frame', 'detected', 'add_m'} for f in frames)
+    assert (out / f'{stem}_frames.csv').read_text().count('\n') == 4
+    assert (out / f'{stem}_accuracy.png').stat().st_size > 1000
+    assert (out / f'{stem}_mosaic.png').stat().st_size > 1000
+    assert 'ADD < 0.1 d' in capsys.readouterr().out
+
+
+def test_unknown_config_fails_with_the_file_named(tmp_path):
+    from pose_kp_ros.pipeline.config import PipelineConfigError
+    with pytest.raises(PipelineConfigError, match='nope.yaml: pipeline config not found'):
+        main(['--pipeline-config', str(tmp_path / 'nope.yaml')])
