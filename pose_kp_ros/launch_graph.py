@@ -71,8 +71,9 @@ def demo_graph(rate_hz=10.0, object_name='driller', object_id=8, device='auto', 
     pose = pose_kp_node_spec(params_file=params_file, image='/camera/image',
                              camera_info='/camera/camera_info', device=device,
                              pipeline_config=pipeline_config)
+    # Three processes share the machine: one torch thread avoids thrashing on small CPUs.
     pose = NodeSpec(**{**pose.__dict__, 'parameters': pose.parameters + (
-        ('image_qos', 'reliable'),)})
+        ('image_qos', 'reliable'), ('torch_threads', 1))})
     evaluator = NodeSpec(
         executable='pose_kp_evaluator', name='pose_evaluator',
         parameters=(('object', object_name), ('output_dir', str(output_dir)),
