@@ -23,6 +23,10 @@ _PUBLIC = {
     'load_model': 'pose_kp_ros.network.checkpoint',
     'CheckpointError': 'pose_kp_ros.network.checkpoint',
     'ObjectDetector': 'pose_kp_ros.network.detector',
+    'KeypointPoseEstimator': 'pose_kp_ros.pipeline.estimator',
+    'ObjectPose': 'pose_kp_ros.pipeline.estimator',
+    'PoseTracker': 'pose_kp_ros.pipeline.tracking',
+    'PipelineConfigError': 'pose_kp_ros.pipeline.config',
 }
 
 __all__ = sorted(_PUBLIC) + ['__version__']
