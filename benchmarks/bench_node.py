@@ -1,0 +1,115 @@
+"""End-to-end benchmark of the pose node over real DDS (loopback only, a domain of its own).
+
+    python benchmarks/bench_node.py [--rate 30] [--seconds 300] [--pipeline-config FILE]
+
+Starts the LM-O camera replay (real photos, looping) and the pose node as separate processes
+(the demo's NodeSpecs), receives the node's PoseStamped in this process, and reports: end-to-end
+latency (image stamp -> pose received here) median / p95, output rate at the given input rate,
+the node's CPU load (% of one core) and resident memory over the run. Writes
+results/bench_node.json and prints a table. No assertions: figures only.
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+import random
+import signal
+import subprocess
+import sys
+import time
+
+from geometry_msgs.msg import PoseStamped
+import numpy as np
+import rclpy
+
+from pose_kp_ros.launch_graph import demo_graph
+from pose_kp_ros.tools.demo import executable_path
+
+CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
+
+
+def process_sample(pid):
+    """Return (cpu seconds so far, resident MB) of a process from /proc."""
+    fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    rss_pages = int(Path(f'/proc/{pid}/statm').read_text().split()[1])
+    return cpu, rss_pages * os.sysconf('SC_PAGE_SIZE') / 2**20
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--rate', type=float, default=30.0)
+    parser.add_argument('--seconds', type=float, default=300.0)
+    parser.add_argument('--pipeline-config', default='')
+    parser.add_argument('--output', default='results/bench_node.json')
+    args = parser.parse_args()
+
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    os.environ.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(1, 101)))
+    os.environ.setdefault('ROS_LOG_DIR', '/tmp/pose_kp_bench_ros_log')
+    frames = 200
+    loops = int(np.ceil(args.seconds * args.rate / frames))
+    pose_spec, _, camera_spec = demo_graph(rate_hz=args.rate, frames=frames,
+                                           pipeline_config=args.pipeline_config)
+    camera_spec = camera_spec.__class__(**{**camera_spec.__dict__, 'parameters':
+                                           camera_spec.parameters + (('loops', loops),)})
+    node = subprocess.Popen([executable_path(pose_spec.executable)] + pose_spec.ros_arguments(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    rclpy.init()
+    listener = rclpy.create_node('bench_node_listener')
+    latencies, arrivals = [], []
+
+    def on_pose(msg):
+        now = listener.get_clock().now().nanoseconds * 1e-9
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        latencies.append((now - stamp) * 1e3)
+        arrivals.append(time.monotonic())
+
+    listener.create_subscription(PoseStamped, '/pose_kp/pose/driller', on_pose, 50)
+    # the camera also waits for a ground-truth subscriber: this listener takes that role
+    listener.create_subscription(PoseStamped, '/lmo_camera/ground_truth/driller',
+                                 lambda msg: None, 50)
+    camera = subprocess.Popen([executable_path(camera_spec.executable)] +
+                              camera_spec.ros_arguments(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.STDOUT)
+    start = time.monotonic()
+    samples = []
+    next_sample = start
+    while time.monotonic() - start < args.seconds + 10 and camera.poll() is None:
+        rclpy.spin_once(listener, timeout_sec=0.05)
+        if time.monotonic() >= next_sample and node.poll() is None:
+            samples.append((time.monotonic(), *process_sample(node.pid)))
+            next_sample += 1.0
+    for process in (camera, node):
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    listener.destroy_node()
+    rclpy.shutdown()
+
+    samples = np.array(samples)
+    warm = samples[samples[:, 0] > start + 30] if len(samples) > 40 else samples
+    cpu_percent = 100 * np.diff(warm[:, 1]).sum() / max(1e-9, warm[-1, 0] - warm[0, 0])
+    duration = (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else float('nan')
+    result = {
+        'input_rate_hz': args.rate, 'seconds': args.seconds,
+        'poses_received': len(latencies),
+        'output_rate_hz': (len(arrivals) - 1) / duration if len(arrivals) > 1 else 0.0,
+        'latency_median_ms': float(np.median(latencies)) if latencies else float('nan'),
+        'latency_p95_ms': float(np.percentile(latencies, 95)) if latencies else float('nan'),
+        'node_cpu_percent_of_one_core': float(cpu_percent),
+        'node_rss_mb_start': float(warm[0, 2]), 'node_rss_mb_end': float(warm[-1, 2]),
+        'node_rss_mb_max': float(samples[:, 2].max()),
+        'load_average_1_5_15': list(os.getloadavg()),
+        'pipeline_config': args.pipeline_config or 'models/driller/pipeline.yaml',
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=1))
+    for key, value in result.items():
+        print(f'{key:<32} {value:.2f}' if isinstance(value, float) else f'{key:<32} {value}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
