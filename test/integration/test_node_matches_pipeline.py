@@ -1,0 +1,78 @@
+"""The node's outputs are exactly the offline pipeline's: one code path, checked over real DDS.
+
+A driver process replays real LM-O frames with Detection2DArray boxes; the node (its own process,
+installed executable) publishes PoseStamped, Detection3DArray and TF; the same frames and boxes
+go through `KeypointPoseEstimator` in this process. Poses must agree to numerical precision, and
+the messages must carry them with the image's stamp and frame. The network here is untrained
+(its poses are arbitrary but deterministic), so this checks the plumbing, not accuracy.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pose_kp_ros.data.package_data import lmo_camera, lmo_ground_truth
+from pose_kp_ros.geometry.rotations import quaternion_xyzw_to_matrix
+from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator
+
+pytestmark = pytest.mark.integration
+FRAMES = 6
+
+
+def driver_module():
+    path = Path(__file__).parent / 'processes' / 'camera_driver.py'
+    spec = importlib.util.spec_from_file_location('camera_driver', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def offline_poses(pipeline):
+    """Return [(t (3,), R (3, 3)) or None] of the pipeline on the driver's frames and boxes."""
+    import torch
+    torch.set_num_threads(1)  # as the node (torch_threads:=1): same float summation order
+    driver = driver_module()
+    estimator = KeypointPoseEstimator.from_config(pipeline, device='cpu')
+    model = estimator.objects['driller'].model
+    K, _ = lmo_camera()
+    poses = []
+    for path, R_gt, t_gt in lmo_ground_truth(8)[:FRAMES]:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+        detection = driver.ground_truth_detections(model, R_gt, t_gt, K, None).detections[0]
+        cx, cy = detection.bbox.center.position.x, detection.bbox.center.position.y
+        w, h = detection.bbox.size_x, detection.bbox.size_y
+        box = np.array([[cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]])
+        found = estimator(image, K, boxes={'driller': box})
+        poses.append((found[0].t, found[0].R) if found else None)
+    return poses
+
+
+def test_node_publishes_the_offline_pipeline_poses(start_node, run_driver, untrained_pipeline):
+    node = start_node('-p', f'pipeline_config:={untrained_pipeline}', '-p', 'device:=cpu',
+                      '-p', 'use_detections:=true', '-p', 'tracking:=false',
+                      '-p', 'detection_wait_s:=2.0', '-p', 'torch_threads:=1',
+                      '-r', 'detections:=/camera/detections')
+    report = run_driver({'frames': FRAMES, 'rate_hz': 1.0, 'boxes': True, 'settle_s': 3.0})
+    assert node.alive()
+    expected = offline_poses(untrained_pipeline)
+    assert sum(p is not None for p in expected) >= FRAMES - 1
+    poses = {(p[0], p[1]): p for p in report['poses']}
+    detections = {(d[0], d[1]): d for d in report['detections']}
+    compared = 0
+    for (sec, nanosec, _), offline in zip(report['sent'], expected):
+        if offline is None:
+            continue
+        pose = poses[(sec, nanosec)]
+        t, R = offline
+        assert np.allclose(pose[2:5], t, atol=1e-5)
+        assert np.allclose(quaternion_xyzw_to_matrix(pose[5:9]), R, atol=1e-5)
+        detection = detections[(sec, nanosec)]
+        assert detection[2] == 'camera_optical_frame'
+        assert detection[3][0][0] == 'driller_0' and np.allclose(detection[3][0][2:5], t,
+                                                                 atol=1e-5)
+        compared += 1
+    assert compared >= FRAMES - 1
+    assert ['camera_optical_frame', 'driller_0'] in report['tf']
