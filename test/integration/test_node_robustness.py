@@ -5,7 +5,10 @@ keeps serving and reports what happened, not pose accuracy.
 """
 
 import importlib.util
+import json
 from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 
@@ -110,3 +113,23 @@ def test_launch_file_imports_where_launch_ros_exists():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.generate_launch_description().entities
+
+
+def test_thresholds_change_at_run_time_with_validation(start_node, ros_env, untrained_pipeline):
+    node = start_node('-p', f'pipeline_config:={untrained_pipeline}', '-p', 'device:=cpu')
+    script = Path(__file__).parent / 'processes' / 'param_client.py'
+    result = subprocess.run(
+        [sys.executable, str(script), '/pose_kp', 'min_score=0.45',
+         'max_reprojection_error_px=-5.0', 'min_valid_keypoints=3', 'device=cuda',
+         'publish_tf=false'],
+        env=ros_env, capture_output=True, text=True, timeout=120)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    outcome = {r['name']: r for r in report['results']}
+    assert outcome['min_score']['successful']
+    assert not outcome['max_reprojection_error_px']['successful']
+    assert not outcome['min_valid_keypoints']['successful']
+    assert 'min_valid_keypoints' in outcome['min_valid_keypoints']['reason']
+    assert not outcome['device']['successful']
+    assert outcome['publish_tf']['successful']
+    assert report['values']['min_score'] == 0.45 and report['values']['device'] == 'cpu'
+    assert node.alive()
