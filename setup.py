@@ -25,8 +25,8 @@ setup(
         share('config', '*.yaml'),
         share('config', '*.rviz'),
         share('objects', '*.yaml'),
-        share('models', '*'),
-    ],
+    ] + [share(folder) for folder in ['models'] + sorted(glob('models/*'))
+         if os.path.isdir(folder)],
     install_requires=['setuptools'],
     zip_safe=False,
     maintainer='pose_kp_ros maintainers',

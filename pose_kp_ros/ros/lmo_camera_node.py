@@ -14,6 +14,7 @@ import time
 import cv2
 from geometry_msgs.msg import PoseStamped
 import rclpy
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -73,6 +74,11 @@ class LmoCameraNode(Node):
 
         while time.monotonic() < end and not ready():
             rclpy.spin_once(self, timeout_sec=0.1)
+        # Discovery has matched; give the reliable connections a moment to complete so the
+        # first frames are not lost.
+        settle = time.monotonic() + 1.0
+        while time.monotonic() < settle:
+            rclpy.spin_once(self, timeout_sec=0.1)
         return ready()
 
     def run(self):
@@ -95,6 +101,8 @@ class LmoCameraNode(Node):
                 rclpy.spin_once(self, timeout_sec=max(0.0, next_time - time.monotonic()))
                 while time.monotonic() < next_time:
                     time.sleep(min(0.005, next_time - time.monotonic()))
+        for publisher in (self.truth_pub, self.info_pub, self.image_pub):
+            publisher.wait_for_all_acked(Duration(seconds=5.0))  # deliver before exiting
         return published
 
 
