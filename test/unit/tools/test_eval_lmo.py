@@ -1,7 +1,7 @@
 """`pose-kp eval-lmo` runs the whole pipeline on real LM-O frames and writes every output.
 
 An untrained network is used, so only the tool's behaviour is checked (frames, outputs, fields);
-the accuracy of the shipped model is measured by the tool itself (docs/results.md).
+the accuracy of the shipped model is measured by the tool itself (models/driller/README.md).
 """
 
 import json
