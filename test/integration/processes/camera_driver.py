@@ -136,6 +136,12 @@ def main():
         rclpy.spin_once(node, timeout_sec=0.05)
     while time.monotonic() < deadline and node.count_publishers(f'{node_ns}/detections') == 0:
         rclpy.spin_once(node, timeout_sec=0.05)
+    while plan.get('boxes') and time.monotonic() < deadline and \
+            pubs['detections'].get_subscription_count() == 0:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    settle = time.monotonic() + 1.0  # let reliable connections complete: no first frame lost
+    while time.monotonic() < settle:
+        rclpy.spin_once(node, timeout_sec=0.05)
     K, size = lmo_camera()
     ground_truth = lmo_ground_truth(8)
     sent = []
