@@ -34,16 +34,7 @@ from pose_kp_ros.geometry.camera import project_object_points
 from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.paths import data_path
 from pose_kp_ros.ros.image_conversions import numpy_to_image
-
-
-def camera_info_msg(K, size, header):
-    info = CameraInfo(header=header, width=size[0], height=size[1], distortion_model='plumb_bob')
-    info.k = [float(v) for v in K.reshape(-1)]
-    info.d = [0.0] * 5
-    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    info.p = [float(K[0, 0]), 0.0, float(K[0, 2]), 0.0, 0.0, float(K[1, 1]), float(K[1, 2]), 0.0,
-              0.0, 0.0, 1.0, 0.0]
-    return info
+from pose_kp_ros.ros.lmo_camera_node import camera_info_msg
 
 
 def ground_truth_detections(model, R, t, K, header):
