@@ -53,9 +53,9 @@ def offline_poses(pipeline):
 def test_node_publishes_the_offline_pipeline_poses(start_node, run_driver, untrained_pipeline):
     node = start_node('-p', f'pipeline_config:={untrained_pipeline}', '-p', 'device:=cpu',
                       '-p', 'use_detections:=true', '-p', 'tracking:=false',
-                      '-p', 'detection_wait_s:=2.0', '-p', 'torch_threads:=1',
+                      '-p', 'detection_wait_s:=1.5', '-p', 'torch_threads:=1',
                       '-r', 'detections:=/camera/detections')
-    report = run_driver({'frames': FRAMES, 'rate_hz': 1.0, 'boxes': True, 'settle_s': 3.0})
+    report = run_driver({'frames': FRAMES, 'rate_hz': 0.5, 'boxes': True, 'settle_s': 3.0})
     assert node.alive()
     expected = offline_poses(untrained_pipeline)
     assert sum(p is not None for p in expected) >= FRAMES - 1
