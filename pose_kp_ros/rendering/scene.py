@@ -5,13 +5,19 @@ sample is the same whichever process renders it and in whatever order. A drawn s
 is less than `min_visible_fraction` visible is redrawn from the same stream.
 
 Sampling (documented in docs/custom_object.md):
-- rotation uniform on SO(3) (random unit quaternion); object centre depth uniform in
-  `distance_m`; its pixel uniform over the image widened by `centre_outside` on each side, so
-  objects may be cut by the image border;
+- rotation uniform on SO(3) (random unit quaternion), or, with `upright_probability`, the object
+  standing on its `upright_axis` (tilted up to `upright_tilt_deg`, any yaw) seen from a camera
+  `elevation_deg` above the supporting plane with up to `camera_roll_deg` roll; object centre
+  depth uniform in `distance_m`; its pixel uniform over the image widened by `centre_outside` on
+  each side, so objects may be cut by the image border;
 - ambient light plus 1-3 directional or point lights of random direction, colour and intensity;
-- 0-6 distractors (primitives of random colour and size, and other meshes such as the other LM-O
-  objects), one of them placed between the camera and the object with `occluder_probability`;
-- the object's saturation and brightness jittered (scanned colours are dull);
+- `distractor_count` distractors (primitives of random colour and size, and other meshes such as
+  the other LM-O objects), one of them placed between the camera and the object with
+  `occluder_probability`, each of the others beside the object (clutter, within
+  `NEAR_OFFSET_DIAMETERS`) with `near_distractor_probability`, else anywhere in view;
+- the object's saturation and brightness scaled (`object_saturation`, `object_brightness`) and
+  its hue shifted (`object_hue_shift_deg`, (low, high) degrees): scanned vertex colours are
+  duller than photos;
 - a random crop of a real photo behind everything, then colour jitter, blur, noise, JPEG.
 """
 
@@ -37,6 +43,8 @@ SMOOTH = ('sphere', 'capsule', 'torus')
 """Primitives shaded with smooth normals (the others have sharp edges)."""
 AREA_ZOOM = 3
 """The amodal area of a border-cut object is measured in a view zoomed out by this factor."""
+NEAR_OFFSET_DIAMETERS = (1.2, 0.6)
+"""A near distractor's centre is within these (sideways, depth) offsets x the object diameter."""
 
 
 @dataclass
@@ -51,6 +59,37 @@ class RenderSettings:
     visibility_tolerance: float = 0.04
     """A keypoint is occluded if the depth buffer is nearer than its depth by this x diameter."""
     max_attempts: int = 50
+    upright_axis: tuple = None
+    """Object-frame axis that points up when the object stands on a table (None: no such pose)."""
+    upright_probability: float = 0.0
+    elevation_deg: tuple = (10.0, 80.0)
+    upright_tilt_deg: float = 10.0
+    camera_roll_deg: float = 20.0
+    near_distractor_probability: float = 0.0
+    object_saturation: tuple = (1.0, 2.2)
+    object_brightness: tuple = (0.8, 1.3)
+    object_hue_shift_deg: tuple = (0.0, 0.0)
+
+    def __post_init__(self):
+        """Check the fields (ValueError naming the field)."""
+        if self.upright_probability > 0 and self.upright_axis is None:
+            raise ValueError('upright_probability > 0 needs upright_axis (the object-frame axis '
+                             'that points up when it stands on a table)')
+        if self.upright_axis is not None:
+            axis = np.asarray(self.upright_axis, dtype=np.float64)
+            if axis.shape != (3,) or not np.isfinite(axis).all() or np.linalg.norm(axis) == 0:
+                raise ValueError(f'upright_axis must be a non-zero 3-vector, got '
+                                 f'{self.upright_axis}')
+        for name in ('upright_probability', 'near_distractor_probability',
+                     'occluder_probability', 'min_visible_fraction'):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f'{name} must be in [0, 1], got {getattr(self, name)}')
+        for name in ('distance_m', 'distractor_count', 'elevation_deg', 'object_saturation',
+                     'object_brightness'):
+            low, high = getattr(self, name)
+            if not 0 <= low <= high:
+                raise ValueError(f'{name} must be [low, high] with 0 <= low <= high, got '
+                                 f'{list(getattr(self, name))}')
 
     def to_dict(self):
         """Return the settings as plain YAML-friendly types."""
@@ -79,6 +118,42 @@ def primitive_meshes():
 def random_rotation(rng):
     """Return a rotation (3, 3) drawn uniformly on SO(3) (normalised Gaussian quaternion)."""
     return Rotation.from_quat(rng.normal(size=4)).as_matrix()
+
+
+def rotation_between(a, b):
+    """Return the rotation (3, 3) turning unit vector a (3,) onto unit vector b (3,)."""
+    axis = np.cross(a, b)
+    sine, cosine = np.linalg.norm(axis), float(np.dot(a, b))
+    if sine < 1e-12:
+        if cosine > 0:
+            return np.eye(3)
+        perpendicular = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
+        return Rotation.from_rotvec(np.pi * perpendicular / np.linalg.norm(perpendicular)
+                                    ).as_matrix()
+    return Rotation.from_rotvec(axis / sine * np.arctan2(sine, cosine)).as_matrix()
+
+
+def upright_rotation(rng, upright_axis, elevation_deg, tilt_deg, roll_deg):
+    """Return an object-to-camera rotation (3, 3) of an object standing on a table.
+
+    The object's `upright_axis` (object frame) points up (world +z), tilted by up to `tilt_deg`,
+    with uniform yaw; the camera looks down at `elevation_deg` (low, high) above the horizontal,
+    rolled about its optical axis by up to +-`roll_deg`.
+    """
+    axis = np.asarray(upright_axis, dtype=np.float64)
+    world_from_object = rotation_between(axis / np.linalg.norm(axis), np.array([0.0, 0.0, 1.0]))
+    tilt_axis = rng.normal(size=3)
+    tilt = Rotation.from_rotvec(tilt_axis / np.linalg.norm(tilt_axis)
+                                * np.radians(rng.uniform(0.0, tilt_deg))).as_matrix()
+    yaw = Rotation.from_euler('z', rng.uniform(0.0, 2 * np.pi)).as_matrix()
+    world_from_object = yaw @ world_from_object @ tilt
+    elevation = np.radians(rng.uniform(*elevation_deg))
+    forward = np.array([np.cos(elevation), 0.0, -np.sin(elevation)])
+    down = np.array([0.0, 0.0, -1.0]) - np.sin(elevation) * forward
+    down /= np.linalg.norm(down)
+    camera_from_world = np.stack([np.cross(down, forward), down, forward])
+    roll = Rotation.from_euler('z', np.radians(rng.uniform(-roll_deg, roll_deg))).as_matrix()
+    return roll @ camera_from_world @ world_from_object
 
 
 def project_points(points_obj, R, t, K):
@@ -114,15 +189,18 @@ def visible_box(mask):
             float(rows[-1]) + 0.5]
 
 
-def object_colour_jitter(rng, rgb, mask):
-    """Scale saturation (x1.0-2.2) and brightness (x0.8-1.3) of the object's pixels (mask).
+def object_colour_jitter(rng, rgb, mask, saturation, brightness, hue_shift_deg):
+    """Scale saturation and brightness and shift the hue of the object's pixels (mask).
 
-    Scanned vertex colours are duller than most cameras see the object (LM-O driller: grey-green
-    mesh, saturated green in the photos); rgb (H, W, 3) uint8 RGB, returns a new array.
+    saturation, brightness: (low, high) factors; hue_shift_deg: (low, high) degrees added.
+    Scanned vertex colours are duller than most cameras see the object (LM-O driller: median HSV
+    saturation 18/255 and value 119/255 in the mesh, 62 and 52 in the photos); rgb (H, W, 3) uint8
+    RGB, returns a new array.
     """
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV).astype(np.float32)
-    hsv[..., 1] *= rng.uniform(1.0, 2.2)
-    hsv[..., 2] *= rng.uniform(0.8, 1.3)
+    hsv[..., 0] = np.mod(hsv[..., 0] + rng.uniform(*hue_shift_deg) / 2.0, 180.0)
+    hsv[..., 1] *= rng.uniform(*saturation)
+    hsv[..., 2] *= rng.uniform(*brightness)
     jittered = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB)
     return np.where(mask[..., None], jittered, rgb)
 
@@ -159,7 +237,12 @@ class SampleRenderer:
 
     def _object_pose(self, rng):
         """Draw the object's rotation and translation (object-to-camera, metres)."""
-        R = random_rotation(rng)
+        settings = self.settings
+        if rng.random() < settings.upright_probability:
+            R = upright_rotation(rng, settings.upright_axis, settings.elevation_deg,
+                                 settings.upright_tilt_deg, settings.camera_roll_deg)
+        else:
+            R = random_rotation(rng)
         depth = rng.uniform(*self.settings.distance_m)
         margin = self.settings.centre_outside
         u = rng.uniform(-margin, 1.0 + margin) * self.width
@@ -180,6 +263,12 @@ class SampleRenderer:
                 offset = rng.uniform(-0.5, 0.5, size=2) * self.diameter * fraction
                 position = object_centre_cam * fraction + np.array([*offset, 0.0])
                 size_factor = (0.15, 0.5)
+            elif rng.random() < self.settings.near_distractor_probability:
+                sideways, depth = NEAR_OFFSET_DIAMETERS
+                offset = rng.uniform(-1.0, 1.0, size=3) * self.diameter * np.array(
+                    [sideways, sideways, depth])
+                position = object_centre_cam + offset
+                size_factor = (0.2, 0.8)
             else:
                 pixel = rng.uniform((0.0, 0.0), (self.width, self.height))
                 position = rng.uniform(0.35, 2.0) * np.linalg.solve(self.K, [*pixel, 1.0])
@@ -247,7 +336,9 @@ class SampleRenderer:
             visible_fraction = min(1.0, mask.sum() / max(area, 1.0))
             if visible_fraction < self.settings.min_visible_fraction:
                 continue
-            rgb = object_colour_jitter(rng, rgb, mask)
+            rgb = object_colour_jitter(rng, rgb, mask, self.settings.object_saturation,
+                                       self.settings.object_brightness,
+                                       self.settings.object_hue_shift_deg)
             background = random_background(rng, self.photos, self.width, self.height)
             image = np.where((depth > 0)[..., None], rgb, background)
             image = apply_camera_noise(rng, image)

@@ -12,6 +12,7 @@ from pathlib import Path
 import sys
 
 import numpy as np
+import yaml
 
 from pose_kp_ros.data.package_data import (
     PackageDataError,
@@ -60,6 +61,30 @@ def default_distractors(model):
     return [(uri, 0.001) for uri in uris.values() if resolve_pkgdata(uri).resolve() != own]
 
 
+def load_settings(path, distance=None, min_visible=None):
+    """Return RenderSettings from a YAML file of its fields (or defaults), with CLI overrides."""
+    values = {}
+    if path:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f'{path}: expected a mapping of render settings')
+        known = set(RenderSettings.__dataclass_fields__)
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f'{path}: unknown render setting(s) {unknown}; known: '
+                             f'{sorted(known)}')
+        values = {key: tuple(value) if isinstance(value, list) else value
+                  for key, value in values.items()}
+    if distance is not None:
+        values['distance_m'] = tuple(distance)
+    if min_visible is not None:
+        values['min_visible_fraction'] = min_visible
+    try:
+        return RenderSettings(**values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f'{path or "render settings"}: {error}') from None
+
+
 def parse_distractor(text):
     """Parse 'FILE' or 'FILE@SCALE' into (file, scale)."""
     path, _, scale = text.partition('@')
@@ -86,11 +111,14 @@ def main(argv=None):
     parser.add_argument('--camera-json',
                         help='camera file: BOP camera.json (fx, fy, cx, cy, width, height) or '
                              '{"K": 3x3, "width", "height"}')
-    parser.add_argument('--distance', type=float, nargs=2, default=defaults.distance_m,
-                        metavar=('MIN', 'MAX'), help='object distance range, metres '
-                                                     f'(default {defaults.distance_m})')
-    parser.add_argument('--min-visible', type=float, default=defaults.min_visible_fraction,
-                        help='redraw scenes where less of the object is visible')
+    parser.add_argument('--settings', help='YAML of scene settings (RenderSettings fields, '
+                                           'e.g. config/render_driller.yaml)')
+    parser.add_argument('--distance', type=float, nargs=2, metavar=('MIN', 'MAX'),
+                        help='object distance range, metres '
+                             f'(default {defaults.distance_m}; overrides --settings)')
+    parser.add_argument('--min-visible', type=float,
+                        help='redraw scenes where less of the object is visible (default '
+                             f'{defaults.min_visible_fraction}; overrides --settings)')
     parser.add_argument('--distractor-mesh', action='append', default=[], metavar='FILE[@SCALE]',
                         help='extra distractor mesh (repeatable); SCALE to metres, default 1')
     parser.add_argument('--no-lmo-distractors', action='store_true',
@@ -104,8 +132,7 @@ def main(argv=None):
         model = ObjectModel.from_yaml(args.object)
         distractors = [] if args.no_lmo_distractors else default_distractors(model)
         distractors += [parse_distractor(text) for text in args.distractor_mesh]
-        settings = RenderSettings(distance_m=tuple(args.distance),
-                                  min_visible_fraction=args.min_visible)
+        settings = load_settings(args.settings, args.distance, args.min_visible)
         rendered = render_dataset(args.object, args.out, args.count, seed=args.seed,
                                   workers=args.workers, size=size, K=K, settings=settings,
                                   distractor_meshes=distractors, progress=not args.quiet)

@@ -77,6 +77,7 @@ DEFAULTS = {
     'save_every_minutes': 10,   # also save last.pt mid-epoch (0: only at epoch end)
     'amp': True,                # mixed precision on CUDA
     'threads': 0,               # torch CPU threads (0: all cores this process may use)
+    'init_weights': None,       # start from this checkpoint's weights (fine-tuning; same net)
 }
 REQUIRED = ('datasets', 'output_dir')
 PCK_THRESHOLDS = (0.05, 0.1)
@@ -89,8 +90,9 @@ def load_config(path, epochs=None):
         folders = config[key] if isinstance(config[key], list) else [config[key]]
         config[key] = [resolve_path(path, p) for p in folders]
     config['output_dir'] = resolve_path(path, config['output_dir'])
-    if config['object']:
-        config['object'] = resolve_path(path, config['object'])
+    for key in ('object', 'init_weights'):
+        if config[key]:
+            config[key] = resolve_path(path, config[key])
     augmentation = dict(config['augmentation'] or {})
     if augmentation.get('background_dirs'):
         augmentation['background_dirs'] = [resolve_path(path, p)
@@ -180,6 +182,17 @@ class Trainer:
         self.crop_from_heatmap = heatmap_to_crop_affine(self.net_config.input_size,
                                                         self.net_config.heatmap_size)
         self.epoch, self.batches_done, self.history, self.best = 0, 0, [], None
+        if config['init_weights']:
+            self._load_weights(config['init_weights'])
+
+    def _load_weights(self, path):
+        """Load checkpoint `path` (same keypoints and architecture) into the model; return it."""
+        checkpoint = load_checkpoint(path, self.keypoint_names, self.object_name)
+        if checkpoint.meta['architecture'] != self.net_config.to_dict():
+            raise CheckpointError(f'{path}: architecture {checkpoint.meta["architecture"]} '
+                                  f"differs from the config's {self.net_config.to_dict()}")
+        getattr(self.model, 'module', self.model).load_state_dict(checkpoint.model.state_dict())
+        return checkpoint
 
     def _build_data(self):
         config = self.config
@@ -245,12 +258,7 @@ class Trainer:
         path = self.output_dir / 'last.pt'
         if not path.exists():
             return False
-        checkpoint = load_checkpoint(path, self.keypoint_names, self.object_name)
-        if checkpoint.meta['architecture'] != self.net_config.to_dict():
-            raise CheckpointError(f'{path}: architecture {checkpoint.meta["architecture"]} '
-                                  f"differs from the config's {self.net_config.to_dict()}")
-        getattr(self.model, 'module', self.model).load_state_dict(checkpoint.model.state_dict())
-        state = checkpoint.training
+        state = self._load_weights(path).training
         self.optimizer.load_state_dict(state['optimizer'])
         self.scaler.load_state_dict(state['scaler'])
         self.epoch, self.batches_done = state['epoch'], state['batches_done']

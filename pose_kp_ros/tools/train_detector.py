@@ -91,6 +91,7 @@ DEFAULTS = {
     'save_every_minutes': 10,   # also save last.pt mid-epoch (0: only at epoch end)
     'amp': True,                # mixed precision on CUDA
     'threads': 0,               # torch CPU threads (0: all cores this process may use)
+    'init_weights': None,       # start from this detector checkpoint's weights (fine-tuning)
 }
 REQUIRED = ('datasets', 'output_dir')
 EVAL_IOU = 0.5
@@ -280,6 +281,8 @@ def load_config(path, epochs=None):
         folders = config[key] if isinstance(config[key], list) else [config[key]]
         config[key] = [resolve_path(path, p) for p in folders]
     config['output_dir'] = resolve_path(path, config['output_dir'])
+    if config['init_weights']:
+        config['init_weights'] = resolve_path(path, config['init_weights'])
     return config
 
 
@@ -345,6 +348,22 @@ class DetectorTrainer:
         self.use_amp = bool(config['amp']) and device.type == 'cuda'
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.use_amp)
         self.epoch, self.batches_done, self.history, self.best = 0, 0, [], None
+        if config['init_weights']:
+            self._load_weights(config['init_weights'])
+
+    def _load_weights(self, path):
+        """Load detector checkpoint `path` (same classes and architecture) into the model.
+
+        Returns the checkpoint's training state (None for weights-only files).
+        """
+        model, meta, state = load_detector_checkpoint(path)
+        if meta['architecture'] != self.net_config.to_dict() \
+                or meta['class_names'] != self.class_names:
+            raise CheckpointError(f"{path}: classes {meta['class_names']} / architecture "
+                                  f"{meta['architecture']} differ from the config's "
+                                  f'{self.class_names} / {self.net_config.to_dict()}')
+        getattr(self.model, 'module', self.model).load_state_dict(model.state_dict())
+        return state
 
     def _build_data(self):
         config = self.config
@@ -408,13 +427,7 @@ class DetectorTrainer:
         path = self.output_dir / 'last.pt'
         if not path.exists():
             return False
-        model, meta, state = load_detector_checkpoint(path)
-        if meta['architecture'] != self.net_config.to_dict() \
-                or meta['class_names'] != self.class_names:
-            raise CheckpointError(f"{path}: classes {meta['class_names']} / architecture "
-                                  f"{meta['architecture']} differ from the config's "
-                                  f'{self.class_names} / {self.net_config.to_dict()}')
-        getattr(self.model, 'module', self.model).load_state_dict(model.state_dict())
+        state = self._load_weights(path)
         self.optimizer.load_state_dict(state['optimizer'])
         self.scaler.load_state_dict(state['scaler'])
         self.epoch, self.batches_done = state['epoch'], state['batches_done']

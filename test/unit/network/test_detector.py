@@ -335,3 +335,13 @@ def test_train_detector_cli_then_resume(shape_datasets, tmp_path, capsys):
     bad.write_text(yaml.safe_dump({**config, 'datasets': [str(tmp_path / 'nowhere')]}))
     assert cli_main(['train-detector', '--config', str(bad)]) == 2
     assert 'nowhere' in capsys.readouterr().err
+    # Fine-tuning: a new run starts from the first run's weights, at epoch 0.
+    tuned = tmp_path / 'tuned.yaml'
+    tuned.write_text(yaml.safe_dump({**config, 'output_dir': 'tuned',
+                                     'init_weights': str(run / 'best.pt')}))
+    from pose_kp_ros.tools.train_detector import DetectorTrainer, load_config
+    trainer = DetectorTrainer(load_config(tuned), torch.device('cpu'), 0, 1)
+    start, _, _ = load_detector_checkpoint(run / 'best.pt')
+    for name, tensor in trainer.model.state_dict().items():
+        assert torch.equal(tensor, start.state_dict()[name]), name
+    assert trainer.epoch == 0

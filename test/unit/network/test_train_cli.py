@@ -73,3 +73,26 @@ def test_sampler_shards_cover_everything_and_skip():
     order = list(single)
     single.set_epoch(4, skip=6)
     assert list(single) == order[6:] and len(single) == 4
+
+
+def test_init_weights_fine_tunes_from_a_checkpoint(kite_dataset, tmp_path, capsys):
+    first = write_config(tmp_path / 'first.yaml', kite_dataset)
+    assert cli_main(['train', '--config', str(first), '--device', 'cpu']) == 0
+    start = tmp_path / 'run' / 'best.pt'
+    import torch
+
+    from pose_kp_ros.tools.train import Trainer
+    config = load_config(write_config(tmp_path / 'second.yaml', kite_dataset,
+                                      output_dir='run2', init_weights=str(start)))
+    trainer = Trainer(config, torch.device('cpu'), 0, 1)
+    expected = load_checkpoint(start).model.state_dict()
+    for name, tensor in trainer.model.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+    assert trainer.epoch == 0 and trainer.history == []
+    # Another architecture is refused with the file named.
+    other = write_config(tmp_path / 'third.yaml', kite_dataset, output_dir='run3',
+                         init_weights=str(start),
+                         architecture={'num_stacks': 1, 'features': 16, 'depth': 2,
+                                       'input_size': 32})
+    assert cli_main(['train', '--config', str(other), '--device', 'cpu']) == 2
+    assert 'best.pt: architecture' in capsys.readouterr().err
