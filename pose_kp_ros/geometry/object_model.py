@@ -11,6 +11,7 @@ Example:
 """
 
 from dataclasses import dataclass, field
+import math
 from pathlib import Path
 import re
 
@@ -85,8 +86,7 @@ class ObjectModel:
                                             'shape_basis.prior_scale', fail)
             if (self.prior_scale <= 0).any():
                 fail('shape_basis.prior_scale', 'every standard deviation must be > 0')
-        if isinstance(self.diameter, bool) or not isinstance(self.diameter, (int, float)) \
-                or not np.isfinite(self.diameter) or self.diameter <= 0:
+        if not _positive_number(self.diameter):
             fail('diameter_m', f'expected a positive number of metres, got {self.diameter!r}')
         self.diameter = float(self.diameter)
         if not isinstance(self.symmetric, (bool, np.bool_)):
@@ -95,8 +95,7 @@ class ObjectModel:
         if self.mesh_path is not None and (not isinstance(self.mesh_path, str)
                                            or not self.mesh_path):
             fail('mesh', f'expected a path string, got {self.mesh_path!r}')
-        if isinstance(self.mesh_scale, bool) or not isinstance(self.mesh_scale, (int, float)) \
-                or not np.isfinite(self.mesh_scale) or self.mesh_scale <= 0:
+        if not _positive_number(self.mesh_scale):
             fail('mesh_scale', f'expected a positive number, got {self.mesh_scale!r}')
         self.mesh_scale = float(self.mesh_scale)
 
@@ -121,20 +120,23 @@ class ObjectModel:
     def from_yaml(cls, path):
         """Load and validate a model from a YAML file; raise ObjectModelError naming the field."""
         path = Path(path)
+        if not path.is_file():
+            raise ObjectModelError(f'{path}: cannot read: file not found')
         try:
             data = yaml.safe_load(path.read_text())
         except OSError as error:
             raise ObjectModelError(f'{path}: cannot read: {error}') from error
         except yaml.YAMLError as error:
-            raise ObjectModelError(f'{path}: not valid YAML: {error}') from error
+            raise ObjectModelError(f'{path}: not valid YAML: {yaml_error_text(error)}') from None
         if not isinstance(data, dict):
             raise ObjectModelError(
                 f'{path}: expected a mapping of fields, got {type(data).__name__}')
         known = {'name', 'keypoint_names', 'keypoints_m', 'diameter_m', 'symmetric', 'mesh',
                  'mesh_scale', 'shape_basis'}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known, key=str)
         if unknown:
-            raise ObjectModelError(f'{path}: {unknown[0]}: unknown field (known: {sorted(known)})')
+            raise ObjectModelError(f'{path}: {key_text(unknown[0])}: unknown field '
+                                   f'(known: {sorted(known)})')
         for required in ('name', 'keypoint_names', 'keypoints_m', 'diameter_m'):
             if required not in data:
                 raise ObjectModelError(f'{path}: {required}: missing required field')
@@ -148,10 +150,12 @@ class ObjectModel:
         names = data['keypoint_names']
         if not isinstance(names, list):
             raise ObjectModelError(f'{path}: keypoint_names: expected a list, got {names!r}')
-        return cls(name=data['name'], keypoint_names=names, keypoints=data['keypoints_m'],
-                   basis=basis, prior_scale=prior_scale, diameter=data['diameter_m'],
-                   symmetric=data.get('symmetric', False), mesh_path=data.get('mesh'),
-                   mesh_scale=data.get('mesh_scale', 1.0), source=path)
+        model = cls(name=data['name'], keypoint_names=names, keypoints=data['keypoints_m'],
+                    basis=basis, prior_scale=prior_scale, diameter=data['diameter_m'],
+                    symmetric=data.get('symmetric', False), mesh_path=data.get('mesh'),
+                    mesh_scale=data.get('mesh_scale', 1.0), source=path)
+        _check_units(model, path)
+        return model
 
     def to_yaml(self, path):
         """Write the model as YAML (format of docs/object_config.md) to path."""
@@ -192,6 +196,44 @@ class ObjectModel:
         return path.resolve()
 
 
+MAX_DIAMETER_M = 100.0
+"""Larger diameter_m values are taken for millimetres (or other wrong units) in a YAML file."""
+
+
+def _check_units(model, path):
+    """Raise ObjectModelError when sizes look like millimetres rather than metres.
+
+    Keypoints lie on the object, so their spread (largest pairwise distance) is at most about
+    diameter_m (a category's mean shape: less); a spread far above or below it, or a diameter
+    above MAX_DIAMETER_M, means mixed or wrong units.
+    """
+    points = model.keypoints
+    spread = float(np.linalg.norm(points[:, None] - points[None], axis=-1).max())
+    if model.diameter > MAX_DIAMETER_M:
+        raise ObjectModelError(f'{path}: diameter_m: {model.diameter:g} m is above '
+                               f'{MAX_DIAMETER_M:g} m: sizes must be in metres, not millimetres')
+    if spread > 1.5 * model.diameter:
+        raise ObjectModelError(f'{path}: keypoints_m: keypoints span {spread:g} m but diameter_m '
+                               f'is {model.diameter:g} m: both must be in metres')
+    if spread < 0.01 * model.diameter:
+        raise ObjectModelError(f'{path}: keypoints_m: keypoints span only {spread:g} m of '
+                               f'diameter_m {model.diameter:g} m: both must be in metres, and '
+                               'keypoints spread over the object')
+
+
+def key_text(key):
+    """Return a YAML mapping key for a one-line message (repr unless plain printable text)."""
+    return key if isinstance(key, str) and key.isprintable() and key.strip() else repr(key)
+
+
+def yaml_error_text(error):
+    """Return a one-line description of a yaml.YAMLError ('line L, column C: problem')."""
+    mark = getattr(error, 'problem_mark', None)
+    problem = getattr(error, 'problem', None) or str(error).splitlines()[0]
+    where = f'line {mark.line + 1}, column {mark.column + 1}: ' if mark is not None else ''
+    return f'{where}{problem}'
+
+
 def _rounded(array):
     """Return array as nested lists rounded to 1e-10 (0.1 nm), for readable YAML."""
     return np.round(array, 10).tolist()
@@ -201,9 +243,19 @@ def _numeric(value):
     """Return True if value converts to a float numpy array."""
     try:
         np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
     return True
+
+
+def _positive_number(value):
+    """Return True for a finite int or float > 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value)) and value > 0
+    except OverflowError:  # an integer beyond the float range
+        return False
 
 
 def _float_array(value, shape, field_name, fail):

@@ -14,6 +14,7 @@ OpenCV's SQPnP (Terzakis and Lourakis, ECCV 2020) or a warm start. See docs/solv
 
 from dataclasses import dataclass
 import math
+import numbers
 from typing import NamedTuple
 
 import cv2
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from pose_kp_ros.geometry.camera import intrinsics_ok, project_with_jacobian
+from pose_kp_ros.geometry.object_model import key_text
 from pose_kp_ros.geometry.rotations import so3_exp
 
 ROBUST_KERNELS = ('huber', 'cauchy', None)
@@ -32,6 +34,7 @@ _MU_START_COLD = 1e-3
 _MU_START_WARM = 1e-4
 _MU_MAX = 1e10
 _NOISE_FLOOR_PX2 = 1e-4
+_ROTATION_TOLERANCE = 1e-3
 
 
 @dataclass
@@ -135,10 +138,12 @@ def solve_pose(uv, conf, K, model, init=None, *, robust='huber', robust_scale_px
         >>> result = solve_pose(uv, conf, K, model)  # doctest: +SKIP
         >>> result.R[result.valid]  # doctest: +SKIP
     """
-    if robust not in ROBUST_KERNELS:
-        raise ValueError(f'robust: expected one of {ROBUST_KERNELS}, got {robust!r}')
-    if not robust_scale_px > 0 or not max_iterations >= 0 or not shape_prior_weight >= 0:
-        raise ValueError('robust_scale_px must be > 0, max_iterations and shape_prior_weight >= 0')
+    for name, value in (('robust', robust), ('robust_scale_px', robust_scale_px),
+                        ('max_iterations', max_iterations),
+                        ('shape_prior_weight', shape_prior_weight)):
+        reason = option_error(name, value)
+        if reason:
+            raise ValueError(reason)
     as_torch = any(isinstance(x, torch.Tensor) for x in (uv, conf, K))
     device = next((x.device for x in (uv, conf, K) if isinstance(x, torch.Tensor)),
                   torch.device('cpu'))
@@ -173,6 +178,42 @@ def solve_pose(uv, conf, K, model, init=None, *, robust='huber', robust_scale_px
     if not as_torch:
         result = PoseResult(*(field.cpu().numpy() for field in _fields(result)))
     return result
+
+
+def _number(value):
+    """Return True for a real number (numpy too) that is not a bool, NaN or beyond float."""
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+        return False
+    try:
+        return not math.isnan(float(value))
+    except OverflowError:  # an integer beyond the float range
+        return False
+
+
+OPTION_CHECKS = {
+    'robust': ('huber, cauchy or null', lambda v: v in ROBUST_KERNELS),
+    'robust_scale_px': ('a finite number > 0',
+                        lambda v: _number(v) and 0 < v < math.inf),
+    'max_iterations': ('an integer >= 0',
+                       lambda v: _number(v) and isinstance(v, numbers.Integral) and v >= 0),
+    'min_confidence': ('a number', _number),
+    'shape_prior_weight': ('a finite number >= 0', lambda v: _number(v) and 0 <= v < math.inf),
+    'tolerance': ('a finite number > 0', lambda v: _number(v) and 0 < v < math.inf),
+    'fallback_rms_px': ('a number > 0 (.inf: never)', lambda v: _number(v) and v > 0),
+}
+"""solve_pose keyword options (except dtype): (what is expected, check of a value)."""
+
+
+def option_error(name, value):
+    """Return None if solve_pose accepts `value` for option `name`, else a one-line reason."""
+    if name not in OPTION_CHECKS:
+        return f'{key_text(name)}: unknown solver option (known: {", ".join(OPTION_CHECKS)})'
+    expected, ok = OPTION_CHECKS[name]
+    try:
+        accepted = bool(ok(value))
+    except TypeError:  # unhashable or incomparable values
+        accepted = False
+    return None if accepted else f'{name}: expected {expected}, got {value!r}'
 
 
 def _fields(result):
@@ -354,8 +395,8 @@ def _warm_solve(problem, ok, init, max_iterations, tolerance, fallback_rms_px):
     R, t, c, init_ok = init
     mu = torch.full(ok.shape, _MU_START_WARM, dtype=problem.uv.dtype, device=problem.uv.device)
     warm = _levenberg_marquardt(problem, ok & init_ok, R, t, c, mu, max_iterations, tolerance)
-    if math.isinf(fallback_rms_px):
-        return warm
+    if math.isinf(fallback_rms_px):  # rows without a usable init stay unsolved (invalid)
+        return warm._replace(cost=torch.where(init_ok, warm.cost, math.inf))
     # Robust RMS: outliers the kernel down-weights must not trigger a cold re-solve.
     robust_rms = (warm.cost / problem.weight.sum(-1).clamp_min(1e-300)).sqrt()
     retry = ok & (~init_ok | ~torch.isfinite(warm.cost) | ~(robust_rms <= fallback_rms_px))
@@ -391,7 +432,12 @@ def _init_state(init, batch, num_basis, dtype, device):
                          f'shape coefficients, got R {tuple(R.shape)}, coeffs {tuple(c.shape)}')
     ok = valid & torch.isfinite(R).flatten(1).all(-1) & torch.isfinite(t).all(-1) & \
         torch.isfinite(c).all(-1)
-    R = torch.where(ok[:, None, None], R, torch.eye(3, dtype=dtype, device=device))
+    eye = torch.eye(3, dtype=dtype, device=device)
+    R = torch.where(ok[:, None, None], R, eye)
+    # Only rotations warm-start: LM moves R on SO(3), it cannot repair a non-rotation.
+    ok = ok & ((R @ R.transpose(1, 2) - eye).abs().flatten(1).amax(-1) < _ROTATION_TOLERANCE) \
+        & (torch.linalg.det(R) > 0)
+    R = torch.where(ok[:, None, None], R, eye)
     t = torch.where(ok[:, None], t, 1.0)
     c = torch.where(ok[:, None], c, 0.0)
     return (R.expand(batch, 3, 3), t.expand(batch, 3), c.expand(batch, num_basis),

@@ -146,9 +146,6 @@ def load_checkpoint(path, expected_keypoint_names=None, object_name=None, device
         CheckpointError: missing or unreadable file, not a checkpoint, or a mismatch.
     """
     path = str(path)
-    if _is_exported(path):
-        raise CheckpointError(f'{path}: an exported model, not a training checkpoint '
-                              f'(use load_model)')
     data = _torch_load(path)
     meta = _check_meta(data.get('meta') if isinstance(data, dict) else None, path)
     if not isinstance(data.get('model'), dict):
@@ -193,11 +190,15 @@ def _torch_load(path):
     """Return torch.load(path) with weights_only, or raise CheckpointError naming the file."""
     if not os.path.isfile(path):
         raise CheckpointError(f'{path}: checkpoint file not found')
+    if _is_exported(path):
+        raise CheckpointError(f'{path}: an exported model (.pt2), not a training checkpoint')
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f'{path}: not a pose_kp_ros checkpoint (not a torch.save file)')
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as error:  # torch raises many types for foreign or corrupt files
         lines = str(error).strip().splitlines()
-        reason = lines[0] if lines else type(error).__name__
+        reason = lines[0][:160] if lines else type(error).__name__
         raise CheckpointError(f'{path}: not a pose_kp_ros checkpoint ({reason})') from None
 
 

@@ -23,8 +23,15 @@ refine_iou_below: 0.8             # re-crop around the fitted pose when its box 
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+import re
 
 import yaml
+
+from pose_kp_ros.geometry.object_model import key_text, yaml_error_text
+from pose_kp_ros.geometry.solver import option_error
+
+DEVICE_PATTERN = r'auto|cpu|cuda(:[0-9]+)?'
+"""Device names the pipeline accepts (config `device`, node parameter `device`)."""
 
 
 class PipelineConfigError(ValueError):
@@ -88,11 +95,13 @@ class PipelineConfig:
             return cls.from_dict(path_or_dict, base=Path.cwd(), where='<config>')
         path = Path(path_or_dict)
         if not path.is_file():
-            raise PipelineConfigError(f'{path}: pipeline config not found')
+            relative = '' if path.is_absolute() else f' (relative to {Path.cwd()})'
+            raise PipelineConfigError(f'{path}: pipeline config not found{relative}')
         try:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as error:
-            raise PipelineConfigError(f'{path}: not valid YAML ({error})') from None
+            raise PipelineConfigError(f'{path}: not valid YAML: {yaml_error_text(error)}') \
+                from None
         if not isinstance(data, dict):
             raise PipelineConfigError(f'{path}: expected a mapping at the top level')
         return cls.from_dict(data, base=path.parent, where=str(path), source=path)
@@ -104,9 +113,9 @@ class PipelineConfig:
             raise PipelineConfigError(f'{where}: {field_name}: {message}')
 
         known = {'device', 'objects', 'detector', 'thresholds', 'solver', 'refine_iou_below'}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known, key=str)
         if unknown:
-            fail(unknown[0], f'unknown field (known: {", ".join(sorted(known))})')
+            fail(key_text(unknown[0]), f'unknown field (known: {", ".join(sorted(known))})')
         entries = data.get('objects')
         if not isinstance(entries, list) or not entries:
             fail('objects', 'expected a non-empty list of {object, keypoint_model}')
@@ -118,9 +127,9 @@ class PipelineConfig:
             for key in ('object', 'keypoint_model'):
                 if not isinstance(entry.get(key), str) or not entry[key]:
                     fail(f'{name}.{key}', 'expected a file path')
-            extra = sorted(set(entry) - {'object', 'keypoint_model', 'max_instances'})
+            extra = sorted(set(entry) - {'object', 'keypoint_model', 'max_instances'}, key=str)
             if extra:
-                fail(f'{name}.{extra[0]}', 'unknown field')
+                fail(f'{name}.{key_text(extra[0])}', 'unknown field')
             max_instances = entry.get('max_instances', 1)
             if isinstance(max_instances, bool) or not isinstance(max_instances, int) \
                     or max_instances < 1:
@@ -131,19 +140,24 @@ class PipelineConfig:
         if detector is not None and (not isinstance(detector, str) or not detector):
             fail('detector', f'expected a file path, got {detector!r}')
         device = data.get('device', 'auto')
-        if not isinstance(device, str) or not (device in ('auto', 'cpu', 'cuda')
-                                               or device.startswith('cuda:')):
+        if not isinstance(device, str) or re.fullmatch(DEVICE_PATTERN, device) is None:
             fail('device', f'expected auto, cpu, cuda or cuda:N, got {device!r}')
         thresholds = data.get('thresholds', {}) or {}
         if not isinstance(thresholds, dict):
             fail('thresholds', 'expected a mapping')
-        unknown = sorted(set(thresholds) - set(Thresholds.__dataclass_fields__))
+        unknown = sorted(set(thresholds) - set(Thresholds.__dataclass_fields__), key=str)
         if unknown:
-            fail(f'thresholds.{unknown[0]}', 'unknown field')
+            fail(f'thresholds.{key_text(unknown[0])}', 'unknown field')
         limits = replace(Thresholds(), **thresholds).validated(f'{where}: thresholds')
         solver = data.get('solver', {}) or {}
         if not isinstance(solver, dict):
             fail('solver', 'expected a mapping of solve_pose options')
+        if 'min_confidence' in solver:
+            fail('solver.min_confidence', 'set thresholds.min_keypoint_confidence instead')
+        for name in sorted(solver, key=str):
+            reason = option_error(name, solver[name])
+            if reason:
+                fail('solver', reason)
         refine = data.get('refine_iou_below', 0.8)
         if isinstance(refine, bool) or not isinstance(refine, (int, float)) \
                 or not 0.0 <= refine <= 1.0:
@@ -152,6 +166,19 @@ class PipelineConfig:
                    detector_path=_resolve(base, detector) if detector else None,
                    device=device, thresholds=limits, solver=dict(solver),
                    refine_iou_below=float(refine), source=source)
+
+    def check_files(self):
+        """Raise PipelineConfigError naming the field of the first file that does not exist."""
+        where = self.source if self.source is not None else '<config>'
+        fields = [(f'objects[{i}].{key}', path) for i, entry in enumerate(self.objects)
+                  for key, path in (('object', entry.object_path),
+                                    ('keypoint_model', entry.keypoint_model_path))]
+        if self.detector_path is not None:
+            fields.append(('detector', self.detector_path))
+        for name, path in fields:
+            if not Path(path).is_file():
+                raise PipelineConfigError(f'{where}: {name}: file not found: {path} (relative '
+                                          "paths are taken from the config file's folder)")
 
 
 def _resolve(base, path):

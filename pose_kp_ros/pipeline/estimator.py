@@ -14,16 +14,22 @@ the fitted pose -> acceptance thresholds -> duplicates removed.
 
 from dataclasses import dataclass, replace
 import logging
+import re
 
 import numpy as np
 import torch
 
 from pose_kp_ros.geometry.camera import project_object_points
 from pose_kp_ros.geometry.distortion import has_distortion, undistort_pixels
-from pose_kp_ros.geometry.object_model import ObjectModel
+from pose_kp_ros.geometry.object_model import ObjectModel, ObjectModelError
 from pose_kp_ros.geometry.solver import PoseResult, solve_pose
 from pose_kp_ros.network.predictor import KeypointPredictor
-from pose_kp_ros.pipeline.config import PipelineConfig, Thresholds
+from pose_kp_ros.pipeline.config import (
+    DEVICE_PATTERN,
+    PipelineConfig,
+    PipelineConfigError,
+    Thresholds,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -82,7 +88,12 @@ class ObjectPose:
 
 
 def resolve_device(name):
-    """Return a torch.device for 'auto' | 'cpu' | 'cuda' | 'cuda:N' (warns if CUDA is missing)."""
+    """Return a torch.device for 'auto' | 'cpu' | 'cuda' | 'cuda:N' (warns if CUDA is missing).
+
+    Raises PipelineConfigError for any other name.
+    """
+    if not isinstance(name, str) or re.fullmatch(DEVICE_PATTERN, name) is None:
+        raise PipelineConfigError(f'device: expected auto, cpu, cuda or cuda:N, got {name!r}')
     if name == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if name.startswith('cuda') and not torch.cuda.is_available():
@@ -118,7 +129,8 @@ def valid_box(box, width, height, min_side_px=8.0, max_side_factor=4.0):
     max_side_factor times the image's larger side.
     """
     box = np.asarray(box, dtype=np.float64)
-    if box.shape != (4,) or not np.all(np.isfinite(box)):
+    limit_coordinate = 1e6 * max(width, height, 1)  # beyond this no box can be usable
+    if box.shape != (4,) or not np.all(np.abs(box) < limit_coordinate):  # also NaN and inf
         return False
     w, h = box[2] - box[0], box[3] - box[1]
     limit = max_side_factor * max(width, height)
@@ -145,20 +157,30 @@ def outline_points(model, count=512, seed=0):
     """Return (P, 3) metres of object points whose projection bounds the object's image box.
 
     Mesh vertices (a fixed random subset) when the model has a readable mesh, else keypoints.
+    Raises ObjectModelError when the scaled mesh's size disagrees with diameter_m (a wrong
+    mesh_scale, e.g. a millimetre mesh without mesh_scale 0.001).
     """
-    if model.mesh_path:
-        try:
-            from pose_kp_ros.rendering.mesh import load_mesh
-            vertices = np.asarray(load_mesh(model.resolve_mesh_path(),
-                                            model.mesh_scale).vertices, dtype=np.float64)
-            if len(vertices) > count:
-                vertices = vertices[np.random.default_rng(seed).choice(len(vertices), count,
-                                                                       replace=False)]
-            return vertices
-        except Exception as error:  # a missing mesh degrades crop boxes, not the pipeline
-            LOGGER.warning('%s: mesh %s unusable (%s): crop boxes from keypoints', model.name,
-                           model.mesh_path, error)
-    return np.asarray(model.keypoints, dtype=np.float64)
+    if not model.mesh_path:
+        return np.asarray(model.keypoints, dtype=np.float64)
+    try:
+        from pose_kp_ros.rendering.mesh import load_mesh
+        vertices = np.asarray(load_mesh(model.resolve_mesh_path(), model.mesh_scale).vertices,
+                              dtype=np.float64)
+    except Exception as error:  # a missing mesh degrades crop boxes, not the pipeline
+        LOGGER.warning('%s: mesh %s unusable (%s): crop boxes from keypoints', model.name,
+                       model.mesh_path, error)
+        return np.asarray(model.keypoints, dtype=np.float64)
+    # The bounding box diagonal lies between the diameter and sqrt(3) times it.
+    diagonal = float(np.linalg.norm(vertices.max(0) - vertices.min(0))) if len(vertices) else 0.0
+    if not 0.5 * model.diameter <= diagonal <= 3.0 * model.diameter:
+        raise ObjectModelError(
+            f'{model.source or model.name}: mesh_scale: the mesh is {diagonal:g} m across with '
+            f'mesh_scale {model.mesh_scale:g} but diameter_m is {model.diameter:g} m: set '
+            'mesh_scale to convert the mesh units to metres (0.001 for millimetres)')
+    if len(vertices) > count:
+        vertices = vertices[np.random.default_rng(seed).choice(len(vertices), count,
+                                                               replace=False)]
+    return vertices
 
 
 class KeypointPoseEstimator:
@@ -181,10 +203,18 @@ class KeypointPoseEstimator:
         CheckpointError with one-line messages naming the file and field at fault.
         """
         config = PipelineConfig.load(path_or_dict)
+        config.check_files()
         torch_device = resolve_device(device or config.device)
+        models = [ObjectModel.from_yaml(entry.object_path) for entry in config.objects]
+        names = [model.name for model in models]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise PipelineConfigError(
+                    f'{config.source or "<config>"}: objects[{index}].object: object '
+                    f'{name!r} is already objects[{names.index(name)}] (list each object once; '
+                    'max_instances sets how many instances are kept)')
         runtimes = []
-        for entry in config.objects:
-            model = ObjectModel.from_yaml(entry.object_path)
+        for entry, model in zip(config.objects, models):
             predictor = KeypointPredictor.from_file(
                 entry.keypoint_model_path, expected_keypoint_names=model.keypoint_names,
                 object_name=model.name, device=torch_device)

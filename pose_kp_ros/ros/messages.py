@@ -120,10 +120,13 @@ def boxes_from_detection2d_array(msg, object_names, default_object=None):
         box = detection.bbox
         cx, cy, theta = box.center.position.x, box.center.position.y, box.center.theta
         w, h = box.size_x, box.size_y
-        if not all(math.isfinite(v) for v in (cx, cy, theta, w, h)) or w <= 0 or h <= 0:
+        xyxy = [math.nan] * 4
+        if all(math.isfinite(v) for v in (cx, cy, theta, w, h)) and w > 0 and h > 0:
+            c, s = abs(math.cos(theta)), abs(math.sin(theta))
+            half_w, half_h = w * c / 2.0 + h * s / 2.0, w * s / 2.0 + h * c / 2.0
+            xyxy = [cx - half_w, cy - half_h, cx + half_w, cy + half_h]
+        if not all(math.isfinite(v) for v in xyxy):  # also sizes overflowing the corners
             skipped.append(f'detection {index}: unusable box centre ({cx}, {cy}) size {w}x{h}')
             continue
-        c, s = abs(math.cos(theta)), abs(math.sin(theta))
-        half_w, half_h = (w * c + h * s) / 2.0, (w * s + h * c) / 2.0
-        boxes.setdefault(name, []).append([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
+        boxes.setdefault(name, []).append(xyxy)
     return {name: np.array(b) for name, b in boxes.items()}, skipped

@@ -6,7 +6,10 @@ changed at run time (`ros2 param set`), validated first.
 """
 
 from dataclasses import dataclass
+import math
 import re
+
+from pose_kp_ros.pipeline.config import DEVICE_PATTERN
 
 
 @dataclass(frozen=True)
@@ -26,9 +29,14 @@ class ParameterSpec:
         """Return None if `value` is acceptable, else a one-line reason."""
         expected = type(self.default)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an integer beyond the float range
+                value = math.inf if value > 0 else -math.inf
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             return f'{self.name}: expected {expected.__name__}, got {value!r}'
+        if expected is float and value != value:
+            return f'{self.name}: expected a number, got nan'
         if self.low is not None and value < self.low:
             return f'{self.name}: {value!r} is below the minimum {self.low}'
         if self.high is not None and value > self.high:
@@ -50,7 +58,7 @@ NODE_PARAMETERS = (
                   'installed default model (models/driller/pipeline.yaml).'),
     ParameterSpec('device', 'auto', 'Network device: auto (CUDA when available, else CPU), '
                   'cpu, cuda or cuda:N. A warning is logged when CUDA is asked but missing.',
-                  pattern=r'auto|cpu|cuda(:[0-9]+)?'),
+                  pattern=DEVICE_PATTERN),
     ParameterSpec('rectified', False, 'The image topic carries rectified pixels (image_rect). '
                   'False: keypoints are undistorted with camera_info D before the fit.'),
     ParameterSpec('use_projection_matrix', True, 'With rectified input, use camera_info P '
