@@ -48,6 +48,8 @@ class InstanceRecord:
         box_xyxy: (4,) tight box of the visible object, image pixels.
         keypoints: (N, 2) keypoints (u, v), image pixels.
         visibility: (N,) 2 visible, 1 occluded inside the image, 0 outside.
+        K, R, t: the image's intrinsics (3, 3) pixels and the instance's object-to-camera pose
+            (3, 3), (3,) metres, when the annotation has them (evaluation), else None.
     """
 
     image: str
@@ -55,6 +57,9 @@ class InstanceRecord:
     box_xyxy: tuple
     keypoints: tuple
     visibility: tuple
+    K: tuple = None
+    R: tuple = None
+    t: tuple = None
 
 
 @dataclass(frozen=True)
@@ -210,8 +215,22 @@ def _parse_line(root, line, where, object_name, num_keypoints):
         records.append(InstanceRecord(
             image=str(image), mask=None if mask is None else str(mask),
             box_xyxy=tuple(box.tolist()), keypoints=tuple(map(tuple, uvv[:, :2].tolist())),
-            visibility=tuple(int(v) for v in uvv[:, 2])))
+            visibility=tuple(int(v) for v in uvv[:, 2]),
+            K=_optional_matrix(entry.get('K'), (3, 3)),
+            R=_optional_matrix(instance.get('R'), (3, 3)),
+            t=_optional_matrix(instance.get('t'), (3,))))
     return records
+
+
+def _optional_matrix(value, shape):
+    """Return `value` as nested tuples of floats if it is finite with `shape`, else None."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if array.shape != shape or not np.isfinite(array).all():
+        return None
+    return tuple(map(tuple, array.tolist())) if array.ndim == 2 else tuple(array.tolist())
 
 
 def split_records(records, val_fraction, seed):

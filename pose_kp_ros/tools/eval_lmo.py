@@ -2,9 +2,11 @@
 
     pose-kp eval-lmo --object driller [--pipeline-config models/driller/pipeline.yaml]
                      [--boxes detector|ground-truth] [--tracking] [--frames N] [--device cpu]
+                     [--dataset DIR]
 
 Runs find (the pipeline's detector, or ground-truth boxes to isolate keypoints + solver), crop,
-network and solver on every frame showing the object, and writes to --output-dir:
+network and solver on every frame showing the object (with --dataset: on the images of a
+rendered dataset folder with poses, e.g. held-out renders, instead), and writes to --output-dir:
 `<stem>_summary.json` (ADD < 0.1 d, ADD AUC, median rotation/translation errors, 2D projection
 < 5 px, detection rate, runtime per frame), `<stem>_frames.{csv,json}`, `<stem>_accuracy.png`
 (accuracy vs threshold) and `<stem>_mosaic.png` (overlays). The photos are never used for training.
@@ -17,9 +19,11 @@ import sys
 import time
 
 import cv2
+import numpy as np
 from tqdm import tqdm
 
 from pose_kp_ros.data.package_data import lmo_camera, lmo_ground_truth
+from pose_kp_ros.network.dataset import load_records
 from pose_kp_ros.paths import data_path
 from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator, projected_box
 from pose_kp_ros.pipeline.evaluation import (
@@ -51,7 +55,32 @@ def parse_args(argv):
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads (default 1)')
     parser.add_argument('--output-dir', default='results/eval_lmo')
     parser.add_argument('--mosaic-frames', type=int, default=16)
+    parser.add_argument('--dataset', default='',
+                        help='evaluate on this rendered dataset folder (annotations with K, R, '
+                             't) instead of the LM-O photos, e.g. held-out renders')
     return parser.parse_args(argv)
+
+
+def lmo_frames(object_name):
+    """Return [(frame name, image path, K (3, 3), R (3, 3), t (3,))] of the LM-O photos."""
+    K, _ = lmo_camera()
+    return [(path.stem, path, K, R, t)
+            for path, R, t in lmo_ground_truth(LMO_OBJECT_IDS[object_name])]
+
+
+def dataset_frames(folder, object_name):
+    """Return the frames of a dataset folder like lmo_frames (the first posed instance each)."""
+    _, _, records = load_records(folder, object_name=object_name)
+    frames, seen = [], set()
+    for record in records:
+        if record.image in seen or None in (record.K, record.R, record.t):
+            continue
+        seen.add(record.image)
+        frames.append((Path(record.image).stem, Path(record.image), np.array(record.K),
+                       np.array(record.R), np.array(record.t)))
+    if not frames:
+        raise ValueError(f'{folder}: no instance of {object_name} with K, R and t')
+    return frames
 
 
 def main(argv=None):
@@ -66,14 +95,19 @@ def main(argv=None):
         return 2
     runtime = estimator.objects[args.object]
     model = runtime.model
-    K, _ = lmo_camera()
-    frames = lmo_ground_truth(LMO_OBJECT_IDS[args.object])
+    try:
+        frames = dataset_frames(args.dataset, args.object) if args.dataset \
+            else lmo_frames(args.object)
+    except (ValueError, OSError) as error:  # DatasetError, PackageDataError
+        print(f'pose-kp eval-lmo: {error}', file=sys.stderr)
+        return 2
     if args.frames:
         frames = frames[:args.frames]
     tracker = PoseTracker(estimator) if args.tracking else None
     results, overlays = [], []
     show_every = max(1, len(frames) // max(1, args.mosaic_frames))
-    for index, (path, R_gt, t_gt) in enumerate(tqdm(frames, desc=f'eval-lmo {args.object}')):
+    for index, (name, path, K, R_gt, t_gt) in enumerate(tqdm(frames,
+                                                              desc=f'eval {args.object}')):
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
         boxes = None
         if args.boxes == 'ground-truth':
@@ -86,7 +120,7 @@ def main(argv=None):
         runtime_ms = (time.perf_counter() - start) * 1e3
         mine = [p for p in poses if p.object_name == args.object]
         best = max(mine, key=lambda p: p.score) if mine else None
-        results.append(frame_errors(path.stem, best.R if best else None, best.t if best else None,
+        results.append(frame_errors(name, best.R if best else None, best.t if best else None,
                                     R_gt, t_gt, runtime.outline, K, model.symmetric,
                                     runtime_ms=runtime_ms))
         if index % show_every == 0 and len(overlays) < args.mosaic_frames:
@@ -98,13 +132,15 @@ def main(argv=None):
             overlays.append(overlay)
     summary = summarize(results, model.diameter)
     summary.update({'object': args.object, 'boxes': args.boxes, 'tracking': args.tracking,
+                    'frames_source': args.dataset or 'LM-O test photos',
                     'pipeline_config': str(config), 'device': str(estimator.device),
                     'threads': args.threads})
     folder = Path(args.output_dir)
-    stem = f'{args.object}_{args.boxes}{"_tracking" if args.tracking else ""}'
+    stem = (f'{args.object}_{"renders_" if args.dataset else ""}{args.boxes}'
+            f'{"_tracking" if args.tracking else ""}')
     write_results(results, summary, folder, stem)
     plot_accuracy(results, model.diameter, folder / f'{stem}_accuracy.png',
-                  f'LM-O {args.object} ({args.boxes} boxes)')
+                  f'{"renders" if args.dataset else "LM-O"} {args.object} ({args.boxes} boxes)')
     if overlays:
         cv2.imwrite(str(folder / f'{stem}_mosaic.png'), mosaic(overlays)[:, :, ::-1])
     print(summary_table(summary))

@@ -54,3 +54,24 @@ def test_unknown_config_fails_with_the_file_named(tmp_path):
     from pose_kp_ros.pipeline.config import PipelineConfigError
     with pytest.raises(PipelineConfigError, match='nope.yaml: pipeline config not found'):
         main(['--pipeline-config', str(tmp_path / 'nope.yaml')])
+
+
+def test_dataset_option_evaluates_rendered_frames(untrained_pipeline, tmp_path, repo_root,
+                                                  capsys):
+    from pose_kp_ros.rendering.renderer import renderer_unavailable_reason
+    if renderer_unavailable_reason():
+        pytest.skip(renderer_unavailable_reason())
+    from pose_kp_ros.tools import render
+    renders = tmp_path / 'renders'
+    assert render.main(['--object', str(repo_root / 'objects' / 'driller.yaml'), '--out',
+                        str(renders), '--count', '2', '--seed', '3', '--quiet']) == 0
+    out = tmp_path / 'out'
+    assert main(['--pipeline-config', str(untrained_pipeline), '--boxes', 'ground-truth',
+                 '--dataset', str(renders), '--output-dir', str(out)]) == 0
+    summary = json.loads((out / 'driller_renders_ground-truth_summary.json').read_text())
+    assert summary['frames'] == 2 and summary['frames_source'] == str(renders)
+    frames = json.loads((out / 'driller_renders_ground-truth_frames.json').read_text())
+    assert [f['frame'] for f in frames] == ['000000', '000001']
+    assert main(['--pipeline-config', str(untrained_pipeline),
+                 '--dataset', str(tmp_path / 'nowhere')]) == 2
+    assert 'nowhere' in capsys.readouterr().err
