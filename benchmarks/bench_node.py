@@ -13,28 +13,19 @@ import argparse
 import json
 import os
 from pathlib import Path
-import random
-import signal
-import subprocess
 import sys
 import time
 
 from geometry_msgs.msg import PoseStamped
+from node_harness import (
+    camera_and_node,
+    isolate_ros_env,
+    process_sample,
+    start_process,
+    stop_processes,
+)
 import numpy as np
 import rclpy
-
-from pose_kp_ros.launch_graph import demo_graph
-from pose_kp_ros.tools.demo import executable_path
-
-CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
-
-
-def process_sample(pid):
-    """Return (cpu seconds so far, resident MB) of a process from /proc."""
-    fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    rss_pages = int(Path(f'/proc/{pid}/statm').read_text().split()[1])
-    return cpu, rss_pages * os.sysconf('SC_PAGE_SIZE') / 2**20
 
 
 def main():
@@ -45,17 +36,9 @@ def main():
     parser.add_argument('--output', default='results/bench_node.json')
     args = parser.parse_args()
 
-    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-    os.environ.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(1, 101)))
-    os.environ.setdefault('ROS_LOG_DIR', '/tmp/pose_kp_bench_ros_log')
-    frames = 200
-    loops = int(np.ceil(args.seconds * args.rate / frames))
-    pose_spec, _, camera_spec = demo_graph(rate_hz=args.rate, frames=frames,
-                                           pipeline_config=args.pipeline_config)
-    camera_spec = camera_spec.__class__(**{**camera_spec.__dict__, 'parameters':
-                                           camera_spec.parameters + (('loops', loops),)})
-    node = subprocess.Popen([executable_path(pose_spec.executable)] + pose_spec.ros_arguments(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    isolate_ros_env()
+    pose_spec, camera_spec = camera_and_node(args.rate, args.seconds, args.pipeline_config)
+    node = start_process(pose_spec)
     rclpy.init()
     listener = rclpy.create_node('bench_node_listener')
     latencies, arrivals = [], []
@@ -70,9 +53,7 @@ def main():
     # the camera also waits for a ground-truth subscriber: this listener takes that role
     listener.create_subscription(PoseStamped, '/lmo_camera/ground_truth/driller',
                                  lambda msg: None, 50)
-    camera = subprocess.Popen([executable_path(camera_spec.executable)] +
-                              camera_spec.ros_arguments(), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.STDOUT)
+    camera = start_process(camera_spec)
     start = time.monotonic()
     samples = []
     next_sample = start
@@ -81,10 +62,7 @@ def main():
         if time.monotonic() >= next_sample and node.poll() is None:
             samples.append((time.monotonic(), *process_sample(node.pid)))
             next_sample += 1.0
-    for process in (camera, node):
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
+    stop_processes([camera, node])
     listener.destroy_node()
     rclpy.shutdown()
 

@@ -93,6 +93,10 @@ class PoseKpNode(Node):
             import torch
             torch.set_num_threads(params['torch_threads'])
         self.estimator = estimator or self._load_estimator(params)
+        default_object = params['detection_default_object']
+        if default_object and default_object not in self.estimator.object_names:
+            raise StartupError(f'parameter detection_default_object: {default_object!r} is not '
+                               f'an object of the pipeline {self.estimator.object_names}')
         self._apply_thresholds(params)
         self.tracker = PoseTracker(self.estimator, TrackingConfig(
             max_misses=params['max_misses'], search_interval=params['search_interval']))
@@ -106,6 +110,7 @@ class PoseKpNode(Node):
         self._camera = None           # CameraIntrinsics of the newest good camera_info
         self._camera_error = None
         self._last_camera_time = None
+        self._last_sequence = {}      # image publisher gid -> last publication sequence number
         self._detections = collections.deque(maxlen=30)
         self._stats = collections.Counter()
         self._latencies_ms = collections.deque(maxlen=300)
@@ -205,15 +210,33 @@ class PoseKpNode(Node):
         return SetParametersResult(successful=True)
 
     # ---------------------------------------------------------------- callbacks
-    def _on_image(self, msg):
+    def _on_image(self, msg, info):
         now = time.monotonic()
         with self._lock:
             self._stats['images_received'] += 1
+            self._count_transport_losses(info)
             self._input_rate.tick(now)
             if self._pending is not None:
                 self._stats['frames_dropped'] += 1
             self._pending = (msg, now)
             self._lock.notify()
+
+    def _count_transport_losses(self, info):
+        """Count images a publisher sent that never reached this callback (caller holds the lock).
+
+        The subscription queue keeps only the newest images; older ones are overwritten before
+        the executor takes them. They show as gaps in the publisher's sequence numbers.
+        """
+        sequence, gid = info.get('publication_sequence_number'), info.get('publisher_gid')
+        if not sequence or gid is None:
+            return  # the middleware does not report sequence numbers
+        key = bytes(gid['data'])
+        last = self._last_sequence.pop(key, None)
+        if last is not None and sequence > last + 1:
+            self._stats['frames_lost_in_transport'] += sequence - last - 1
+        self._last_sequence[key] = sequence
+        while len(self._last_sequence) > 16:  # publishers come and go (camera restarts)
+            self._last_sequence.pop(next(iter(self._last_sequence)))
 
     def _on_camera_info(self, msg):
         try:
@@ -267,6 +290,8 @@ class PoseKpNode(Node):
             return
         height, width = image.shape[:2]
         if (camera.width and camera.width != width) or (camera.height and camera.height != height):
+            with self._lock:
+                self._stats['frames_size_mismatch'] += 1
             self._record_error(f'image is {width}x{height} but camera_info says '
                                f'{camera.width}x{camera.height}: frame skipped', key='size')
             return
@@ -409,9 +434,9 @@ class PoseKpNode(Node):
             'last_error': last_error, 'device': str(self.estimator.device),
             'camera_info_age_s': 'never' if camera_age is None else f'{camera_age:.1f}',
         }
-        for key in ('images_received', 'frames_processed', 'frames_dropped',
-                    'frames_without_camera_info', 'frames_without_detections',
-                    'camera_info_rejected', 'errors'):
+        for key in ('images_received', 'frames_lost_in_transport', 'frames_processed',
+                    'frames_dropped', 'frames_without_camera_info', 'frames_without_detections',
+                    'frames_size_mismatch', 'camera_info_rejected', 'errors'):
             values[key] = str(stats.get(key, 0))
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         array = DiagnosticArray(status=[status])

@@ -2,9 +2,12 @@
 
 import json
 from pathlib import Path
+import queue
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -98,14 +101,99 @@ def start_node(ros_env):
         node.stop()
 
 
+CAMERA_DRIVER = Path(__file__).parent / 'processes' / 'camera_driver.py'
+
+
+class DriverProcess:
+    """A camera_driver.py child running in the background, read line by line as it streams."""
+
+    def __init__(self, env, plan):
+        self.process = subprocess.Popen([sys.executable, str(CAMERA_DRIVER), json.dumps(plan)],
+                                        env=env, text=True, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT)
+        self.lines = queue.Queue()
+        self.output = []
+        self.progress = {'sent': 0, 'detections': 0}
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _take(self, timeout):
+        """Read one line (None at end of output or after `timeout` s); track progress."""
+        try:
+            line = self.lines.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return None
+        if line is not None:
+            self.output.append(line)
+            if line.startswith('progress '):
+                self.progress = json.loads(line.split(' ', 1)[1])
+        return line
+
+    def wait_progress(self, sent=0, detections=0, timeout=60.0):
+        """Wait until at least `sent` frames went out and `detections` outputs came back.
+
+        Returns the newest progress {'sent': n, 'detections': m} (without arguments: now).
+        """
+        while not self.lines.empty():
+            self._take(0.0)
+        end = time.monotonic() + timeout
+        while self.progress['sent'] < sent or self.progress['detections'] < detections:
+            if time.monotonic() > end or self.process.poll() is not None and self.lines.empty():
+                raise AssertionError(f'driver progress {self.progress} never reached '
+                                     f'sent={sent} detections={detections}: '
+                                     + ''.join(self.output[-20:]))
+            self._take(end - time.monotonic())
+        return dict(self.progress)
+
+    def finish(self, timeout=120.0):
+        """End the stream (SIGUSR1), let the driver settle; return its JSON report."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGUSR1)
+        end = time.monotonic() + timeout
+        while self._take(end - time.monotonic()) is not None:
+            pass
+        assert self.process.wait(timeout=10) == 0, ''.join(self.output[-30:])
+        return json.loads(self.output[-1])
+
+    def kill(self):
+        """SIGKILL the driver (a camera process crashing mid-stream)."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def benchmarks_path(monkeypatch):
+    """Make benchmarks/*.py importable (their shared helpers, the soak's code path)."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT / 'benchmarks'))
+
+
+@pytest.fixture
+def start_driver(ros_env):
+    """Start camera drivers in the background with a plan (killed at the end of the test)."""
+    started = []
+
+    def start(plan):
+        driver = DriverProcess(ros_env, plan)
+        started.append(driver)
+        return driver
+
+    yield start
+    for driver in started:
+        if driver.process.poll() is None:
+            driver.kill()
+
+
 @pytest.fixture
 def run_driver(ros_env):
     """Return a function running the camera driver with a plan (dict) -> its JSON report."""
-    script = Path(__file__).parent / 'processes' / 'camera_driver.py'
 
     def run(plan, timeout=180):
-        result = subprocess.run([sys.executable, str(script), json.dumps(plan)], env=ros_env,
-                                capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run([sys.executable, str(CAMERA_DRIVER), json.dumps(plan)],
+                                env=ros_env, capture_output=True, text=True, timeout=timeout)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -89,6 +89,8 @@ def test_sigint_exits_zero(start_node, run_driver, untrained_pipeline):
      '/nonexistent/pipeline.yaml: pipeline config not found'),
     (('-p', 'device:=tpu'), 'device'),
     (('-p', 'search_interval:=0'), 'search_interval'),
+    (('-p', 'detection_default_object:=widget'),
+     "parameter detection_default_object: 'widget' is not an object of the pipeline"),
 ])
 def test_startup_errors_are_one_line_and_exit_nonzero(start_node, ros_args, message):
     code, output = start_node(*ros_args).wait_exit()

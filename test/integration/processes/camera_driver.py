@@ -2,15 +2,26 @@
 
 Usage: camera_driver.py PLAN_JSON. The plan (all optional):
   {"frames": 10, "rate_hz": 10, "faults": ["bad_encoding", ...], "camera_info": true,
+   "camera_info_after": 0, "size_mismatch": [3, 6], "image_pool": 4,
    "boxes": false, "node": "/pose_kp", "object": "driller", "settle_s": 2.0, "timeout_s": 60}
 With "boxes", each frame is followed by a vision_msgs/Detection2DArray on 'detections' holding
 the ground-truth box of the driller (its keypoints projected with the true pose, padded).
-Prints one JSON line: the stamps sent, the Detection3DArray/pose/TF/diagnostics received.
+"camera_info_after": N publishes camera_info only from frame N on (a late camera driver);
+"size_mismatch": [a, b] sends frames a..b-1 cropped to 320x240 while camera_info says 640x480;
+"rate_hz" <= 0 sends as fast as possible; "image_pool": N cycles over the first N photos (kept
+in memory, for bursts); "tail": [n, rate_hz] sends n more frames at rate_hz after those
+(after a burst). Publishing is reliable: when the node's queue is full a publish blocks, then
+fails, and is retried (back-pressure; the retries are reported as "publish_retries").
+After each frame it prints `progress {"sent": n, "detections": m}`; SIGUSR1 ends the stream
+early (then it settles and reports as usual). The last line printed is one JSON object: the
+stamps sent, the Detection3DArray/pose/TF/diagnostics received.
 Faults are published between good frames: bad_encoding, short_data, bad_step, tiny_image,
 huge_header, nan_camera_info, zero_camera_info, wrong_size.
 """
 
+import functools
 import json
+import signal
 import sys
 import time
 
@@ -20,6 +31,7 @@ from geometry_msgs.msg import PoseStamped
 import numpy as np
 import rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.subscription import RCLError
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import (
@@ -49,6 +61,12 @@ def ground_truth_detections(model, R, t, K, header):
     detection.bbox.center.position.x, detection.bbox.center.position.y = (low + high) / 2.0
     detection.bbox.size_x, detection.bbox.size_y = high - low + 2 * pad
     return Detection2DArray(header=header, detections=[detection])
+
+
+@functools.lru_cache(maxsize=8)
+def read_rgb(path):
+    """Return the (H, W, 3) uint8 RGB photo at `path` (the last few are kept in memory)."""
+    return cv2.imread(path, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
 
 
 def fault_messages(kind, image, K, size, header):
@@ -86,7 +104,7 @@ def fault_messages(kind, image, K, size, header):
 def main():
     plan = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     frames = int(plan.get('frames', 10))
-    rate = float(plan.get('rate_hz', 10.0))
+    tail_frames, tail_rate = plan.get('tail', [0, 1.0])
     node_ns = plan.get('node', '/pose_kp')
     object_name = plan.get('object', 'driller')
     rclpy.init()
@@ -99,23 +117,26 @@ def main():
             'detections': node.create_publisher(Detection2DArray, 'camera/detections', 10)}
     model = ObjectModel.from_yaml(data_path('objects', f'{object_name}.yaml'))
     got = {'detections': [], 'poses': [], 'tf': [], 'diagnostics': []}
+    # Deep queues: while bursting this process takes one message per frame sent, so outputs
+    # wait here rather than being overwritten.
+    out_depth = 1000
     node.create_subscription(
         Detection3DArray, f'{node_ns}/detections',
         lambda m: got['detections'].append(
             [m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id,
              [[d.id, d.results[0].hypothesis.score, d.results[0].pose.pose.position.x,
                d.results[0].pose.pose.position.y, d.results[0].pose.pose.position.z]
-              for d in m.detections]]), 10)
+              for d in m.detections]]), out_depth)
     node.create_subscription(
         PoseStamped, f'{node_ns}/pose/{object_name}',
         lambda m: got['poses'].append([m.header.stamp.sec, m.header.stamp.nanosec,
                                        m.pose.position.x, m.pose.position.y,
                                        m.pose.position.z, m.pose.orientation.x,
                                        m.pose.orientation.y, m.pose.orientation.z,
-                                       m.pose.orientation.w]), 10)
+                                       m.pose.orientation.w]), out_depth)
     node.create_subscription(
         TFMessage, '/tf', lambda m: got['tf'].extend(
-            [[t.header.frame_id, t.child_frame_id] for t in m.transforms]), 10)
+            [[t.header.frame_id, t.child_frame_id] for t in m.transforms]), out_depth)
     node.create_subscription(
         DiagnosticArray, '/diagnostics', lambda m: got['diagnostics'].extend(
             [{'level': int.from_bytes(s.level, 'little') if isinstance(s.level, bytes)
@@ -135,23 +156,44 @@ def main():
         rclpy.spin_once(node, timeout_sec=0.05)
     K, size = lmo_camera()
     ground_truth = lmo_ground_truth(8)
+    pool = min(len(ground_truth), int(plan.get('image_pool', len(ground_truth))))
+    mismatch = range(*plan.get('size_mismatch', [0, 0]))
+    camera_info_after = int(plan.get('camera_info_after', 0))
     sent = []
     faults = list(plan.get('faults', []))
-    for index in range(frames):
-        path, R, t = ground_truth[index % len(ground_truth)]
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+    stop = []
+    retries = []
+
+    def publish(topic, msg):
+        """Publish; while the reliable queue stays full (publish fails), spin and retry."""
+        for _ in range(100):
+            try:
+                return pubs[topic].publish(msg)
+            except RCLError:
+                retries.append(topic)
+                rclpy.spin_once(node, timeout_sec=0.01)
+        raise RuntimeError(f'cannot publish on {topic}: the subscriber never caught up')
+
+    signal.signal(signal.SIGUSR1, lambda *_: stop.append(True))
+    for index in range(frames + tail_frames):
+        if stop:
+            break
+        rate = float(plan.get('rate_hz', 10.0)) if index < frames else float(tail_rate)
+        path, R, t = ground_truth[index % pool]
+        image = read_rgb(str(path))
         now = node.get_clock().now().to_msg()
         header = Image().header
         header.stamp, header.frame_id = now, 'camera_optical_frame'
-        if plan.get('camera_info', True):
-            pubs['camera_info'].publish(camera_info_msg(K, size, header))
+        if plan.get('camera_info', True) and index >= camera_info_after:
+            publish('camera_info', camera_info_msg(K, size, header))
         if plan.get('boxes'):
             pubs['detections'].publish(ground_truth_detections(model, R, t, K, header))
-        pubs['image'].publish(numpy_to_image(image, 'rgb8', header))
+        shown = image[:240, :320].copy() if index in mismatch else image
+        publish('image', numpy_to_image(shown, 'rgb8', header))
         sent.append([now.sec, now.nanosec, str(path.name)])
         if faults and index >= 1:
             kind = faults.pop(0)
-            rclpy.spin_once(node, timeout_sec=0.5 / rate)
+            rclpy.spin_once(node, timeout_sec=0.5 / rate if rate > 0 else 0.0)
             fault_header = Image().header
             fault_header.stamp = node.get_clock().now().to_msg()
             fault_header.frame_id = 'camera_optical_frame'
@@ -160,13 +202,16 @@ def main():
             if kind.endswith('camera_info'):  # a good camera_info follows, as from a driver
                 rclpy.spin_once(node, timeout_sec=0.1)
                 pubs['camera_info'].publish(camera_info_msg(K, size, fault_header))
-        end = time.monotonic() + 1.0 / rate
+        end = time.monotonic() + (1.0 / rate if rate > 0 else 0.0)
+        rclpy.spin_once(node, timeout_sec=0.0)
         while time.monotonic() < end:
             rclpy.spin_once(node, timeout_sec=max(0.0, end - time.monotonic()))
+        print('progress', json.dumps({'sent': len(sent), 'detections': len(got['detections'])}),
+              flush=True)
     settle = time.monotonic() + float(plan.get('settle_s', 3.0))
     while time.monotonic() < min(settle, deadline):
         rclpy.spin_once(node, timeout_sec=0.05)
-    print(json.dumps({'sent': sent, **got}))
+    print(json.dumps({'sent': sent, 'publish_retries': len(retries), **got}))
     node.destroy_node()
     rclpy.shutdown()
     return 0
