@@ -146,7 +146,7 @@ def load_checkpoint(path, expected_keypoint_names=None, object_name=None, device
         CheckpointError: missing or unreadable file, not a checkpoint, or a mismatch.
     """
     path = str(path)
-    data = _torch_load(path)
+    data = read_checkpoint_file(path)
     meta = _check_meta(data.get('meta') if isinstance(data, dict) else None, path)
     if not isinstance(data.get('model'), dict):
         raise CheckpointError(f'{path}: not a pose_kp_ros checkpoint (no model weights)')
@@ -186,7 +186,7 @@ def load_model(path, expected_keypoint_names=None, object_name=None, device='cpu
     return program.module().to(device), meta
 
 
-def _torch_load(path):
+def read_checkpoint_file(path):
     """Return torch.load(path) with weights_only, or raise CheckpointError naming the file."""
     if not os.path.isfile(path):
         raise CheckpointError(f'{path}: checkpoint file not found')

@@ -280,7 +280,7 @@ class KeypointDataset(torch.utils.data.Dataset):
         """Return the sample of record `index` for the current epoch."""
         record = self.records[index]
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        image = _read_image(record.image)
+        image = read_image(record.image)
         mask = None if record.mask is None else _read_mask(record.mask, image.shape[:2])
         box = np.asarray(record.box_xyxy)
         centers, sides = square_regions(box[None], self.padding)
@@ -332,7 +332,7 @@ class KeypointDataset(torch.utils.data.Dataset):
             w, h = (rng.uniform(0.1, 0.35, 2) * size).astype(int)
             x, y = rng.integers(0, size - w), rng.integers(0, size - h)
             crop[y:y + h, x:x + w] = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        crop = _jitter_colour(crop, rng, aug)
+        crop = jitter_colour(crop, rng, aug)
         if rng.random() < aug.blur_prob:
             crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(0.3, aug.blur_sigma_max))
         if rng.random() < aug.noise_prob:
@@ -344,7 +344,7 @@ class KeypointDataset(torch.utils.data.Dataset):
         """Return a random (S, S, 3) uint8 background: a photo crop or smooth random colours."""
         size = self.input_size
         if self.backgrounds:
-            photo = _read_image(self.backgrounds[rng.integers(len(self.backgrounds))])
+            photo = read_image(self.backgrounds[rng.integers(len(self.backgrounds))])
             side = rng.uniform(0.2, 1.0) * min(photo.shape[:2])
             centre = rng.uniform(side / 2, np.array(photo.shape[1::-1]) - side / 2 + 1e-9)
             affine = crop_affines(centre[None], [side], size, [rng.uniform(-np.pi, np.pi)])
@@ -359,7 +359,7 @@ class KeypointDataset(torch.utils.data.Dataset):
         return background
 
 
-def _jitter_colour(crop, rng, aug):
+def jitter_colour(crop, rng, aug):
     """Return the crop with random brightness, contrast, saturation and hue (uint8 RGB)."""
     hsv = cv2.cvtColor(crop, cv2.COLOR_RGB2HSV_FULL).astype(np.float32)
     hsv[..., 0] = (hsv[..., 0] + rng.uniform(-aug.hue_deg, aug.hue_deg) * 256 / 360) % 256
@@ -371,7 +371,7 @@ def _jitter_colour(crop, rng, aug):
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def _read_image(path):
+def read_image(path):
     """Read an RGB uint8 image (H, W, 3) or raise DatasetError naming the file."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:

@@ -39,8 +39,8 @@ import torch.nn.functional as F
 
 from pose_kp_ros.network.checkpoint import (
     CheckpointError,
-    _torch_load,
     code_version,
+    read_checkpoint_file,
 )
 from pose_kp_ros.network.crops import compose_affines, heatmap_to_crop_affine, invert_affines
 from pose_kp_ros.network.dataset import IMAGENET_MEAN, IMAGENET_STD
@@ -570,7 +570,7 @@ def load_detector_checkpoint(path, object_names=None):
         name of `object_names` that is not among the checkpoint's classes.
     """
     path = str(path)
-    data = _torch_load(path)
+    data = read_checkpoint_file(path)
     meta = data.get('meta') if isinstance(data, dict) else None
     if not isinstance(meta, dict) or meta.get('format') != FORMAT:
         found = meta.get('format') if isinstance(meta, dict) else None

@@ -96,6 +96,11 @@ class HourglassConfig:
         if preset not in PRESETS:
             raise HourglassConfigError(f'unknown hourglass preset {preset!r}; '
                                        f'known: {sorted(PRESETS)}')
+        known = set(cls.__dataclass_fields__) - {'num_keypoints'}  # that one is the object's
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise HourglassConfigError(f'unknown architecture field(s) {unknown}; known: '
+                                       f'{sorted(known)}')
         return replace(PRESETS[preset], num_keypoints=num_keypoints, **overrides)
 
 

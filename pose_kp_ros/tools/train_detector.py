@@ -11,28 +11,23 @@ save_every_minutes, atomic), best.pt (best validation AP@0.5), metrics.json and
 training_curves.png. See docs/detector.md for the config keys.
 """
 
-import argparse
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 import sys
-import time
 
 import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
-from pose_kp_ros.network.checkpoint import CheckpointError, save_checkpoint
+from pose_kp_ros.network.checkpoint import CheckpointError
 from pose_kp_ros.network.crops import compose_affines, invert_affines
 from pose_kp_ros.network.dataset import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     DatasetError,
-    _jitter_colour,
-    _read_image,
+    jitter_colour,
     load_records,
+    read_image,
     split_records,
 )
 from pose_kp_ros.network.detector import (
@@ -52,16 +47,11 @@ from pose_kp_ros.network.detector import (
     scale_affine,
 )
 from pose_kp_ros.tools.training_common import (
-    EpochSampler,
+    EpochTrainer,
     TrainConfigError,
-    all_reduce_sums,
-    distributed_setup,
-    learning_rate,
+    plot_curves,
     read_config,
-    resolve_path,
-    set_cpu_threads,
-    worker_init,
-    write_json_atomic,
+    run_training_cli,
 )
 
 DEFAULTS = {
@@ -224,7 +214,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         """Return the sample of image `index` for the current epoch."""
         record = self.records[index]
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        image = _read_image(record.image)
+        image = read_image(record.image)
         height, width = image.shape[:2]
         in_w, in_h = self.config.input_width, self.config.input_height
         scaled_w, scaled_h, shift_x, shift_y = letterbox_geometry(width, height, in_w, in_h)
@@ -265,7 +255,7 @@ class DetectionDataset(torch.utils.data.Dataset):
     def _photometric(self, canvas, rng):
         """Apply colour jitter, blur and noise to a uint8 image."""
         aug = self.augment
-        canvas = _jitter_colour(canvas, rng, aug)
+        canvas = jitter_colour(canvas, rng, aug)
         if rng.random() < aug.blur_prob:
             canvas = cv2.GaussianBlur(canvas, (0, 0), rng.uniform(0.3, aug.blur_sigma_max))
         if rng.random() < aug.noise_prob:
@@ -276,38 +266,7 @@ class DetectionDataset(torch.utils.data.Dataset):
 
 def load_config(path, epochs=None):
     """Read a detector training config YAML over DEFAULTS; relative paths are to the file."""
-    config = read_config(path, DEFAULTS, REQUIRED, epochs)
-    for key in ('datasets', 'val_datasets'):
-        folders = config[key] if isinstance(config[key], list) else [config[key]]
-        config[key] = [resolve_path(path, p) for p in folders]
-    config['output_dir'] = resolve_path(path, config['output_dir'])
-    if config['init_weights']:
-        config['init_weights'] = resolve_path(path, config['init_weights'])
-    return config
-
-
-def plot_history(history, path):
-    """Save loss and validation detection metric curves over epochs as a PNG."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    epochs = [h['epoch'] for h in history]
-    figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    loss_axis.plot(epochs, [h['train_loss'] for h in history], 'o-', label='train')
-    loss_axis.plot(epochs, [h['val_loss'] for h in history], 's-', label='validation')
-    loss_axis.set(xlabel='epoch', ylabel='focal + size + offset loss', yscale='log',
-                  title='Loss')
-    for key, label in (('val_recall', 'recall'), ('val_precision', 'precision'),
-                       ('val_mean_iou', 'mean IoU (matched)'), ('val_ap50', 'AP@0.5')):
-        metric_axis.plot(epochs, [h[key] for h in history], 'o-', label=label)
-    metric_axis.set(xlabel='epoch', ylim=(0, 1.02),
-                    title='Validation (IoU 0.5; recall/precision at the score threshold)')
-    for axis in (loss_axis, metric_axis):
-        axis.grid(alpha=0.3)
-        axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    return read_config(path, DEFAULTS, REQUIRED, epochs)
 
 
 def evaluate_batch(evaluator, outputs, batch):
@@ -327,45 +286,14 @@ def evaluate_batch(evaluator, outputs, batch):
                       batch['gt_boxes'][i].numpy()[present], gt_classes[present])
 
 
-class DetectorTrainer:
-    """State of one detector training run; rank 0 writes the outputs."""
+class DetectorTrainer(EpochTrainer):
+    """Training run of the CenterNet detector (best.pt: AP@0.5, then recall)."""
 
-    def __init__(self, config, device, rank, world_size):
-        self.config, self.device, self.rank, self.world_size = config, device, rank, world_size
-        self.output_dir = Path(config['output_dir'])
-        self.is_main = rank == 0
-        torch.manual_seed(config['seed'])
-        self._build_data()
-        model = CenterNet(self.net_config).to(device)
-        if world_size > 1 and device.type == 'cuda':
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model
-        if world_size > 1:
-            self.model = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == 'cuda' else None)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config['lr'],
-                                           weight_decay=config['weight_decay'])
-        self.use_amp = bool(config['amp']) and device.type == 'cuda'
-        self.scaler = torch.amp.GradScaler('cuda', enabled=self.use_amp)
-        self.epoch, self.batches_done, self.history, self.best = 0, 0, [], None
-        if config['init_weights']:
-            self._load_weights(config['init_weights'])
+    loss_parts = ('heatmap', 'size', 'offset')
+    loss_format = '.4f'
 
-    def _load_weights(self, path):
-        """Load detector checkpoint `path` (same classes and architecture) into the model.
-
-        Returns the checkpoint's training state (None for weights-only files).
-        """
-        model, meta, state = load_detector_checkpoint(path)
-        if meta['architecture'] != self.net_config.to_dict() \
-                or meta['class_names'] != self.class_names:
-            raise CheckpointError(f"{path}: classes {meta['class_names']} / architecture "
-                                  f"{meta['architecture']} differ from the config's "
-                                  f'{self.class_names} / {self.net_config.to_dict()}')
-        getattr(self.model, 'module', self.model).load_state_dict(model.state_dict())
-        return state
-
-    def _build_data(self):
+    def build_data(self):
+        """Read the datasets into image records, build the network config and datasets."""
         config = self.config
         split = 0.0 if config['val_datasets'] else config['val_fraction']
         names, train, val = load_image_records(config['datasets'], val_fraction=split,
@@ -387,106 +315,23 @@ class DetectorTrainer:
         self.train_set = DetectionDataset(
             train, augment=DetectorAugmentConfig.from_dict(config['augmentation']), **common)
         self.val_set = DetectionDataset(val, **common)
-        self.train_sampler = EpochSampler(len(self.train_set), config['seed'], self.rank,
-                                          self.world_size)
-        self.val_sampler = EpochSampler(len(self.val_set), config['seed'], self.rank,
-                                        self.world_size, shuffle=False)
 
-    def _loader(self, dataset, sampler, shuffle_epoch):
-        workers = self.config['workers']
-        return torch.utils.data.DataLoader(
-            dataset, batch_size=self.config['batch_size'], sampler=sampler,
-            num_workers=workers, worker_init_fn=worker_init if workers else None,
-            pin_memory=self.device.type == 'cuda', drop_last=shuffle_epoch and
-            len(sampler) >= self.config['batch_size'])
+    def build_model(self):
+        """Return a new CenterNet."""
+        return CenterNet(self.net_config)
 
-    def _losses(self, outputs, batch):
+    def loss(self, outputs, batch):
+        """Return (weighted focal + size + offset loss, its float parts) of the batch."""
         targets = {name: batch[name].to(self.device, non_blocking=True)
                    for name in ('heatmap', 'indices', 'mask', 'size', 'offset')}
         return detection_losses(outputs, targets, self.config['size_weight'],
                                 self.config['offset_weight'])
 
-    def meta(self, metrics=None):
-        """Return the checkpoint metadata for the current state."""
-        return make_detector_meta(self.net_config, self.class_names,
-                                  self.config['score_threshold'], training_config=self.config,
-                                  epoch=self.epoch, metrics=metrics)
-
-    def save(self, name, metrics=None):
-        """Write output_dir/name with the weights and the resume state (rank 0 only)."""
-        if not self.is_main:
-            return
-        training = {'epoch': self.epoch, 'batches_done': self.batches_done,
-                    'optimizer': self.optimizer.state_dict(),
-                    'scaler': self.scaler.state_dict(), 'history': self.history,
-                    'best': self.best}
-        save_checkpoint(self.output_dir / name, self.model, self.meta(metrics), training)
-
-    def resume(self):
-        """Continue from output_dir/last.pt; return False if there is none."""
-        path = self.output_dir / 'last.pt'
-        if not path.exists():
-            return False
-        state = self._load_weights(path)
-        self.optimizer.load_state_dict(state['optimizer'])
-        self.scaler.load_state_dict(state['scaler'])
-        self.epoch, self.batches_done = state['epoch'], state['batches_done']
-        self.history, self.best = state['history'], state['best']
-        return True
-
-    def train_epoch(self):
-        """Train one epoch (or its remainder after a mid-epoch resume); return mean losses."""
-        config = self.config
-        lr = learning_rate(config, self.epoch)
-        for group in self.optimizer.param_groups:
-            group['lr'] = lr
-        self.train_set.set_epoch(self.epoch)
-        self.train_sampler.set_epoch(self.epoch, self.batches_done * config['batch_size'])
-        loader = self._loader(self.train_set, self.train_sampler, True)
-        self.model.train()
-        last_save, sums = time.monotonic(), {'loss': 0.0, 'count': 0}
-        bar = tqdm(loader, desc=f'epoch {self.epoch + 1}/{config["epochs"]} train',
-                   disable=not self.is_main, leave=False, dynamic_ncols=True)
-        autocast = (torch.autocast('cuda', dtype=torch.float16) if self.use_amp
-                    else nullcontext())
-        for batch in bar:
-            with autocast:
-                outputs = self.model(batch['image'].to(self.device, non_blocking=True))
-            loss, parts = self._losses(outputs, batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            sums['loss'] += loss.item()
-            sums['count'] += 1
-            for name, value in parts.items():
-                sums[name] = sums.get(name, 0.0) + value
-            self.batches_done += 1
-            bar.set_postfix(loss=f"{sums['loss'] / sums['count']:.4f}", lr=f'{lr:.2e}')
-            minutes = config['save_every_minutes']
-            if minutes and time.monotonic() - last_save > 60 * minutes:
-                self.save('last.pt')
-                last_save = time.monotonic()
-        sums = all_reduce_sums(sums, self.device, self.world_size)
-        count = max(sums['count'], 1)
-        means = {f'train_{name}_loss': sums.get(name, 0.0) / count
-                 for name in ('heatmap', 'size', 'offset')}
-        return {'train_loss': sums['loss'] / count, **means}, lr
-
-    @torch.no_grad()
-    def validate(self):
-        """Return validation loss and detection metrics over all ranks."""
-        loader = self._loader(self.val_set, self.val_sampler, False)
-        model = getattr(self.model, 'module', self.model).eval()
+    def evaluate(self, results):
+        """Return recall, precision, mean IoU and AP@0.5 (DetectionEvaluator) over all ranks."""
         evaluator = DetectionEvaluator(len(self.class_names), EVAL_IOU)
-        sums = {'loss': 0.0, 'batches': 0}
-        for batch in tqdm(loader, desc='validation', disable=not self.is_main, leave=False,
-                          dynamic_ncols=True):
-            outputs = model(batch['image'].to(self.device))
-            sums['loss'] += self._losses(outputs, batch)[0].item()
-            sums['batches'] += 1
+        for outputs, batch in results:
             evaluate_batch(evaluator, outputs, batch)
-        sums = all_reduce_sums(sums, self.device, self.world_size)
         if self.world_size > 1:
             states = [None] * self.world_size
             dist.all_gather_object(states, evaluator.state())
@@ -494,84 +339,58 @@ class DetectorTrainer:
             for state in states:
                 evaluator.merge(state)
         summary = evaluator.summary(self.config['score_threshold'])
-        return {'val_loss': sums['loss'] / max(sums['batches'], 1),
-                **{f'val_{name}': value for name, value in summary.items()}}
+        return {f'val_{name}': value for name, value in summary.items()}
 
-    def run(self):
-        """Train from self.epoch to config epochs, validating and saving after each epoch."""
-        while self.epoch < self.config['epochs']:
-            started = time.monotonic()
-            train_metrics, lr = self.train_epoch()
-            metrics = self.validate()
-            self.epoch, self.batches_done = self.epoch + 1, 0
-            self.history.append({'epoch': self.epoch, **train_metrics, 'lr': lr, **metrics,
-                                 'seconds': time.monotonic() - started})
-            score = (metrics['val_ap50'], metrics['val_recall'])
-            improved = self.best is None or score > tuple(self.best)
-            if improved:
-                self.best = list(score)
-            self.save('last.pt', metrics)
-            if improved:
-                self.save('best.pt', metrics)
-            if self.is_main:
-                write_json_atomic(self.output_dir / 'metrics.json', self.history)
-                plot_history(self.history, self.output_dir / 'training_curves.png')
-                tqdm.write(f"epoch {self.epoch}: train loss {train_metrics['train_loss']:.4f}, "
-                           f"val loss {metrics['val_loss']:.4f}, recall "
-                           f"{metrics['val_recall']:.3f}, precision "
-                           f"{metrics['val_precision']:.3f}, mean IoU "
-                           f"{metrics['val_mean_iou']:.3f}, AP@0.5 {metrics['val_ap50']:.3f}"
-                           f"{' (best)' if improved else ''}")
+    def score(self, metrics):
+        """Return (AP@0.5, recall): best.pt has the best AP@0.5, then the best recall."""
+        return metrics['val_ap50'], metrics['val_recall']
 
+    def meta(self, metrics=None):
+        """Return the checkpoint metadata for the current state."""
+        return make_detector_meta(self.net_config, self.class_names,
+                                  self.config['score_threshold'], training_config=self.config,
+                                  epoch=self.epoch, metrics=metrics)
 
-def parse_args(argv):
-    """Parse the command line of `pose-kp train-detector`."""
-    parser = argparse.ArgumentParser(prog='pose-kp train-detector',
-                                     description=__doc__.split('\n')[0])
-    parser.add_argument('--config', required=True, help='detector training config YAML')
-    parser.add_argument('--resume', action='store_true',
-                        help="continue from output_dir's last.pt (fresh start if none)")
-    parser.add_argument('--epochs', type=int, help='total epochs (overrides the config)')
-    parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto')
-    return parser.parse_args(argv)
+    def load_weights(self, path):
+        """Load detector checkpoint `path` (same classes and architecture) into the model.
+
+        Returns the checkpoint's training state (None for weights-only files).
+        """
+        model, meta, state = load_detector_checkpoint(path)
+        if meta['architecture'] != self.net_config.to_dict() \
+                or meta['class_names'] != self.class_names:
+            raise CheckpointError(f"{path}: classes {meta['class_names']} / architecture "
+                                  f"{meta['architecture']} differ from the config's "
+                                  f'{self.class_names} / {self.net_config.to_dict()}')
+        getattr(self.model, 'module', self.model).load_state_dict(model.state_dict())
+        return state
+
+    def summary(self, train_metrics, metrics):
+        """Return losses, recall, precision, mean IoU and AP@0.5 of the epoch."""
+        return (f"train loss {train_metrics['train_loss']:.4f}, val loss "
+                f"{metrics['val_loss']:.4f}, recall {metrics['val_recall']:.3f}, precision "
+                f"{metrics['val_precision']:.3f}, mean IoU {metrics['val_mean_iou']:.3f}, "
+                f"AP@0.5 {metrics['val_ap50']:.3f}")
+
+    def describe(self):
+        """Return classes, image counts and architecture."""
+        return (f'classes {self.class_names}: {len(self.train_set)} training / '
+                f'{len(self.val_set)} validation images, architecture '
+                f'{self.net_config.to_dict()}')
+
+    def plot_history(self, path):
+        """Save loss and validation detection metric curves over epochs as a PNG."""
+        plot_curves(self.history, path, 'focal + size + offset loss',
+                    (('val_recall', 'recall'), ('val_precision', 'precision'),
+                     ('val_mean_iou', 'mean IoU (matched)'), ('val_ap50', 'AP@0.5')),
+                    title='Validation (IoU 0.5; recall/precision at the score threshold)')
 
 
 def main(argv=None):
     """Run `pose-kp train-detector`; return the exit code."""
-    args = parse_args(argv)
-    try:
-        config = load_config(args.config, args.epochs)
-        rank, world_size, device = distributed_setup(args.device)
-        if device.type == 'cpu':
-            set_cpu_threads(config['threads'])
-        trainer = DetectorTrainer(config, device, rank, world_size)
-        last = Path(config['output_dir']) / 'last.pt'
-        if args.resume:
-            if trainer.resume():
-                print(f'resuming from {last}: epoch {trainer.epoch}, batch '
-                      f'{trainer.batches_done}', file=sys.stderr)
-            else:
-                print(f'no {last} yet: starting from epoch 0', file=sys.stderr)
-        elif last.exists():
-            raise TrainConfigError(f'{last} exists: pass --resume to continue, or choose '
-                                   f'another output_dir')
-        if rank == 0:
-            print(f'classes {trainer.class_names}: {len(trainer.train_set)} training / '
-                  f'{len(trainer.val_set)} validation images, architecture '
-                  f'{trainer.net_config.to_dict()}, device {device}, world size {world_size}',
-                  file=sys.stderr)
-        trainer.run()
-    except (TrainConfigError, DatasetError, CheckpointError, DetectorConfigError) as error:
-        print(f'pose-kp train-detector: error: {error}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print('pose-kp train-detector: interrupted; continue with --resume from the last '
-              'saved last.pt', file=sys.stderr)
-        return 130
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    return 0
+    return run_training_cli(argv, DetectorTrainer, load_config, 'pose-kp train-detector',
+                            __doc__.split('\n')[0], 'detector training config YAML',
+                            (DetectorConfigError,))
 
 
 if __name__ == '__main__':

@@ -53,5 +53,7 @@ def test_config_round_trip_and_errors():
         HourglassConfig(num_keypoints=5, heatmap_stride=3)
     with pytest.raises(HourglassConfigError, match='unknown hourglass preset'):
         HourglassConfig.from_preset('huge', num_keypoints=5)
+    with pytest.raises(HourglassConfigError, match=r'unknown architecture field.*stacks'):
+        HourglassConfig.from_preset('cpu', num_keypoints=5, stacks=3)
     with pytest.raises(HourglassConfigError, match='unknown hourglass config keys'):
         HourglassConfig.from_dict({'num_keypoints': 5, 'stacks': 2})
