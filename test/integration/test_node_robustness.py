@@ -77,6 +77,23 @@ def test_missing_camera_info_warns_and_waits(start_node, run_driver, untrained_p
     assert code == 0 and 'waiting for a usable camera_info' in output
 
 
+def test_compressed_image_transport(start_node, run_driver, untrained_pipeline):
+    node = start_node('-p', f'pipeline_config:={untrained_pipeline}', '-p', 'device:=cpu',
+                      '-p', 'image_transport:=compressed',
+                      '-r', 'image/compressed:=/camera/image/compressed')
+    report = run_driver({'frames': 6, 'rate_hz': 3, 'compressed': True, 'settle_s': 3.0})
+    assert node.alive(), node.stop()[1]
+    sent = [(s[0], s[1]) for s in report['sent']]
+    answered = {(d[0], d[1]) for d in report['detections']}
+    # JPEG frames are decoded and answered like raw ones (stamps and frame id kept).
+    assert answered <= set(sent) and len(answered & set(sent)) >= 4, (answered, sent)
+    assert all(d[2] == 'camera_optical_frame' for d in report['detections'])
+    diagnostics = last_diagnostics(report)
+    assert int(diagnostics['errors']) == 0 and int(diagnostics['frames_processed']) >= 4
+    code, output = node.stop()
+    assert code == 0, output
+
+
 def test_sigint_exits_zero(start_node, run_driver, untrained_pipeline):
     node = start_node('-p', f'pipeline_config:={untrained_pipeline}', '-p', 'device:=cpu')
     run_driver({'frames': 2, 'rate_hz': 5, 'settle_s': 0.5})

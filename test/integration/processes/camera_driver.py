@@ -8,7 +8,8 @@ With "boxes", each frame is followed by a vision_msgs/Detection2DArray on 'detec
 the ground-truth box of the driller (its keypoints projected with the true pose, padded).
 "camera_info_after": N publishes camera_info only from frame N on (a late camera driver);
 "size_mismatch": [a, b] sends frames a..b-1 cropped to 320x240 while camera_info says 640x480;
-"rate_hz" <= 0 sends as fast as possible; "image_pool": N cycles over the first N photos (kept
+"compressed": true sends JPEG sensor_msgs/CompressedImage on 'camera/image/compressed'
+instead of raw images; "rate_hz" <= 0 sends as fast as possible; "image_pool": N cycles over the first N photos (kept
 in memory, for bursts); "tail": [n, rate_hz] sends n more frames at rate_hz after those
 (after a burst). Publishing is reliable: when the node's queue is full a publish blocks, then
 fails, and is retried (back-pressure; the retries are reported as "publish_retries").
@@ -32,7 +33,7 @@ import numpy as np
 import rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.subscription import RCLError
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import (
     Detection2D,
@@ -113,6 +114,7 @@ def main():
     # started with image_qos:=reliable; with sensor_data it would still match, best effort).
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     pubs = {'image': node.create_publisher(Image, 'camera/image', qos),
+            'compressed': node.create_publisher(CompressedImage, 'camera/image/compressed', qos),
             'camera_info': node.create_publisher(CameraInfo, 'camera/camera_info', qos),
             'detections': node.create_publisher(Detection2DArray, 'camera/detections', 10)}
     model = ObjectModel.from_yaml(data_path('objects', f'{object_name}.yaml'))
@@ -189,7 +191,12 @@ def main():
         if plan.get('boxes'):
             pubs['detections'].publish(ground_truth_detections(model, R, t, K, header))
         shown = image[:240, :320].copy() if index in mismatch else image
-        publish('image', numpy_to_image(shown, 'rgb8', header))
+        if plan.get('compressed'):
+            jpeg = cv2.imencode('.jpg', shown[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
+            publish('compressed', CompressedImage(
+                header=header, format='rgb8; jpeg compressed bgr8', data=jpeg.tobytes()))
+        else:
+            publish('image', numpy_to_image(shown, 'rgb8', header))
         sent.append([now.sec, now.nanosec, str(path.name)])
         if faults and index >= 1:
             kind = faults.pop(0)
