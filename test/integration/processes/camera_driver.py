@@ -8,10 +8,10 @@ With "boxes", each frame is followed by a vision_msgs/Detection2DArray on 'detec
 the ground-truth box of the driller (its keypoints projected with the true pose, padded).
 "camera_info_after": N publishes camera_info only from frame N on (a late camera driver);
 "size_mismatch": [a, b] sends frames a..b-1 cropped to 320x240 while camera_info says 640x480;
-"compressed": true sends JPEG sensor_msgs/CompressedImage on 'camera/image/compressed'
-instead of raw images; "rate_hz" <= 0 sends as fast as possible; "image_pool": N cycles over
-the first N photos (kept in memory, for bursts); "tail": [n, rate_hz] sends n more frames at
-rate_hz after those (after a burst). Publishing is reliable: when the node's queue is full a publish blocks, then
+"compressed": true sends JPEG sensor_msgs/CompressedImage on 'camera/image/compressed' instead of
+raw images; "rate_hz" <= 0 sends as fast as possible; "image_pool": N cycles over the first N
+photos (kept in memory, for bursts); "tail": [n, rate_hz] sends n more frames at rate_hz after
+those (after a burst). Publishing is reliable: when the node's queue is full a publish blocks, then
 fails, and is retried (back-pressure; the retries are reported as "publish_retries").
 After each frame it prints `progress {"sent": n, "detections": m}`; SIGUSR1 ends the stream
 early (then it settles and reports as usual). The last line printed is one JSON object: the
