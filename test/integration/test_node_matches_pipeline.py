@@ -3,8 +3,10 @@
 A driver process replays real LM-O frames with Detection2DArray boxes; the node (its own process,
 installed executable) publishes PoseStamped, Detection3DArray and TF; the same frames and boxes
 go through `KeypointPoseEstimator` in this process. Poses must agree to numerical precision, and
-the messages must carry them with the image's stamp and frame. The network here is untrained
-(its poses are arbitrary but deterministic), so this checks the plumbing, not accuracy.
+the messages must carry them with the image's stamp and frame. The first test uses an untrained
+network (arbitrary but deterministic poses: the plumbing); the second the shipped default model,
+whose PoseStamped, Detection3DArray and TF are scored against the LM-O ground truth and must be
+exactly as accurate as the pipeline offline.
 """
 
 import importlib.util
@@ -30,7 +32,7 @@ def driver_module():
     return module
 
 
-def offline_poses(pipeline):
+def offline_poses(pipeline, frames=FRAMES):
     """Return [(t (3,), R (3, 3)) or None] of the pipeline on the driver's frames and boxes."""
     import torch
     torch.set_num_threads(1)  # as the node (torch_threads:=1): same float summation order
@@ -39,7 +41,7 @@ def offline_poses(pipeline):
     model = estimator.objects['driller'].model
     K, _ = lmo_camera()
     poses = []
-    for path, R_gt, t_gt in lmo_ground_truth(8)[:FRAMES]:
+    for path, R_gt, t_gt in lmo_ground_truth(8)[:frames]:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
         detection = driver.ground_truth_detections(model, R_gt, t_gt, K, None).detections[0]
         cx, cy = detection.bbox.center.position.x, detection.bbox.center.position.y
@@ -75,4 +77,44 @@ def test_node_publishes_the_offline_pipeline_poses(start_node, run_driver, untra
                                                                  atol=1e-5)
         compared += 1
     assert compared >= FRAMES - 2
-    assert ['camera_optical_frame', 'driller_0'] in report['tf']
+    assert ['camera_optical_frame', 'driller_0'] in [tf[:2] for tf in report['tf']]
+
+
+def test_default_model_poses_against_ground_truth(start_node, run_driver):
+    from pose_kp_ros.geometry.metrics import add
+    from pose_kp_ros.paths import data_path
+    pipeline = data_path('models', 'driller', 'pipeline.yaml')
+    frames = 8
+    node = start_node('-p', f'pipeline_config:={pipeline}', '-p', 'device:=cpu',
+                      '-p', 'use_detections:=true', '-p', 'tracking:=false',
+                      '-p', 'detection_wait_s:=1.5', '-p', 'torch_threads:=1',
+                      '-r', 'detections:=/camera/detections')
+    report = run_driver({'frames': frames, 'rate_hz': 0.5, 'boxes': True, 'settle_s': 3.0})
+    assert node.alive()
+    expected = offline_poses(pipeline, frames)
+    estimator = KeypointPoseEstimator.from_config(pipeline, device='cpu')
+    model = estimator.objects['driller'].model
+    points = estimator.objects['driller'].outline
+    poses = {(p[0], p[1]): p for p in report['poses']}
+    transforms = {(tf[2], tf[3]): tf for tf in report['tf'] if tf[1] == 'driller_0'}
+    threshold = 0.1 * model.diameter
+    node_correct = offline_correct = compared = 0
+    for (sec, nanosec, _), offline, (_, R_gt, t_gt) in zip(report['sent'], expected,
+                                                           lmo_ground_truth(8)):
+        if (sec, nanosec) not in poses:
+            continue  # no pose: rejected by the thresholds (as offline) or a dropped frame
+        pose, tf = poses[(sec, nanosec)], transforms[(sec, nanosec)]
+        assert offline is not None
+        R_node = quaternion_xyzw_to_matrix(pose[5:9])
+        add_node = float(add(R_node, np.array(pose[2:5]), R_gt, t_gt, points))
+        add_tf = float(add(quaternion_xyzw_to_matrix(tf[7:11]), np.array(tf[4:7]), R_gt, t_gt,
+                           points))
+        add_offline = float(add(offline[1], offline[0], R_gt, t_gt, points))
+        assert abs(add_node - add_offline) < 1e-4 and abs(add_tf - add_offline) < 1e-4
+        node_correct += add_node < threshold
+        offline_correct += add_offline < threshold
+        compared += 1
+    answered_offline = sum(p is not None for p in expected)
+    assert answered_offline > 0, 'the default model fitted no pose on GT boxes'
+    assert compared >= answered_offline - 2
+    assert node_correct == offline_correct

@@ -15,7 +15,8 @@ those (after a burst). Publishing is reliable: when the node's queue is full a p
 fails, and is retried (back-pressure; the retries are reported as "publish_retries").
 After each frame it prints `progress {"sent": n, "detections": m}`; SIGUSR1 ends the stream
 early (then it settles and reports as usual). The last line printed is one JSON object: the
-stamps sent, the Detection3DArray/pose/TF/diagnostics received.
+stamps sent, the Detection3DArray/pose/TF/diagnostics received (TF as [parent, child, sec, nanosec,
+tx, ty, tz, qx, qy, qz, qw]).
 Faults are published between good frames: bad_encoding, short_data, bad_step, tiny_image,
 huge_header, nan_camera_info, zero_camera_info, wrong_size.
 """
@@ -138,7 +139,10 @@ def main():
                                        m.pose.orientation.w]), out_depth)
     node.create_subscription(
         TFMessage, '/tf', lambda m: got['tf'].extend(
-            [[t.header.frame_id, t.child_frame_id] for t in m.transforms]), out_depth)
+            [[t.header.frame_id, t.child_frame_id, t.header.stamp.sec, t.header.stamp.nanosec,
+              t.transform.translation.x, t.transform.translation.y, t.transform.translation.z,
+              t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
+              t.transform.rotation.w] for t in m.transforms]), out_depth)
     node.create_subscription(
         DiagnosticArray, '/diagnostics', lambda m: got['diagnostics'].extend(
             [{'level': int.from_bytes(s.level, 'little') if isinstance(s.level, bytes)
