@@ -1,0 +1,177 @@
+"""Write docs/performance.md from the measured results in results/ (nothing is typed by hand).
+
+    python benchmarks/performance_report.py [--results results] [--out docs/performance.md]
+
+Reads the JSON the evaluation and benchmark commands write (each section names its command) and
+renders one Markdown page; a missing result is listed as not measured.
+test/test_performance_doc.py checks that the committed page equals what this script makes from
+the committed results.
+"""
+
+import argparse
+import json
+import math
+from pathlib import Path
+import sys
+
+EVAL_ROWS = (
+    ('driller_detector', 'LM-O photos', 'full-image detector',
+     'pose-kp eval-lmo --object driller'),
+    ('driller_detector_tracking', 'LM-O photos', 'detector + tracking (video order)',
+     'pose-kp eval-lmo --object driller --tracking'),
+    ('driller_ground-truth', 'LM-O photos', 'ground-truth boxes',
+     'pose-kp eval-lmo --object driller --boxes ground-truth'),
+    ('driller_renders_detector', 'held-out renders', 'full-image detector',
+     'pose-kp eval-lmo --object driller --dataset data/driller_val_v2'),
+    ('driller_renders_ground-truth', 'held-out renders', 'ground-truth boxes',
+     'pose-kp eval-lmo --object driller --dataset data/driller_val_v2 --boxes ground-truth'),
+)
+
+
+def read(path):
+    """Return the parsed JSON at path, or None when it does not exist."""
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def number(value, digits=1, scale=1.0, suffix=''):
+    """Format a float (NaN/None as '-')."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return '-'
+    return f'{value * scale:.{digits}f}{suffix}'
+
+
+def accuracy_section(results):
+    """Return the accuracy table of the eval-lmo summaries."""
+    lines = ['## Accuracy (`pose-kp eval-lmo`)', '',
+             'The whole pipeline (find, crop, network, solver) per frame, one CPU thread. '
+             'ADD < 0.1 d: mean model-point distance under 10% of the diameter (26.1 mm for the '
+             'driller). '
+             'Detection rate: frames with a pose for the object. The LM-O photos are never used '
+             'for training; the held-out renders are a validation set rendered with another '
+             'seed.', '',
+             '| images | crops from | frames | detection rate | ADD < 0.1 d | ADD AUC | 2D < 5 px '
+             '| median rotation | median translation | runtime median / p95 | command |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
+    for stem, source, boxes, command in EVAL_ROWS:
+        summary = read(results / 'eval_lmo' / f'{stem}_summary.json')
+        if summary is None:
+            lines.append(f'| {source} | {boxes} | not measured | | | | | | | | `{command}` |')
+            continue
+        lines.append(
+            f"| {source} | {boxes} | {summary['frames']} "
+            f"| {number(summary['detection_rate'], 1, 100, '%')} "
+            f"| **{number(summary['add_0.1d_accuracy'], 1, 100, '%')}** "
+            f"| {number(summary['add_auc_0.1d'], 3)} "
+            f"| {number(summary['projection_5px_accuracy'], 1, 100, '%')} "
+            f"| {number(summary['median_rotation_deg'], 1, suffix=' deg')} "
+            f"| {number(summary['median_translation_mm'], 0, suffix=' mm')} "
+            f"| {number(summary['runtime_median_ms'], 0)} / "
+            f"{number(summary['runtime_p95_ms'], 0)} ms | `{command}` |")
+    lines += ['', 'Per-frame CSV/JSON, accuracy-vs-threshold plots and overlay mosaics are '
+              'written next to each summary in `results/eval_lmo/`.', '']
+    return lines
+
+
+def node_section(results):
+    """Return the node benchmark and soak figures."""
+    lines = ['## The node end to end (`benchmarks/bench_node.py`, `benchmarks/soak_node.py`)', '']
+    bench = read(results / 'bench_node.json')
+    if bench is None:
+        lines += ['Not measured yet: `python benchmarks/bench_node.py --rate 30 --seconds 300`.',
+                  '']
+    else:
+        lines += [f"Camera replay at {bench['input_rate_hz']:g} Hz for {bench['seconds']:g} s, "
+                  f"pose node and receiver in separate processes over DDS (loopback), "
+                  f"`{bench['pipeline_config']}`, load average at the end "
+                  f"{', '.join(f'{x:.1f}' for x in bench['load_average_1_5_15'])}. Command: "
+                  f"`python benchmarks/bench_node.py --rate {bench['input_rate_hz']:g} --seconds "
+                  f"{bench['seconds']:g}`.", '',
+                  '| figure | value |', '|---|---|',
+                  f"| poses received | {bench['poses_received']} |",
+                  f"| output rate | {number(bench['output_rate_hz'])} poses/s |",
+                  f"| latency (image stamp -> PoseStamped received) median / p95 | "
+                  f"{number(bench['latency_median_ms'], 0)} / "
+                  f"{number(bench['latency_p95_ms'], 0)} ms |",
+                  f"| node CPU | {number(bench['node_cpu_percent_of_one_core'], 0)}% of one "
+                  'core |',
+                  f"| node resident memory start / end / max | "
+                  f"{number(bench['node_rss_mb_start'], 0)} / "
+                  f"{number(bench['node_rss_mb_end'], 0)} / "
+                  f"{number(bench['node_rss_mb_max'], 0)} MB |", '']
+    soak = read(results / 'soak_node.json')
+    if soak is not None:
+        latency = soak['latency_ms']
+        lines += [f"Soak ({soak['duration_s']:g} s at {soak['rate_hz']:g} Hz, details and fault "
+                  f"tests in [reliability.md](reliability.md)): {soak['frames_answered']} of "
+                  f"{soak['frames_sent']} frames answered, "
+                  f"{soak['node_counters']['frames_dropped']} dropped by the newest-frame policy, "
+                  f"{soak['lost_outputs']} lost; latency p50 / p95 "
+                  f"{number(latency['all']['p50'], 0)} / {number(latency['all']['p95'], 0)} ms; "
+                  f"memory growth after warm-up "
+                  f"{number(soak['memory']['rss_growth_percent'], 2)}%.", '']
+    return lines
+
+
+def parts_section(results):
+    """Return the solver, network and detector speed figures."""
+    lines = ['## Parts', '']
+    network = read(results / 'bench_network.json')
+    if network is not None:
+        lines += ['Keypoint network (`python benchmarks/bench_network.py`), ms per crop on CPU:',
+                  '', '| preset | parameters | input -> heatmap | batch 1 | batch 8 | '
+                  'batch 8, 1 thread |', '|---|---|---|---|---|---|']
+        for row in network['presets']:
+            lines.append(f"| {row['preset']} | {row['params'] / 1e6:.2f} M | "
+                         f"{row['input_size']} -> {row['heatmap_size']} | "
+                         f"{number(row['cpu_ms_per_crop_b1'])} | "
+                         f"{number(row['cpu_ms_per_crop_b8'])} | "
+                         f"{number(row.get('cpu_1thread_ms_per_crop_b8'))} |")
+        lines.append('')
+    detector = read(results / 'bench_detector.json')
+    if detector is not None:
+        speed = detector['speed_640x480']['1_threads']
+        lines += [f"Full-image detector (`python benchmarks/bench_detector.py`): "
+                  f"{detector['parameters'] / 1e6:.2f} M parameters, 640x480 frame in "
+                  f"{number(speed['median_ms'])} ms median (p90 {number(speed['p90_ms'])} ms), "
+                  'one thread.', '']
+    solver = read(results / 'bench_solver.json')
+    if solver is not None:
+        lines += ['Pose solver (`python benchmarks/bench_solver.py`; '
+                  f"{solver['setup']}):", '',
+                  '| method | data | median rotation error | ADD < 0.1 d | ms per call '
+                  '| fits/s |',
+                  '|---|---|---|---|---|---|']
+        for row in solver['rows']:
+            lines.append(f"| {row['method']} | {row['variant']} | "
+                         f"{number(row['rotation_error_deg_median'], 2)} deg | "
+                         f"{number(row['add_accuracy_0.1d'], 0, 100, '%')} | "
+                         f"{number(row['median_ms_per_call'], 2)} | "
+                         f"{number(row['fits_per_second'], 0)} |")
+        lines.append('')
+    return lines
+
+
+def render(results):
+    """Return the Markdown page for the results folder."""
+    lines = ['# Performance and accuracy', '',
+             'Generated by `python benchmarks/performance_report.py` from the JSON in `results/`; '
+             'every figure names the command that measured it. Machine: 2 CPU cores, no GPU, '
+             'often shared with training jobs (load averages are in the JSON files); numbers on a '
+             'quiet machine or a GPU are better.', '']
+    lines += accuracy_section(results) + node_section(results) + parts_section(results)
+    return '\n'.join(lines).rstrip() + '\n'
+
+
+def main(argv=None):
+    """Write the page; return 0."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--results', default='results')
+    parser.add_argument('--out', default='docs/performance.md')
+    args = parser.parse_args(argv)
+    Path(args.out).write_text(render(Path(args.results)))
+    print(f'wrote {args.out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
