@@ -3,9 +3,9 @@
 Rules (all parameters of `TrackingConfig`):
 - every live track asks for a crop around its last pose's projection, warm-started from that pose;
 - given boxes (e.g. a detection topic) that overlap no track's box start new requests;
-- the detector's full-image search runs for an object when it has fewer live tracks than its
-  `max_instances` and no given boxes, at most every `search_interval` frames, and always on the
-  frame after a track was lost;
+- the detector's full-image search runs for an object when it has fewer live tracks (tracks
+  whose last frame gave a pose) than its `max_instances` and no given boxes, at most every
+  `search_interval` frames, and always on the frame after a track missed;
 - a track that yields no accepted pose for more than `max_misses` consecutive frames is dropped;
 - a pose within 0.3 diameter of a track's pose continues that track (same id), others start new
   tracks; track ids grow per object and are never reused.
@@ -119,7 +119,7 @@ class PoseTracker:
     def _search_requests(self, image_rgb, given):
         wanted = []
         for name, runtime in self.estimator.objects.items():
-            live = sum(1 for t in self.tracks if t.object_name == name)
+            live = sum(1 for t in self.tracks if t.object_name == name and t.misses == 0)
             if live >= runtime.max_instances or any(r.object_name == name for r in given):
                 continue
             due = self.frame_index - self._last_search.get(name, -10**9) >= \

@@ -268,6 +268,18 @@ def test_lost_track_is_dropped_after_max_misses_and_search_resumes():
     assert [t.track_id for t in tracked] == [1]  # a new track, ids are not reused
 
 
+def test_a_missed_frame_brings_the_search_back_and_keeps_the_id():
+    predictor, detector, tracker = moving_scene(max_misses=5)
+    tracker.update(IMAGE, K)
+    predictor.confidence = 0.0  # one frame without an accepted pose
+    assert tracker.update(IMAGE, K) == []
+    searches = detector.calls
+    predictor.confidence = 0.9
+    tracked = tracker.update(IMAGE, K)
+    assert detector.calls == searches + 1  # the track missed: search again, do not wait
+    assert [t.track_id for t in tracked] == [0]
+
+
 def test_search_interval_limits_full_image_searches():
     predictor, detector, tracker = moving_scene(search_interval=3)
     detector.visible = False
