@@ -21,5 +21,6 @@ def test_short_soak_keeps_node_up_and_accounts_for_every_frame(ros_env, monkeypa
     assert result['node_alive'] and result['node_exit_code'] == 0
     assert result['frames_sent'] >= 0.9 * 45 * 30
     assert result['frames_answered'] > 0
+    assert result['unaccounted_frames'] == 0, result['node_counters']
     assert result['lost_outputs'] == 0, result['node_counters']
     assert result['memory']['rss_growth_percent'] < 25.0, result['memory']
