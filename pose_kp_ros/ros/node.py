@@ -484,6 +484,11 @@ def main(args=None):
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # SIGINT during start-up shut the context down before spin() made its executor: a clean
+        # shutdown, not an error.
     finally:
         if node is not None:
             node.stop()

@@ -161,9 +161,9 @@ def test_burst_of_1000_frames(start_node, run_driver, untrained_pipeline, benchm
     assert dropped + lost > 0
     assert processed + dropped == received and received + lost == len(sent)
     assert len(answered & set(sent)) == processed
-    # The newest frame is always the next one processed: no backlog, the node answers the
-    # paced frames after the burst.
-    assert sent[999] in answered and set(sent[-tail:]) <= answered
+    # The newest frame is always the next one processed: no backlog, the node answers the last
+    # frame sent (on a loaded machine a paced frame can still replace the one before it).
+    assert sent[-1] in answered
     assert rss_after_mb < rss_before_mb + 300, (rss_before_mb, rss_after_mb)
     code, output = node.stop()
     assert code == 0, output

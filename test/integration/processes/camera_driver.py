@@ -150,7 +150,11 @@ def main():
               **{kv.key: kv.value for kv in s.values}} for s in m.status]), 10)
 
     deadline = time.monotonic() + float(plan.get('timeout_s', 60))
-    while time.monotonic() < deadline and pubs['image'].get_subscription_count() == 0:
+    image_pub = pubs['compressed' if plan.get('compressed') else 'image']
+    while time.monotonic() < deadline and (
+            image_pub.get_subscription_count() == 0 or (
+                plan.get('camera_info', True) and
+                pubs['camera_info'].get_subscription_count() == 0)):
         rclpy.spin_once(node, timeout_sec=0.05)
     while time.monotonic() < deadline and node.count_publishers(f'{node_ns}/detections') == 0:
         rclpy.spin_once(node, timeout_sec=0.05)
