@@ -647,8 +647,12 @@ class ObjectDetector:
         return cls(model, meta, object_names, device, score_threshold, max_detections)
 
     @torch.inference_mode()
-    def detect(self, image_rgb):
-        """Return the Detections in one (H, W, 3) uint8 RGB image, best score first."""
+    def detect(self, image_rgb, score_threshold=None):
+        """Return the Detections in one (H, W, 3) uint8 RGB image, best score first.
+
+        score_threshold: keep detections scoring at least this (None: self.score_threshold).
+        """
+        threshold = self.score_threshold if score_threshold is None else float(score_threshold)
         image_rgb = np.asarray(image_rgb)
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8 \
                 or 0 in image_rgb.shape:
@@ -668,5 +672,5 @@ class ObjectDetector:
         boxes = np.clip(boxes, -0.5, [width - 0.5, height - 0.5, width - 0.5, height - 0.5])
         scores, classes = scores[0].cpu().numpy(), classes[0].cpu().numpy()
         return [Detection(self.class_names[c], box, float(s))
-                for box, s, c in zip(boxes, scores, classes) if s >= self.score_threshold
+                for box, s, c in zip(boxes, scores, classes) if s >= threshold
                 and box[2] > box[0] and box[3] > box[1]]

@@ -46,6 +46,8 @@ class Thresholds:
     min_valid_keypoints: int = 5
     max_reprojection_error_px: float = 12.0
     min_score: float = 0.2
+    min_detection_score: float = 0.3
+    """Full-image detector boxes below this score are not cropped."""
 
     def validated(self, where='thresholds'):
         """Return self after checking every value's range; raise PipelineConfigError if not."""
@@ -59,6 +61,7 @@ class Thresholds:
              lambda v: number(v) and isinstance(v, int) and v >= 4),
             ('max_reprojection_error_px', '> 0', lambda v: number(v) and v > 0),
             ('min_score', '[0, 1]', lambda v: number(v) and 0.0 <= v <= 1.0),
+            ('min_detection_score', '[0, 1]', lambda v: number(v) and 0.0 <= v <= 1.0),
         ]
         for name, expected, ok in checks:
             if not ok(getattr(self, name)):

@@ -260,7 +260,7 @@ class KeypointPoseEstimator:
         if self.detector is None:
             return []
         names = set(object_names or self.object_names)
-        found = self.detector.detect(image_rgb)
+        found = self.detector.detect(image_rgb, self.thresholds.min_detection_score)
         return [CropRequest(d.object_name, d.box_xyxy, source='search', score=d.score)
                 for d in found if d.object_name in names]
 

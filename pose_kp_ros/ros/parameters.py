@@ -50,7 +50,7 @@ class ParameterSpec:
 
 # Threshold parameters take their defaults from the pipeline config when left at these values.
 THRESHOLD_PARAMETERS = ('min_keypoint_confidence', 'min_valid_keypoints',
-                        'max_reprojection_error_px', 'min_score')
+                        'max_reprojection_error_px', 'min_score', 'min_detection_score')
 
 NODE_PARAMETERS = (
     ParameterSpec('pipeline_config', '',
@@ -94,6 +94,9 @@ NODE_PARAMETERS = (
                   'no pose. -1: from the pipeline config.', dynamic=True, low=-1.0, high=1e4),
     ParameterSpec('min_score', -1.0, 'Lower mean keypoint confidence: no pose. -1: from the '
                   'pipeline config.', dynamic=True, low=-1.0, high=1.0),
+    ParameterSpec('min_detection_score', -1.0, 'Full-image search: detector boxes scoring lower '
+                  'are not cropped. -1: from the pipeline config.', dynamic=True, low=-1.0,
+                  high=1.0),
     ParameterSpec('publish_tf', True, 'Publish each instance on /tf (parent: the image frame, '
                   'child: <tf_prefix><object>_<track id>).', dynamic=True),
     ParameterSpec('tf_prefix', '', 'Prefix of the TF child frames.'),

@@ -272,6 +272,8 @@ def test_overfit_reaches_full_recall(shape_datasets):
         image = cv2.cvtColor(cv2.imread(record.image), cv2.COLOR_BGR2RGB)
         found = detector.detect(image)
         assert all(d.object_name == 'disc' and 0.3 <= d.score <= 1 for d in found)
+        assert detector.detect(image, score_threshold=1.01) == []
+        assert len(detector.detect(image, score_threshold=0.0)) >= len(found)
         evaluator.add([d.box_xyxy for d in found], [d.score for d in found], [0] * len(found),
                       record.boxes, record.classes)
     summary = evaluator.summary(0.3)

@@ -217,9 +217,9 @@ class OracleDetector:
         self.visible = True
         self.calls = 0
 
-    def detect(self, image_rgb):
+    def detect(self, image_rgb, score_threshold=None):
         self.calls += 1
-        if not self.visible:
+        if not self.visible or (score_threshold or 0.0) > 0.9:
             return []
         box = true_box(self.predictor.model, self.predictor.R, self.predictor.t)
         return [SimpleNamespace(object_name='widget', box_xyxy=box, score=0.9)]
@@ -278,6 +278,14 @@ def test_a_missed_frame_brings_the_search_back_and_keeps_the_id():
     tracked = tracker.update(IMAGE, K)
     assert detector.calls == searches + 1  # the track missed: search again, do not wait
     assert [t.track_id for t in tracked] == [0]
+
+
+def test_min_detection_score_filters_the_search():
+    predictor, detector, tracker = moving_scene()
+    tracker.estimator.set_thresholds(min_detection_score=0.95)  # above the detector's 0.9
+    assert tracker.update(IMAGE, K) == [] and detector.calls == 1
+    tracker.estimator.set_thresholds(min_detection_score=0.5)
+    assert len(tracker.update(IMAGE, K)) == 1
 
 
 def test_search_interval_limits_full_image_searches():
