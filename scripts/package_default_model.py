@@ -1,7 +1,7 @@
 """Copy the trained driller models from runs/ into models/driller/ (what the package ships).
 
-    python scripts/package_default_model.py [--keypoints runs/driller_keypoints/best.pt]
-                                            [--detector runs/detector_driller/best.pt]
+    python scripts/package_default_model.py [--keypoints runs/driller_keypoints_v2/best.pt]
+                                            [--detector runs/detector_driller_v2/best.pt]
 
 The keypoint network is exported with `pose-kp export` (torch.export .pt2, metadata inside);
 the detector checkpoint is copied without its optimizer state. Training curves and metrics come
@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 def main():
     """Export, copy and report; return 0."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--keypoints', default=str(REPO / 'runs/driller_keypoints/best.pt'))
-    parser.add_argument('--detector', default=str(REPO / 'runs/detector_driller/best.pt'))
+    parser.add_argument('--keypoints', default=str(REPO / 'runs/driller_keypoints_v2/best.pt'))
+    parser.add_argument('--detector', default=str(REPO / 'runs/detector_driller_v2/best.pt'))
     parser.add_argument('--out', default=str(REPO / 'models/driller'))
     args = parser.parse_args()
     out = Path(args.out)
