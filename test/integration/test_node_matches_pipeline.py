@@ -52,13 +52,19 @@ def offline_poses(pipeline, frames=FRAMES):
     return poses
 
 
-def test_node_publishes_the_offline_pipeline_poses(start_node, run_driver, untrained_pipeline):
-    node = start_node('-p', f'pipeline_config:={untrained_pipeline}', '-p', 'device:=cpu',
+def replay_with_boxes(start_node, run_driver, pipeline, frames):
+    """Start the node on `pipeline` with detections, replay boxed frames; return the report."""
+    node = start_node('-p', f'pipeline_config:={pipeline}', '-p', 'device:=cpu',
                       '-p', 'use_detections:=true', '-p', 'tracking:=false',
-                      '-p', 'detection_wait_s:=1.5', '-p', 'torch_threads:=1',
+                      '-p', 'detection_wait_s:=3.0', '-p', 'torch_threads:=1',
                       '-r', 'detections:=/camera/detections')
-    report = run_driver({'frames': FRAMES, 'rate_hz': 0.5, 'boxes': True, 'settle_s': 3.0})
+    report = run_driver({'frames': frames, 'rate_hz': 0.5, 'boxes': True, 'settle_s': 3.0})
     assert node.alive()
+    return report
+
+
+def test_node_publishes_the_offline_pipeline_poses(start_node, run_driver, untrained_pipeline):
+    report = replay_with_boxes(start_node, run_driver, untrained_pipeline, FRAMES)
     expected = offline_poses(untrained_pipeline)
     assert sum(p is not None for p in expected) >= FRAMES - 1
     poses = {(p[0], p[1]): p for p in report['poses']}
@@ -96,12 +102,7 @@ def test_default_model_poses_against_ground_truth(start_node, run_driver):
     from pose_kp_ros.paths import data_path
     pipeline = data_path('models', 'driller', 'pipeline.yaml')
     frames = 8
-    node = start_node('-p', f'pipeline_config:={pipeline}', '-p', 'device:=cpu',
-                      '-p', 'use_detections:=true', '-p', 'tracking:=false',
-                      '-p', 'detection_wait_s:=1.5', '-p', 'torch_threads:=1',
-                      '-r', 'detections:=/camera/detections')
-    report = run_driver({'frames': frames, 'rate_hz': 0.5, 'boxes': True, 'settle_s': 3.0})
-    assert node.alive()
+    report = replay_with_boxes(start_node, run_driver, pipeline, frames)
     # A frame whose Detection2DArray comes later than detection_wait_s (a loaded machine) is
     # answered from the node's own full-image search: compare with whichever source it used.
     with_boxes, searched = offline_poses(pipeline, frames), search_poses(pipeline, frames)
