@@ -17,7 +17,8 @@ After each frame it prints `progress {"sent": n, "detections": m}`; SIGUSR1 ends
 early (then it settles and reports as usual). The last line printed is one JSON object: the
 stamps sent, the Detection3DArray/pose/TF/diagnostics received (TF as [parent, child, sec, nanosec,
 tx, ty, tz, qx, qy, qz, qw]).
-Faults are published between good frames: bad_encoding, short_data, bad_step, tiny_image,
+Faults are published between good frames (each once the good frame before it is answered):
+bad_encoding, short_data, bad_step, tiny_image,
 huge_header, nan_camera_info, zero_camera_info, wrong_size.
 """
 
@@ -208,7 +209,12 @@ def main():
         sent.append([now.sec, now.nanosec, str(path.name)])
         if faults and index >= 1:
             kind = faults.pop(0)
-            rclpy.spin_once(node, timeout_sec=0.5 / rate if rate > 0 else 0.0)
+            # The node keeps only its newest frame: send the fault once the good frame is
+            # answered (the node is idle), so no fault is replaced unseen on a loaded machine.
+            answer_by = time.monotonic() + 5.0
+            while time.monotonic() < answer_by and [now.sec, now.nanosec] not in [
+                    d[:2] for d in got['detections']]:
+                rclpy.spin_once(node, timeout_sec=0.02)
             fault_header = Image().header
             fault_header.stamp = node.get_clock().now().to_msg()
             fault_header.frame_id = 'camera_optical_frame'
@@ -217,6 +223,9 @@ def main():
             if kind.endswith('camera_info'):  # a good camera_info follows, as from a driver
                 rclpy.spin_once(node, timeout_sec=0.1)
                 pubs['camera_info'].publish(camera_info_msg(K, size, fault_header))
+            fault_seen_by = time.monotonic() + 0.5  # time to process it before the next frame
+            while time.monotonic() < fault_seen_by:
+                rclpy.spin_once(node, timeout_sec=0.02)
         end = time.monotonic() + (1.0 / rate if rate > 0 else 0.0)
         rclpy.spin_once(node, timeout_sec=0.0)
         while time.monotonic() < end:
