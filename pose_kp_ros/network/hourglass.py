@@ -214,6 +214,30 @@ class HourglassNet(nn.Module):
         return outputs
 
 
+def transfer_heatmap_stride(state_dict, source, target):
+    """Return a HourglassNet state dict of config `source` renamed for config `target`.
+
+    The two configs may differ only in heatmap_stride: every parameter has the same shape at
+    stride 2 and 4, only the stem's parameter-free max-pool (stride 4) shifts the indices of the
+    stem modules after it. Used to start a finer-heatmap network from a trained coarser one.
+    Raises HourglassConfigError naming the fields when anything else differs.
+    """
+    different = sorted(name for name, value in source.to_dict().items()
+                       if name != 'heatmap_stride' and target.to_dict()[name] != value)
+    if different:
+        raise HourglassConfigError(f'cannot transfer weights between architectures that differ '
+                                   f'in {different} (only heatmap_stride may differ)')
+    pool = 4  # index of the stride-4 stem's max-pool: conv, batch norm, ReLU, block, pool
+    shift = (target.heatmap_stride == 4) - (source.heatmap_stride == 4)
+    renamed = {}
+    for key, value in state_dict.items():
+        parts = key.split('.')
+        if parts[0] == 'stem' and int(parts[1]) >= pool:
+            parts[1] = str(int(parts[1]) + shift)
+        renamed['.'.join(parts)] = value
+    return renamed
+
+
 class FinalHeatmaps(nn.Module):
     """Wrap a HourglassNet so that forward returns only the last stack's heatmaps (B, N, H, H)."""
 

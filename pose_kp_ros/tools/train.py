@@ -25,7 +25,12 @@ from pose_kp_ros.network.dataset import (
     split_records,
 )
 from pose_kp_ros.network.heatmaps import decode_heatmaps
-from pose_kp_ros.network.hourglass import HourglassConfig, HourglassConfigError, HourglassNet
+from pose_kp_ros.network.hourglass import (
+    HourglassConfig,
+    HourglassConfigError,
+    HourglassNet,
+    transfer_heatmap_stride,
+)
 from pose_kp_ros.tools.training_common import (
     EpochTrainer,
     all_reduce_sums,
@@ -190,12 +195,20 @@ class Trainer(EpochTrainer):
                          epoch=self.epoch, metrics=metrics)
 
     def load_weights(self, path):
-        """Load checkpoint `path` (same keypoints and architecture); return its training state."""
+        """Load checkpoint `path` into the model; return its training state.
+
+        The checkpoint must have the same keypoints and architecture, or one that differs only
+        in heatmap_stride (its weights are then transferred, see transfer_heatmap_stride).
+        """
         checkpoint = load_checkpoint(path, self.keypoint_names, self.object_name)
-        if checkpoint.meta['architecture'] != self.net_config.to_dict():
-            raise CheckpointError(f'{path}: architecture {checkpoint.meta["architecture"]} '
-                                  f"differs from the config's {self.net_config.to_dict()}")
-        getattr(self.model, 'module', self.model).load_state_dict(checkpoint.model.state_dict())
+        source = HourglassConfig.from_dict(checkpoint.meta['architecture'])
+        try:
+            weights = transfer_heatmap_stride(checkpoint.model.state_dict(), source,
+                                              self.net_config)
+        except HourglassConfigError as error:
+            raise CheckpointError(f'{path}: architecture {source.to_dict()} does not fit the '
+                                  f"config's {self.net_config.to_dict()}: {error}") from None
+        getattr(self.model, 'module', self.model).load_state_dict(weights)
         return checkpoint.training
 
     def summary(self, train_metrics, metrics):

@@ -7,6 +7,7 @@ from pose_kp_ros.network.hourglass import (
     HourglassConfig,
     HourglassConfigError,
     HourglassNet,
+    transfer_heatmap_stride,
 )
 
 
@@ -57,3 +58,24 @@ def test_config_round_trip_and_errors():
         HourglassConfig.from_preset('cpu', num_keypoints=5, stacks=3)
     with pytest.raises(HourglassConfigError, match='unknown hourglass config keys'):
         HourglassConfig.from_dict({'num_keypoints': 5, 'stacks': 2})
+
+
+def test_weights_transfer_between_heatmap_strides():
+    coarse = HourglassConfig(num_keypoints=3, num_stacks=2, features=16, depth=2,
+                             input_size=32, heatmap_stride=4)
+    fine = HourglassConfig(**{**coarse.to_dict(), 'heatmap_stride': 2})
+    source = HourglassNet(coarse).state_dict()
+    moved = transfer_heatmap_stride(source, coarse, fine)
+    target = HourglassNet(fine)
+    target.load_state_dict(moved)  # strict: every parameter found, none left over
+    # The stem's blocks after the max-pool moved down one index, unchanged.
+    torch.testing.assert_close(moved['stem.4.body.2.weight'], source['stem.5.body.2.weight'])
+    torch.testing.assert_close(moved['hourglasses.1.inner.skip.0.body.5.weight'],
+                               source['hourglasses.1.inner.skip.0.body.5.weight'])
+    back = transfer_heatmap_stride(target.state_dict(), fine, coarse)
+    assert back.keys() == source.keys()
+    for key, value in source.items():
+        torch.testing.assert_close(back[key], value)
+    with pytest.raises(HourglassConfigError, match=r"\['features'\]"):
+        transfer_heatmap_stride(source, coarse,
+                                HourglassConfig(**{**fine.to_dict(), 'features': 32}))

@@ -96,3 +96,13 @@ def test_init_weights_fine_tunes_from_a_checkpoint(kite_dataset, tmp_path, capsy
                                        'input_size': 32})
     assert cli_main(['train', '--config', str(other), '--device', 'cpu']) == 2
     assert 'best.pt: architecture' in capsys.readouterr().err
+    # Only another heatmap stride: the weights are transferred, every tensor unchanged.
+    coarse = load_config(write_config(tmp_path / 'fourth.yaml', kite_dataset, output_dir='run4',
+                                      init_weights=str(start),
+                                      architecture={'num_stacks': 2, 'features': 16,
+                                                    'depth': 2, 'input_size': 32,
+                                                    'heatmap_stride': 4}))
+    trainer = Trainer(coarse, torch.device('cpu'), 0, 1)
+    assert trainer.net_config.heatmap_size == 8
+    assert sorted(t.sum().item() for t in trainer.model.state_dict().values()) == sorted(
+        t.sum().item() for t in expected.values())
