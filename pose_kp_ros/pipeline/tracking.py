@@ -6,6 +6,9 @@ Rules (all parameters of `TrackingConfig`):
 - the detector's full-image search runs for an object when it has fewer live tracks (tracks
   whose last frame gave a pose) than its `max_instances` and no given boxes, at most every
   `search_interval` frames, and always on the frame after a track missed;
+- while every track is live the search still runs every `verify_interval` frames (0: never):
+  its crops compete with the tracks' crops and the estimator keeps the better-scoring of two
+  poses of one instance, so a track that drifted onto a wrong pose is replaced by a fresh one;
 - a track that yields no accepted pose for more than `max_misses` consecutive frames is dropped;
 - a pose within 0.3 diameter of a track's pose continues that track (same id), others start new
   tracks; track ids grow per object and are never reused.
@@ -25,6 +28,7 @@ class TrackingConfig:
 
     max_misses: int = 5
     search_interval: int = 1
+    verify_interval: int = 1
     box_margin: float = 0.1
     match_iou: float = 0.3
 
@@ -35,6 +39,9 @@ class TrackingConfig:
         if not isinstance(self.search_interval, int) or self.search_interval < 1:
             raise ValueError(f'search_interval: expected an integer >= 1, '
                              f'got {self.search_interval!r}')
+        if not isinstance(self.verify_interval, int) or self.verify_interval < 0:
+            raise ValueError(f'verify_interval: expected an integer >= 0, '
+                             f'got {self.verify_interval!r}')
         if not 0.0 <= self.box_margin <= 1.0:
             raise ValueError(f'box_margin: expected [0, 1], got {self.box_margin!r}')
         if not 0.0 < self.match_iou <= 1.0:
@@ -119,12 +126,14 @@ class PoseTracker:
     def _search_requests(self, image_rgb, given):
         wanted = []
         for name, runtime in self.estimator.objects.items():
-            live = sum(1 for t in self.tracks if t.object_name == name and t.misses == 0)
-            if live >= runtime.max_instances or any(r.object_name == name for r in given):
+            if any(r.object_name == name for r in given):
                 continue
-            due = self.frame_index - self._last_search.get(name, -10**9) >= \
-                self.config.search_interval
-            if due or name in self._lost:
+            live = sum(1 for t in self.tracks if t.object_name == name and t.misses == 0)
+            interval = self.config.search_interval
+            if live >= runtime.max_instances:
+                interval = self.config.verify_interval or None
+            since = self.frame_index - self._last_search.get(name, -10**9)
+            if (interval is not None and since >= interval) or name in self._lost:
                 wanted.append(name)
                 self._last_search[name] = self.frame_index
         self._lost = set()

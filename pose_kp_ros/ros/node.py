@@ -99,7 +99,8 @@ class PoseKpNode(Node):
                                f'an object of the pipeline {self.estimator.object_names}')
         self._apply_thresholds(params)
         self.tracker = PoseTracker(self.estimator, TrackingConfig(
-            max_misses=params['max_misses'], search_interval=params['search_interval']))
+            max_misses=params['max_misses'], search_interval=params['search_interval'],
+            verify_interval=params['verify_interval']))
         self.object_boxes = {name: messages.object_box(runtime.outline)
                              for name, runtime in self.estimator.objects.items()}
         self.marker_book = MarkerBook()

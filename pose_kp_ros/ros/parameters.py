@@ -85,6 +85,9 @@ NODE_PARAMETERS = (
                   'is dropped.', low=0, high=10000),
     ParameterSpec('search_interval', 1, 'At most one full-image search per object every this '
                   'many frames while it has fewer tracks than max_instances.', low=1, high=10000),
+    ParameterSpec('verify_interval', 1, 'While every track is live, a full-image search every '
+                  'this many frames whose crops compete with the tracks (replaces a drifted '
+                  'track). 0: never.', low=0, high=10000),
     ParameterSpec('min_keypoint_confidence', -1.0, 'Keypoints at or below this confidence are '
                   'ignored by the fit. -1: from the pipeline config.', dynamic=True,
                   low=-1.0, high=0.999),

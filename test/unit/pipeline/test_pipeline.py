@@ -225,14 +225,15 @@ class OracleDetector:
         return [SimpleNamespace(object_name='widget', box_xyxy=box, score=0.9)]
 
 
-def moving_scene(search_interval=1, max_misses=2):
+def moving_scene(search_interval=1, max_misses=2, verify_interval=0):
     model = make_model()
     R, t = ground_truth()
     predictor = OraclePredictor(model, R, t)
     detector = OracleDetector(predictor)
     estimator = estimator_with(predictor, model, detector=detector, refine_iou_below=0.0)
     tracker = PoseTracker(estimator, TrackingConfig(max_misses=max_misses,
-                                                    search_interval=search_interval))
+                                                    search_interval=search_interval,
+                                                    verify_interval=verify_interval))
     return predictor, detector, tracker
 
 
@@ -309,3 +310,49 @@ def test_given_boxes_replace_search_and_overlapping_ones_keep_the_track():
 def test_tracking_config_is_validated():
     with pytest.raises(ValueError, match='search_interval'):
         TrackingConfig(search_interval=0).validated()
+
+
+class CropBiasedPredictor(OraclePredictor):
+    """Predicts relative to its crop, like a real network.
+
+    Keypoints move with the box centre; confidence is high only for a crop centred on the object.
+    """
+
+    def predict(self, image_rgb, boxes_xyxy):
+        prediction = super().predict(image_rgb, boxes_xyxy)
+        truth = true_box(self.model, self.R, self.t)
+        for i, box in enumerate(np.asarray(boxes_xyxy)):
+            shift = (box[:2] + box[2:]) / 2 - (truth[:2] + truth[2:]) / 2
+            prediction.keypoints[i] += shift
+            prediction.confidence[i] = 0.9 if np.linalg.norm(shift) < 5 else 0.6
+        return prediction
+
+
+@pytest.mark.parametrize('verify_interval', [0, 1])
+def test_verification_search_replaces_a_drifted_track(verify_interval):
+    model = make_model()
+    R, t = ground_truth()
+    predictor = CropBiasedPredictor(model, R, t)
+    detector = OracleDetector(predictor)
+    estimator = estimator_with(predictor, model, detector=detector, refine_iou_below=0.0)
+    tracker = PoseTracker(estimator, TrackingConfig(verify_interval=verify_interval))
+    assert np.allclose(tracker.update(IMAGE, K)[0].pose.t, t, atol=1e-6)
+    predictor.t = t + np.array([0.03, 0.0, 0.0])  # the object moved: the track's crop is off
+    tracked = tracker.update(IMAGE, K)
+    assert len(tracked) == 1 and detector.calls == 1 + verify_interval
+    error = np.linalg.norm(tracked[0].pose.t - predictor.t)
+    if verify_interval:  # the detector's centred crop beats the track's biased one
+        assert error < 1e-6 and tracked[0].pose.request.source == 'search'
+        assert tracked[0].track_id == 0  # within 0.3 diameter: the same instance
+    else:
+        assert error > 0.01 and tracked[0].pose.request.source == 'track'
+
+
+def test_verify_interval_spaces_searches_while_tracked():
+    predictor, detector, tracker = moving_scene()
+    tracker.config = TrackingConfig(verify_interval=3).validated()
+    for _ in range(7):
+        assert len(tracker.update(IMAGE, K)) == 1
+    assert detector.calls == 3  # frames 0 (no track yet), 3 and 6
+    with pytest.raises(ValueError, match='verify_interval'):
+        TrackingConfig(verify_interval=-1).validated()
