@@ -100,8 +100,8 @@ class _Fit(NamedTuple):
 
 
 def solve_pose(uv, conf, K, model, init=None, *, robust='huber', robust_scale_px=4.0,
-               max_iterations=20, min_confidence=0.0, shape_prior_weight=1.0, tolerance=1e-4,
-               fallback_rms_px=8.0, dtype=None):
+               max_iterations=20, min_confidence=0.0, confidence_power=1.0,
+               shape_prior_weight=1.0, tolerance=1e-4, fallback_rms_px=8.0, dtype=None):
     """Fit object poses (and shape coefficients) to 2D keypoints; never raises on bad values.
 
     Args:
@@ -118,6 +118,9 @@ def solve_pose(uv, conf, K, model, init=None, *, robust='huber', robust_scale_px
         robust_scale_px: kernel scale in pixels (errors beyond it are down-weighted).
         max_iterations: Levenberg-Marquardt iteration cap per start.
         min_confidence: keypoints at or below this confidence are ignored.
+        confidence_power: the fit weights D are conf ** confidence_power. Above 1 it
+            approximates inverse-variance weighting for a network whose keypoint error grows
+            quickly as its confidence drops (docs/solver.md).
         shape_prior_weight: lambda of the prior term lambda * sum_j (c_j / prior_scale_j)^2, in
             px^2 (about the keypoint noise variance).
         tolerance: stop a problem when an accepted step lowers the cost by less than
@@ -140,6 +143,7 @@ def solve_pose(uv, conf, K, model, init=None, *, robust='huber', robust_scale_px
     """
     for name, value in (('robust', robust), ('robust_scale_px', robust_scale_px),
                         ('max_iterations', max_iterations),
+                        ('confidence_power', confidence_power),
                         ('shape_prior_weight', shape_prior_weight)):
         reason = option_error(name, value)
         if reason:
@@ -165,8 +169,8 @@ def solve_pose(uv, conf, K, model, init=None, *, robust='huber', robust_scale_px
         raise ValueError(f'K: expected (3, 3) or ({batch}, 3, 3), got {tuple(K.shape)}')
     K = K.expand(batch, 3, 3)
 
-    problem, ok = _prepare(uv, conf, K, model, min_confidence, robust, robust_scale_px,
-                           shape_prior_weight, dtype, device)
+    problem, ok = _prepare(uv, conf, K, model, min_confidence, confidence_power, robust,
+                           robust_scale_px, shape_prior_weight, dtype, device)
     if init is None:
         state = _cold_solve(problem, ok, max_iterations, tolerance)
     else:
@@ -197,6 +201,7 @@ OPTION_CHECKS = {
     'max_iterations': ('an integer >= 0',
                        lambda v: _number(v) and isinstance(v, numbers.Integral) and v >= 0),
     'min_confidence': ('a number', _number),
+    'confidence_power': ('a finite number > 0', lambda v: _number(v) and 0 < v < math.inf),
     'shape_prior_weight': ('a finite number >= 0', lambda v: _number(v) and 0 <= v < math.inf),
     'tolerance': ('a finite number > 0', lambda v: _number(v) and 0 < v < math.inf),
     'fallback_rms_px': ('a number > 0 (.inf: never)', lambda v: _number(v) and v > 0),
@@ -222,8 +227,8 @@ def _fields(result):
             result.valid, result.covariance)
 
 
-def _prepare(uv, conf, K, model, min_confidence, robust, robust_scale_px, shape_prior_weight,
-             dtype, device):
+def _prepare(uv, conf, K, model, min_confidence, confidence_power, robust, robust_scale_px,
+             shape_prior_weight, dtype, device):
     """Sanitise inputs into a _Problem and return it with ok (B,): solvable at all."""
     used = torch.isfinite(uv).all(-1) & torch.isfinite(conf) & (conf > min_confidence)
     K_ok = intrinsics_ok(K)
@@ -233,7 +238,8 @@ def _prepare(uv, conf, K, model, min_confidence, robust, robust_scale_px, shape_
     prior = shape_prior_weight / torch.as_tensor(model.prior_scale, dtype=dtype,
                                                  device=device) ** 2
     problem = _Problem(uv=torch.where(used[..., None], uv, 0.0),
-                       weight=torch.where(used, conf, 0.0), used=used, K=K, mean=mean,
+                       weight=torch.where(used, conf, 0.0) ** float(confidence_power),
+                       used=used, K=K, mean=mean,
                        basis=basis, basis_t=basis.permute(1, 2, 0), prior=prior,
                        robust=robust, robust_scale_px=float(robust_scale_px))
     count = used.sum(-1)

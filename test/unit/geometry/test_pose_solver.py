@@ -137,6 +137,27 @@ def test_bad_warm_start_falls_back_to_closed_form(rng, model):
     assert rotation_error_deg(warm.R, R).max() < 2.0
 
 
+def test_confidence_power_follows_noise_that_grows_as_confidence_drops(rng, model):
+    """Weights conf ** 4 beat plain conf weights when noise grows as confidence drops.
+
+    Keypoint noise is 0.5 px at conf 0.9 and 4 px at conf 0.45 (a trained network's shape), for
+    which conf ** 4 is close to inverse-variance weighting.
+    """
+    R, t = random_poses(rng, 64)
+    conf = np.where(rng.uniform(size=(64, 10)) < 0.4, 0.45, 0.9)
+    sigma = np.where(conf > 0.5, 0.5, 4.0)[..., None]
+    uv = project(R, t, model.keypoints) + rng.normal(size=(64, 10, 2)) * sigma
+    plain = solve_pose(uv, conf, LMO_K, model, robust=None)
+    default = solve_pose(uv, conf, LMO_K, model, robust=None, confidence_power=1.0)
+    np.testing.assert_array_equal(plain.t, default.t)
+    weighted = solve_pose(uv, conf, LMO_K, model, robust=None, confidence_power=4.0)
+    assert weighted.valid.all()
+    assert (np.median(translation_error(weighted.t, t)) <
+            0.8 * np.median(translation_error(plain.t, t)))
+    with pytest.raises(ValueError, match='confidence_power'):
+        solve_pose(uv, conf, LMO_K, model, confidence_power=0.0)
+
+
 def test_low_confidence_outliers_barely_hurt(rng, model):
     R, t, uv, conf = _noisy_problem(rng, model, 64)
     clean = solve_pose(uv, conf, LMO_K, model)
