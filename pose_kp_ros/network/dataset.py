@@ -253,7 +253,10 @@ class KeypointDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, records, input_size, heatmap_size, sigma=2.0, padding=1.25,
-                 augment=None, seed=0, min_visibility=1, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                 augment=None, seed=0, min_visibility=1, occluded_peak=1.0, mean=IMAGENET_MEAN,
+                 std=IMAGENET_STD):
+        if not 0.0 < occluded_peak <= 1.0:
+            raise DatasetError(f'occluded_peak: expected (0, 1], got {occluded_peak!r}')
         self.records = list(records)
         self.input_size = input_size
         self.heatmap_size = heatmap_size
@@ -262,6 +265,7 @@ class KeypointDataset(torch.utils.data.Dataset):
         self.augment = augment or AugmentConfig(enabled=False)
         self.seed = seed
         self.min_visibility = min_visibility
+        self.occluded_peak = float(occluded_peak)
         self.mean = np.asarray(mean, np.float32)
         self.std = np.asarray(std, np.float32)
         self.epoch = 0
@@ -301,6 +305,7 @@ class KeypointDataset(torch.utils.data.Dataset):
         keypoints_hm = torch.from_numpy(keypoints_hm).float()
         weights = keypoint_weights(keypoints_hm[None], visibility[None], self.min_visibility)
         heatmaps = render_heatmaps(keypoints_hm[None], weights, self.heatmap_size, self.sigma)
+        heatmaps[0, visibility == 1] *= self.occluded_peak
         pixels = (crop.astype(np.float32) / 255 - self.mean) / self.std
         return {
             'image': torch.from_numpy(pixels.transpose(2, 0, 1).copy()),

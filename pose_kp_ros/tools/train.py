@@ -52,6 +52,7 @@ DEFAULTS = {
     'sigma': 2.0,               # Gaussian target sigma, heatmap pixels
     'padding': 1.25,            # crop side / longer box side
     'min_visibility': 1,        # supervise keypoints with visibility >= this
+    'occluded_peak': 1.0,       # target peak of hidden keypoints (visibility 1); < 1: lower conf
     'eval_min_visibility': 2,   # metrics over keypoints with visibility >= this
     'epochs': 50,
     'batch_size': 16,           # per process
@@ -150,7 +151,8 @@ class Trainer(EpochTrainer):
         self.crop_from_heatmap = heatmap_to_crop_affine(net.input_size, net.heatmap_size)
         common = {'input_size': net.input_size, 'heatmap_size': net.heatmap_size,
                   'sigma': config['sigma'], 'padding': config['padding'],
-                  'seed': config['seed'], 'min_visibility': config['min_visibility']}
+                  'seed': config['seed'], 'min_visibility': config['min_visibility'],
+                  'occluded_peak': config['occluded_peak']}
         self.train_set = KeypointDataset(
             train_records, augment=AugmentConfig.from_dict(config['augmentation']), **common)
         self.val_set = KeypointDataset(val_records, augment=None, **common)

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -41,6 +42,20 @@ def test_samples_without_augmentation_put_keypoints_at_heatmap_peaks(kite_datase
                        (record.box_xyxy[1] + record.box_xyxy[3]) / 2])
     expected = (np.array(record.keypoints) - centre) * sample['crop_scale'].item() + 31.5
     np.testing.assert_allclose(sample['keypoints'].numpy(), expected, atol=1e-4)
+
+
+def test_occluded_peak_lowers_only_hidden_keypoint_targets(kite_dataset):
+    _, _, records = load_records(kite_dataset)
+    record = records[0]
+    hidden = dataclasses.replace(record, visibility=(1,) + record.visibility[1:])
+    plain = KeypointDataset([hidden], 64, 32, sigma=1.5)[0]['heatmaps']
+    lowered = KeypointDataset([hidden], 64, 32, sigma=1.5, occluded_peak=0.4)[0]['heatmaps']
+    torch.testing.assert_close(lowered[0], 0.4 * plain[0])
+    torch.testing.assert_close(lowered[1:], plain[1:])
+    decoded, _ = decode_heatmaps(lowered[None])  # same position, lower confidence
+    torch.testing.assert_close(decoded, decode_heatmaps(plain[None])[0])
+    with pytest.raises(DatasetError, match='occluded_peak'):
+        KeypointDataset([hidden], 64, 32, occluded_peak=0.0)
 
 
 def test_augmentation_is_seeded_and_moves_keypoints_with_pixels(kite_dataset):
