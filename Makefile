@@ -13,7 +13,7 @@ export ROS_LOG_DIR ?= $(CURDIR)/log/ros
 export PYTHONDONTWRITEBYTECODE := 1
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-integration lint bench reliability clean
+.PHONY: setup demo test test-unit test-integration lint bench accuracy reliability clean
 
 setup:
 	@bash scripts/setup_env.sh
@@ -38,6 +38,10 @@ lint: setup
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# every accuracy row of docs/performance.md re-measured (pose-kp eval-lmo), then the page rewritten
+accuracy: setup
+	@$(PY) benchmarks/performance_report.py --evaluate
 
 # fuzz + fault tests + soak -> docs/reliability.md; RELIABILITY_ARGS="--soak-duration 120"
 reliability: setup

@@ -1,6 +1,8 @@
 """Write docs/performance.md from the measured results in results/ (nothing is typed by hand).
 
     python benchmarks/performance_report.py [--results results] [--out docs/performance.md]
+                                            [--evaluate]     # (make accuracy) re-run every
+                                                             # accuracy row's command first
 
 Reads the JSON the evaluation and benchmark commands write (each section names its command) and
 renders one Markdown page; a missing result is listed as not measured.
@@ -12,6 +14,8 @@ import argparse
 import json
 import math
 from pathlib import Path
+import shlex
+import subprocess
 import sys
 
 EVAL_ROWS = (
@@ -162,12 +166,30 @@ def render(results):
     return '\n'.join(lines).rstrip() + '\n'
 
 
+def evaluate(output_dir):
+    """Run the eval-lmo command of every EVAL_ROWS entry, writing into output_dir."""
+    for _, _, _, command in EVAL_ROWS:
+        words = shlex.split(command)
+        if '--dataset' in words and not Path(words[words.index('--dataset') + 1]).is_dir():
+            print(f'skipped (no dataset folder): {command}')
+            continue
+        print(f'== {command}', flush=True)
+        subprocess.run([sys.executable, '-m', 'pose_kp_ros.tools.cli', *words[1:],
+                        '--output-dir', str(output_dir)], check=True)
+
+
 def main(argv=None):
     """Write the page; return 0."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--results', default='results')
     parser.add_argument('--out', default='docs/performance.md')
+    parser.add_argument('--evaluate', action='store_true',
+                        help="first run every accuracy row's eval-lmo command (into "
+                             '<results>/eval_lmo); rows whose --dataset folder is missing are '
+                             'skipped')
     args = parser.parse_args(argv)
+    if args.evaluate:
+        evaluate(Path(args.results) / 'eval_lmo')
     Path(args.out).write_text(render(Path(args.results)))
     print(f'wrote {args.out}')
     return 0
