@@ -103,15 +103,20 @@ def test_camera_killed_mid_stream_then_restarted(start_node, start_driver, run_d
     before = first.wait_progress(detections=3, timeout=90)
     first.kill()  # a crash: its DDS participant vanishes without saying goodbye
     assert node.alive()
-    report = run_driver({'frames': 8, 'rate_hz': 4, 'settle_s': 2.0})
+    report = run_driver({'frames': 12, 'rate_hz': 4, 'settle_s': 2.0})
     sent, answered = sent_stamps(report), answered_stamps(report)
     assert answered <= set(sent)
-    assert set(sent[-3:]) <= answered and len(answered) >= 6
+    # The node may match the new camera's publisher a moment after the camera matched the node
+    # (the killed participant lingers in discovery), so the first frames can be missed; from
+    # then on the frames are answered (one may be replaced by a newer one on a loaded machine).
+    assert set(sent[-4:]) <= answered
+    first_answered = min(sent.index(stamp) for stamp in answered)
+    assert len(set(sent[first_answered:]) - answered) <= 1
     assert node.alive()
     code, output = node.stop()
     assert code == 0, output
     record(frames_before_kill=before['sent'], frames_after=len(sent),
-           answered_after=len(answered))
+           answered_after=len(answered), missed_before_first_answer=first_answered)
 
 
 def test_image_and_camera_info_size_mismatch(start_node, run_driver, untrained_pipeline):
