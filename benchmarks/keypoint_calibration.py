@@ -17,13 +17,12 @@ import argparse
 import json
 from pathlib import Path
 
-import cv2
 import matplotlib
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from pose_kp_ros.network.dataset import load_records
+from pose_kp_ros.network.dataset import load_records, read_image
 from pose_kp_ros.network.predictor import KeypointPredictor
 
 matplotlib.use('Agg')
@@ -36,7 +35,7 @@ def keypoint_errors(predictor, records):
     """Return rows (N_total, 4): visibility, confidence, error / side, radial error / side."""
     rows = []
     for record in tqdm(records, desc='keypoints'):
-        image = cv2.imread(record.image, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+        image = read_image(record.image)
         box = np.asarray(record.box_xyxy, dtype=np.float64)
         side = max(box[2] - box[0], box[3] - box[1])
         prediction = predictor.predict(image, box[None])

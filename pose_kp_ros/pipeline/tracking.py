@@ -129,11 +129,10 @@ class PoseTracker:
             if any(r.object_name == name for r in given):
                 continue
             live = sum(1 for t in self.tracks if t.object_name == name and t.misses == 0)
-            interval = self.config.search_interval
-            if live >= runtime.max_instances:
-                interval = self.config.verify_interval or None
+            interval = (self.config.search_interval if live < runtime.max_instances
+                        else self.config.verify_interval)  # 0: never
             since = self.frame_index - self._last_search.get(name, -10**9)
-            if (interval is not None and since >= interval) or name in self._lost:
+            if (interval and since >= interval) or name in self._lost:
                 wanted.append(name)
                 self._last_search[name] = self.frame_index
         self._lost = set()
