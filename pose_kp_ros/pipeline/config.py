@@ -89,6 +89,7 @@ class PipelineConfig:
     thresholds: Thresholds = field(default_factory=Thresholds)
     solver: dict = field(default_factory=dict)
     refine_iou_below: float = 0.8
+    search_candidates: int = 3
     source: Path = None
 
     @classmethod
@@ -115,7 +116,8 @@ class PipelineConfig:
         def fail(field_name, message):
             raise PipelineConfigError(f'{where}: {field_name}: {message}')
 
-        known = {'device', 'objects', 'detector', 'thresholds', 'solver', 'refine_iou_below'}
+        known = {'device', 'objects', 'detector', 'thresholds', 'solver', 'refine_iou_below',
+                 'search_candidates'}
         unknown = sorted(set(data) - known, key=str)
         if unknown:
             fail(key_text(unknown[0]), f'unknown field (known: {", ".join(sorted(known))})')
@@ -165,10 +167,13 @@ class PipelineConfig:
         if isinstance(refine, bool) or not isinstance(refine, (int, float)) \
                 or not 0.0 <= refine <= 1.0:
             fail('refine_iou_below', f'expected a number in [0, 1], got {refine!r}')
+        candidates = data.get('search_candidates', 3)
+        if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
+            fail('search_candidates', f'expected an integer >= 1, got {candidates!r}')
         return cls(objects=tuple(objects),
                    detector_path=_resolve(base, detector) if detector else None,
                    device=device, thresholds=limits, solver=dict(solver),
-                   refine_iou_below=float(refine), source=source)
+                   refine_iou_below=float(refine), search_candidates=candidates, source=source)
 
     def check_files(self):
         """Raise PipelineConfigError naming the field of the first file that does not exist."""

@@ -45,6 +45,8 @@ class CropRequest:
         source: 'boxes' (given), 'track' (previous pose) or 'search' (detector).
         score: the box's own score (detector or caller), 1 when unknown.
         track_id: the track asking (source 'track'), else None.
+        margin: the box is a pose's projected box grown by this fraction of its size on each
+            side (tracks); the refinement pass frames its crop the same way.
     """
 
     object_name: str
@@ -53,6 +55,7 @@ class CropRequest:
     source: str = 'boxes'
     score: float = 1.0
     track_id: int = None
+    margin: float = 0.0
 
 
 @dataclass
@@ -122,6 +125,13 @@ def projected_box(outline_points, R, t, K):
     return np.array([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()])
 
 
+def grown_box(box, margin):
+    """Return the xyxy box grown by `margin` times its width and height on each side."""
+    box = np.asarray(box, dtype=np.float64)
+    size = np.array([box[2] - box[0], box[3] - box[1]])
+    return box + margin * np.concatenate([-size, size])
+
+
 def valid_box(box, width, height, min_side_px=8.0, max_side_factor=4.0):
     """Return True when box (4,) is usable for a crop.
 
@@ -187,12 +197,13 @@ class KeypointPoseEstimator:
     """Find objects in an image and fit their 6-DoF poses (see the module docstring)."""
 
     def __init__(self, objects, detector=None, thresholds=None, solver_options=None,
-                 refine_iou_below=0.8, device='cpu'):
+                 refine_iou_below=0.8, device='cpu', search_candidates=3):
         self.objects = {runtime.name: runtime for runtime in objects}
         self.detector = detector
         self.thresholds = (thresholds or Thresholds()).validated()
         self.solver_options = dict(solver_options or {})
         self.refine_iou_below = float(refine_iou_below)
+        self.search_candidates = int(search_candidates)
         self.device = device
 
     @classmethod
@@ -226,7 +237,7 @@ class KeypointPoseEstimator:
                                                 object_names=[r.name for r in runtimes],
                                                 device=torch_device)
         return cls(runtimes, detector, config.thresholds, config.solver,
-                   config.refine_iou_below, torch_device)
+                   config.refine_iou_below, torch_device, config.search_candidates)
 
     @property
     def object_names(self):
@@ -256,13 +267,21 @@ class KeypointPoseEstimator:
         return self.estimate(image_rgb, K, requests, D, distortion_model)
 
     def search(self, image_rgb, object_names=None):
-        """Return CropRequests for the objects the detector finds in the whole image."""
+        """Return CropRequests for the objects the detector finds in the whole image.
+
+        Per object, the best `search_candidates` x max_instances boxes are kept (the crops
+        compete; the best-scoring pose of an instance wins).
+        """
         if self.detector is None:
             return []
         names = set(object_names or self.object_names)
         found = self.detector.detect(image_rgb, self.thresholds.min_detection_score)
-        return [CropRequest(d.object_name, d.box_xyxy, source='search', score=d.score)
-                for d in found if d.object_name in names]
+        requests = []
+        for name in [n for n in self.object_names if n in names]:
+            limit = self.search_candidates * self.objects[name].max_instances
+            requests += [CropRequest(d.object_name, d.box_xyxy, source='search', score=d.score)
+                         for d in found if d.object_name == name][:limit]
+        return requests
 
     def estimate(self, image_rgb, K, requests, D=None, distortion_model='plumb_bob'):
         """Fit poses for explicit CropRequests; returns the accepted ObjectPoses.
@@ -302,10 +321,9 @@ class KeypointPoseEstimator:
             runtime, image_rgb, K, boxes, inits, D, distortion_model)
         if self.refine_iou_below > 0:
             redo = []
-            for i in range(len(requests)):
-                if not results.valid[i]:
-                    continue
+            for i in self._refine_candidates(runtime, requests, confidences, results):
                 box = projected_box(runtime.outline, results.R[i], results.t[i], K)
+                box = None if box is None else grown_box(box, requests[i].margin)
                 if box is not None and valid_box(box, width, height) \
                         and box_iou(box, boxes[i]) < self.refine_iou_below:
                     redo.append((i, box))
@@ -323,6 +341,16 @@ class KeypointPoseEstimator:
         return [pose for pose in (self._accept(runtime, requests[i], keypoints[i],
                                                confidences[i], boxes[i], results, i)
                                   for i in range(len(requests))) if pose is not None]
+
+    @staticmethod
+    def _refine_candidates(runtime, requests, confidences, results):
+        """Return the rows worth a second pass: the best valid row of each instance."""
+        rows = np.flatnonzero(results.valid)
+        scores = np.clip(confidences[rows], 0.0, 1.0).mean(-1)
+        best = _distinct_best(results.t[rows], scores,
+                              [requests[i].source == 'track' for i in rows],
+                              runtime.model.diameter, runtime.max_instances)
+        return [int(rows[j]) for j in best]
 
     def _keypoints_and_fit(self, runtime, image_rgb, K, boxes, inits, D, distortion_model):
         """Return keypoints (B, N, 2), confidences (B, N) and the batched PoseResult."""
@@ -384,12 +412,23 @@ def _suppress_duplicates(poses, diameter, max_instances):
 
     Poses from tracks win ties with new ones, so an instance keeps its identity.
     """
-    order = sorted(poses, key=lambda p: (p.score + (0.05 if p.request.source == 'track' else 0)),
+    keep = _distinct_best([p.t for p in poses], [p.score for p in poses],
+                          [p.request.source == 'track' for p in poses], diameter, max_instances)
+    return [poses[i] for i in keep]
+
+
+def _distinct_best(positions, scores, from_track, diameter, limit):
+    """Return indices, best score first (tracks +0.05), each > 0.3 diameter from those kept.
+
+    positions: (M, 3) metres; scores: (M,); from_track: (M,) bool; at most `limit` indices.
+    """
+    order = sorted(range(len(scores)), key=lambda i: scores[i] + (0.05 if from_track[i] else 0),
                    reverse=True)
     kept = []
-    for pose in order:
-        if all(np.linalg.norm(pose.t - other.t) > 0.3 * diameter for other in kept):
-            kept.append(pose)
-        if len(kept) == max_instances:
+    for i in order:
+        if all(np.linalg.norm(np.subtract(positions[i], positions[j])) > 0.3 * diameter
+               for j in kept):
+            kept.append(i)
+        if len(kept) == limit:
             break
     return kept

@@ -19,7 +19,13 @@ import itertools
 
 import numpy as np
 
-from pose_kp_ros.pipeline.estimator import CropRequest, box_iou, projected_box, valid_box
+from pose_kp_ros.pipeline.estimator import (
+    CropRequest,
+    box_iou,
+    grown_box,
+    projected_box,
+    valid_box,
+)
 
 
 @dataclass(frozen=True)
@@ -108,10 +114,9 @@ class PoseTracker:
             box = projected_box(runtime.outline, track.pose.R, track.pose.t, K)
             if box is None or not valid_box(box, width, height):
                 continue
-            grow = self.config.box_margin * np.array([-1, -1, 1, 1]) * \
-                np.array([box[2] - box[0], box[3] - box[1]] * 2)
-            requests.append(CropRequest(track.object_name, box + grow, init=track.pose.result,
-                                        source='track', track_id=track.track_id))
+            requests.append(CropRequest(track.object_name, grown_box(box, self.config.box_margin),
+                                        init=track.pose.result, source='track',
+                                        track_id=track.track_id, margin=self.config.box_margin))
         return requests
 
     def _given_requests(self, boxes, track_requests):

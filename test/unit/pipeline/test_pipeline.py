@@ -162,6 +162,17 @@ def test_refine_pass_recrops_around_the_fitted_pose():
     assert box_iou(pose.box_xyxy, projected_box(model.keypoints, R, t, K)) > 0.8
 
 
+def test_refine_pass_only_for_the_best_pose_of_each_instance():
+    model = make_model()
+    R, t = ground_truth()
+    predictor = OraclePredictor(model, R, t)
+    estimator = estimator_with(predictor, model, refine_iou_below=0.8)
+    loose = true_box(model, R, t) + np.array([-80, -60, 90, 70])
+    poses = estimator(IMAGE, K, boxes=[loose, loose + 5, loose - 5])
+    assert len(poses) == 1 and predictor.calls == 2
+    assert len(predictor.boxes) == 1  # three crops of one instance, one second pass
+
+
 def test_no_boxes_and_no_detector_finds_nothing():
     model = make_model()
     R, t = ground_truth()
@@ -223,6 +234,32 @@ class OracleDetector:
             return []
         box = true_box(self.predictor.model, self.predictor.R, self.predictor.t)
         return [SimpleNamespace(object_name='widget', box_xyxy=box, score=0.9)]
+
+
+class ManyBoxDetector(OracleDetector):
+    """Returns `count` boxes, best first: the true one, then shifted ones scoring lower."""
+
+    def __init__(self, predictor, count):
+        super().__init__(predictor)
+        self.count = count
+
+    def detect(self, image_rgb, score_threshold=None):
+        true = super().detect(image_rgb, score_threshold)[0]
+        return [SimpleNamespace(object_name='widget', box_xyxy=true.box_xyxy + 3 * i,
+                                score=0.9 - 0.1 * i) for i in range(self.count)]
+
+
+@pytest.mark.parametrize('max_instances', [1, 2])
+def test_search_crops_the_best_search_candidates_per_instance(max_instances):
+    model = make_model()
+    R, t = ground_truth()
+    predictor = OraclePredictor(model, R, t)
+    detector = ManyBoxDetector(predictor, count=7)
+    estimator = estimator_with(predictor, model, detector=detector, refine_iou_below=0.0,
+                               search_candidates=2, max_instances=max_instances)
+    requests = estimator.search(IMAGE)
+    assert [r.score for r in requests] == pytest.approx([0.9, 0.8, 0.7, 0.6][:2 * max_instances])
+    assert len(estimator(IMAGE, K)) == 1 and len(predictor.boxes) == 2 * max_instances
 
 
 def moving_scene(search_interval=1, max_misses=2, verify_interval=0):
@@ -305,6 +342,20 @@ def test_given_boxes_replace_search_and_overlapping_ones_keep_the_track():
     assert detector.calls == 0
     assert first[0].track_id == second[0].track_id == 0
     assert second[0].pose.request.source == 'track'
+
+
+def test_a_still_track_needs_no_second_pass():
+    model = make_model()
+    R, t = ground_truth()
+    predictor = OraclePredictor(model, R, t)
+    estimator = estimator_with(predictor, model, detector=OracleDetector(predictor),
+                               refine_iou_below=0.8)
+    tracker = PoseTracker(estimator, TrackingConfig(verify_interval=0, box_margin=0.1))
+    tracker.update(IMAGE, K)
+    calls = predictor.calls
+    for _ in range(3):  # the track's grown box is compared with the pose's box grown alike
+        assert tracker.update(IMAGE, K)[0].pose.request.source == 'track'
+    assert predictor.calls == calls + 3
 
 
 def test_tracking_config_is_validated():

@@ -241,6 +241,8 @@ CASES = [
          'solver.min_confidence: set thresholds.min_keypoint_confidence instead'),
     Case('refine-range', 'refine_iou_below above 1', _set('refine_iou_below', 1.5), 'pipeline',
          'refine_iou_below: expected a number in [0, 1], got 1.5'),
+    Case('candidates-zero', 'search_candidates 0', _set('search_candidates', 0), 'pipeline',
+         'search_candidates: expected an integer >= 1, got 0'),
     Case('detector-not-path', 'detector given as a number', _set('detector', 5), 'pipeline',
          'detector: expected a file path, got 5'),
     Case('object-file-missing', 'relative object path that does not exist',
