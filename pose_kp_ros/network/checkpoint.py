@@ -64,7 +64,7 @@ def code_version():
 
 
 def make_meta(config, object_name, keypoint_names, preset, padding, sigma, mean, std,
-              training_config=None, epoch=0, metrics=None):
+              training_config=None, epoch=0, metrics=None, low_pass_px=0.0):
     """Return the metadata dict of a checkpoint (plain types only)."""
     if len(keypoint_names) != config.num_keypoints:
         raise CheckpointError(f'{len(keypoint_names)} keypoint names for a network with '
@@ -74,7 +74,7 @@ def make_meta(config, object_name, keypoint_names, preset, padding, sigma, mean,
         'object_name': str(object_name), 'keypoint_names': [str(n) for n in keypoint_names],
         'preset': preset, 'architecture': config.to_dict(),
         'input_size': config.input_size, 'heatmap_size': config.heatmap_size,
-        'padding': float(padding), 'sigma': float(sigma),
+        'padding': float(padding), 'sigma': float(sigma), 'low_pass_px': float(low_pass_px),
         'mean': [float(m) for m in mean], 'std': [float(s) for s in std],
         'training_config': training_config or {}, 'epoch': int(epoch),
         'metrics': metrics or {}, 'code_version': code_version(),

@@ -110,6 +110,21 @@ def warp_crops(image, affines, size, border_value=0):
     return np.stack(crops).reshape((len(affines), size, size) + image.shape[2:])
 
 
+def low_pass_crops(crops, affines, sigma_image_px):
+    """Return crops (B, S, S, C) Gaussian-blurred by `sigma_image_px` image pixels (0: as is).
+
+    The blur is defined in the image, so it removes the same detail of the scene at every crop
+    scale: in crop pixels its sigma is sigma_image_px times the crop's scale (crop pixels per
+    image pixel, from the image->crop affines (B, 2, 3)).
+    """
+    if sigma_image_px <= 0:
+        return crops
+    affines = np.asarray(affines, dtype=np.float64).reshape(-1, 2, 3)
+    scales = np.sqrt(np.abs(np.linalg.det(affines[:, :, :2])))
+    return np.stack([cv2.GaussianBlur(crop, (0, 0), sigma_image_px * scale)
+                     for crop, scale in zip(crops, scales)]).reshape(np.shape(crops))
+
+
 def crop_boxes(image, boxes_xyxy, size, padding=1.25):
     """Cut square crops around boxes.
 

@@ -23,6 +23,7 @@ from pose_kp_ros.network.crops import (
     crop_affines,
     heatmap_to_crop_affine,
     invert_affines,
+    low_pass_crops,
     square_regions,
     transform_points,
     warp_crops,
@@ -253,10 +254,12 @@ class KeypointDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, records, input_size, heatmap_size, sigma=2.0, padding=1.25,
-                 augment=None, seed=0, min_visibility=1, occluded_peak=1.0, mean=IMAGENET_MEAN,
-                 std=IMAGENET_STD):
+                 augment=None, seed=0, min_visibility=1, occluded_peak=1.0, low_pass_px=0.0,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
         if not 0.0 < occluded_peak <= 1.0:
             raise DatasetError(f'occluded_peak: expected (0, 1], got {occluded_peak!r}')
+        if not 0.0 <= low_pass_px <= 10.0:
+            raise DatasetError(f'low_pass_px: expected [0, 10] image pixels, got {low_pass_px!r}')
         self.records = list(records)
         self.input_size = input_size
         self.heatmap_size = heatmap_size
@@ -266,6 +269,7 @@ class KeypointDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.min_visibility = min_visibility
         self.occluded_peak = float(occluded_peak)
+        self.low_pass_px = float(low_pass_px)
         self.mean = np.asarray(mean, np.float32)
         self.std = np.asarray(std, np.float32)
         self.epoch = 0
@@ -299,6 +303,7 @@ class KeypointDataset(torch.utils.data.Dataset):
         if aug.enabled:
             crop_mask = None if mask is None else warp_crops(mask, affine, self.input_size)[0]
             crop = self._augment_pixels(crop, crop_mask, rng)
+        crop = low_pass_crops(crop[None], affine, self.low_pass_px)[0]
         keypoints = transform_points(affine[0], np.asarray(record.keypoints))
         visibility = torch.tensor(record.visibility)
         keypoints_hm = transform_points(invert_affines(self.crop_from_heatmap), keypoints)

@@ -22,6 +22,7 @@ from pose_kp_ros.network.crops import (
     crop_boxes,
     heatmap_to_crop_affine,
     invert_affines,
+    low_pass_crops,
     transform_points,
 )
 from pose_kp_ros.network.heatmaps import decode_heatmaps
@@ -70,6 +71,7 @@ class KeypointPredictor:
         self.input_size = int(meta['input_size'])
         self.heatmap_size = int(meta['heatmap_size'])
         self.padding = float(meta['padding'])
+        self.low_pass_px = float(meta.get('low_pass_px', 0.0))  # older checkpoints: none
 
     @classmethod
     def from_file(cls, path, expected_keypoint_names=None, object_name=None, device='cpu'):
@@ -86,6 +88,7 @@ class KeypointPredictor:
             boxes_xyxy: (B, 4) boxes in image pixels (B >= 1).
         """
         crops, affines = crop_boxes(image_rgb, boxes_xyxy, self.input_size, self.padding)
+        crops = low_pass_crops(crops, affines, self.low_pass_px)
         images = normalise_crops(crops, self.meta['mean'], self.meta['std'], self.device)
         heatmaps = self.model(images).float().cpu()
         keypoints_hm, confidence = decode_heatmaps(heatmaps)

@@ -53,6 +53,7 @@ DEFAULTS = {
     'padding': 1.25,            # crop side / longer box side
     'min_visibility': 1,        # supervise keypoints with visibility >= this
     'occluded_peak': 1.0,       # target peak of hidden keypoints (visibility 1); < 1: lower conf
+    'low_pass_px': 0.0,         # Gaussian blur of every crop, image pixels (saved in checkpoints)
     'eval_min_visibility': 2,   # metrics over keypoints with visibility >= this
     'epochs': 50,
     'batch_size': 16,           # per process
@@ -152,7 +153,7 @@ class Trainer(EpochTrainer):
         common = {'input_size': net.input_size, 'heatmap_size': net.heatmap_size,
                   'sigma': config['sigma'], 'padding': config['padding'],
                   'seed': config['seed'], 'min_visibility': config['min_visibility'],
-                  'occluded_peak': config['occluded_peak']}
+                  'occluded_peak': config['occluded_peak'], 'low_pass_px': config['low_pass_px']}
         self.train_set = KeypointDataset(
             train_records, augment=AugmentConfig.from_dict(config['augmentation']), **common)
         self.val_set = KeypointDataset(val_records, augment=None, **common)
@@ -194,7 +195,8 @@ class Trainer(EpochTrainer):
         return make_meta(self.net_config, self.object_name, self.keypoint_names,
                          self.config['preset'], self.config['padding'], self.config['sigma'],
                          IMAGENET_MEAN, IMAGENET_STD, training_config=self.config,
-                         epoch=self.epoch, metrics=metrics)
+                         epoch=self.epoch, metrics=metrics,
+                         low_pass_px=self.config['low_pass_px'])
 
     def load_weights(self, path):
         """Load checkpoint `path` into the model; return its training state.

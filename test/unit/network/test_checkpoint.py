@@ -9,9 +9,10 @@ from pose_kp_ros.network.checkpoint import (
     make_meta,
     save_checkpoint,
 )
+from pose_kp_ros.network.crops import crop_boxes, low_pass_crops
 from pose_kp_ros.network.dataset import IMAGENET_MEAN, IMAGENET_STD
 from pose_kp_ros.network.hourglass import HourglassConfig, HourglassNet
-from pose_kp_ros.network.predictor import KeypointPredictor
+from pose_kp_ros.network.predictor import KeypointPredictor, normalise_crops
 from pose_kp_ros.tools.export_model import main as export_main
 
 NAMES = ['tip', 'left', 'tail', 'right']
@@ -110,3 +111,24 @@ def test_predictor_returns_image_pixels_from_either_file(saved, exported):
             centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
             assert (np.abs(points - centre) <= half + 1e-6).all()
     np.testing.assert_allclose(results[0].keypoints, results[1].keypoints, atol=1e-4)
+
+
+def test_predictor_low_pass_filters_its_crops_as_the_checkpoint_says(saved, tmp_path):
+    path, model = saved
+    meta = load_checkpoint(path).meta
+    assert meta['low_pass_px'] == 0.0
+    blurred_path = tmp_path / 'low_pass.pt'
+    save_checkpoint(blurred_path, model, dict(meta, low_pass_px=1.5))
+    image = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    boxes = [[10, 10, 40, 30], [50, 20, 70, 55]]
+    plain = KeypointPredictor.from_file(path, NAMES, 'kite')
+    filtered = KeypointPredictor.from_file(blurred_path, NAMES, 'kite')
+    assert filtered.low_pass_px == 1.5
+    crops, affines = crop_boxes(image, boxes, plain.input_size, plain.padding)
+    expected = model(normalise_crops(low_pass_crops(crops, affines, 1.5), meta['mean'],
+                                     meta['std']))[-1]
+    torch.testing.assert_close(filtered.predict(image, boxes).heatmaps, expected.detach())
+    assert not torch.allclose(plain.predict(image, boxes).heatmaps, expected.detach())
+    del meta['low_pass_px']  # checkpoints from before the option: no filter
+    save_checkpoint(blurred_path, model, meta)
+    assert KeypointPredictor.from_file(blurred_path, NAMES, 'kite').low_pass_px == 0.0

@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -9,6 +10,7 @@ from pose_kp_ros.network.crops import (
     crop_boxes,
     heatmap_to_crop_affine,
     invert_affines,
+    low_pass_crops,
     square_regions,
     transform_points,
     warp_crops,
@@ -110,3 +112,21 @@ def test_heatmap_to_image_affines_undo_image_to_heatmap():
                                   transform_points(affines, points))
     back = transform_points(heatmap_to_image_affines(affines, 128, 64), on_heatmap)
     assert np.abs(back - points).max() < 1e-6
+
+
+def test_low_pass_is_defined_in_image_pixels():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    boxes = [[40, 30, 100, 90], [10, 10, 130, 110]]  # two crop scales
+    crops, affines = crop_boxes(image, boxes, 32)
+    assert low_pass_crops(crops, affines, 0.0) is crops
+    filtered = low_pass_crops(crops, affines, 1.5)
+    for crop, affine, out in zip(crops, affines, filtered):
+        scale = np.sqrt(abs(np.linalg.det(affine[:, :2])))  # crop px per image px
+        np.testing.assert_array_equal(out, cv2.GaussianBlur(crop, (0, 0), 1.5 * scale))
+    # One image pixel of blur at scale 1 is the image blurred, then cropped (away from edges).
+    _, identity = crop_boxes(image, [[48, 28, 112, 92]], 64, padding=1.0)
+    direct = warp_crops(cv2.GaussianBlur(image, (0, 0), 1.0), identity, 64)[0]
+    via_crop = low_pass_crops(warp_crops(image, identity, 64), identity, 1.0)[0]
+    np.testing.assert_allclose(via_crop[8:-8, 8:-8].astype(int), direct[8:-8, 8:-8], atol=1)
+    assert via_crop.std() < warp_crops(image, identity, 64)[0].std() / 2

@@ -58,6 +58,20 @@ def test_occluded_peak_lowers_only_hidden_keypoint_targets(kite_dataset):
         KeypointDataset([hidden], 64, 32, occluded_peak=0.0)
 
 
+def test_low_pass_smooths_every_sample_and_is_validated(kite_dataset):
+    _, _, records = load_records(kite_dataset)
+    plain = KeypointDataset(records[:1], 64, 32)[0]
+    smooth = KeypointDataset(records[:1], 64, 32, low_pass_px=2.0)[0]
+
+    def roughness(image):
+        return (image[:, 1:] - image[:, :-1]).abs().mean()
+
+    assert roughness(smooth['image']) < 0.9 * roughness(plain['image'])
+    torch.testing.assert_close(smooth['heatmaps'], plain['heatmaps'])  # targets unchanged
+    with pytest.raises(DatasetError, match='low_pass_px'):
+        KeypointDataset(records[:1], 64, 32, low_pass_px=-1.0)
+
+
 def test_augmentation_is_seeded_and_moves_keypoints_with_pixels(kite_dataset):
     _, _, records = load_records(kite_dataset)
     dataset = KeypointDataset(records, 64, 32, augment=AugmentConfig(), seed=3)
