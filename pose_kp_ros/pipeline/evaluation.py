@@ -88,7 +88,7 @@ def summarize(results, diameter):
 
 
 def summary_table(summary):
-    """Return the summary as aligned text lines (for printing)."""
+    """Return the summary as aligned text lines (for printing); unmeasured timings are left out."""
     rows = [
         ('frames', f"{summary['frames']}"),
         ('detection rate', f"{summary['detection_rate']:.1%}"),
@@ -97,11 +97,11 @@ def summary_table(summary):
         ('2D projection < 5 px', f"{summary['projection_5px_accuracy']:.1%}"),
         ('median rotation error', f"{summary['median_rotation_deg']:.2f} deg"),
         ('median translation error', f"{summary['median_translation_mm']:.1f} mm"),
-        ('latency median / p95', f"{summary['latency_median_ms']:.0f} / "
-                                 f"{summary['latency_p95_ms']:.0f} ms"),
-        ('runtime median / p95', f"{summary['runtime_median_ms']:.0f} / "
-                                 f"{summary['runtime_p95_ms']:.0f} ms"),
     ]
+    for name, key in (('latency', 'latency'), ('runtime', 'runtime')):
+        median, p95 = summary[f'{key}_median_ms'], summary[f'{key}_p95_ms']
+        if np.isfinite(median):
+            rows.append((f'{name} median / p95', f'{median:.0f} / {p95:.0f} ms'))
     width = max(len(name) for name, _ in rows)
     return '\n'.join(f'{name:<{width}}  {value}' for name, value in rows)
 

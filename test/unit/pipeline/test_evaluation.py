@@ -1,0 +1,28 @@
+"""Per-frame errors, the summary and its printed table (pose_kp_ros.pipeline.evaluation)."""
+
+import numpy as np
+import pytest
+
+from pose_kp_ros.pipeline.evaluation import frame_errors, summarize, summary_table
+
+K = np.array([[572.4, 0.0, 325.3], [0.0, 573.6, 242.0], [0.0, 0.0, 1.0]])
+POINTS = np.random.default_rng(0).uniform(-0.1, 0.1, (200, 3))
+T = np.array([0.02, -0.01, 0.9])
+
+
+def test_exact_missed_and_shifted_frames_are_summarised():
+    eye = np.eye(3)
+    results = [frame_errors('a', eye, T, eye, T, POINTS, K, runtime_ms=20.0),
+               frame_errors('b', None, None, eye, T, POINTS, K, runtime_ms=30.0),
+               frame_errors('c', eye, T + [0.0, 0.0, 0.05], eye, T, POINTS, K, runtime_ms=40.0)]
+    assert results[0].detected and results[0].add_m == pytest.approx(0.0, abs=1e-12)
+    assert not results[1].detected and np.isnan(results[1].add_m)
+    assert results[2].add_m == pytest.approx(0.05) and results[2].rotation_deg < 1e-6
+    summary = summarize(results, diameter=0.2)
+    assert summary['detection_rate'] == pytest.approx(2 / 3)
+    assert summary['add_0.1d_accuracy'] == pytest.approx(1 / 3)  # only the exact frame
+    assert summary['runtime_median_ms'] == pytest.approx(30.0)
+    table = summary_table(summary)
+    assert 'ADD < 0.1 d               33.3%' in table
+    assert 'runtime median / p95' in table
+    assert 'latency' not in table  # not measured offline: no 'nan' row
