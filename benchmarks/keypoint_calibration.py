@@ -6,9 +6,13 @@ does, no augmentation) and reports, per confidence bin and separately for visibl
 side, and the median radial error (positive: away from the keypoints' centre; negative: shrunk
 towards it, which makes the pose fit place the object too far away). This is what the fit's
 weights conf ** confidence_power and the training option occluded_peak are chosen against.
+With --lmo OBJECT the same is measured on the real LM-O photos instead (boxes and keypoints
+projected from the ground-truth poses; no masks, so visibility is unknown): the sim-to-real
+comparison, never used for choosing anything.
 
     python benchmarks/keypoint_calibration.py [--model models/driller/keypoints.pt2]
-        [--dataset data/driller_val_v2] [--instances 400] [--out results/keypoint_calibration]
+        [--dataset data/driller_val_v2 | --lmo driller] [--instances 400]
+        [--out results/keypoint_calibration]
 
 Writes <out>.json and <out>.png (error against confidence).
 """
@@ -24,11 +28,42 @@ from tqdm import tqdm
 
 from pose_kp_ros.network.dataset import load_records, read_image
 from pose_kp_ros.network.predictor import KeypointPredictor
+from pose_kp_ros.pipeline.estimator import outline_points, projected_box
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
 BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001)
+UNKNOWN = 3
+"""Visibility code of keypoints in real photos without masks (the dataset's are 2 and 1)."""
+GROUPS = (('visible', 2), ('hidden', 1), ('unknown', UNKNOWN))
+
+
+def lmo_records(object_name):
+    """Return records (image, box_xyxy, keypoints, visibility) of the LM-O photos of an object.
+
+    Boxes are the projected mesh, keypoints the projected model keypoints (ground-truth poses);
+    keypoints inside the image get visibility UNKNOWN, others 0.
+    """
+    from types import SimpleNamespace
+
+    from pose_kp_ros.data.package_data import lmo_camera
+    from pose_kp_ros.geometry.object_model import ObjectModel
+    from pose_kp_ros.paths import data_path
+    from pose_kp_ros.tools.eval_lmo import lmo_frames
+
+    model = ObjectModel.from_yaml(data_path('objects', f'{object_name}.yaml'))
+    outline = outline_points(model)
+    _, (width, height) = lmo_camera()
+    records = []
+    for _, path, K, R, t in lmo_frames(object_name):
+        points = np.asarray(model.keypoints) @ R.T + t
+        uv = points[:, :2] / points[:, 2:] @ K[:2, :2].T + K[:2, 2]
+        inside = (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
+        records.append(SimpleNamespace(image=str(path),
+                                       box_xyxy=projected_box(outline, R, t, K),
+                                       keypoints=uv, visibility=np.where(inside, UNKNOWN, 0)))
+    return records
 
 
 def keypoint_errors(predictor, records):
@@ -57,8 +92,10 @@ def keypoint_errors(predictor, records):
 def summarise(rows):
     """Return per-visibility, per-confidence-bin counts and medians."""
     summary = {}
-    for name, visibility in (('visible', 2), ('hidden', 1)):
+    for name, visibility in GROUPS:
         mine = rows[rows[:, 0] == visibility]
+        if not len(mine):
+            continue
         bins = []
         for low, high in zip(BINS[:-1], BINS[1:]):
             chosen = mine[(mine[:, 1] >= low) & (mine[:, 1] < high)]
@@ -75,7 +112,9 @@ def summarise(rows):
 def plot(summary, path, title):
     """Save median error and radial error against confidence bin centre."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for name, style in (('visible', 'o-'), ('hidden', 's--')):
+    for name, style in (('visible', 'o-'), ('hidden', 's--'), ('unknown', 'd:')):
+        if name not in summary:
+            continue
         bins = summary[name]['bins']
         centres = [sum(b['confidence']) / 2 for b in bins]
         axes[0].plot(centres, [b['median_error_of_box'] for b in bins], style, label=name)
@@ -99,22 +138,28 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', default='models/driller/keypoints.pt2')
     parser.add_argument('--dataset', default='data/driller_val_v2')
+    parser.add_argument('--lmo', default='', metavar='OBJECT',
+                        help='measure on the real LM-O photos of this object instead')
     parser.add_argument('--instances', type=int, default=400)
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--out', default='results/keypoint_calibration')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     predictor = KeypointPredictor.from_file(args.model)
-    object_name, _, records = load_records(args.dataset)
+    if args.lmo:
+        object_name, source, records = args.lmo, 'LM-O photos', lmo_records(args.lmo)
+    else:
+        source = args.dataset
+        object_name, _, records = load_records(args.dataset)
     records = records[:args.instances]
     summary = summarise(keypoint_errors(predictor, records))
-    summary.update({'model': args.model, 'dataset': args.dataset, 'object': object_name,
+    summary.update({'model': args.model, 'dataset': source, 'object': object_name,
                     'instances': len(records)})
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix('.json').write_text(json.dumps(summary, indent=1))
-    plot(summary, out.with_suffix('.png'), f'{args.model} on {args.dataset}')
-    for name in ('visible', 'hidden'):
+    plot(summary, out.with_suffix('.png'), f'{args.model} on {source}')
+    for name in [name for name, _ in GROUPS if name in summary]:
         print(f"{name}: {summary[name]['count']} keypoints, median confidence "
               f"{summary[name]['median_confidence']:.2f}")
         for b in summary[name]['bins']:
