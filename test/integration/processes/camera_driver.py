@@ -170,6 +170,20 @@ def main():
     pool = min(len(ground_truth), int(plan.get('image_pool', len(ground_truth))))
     mismatch = range(*plan.get('size_mismatch', [0, 0]))
     camera_info_after = int(plan.get('camera_info_after', 0))
+    if plan.get('camera_info', True) and camera_info_after == 0:
+        # On a loaded machine the node may match this camera_info publisher seconds after the
+        # image one (both are new): send camera_info alone until the node's diagnostics report
+        # one, so the first frames are not skipped for want of intrinsics.
+        until = min(deadline, time.monotonic() + 15.0)
+        while time.monotonic() < until and not (
+                got['diagnostics']
+                and got['diagnostics'][-1].get('camera_info_age_s', 'never') != 'never'):
+            header = Image().header
+            header.stamp, header.frame_id = node.get_clock().now().to_msg(), 'camera_optical_frame'
+            pubs['camera_info'].publish(camera_info_msg(K, size, header))
+            end = time.monotonic() + 0.1
+            while time.monotonic() < end:
+                rclpy.spin_once(node, timeout_sec=0.02)
     sent = []
     faults = list(plan.get('faults', []))
     stop = []
