@@ -48,6 +48,7 @@ def lmo_records(object_name):
     from types import SimpleNamespace
 
     from pose_kp_ros.data.package_data import lmo_camera
+    from pose_kp_ros.geometry.camera import project_object_points
     from pose_kp_ros.geometry.object_model import ObjectModel
     from pose_kp_ros.paths import data_path
     from pose_kp_ros.tools.eval_lmo import lmo_frames
@@ -57,8 +58,7 @@ def lmo_records(object_name):
     _, (width, height) = lmo_camera()
     records = []
     for _, path, K, R, t in lmo_frames(object_name):
-        points = np.asarray(model.keypoints) @ R.T + t
-        uv = points[:, :2] / points[:, 2:] @ K[:2, :2].T + K[:2, 2]
+        uv = project_object_points(model.keypoints, R, t, K)  # ground truth: in front
         inside = (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
         records.append(SimpleNamespace(image=str(path),
                                        box_xyxy=projected_box(outline, R, t, K),

@@ -125,6 +125,11 @@ def projected_box(outline_points, R, t, K):
     return np.array([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()])
 
 
+def pose_scores(confidences):
+    """Return the score of poses from their keypoint confidences (..., N): the clipped mean."""
+    return np.clip(confidences, 0.0, 1.0).mean(-1)
+
+
 def grown_box(box, margin):
     """Return the xyxy box grown by `margin` times its width and height on each side."""
     box = np.asarray(box, dtype=np.float64)
@@ -346,7 +351,7 @@ class KeypointPoseEstimator:
     def _refine_candidates(runtime, requests, confidences, results):
         """Return the rows worth a second pass: the best valid row of each instance."""
         rows = np.flatnonzero(results.valid)
-        scores = np.clip(confidences[rows], 0.0, 1.0).mean(-1)
+        scores = pose_scores(confidences[rows])
         best = _distinct_best(results.t[rows], scores,
                               [requests[i].source == 'track' for i in rows],
                               runtime.model.diameter, runtime.max_instances)
@@ -370,7 +375,7 @@ class KeypointPoseEstimator:
         """Return an ObjectPose for batch row i if it passes the thresholds, else None."""
         limits = self.thresholds
         used = int(np.count_nonzero(confidences > limits.min_keypoint_confidence))
-        score = float(np.clip(confidences, 0.0, 1.0).mean())
+        score = float(pose_scores(confidences))
         if not results.valid[i] or used < limits.min_valid_keypoints \
                 or results.rms_px[i] > limits.max_reprojection_error_px \
                 or score < limits.min_score:
