@@ -62,3 +62,23 @@ def undistort_pixels(uv, K, D, model):
             else:  # OpenCV 5 folded the iteration criteria into undistortPoints
                 out[finite] = cv2.undistortPoints(points, K, D, R=None, P=K, criteria=criteria)
     return out.reshape(uv.shape)
+
+
+def distort_pixels(uv, K, D, model):
+    """Return distorted pixels (..., 2) for pinhole pixels `uv` (..., 2); inverts undistort_pixels.
+
+    With all-zero D the points are returned unchanged.
+    """
+    uv = np.asarray(uv, dtype=np.float64)
+    D = check_distortion(model, D)
+    if not has_distortion(D):
+        return uv.copy()
+    K = np.asarray(K, dtype=np.float64)
+    flat = uv.reshape(-1, 2)
+    normalised = np.stack([(flat[:, 0] - K[0, 2]) / K[0, 0], (flat[:, 1] - K[1, 2]) / K[1, 1],
+                           np.ones(len(flat))], 1)[:, None, :]
+    if model == 'equidistant':
+        out = cv2.fisheye.distortPoints(np.ascontiguousarray(normalised[:, :, :2]), K, D)
+    else:
+        out, _ = cv2.projectPoints(normalised, np.zeros(3), np.zeros(3), K, D)
+    return out.reshape(uv.shape)

@@ -18,6 +18,9 @@ solver:                           # options of pose_kp_ros.solve_pose
   max_iterations: 20
 refine_iou_below: 0.8             # re-crop around the fitted pose when its box overlaps the crop
                                   # box less than this (0 disables the second pass)
+search_candidates: 3              # detector boxes cropped per instance
+contour_search_px: [6, 4, 2]      # depth from the silhouette: edge search half-ranges, pixels,
+                                  # one alignment step each ([] disables; needs the object mesh)
 ```
 """
 
@@ -90,6 +93,7 @@ class PipelineConfig:
     solver: dict = field(default_factory=dict)
     refine_iou_below: float = 0.8
     search_candidates: int = 3
+    contour_search_px: tuple = (6.0, 4.0, 2.0)
     source: Path = None
 
     @classmethod
@@ -117,7 +121,7 @@ class PipelineConfig:
             raise PipelineConfigError(f'{where}: {field_name}: {message}')
 
         known = {'device', 'objects', 'detector', 'thresholds', 'solver', 'refine_iou_below',
-                 'search_candidates'}
+                 'search_candidates', 'contour_search_px'}
         unknown = sorted(set(data) - known, key=str)
         if unknown:
             fail(key_text(unknown[0]), f'unknown field (known: {", ".join(sorted(known))})')
@@ -170,10 +174,17 @@ class PipelineConfig:
         candidates = data.get('search_candidates', 3)
         if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
             fail('search_candidates', f'expected an integer >= 1, got {candidates!r}')
+        contour = data.get('contour_search_px', [6.0, 4.0, 2.0])
+        if not isinstance(contour, list) or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 50
+                for v in contour):
+            fail('contour_search_px', 'expected a list of pixel ranges in (0, 50] ([] disables), '
+                 f'got {contour!r}')
         return cls(objects=tuple(objects),
                    detector_path=_resolve(base, detector) if detector else None,
                    device=device, thresholds=limits, solver=dict(solver),
-                   refine_iou_below=float(refine), search_candidates=candidates, source=source)
+                   refine_iou_below=float(refine), search_candidates=candidates,
+                   contour_search_px=tuple(float(v) for v in contour), source=source)
 
     def check_files(self):
         """Raise PipelineConfigError naming the field of the first file that does not exist."""

@@ -9,7 +9,9 @@ Per frame: crop requests (given boxes, boxes from previous poses, or the detecto
 search) -> one batched network forward per object model -> keypoints in image pixels
 (undistorted when the camera has distortion) -> one batched confidence-weighted pose fit per
 object, warm-started where a previous pose is given -> optional second pass re-cropped around
-the fitted pose -> acceptance thresholds -> duplicates removed.
+the fitted pose -> acceptance thresholds -> duplicates removed -> depth (and sideways position)
+refined by aligning the mesh silhouette with the image edges (`contour_search_px`,
+pose_kp_ros.geometry.contour_alignment).
 """
 
 from dataclasses import dataclass, replace
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 
 from pose_kp_ros.geometry.camera import project_object_points
+from pose_kp_ros.geometry.contour_alignment import image_gradients, refine_translation
 from pose_kp_ros.geometry.distortion import has_distortion, undistort_pixels
 from pose_kp_ros.geometry.object_model import ObjectModel, ObjectModelError
 from pose_kp_ros.geometry.solver import PoseResult, solve_pose
@@ -154,13 +157,19 @@ def valid_box(box, width, height, min_side_px=8.0, max_side_factor=4.0):
 
 
 class ObjectRuntime:
-    """An object model with its loaded keypoint network and outline points (for crop boxes)."""
+    """An object model with its keypoint network, outline points (crop boxes) and surface points.
+
+    `surface` is (P, 3) metres sampled on the mesh for the silhouette alignment, or None when
+    the model has no usable mesh (poses are then not aligned).
+    """
 
     def __init__(self, model, predictor, max_instances=1):
         self.model = model
         self.predictor = predictor
         self.max_instances = max_instances
-        self.outline = outline_points(model)
+        mesh = object_mesh(model)
+        self.outline = outline_points(model, mesh=mesh)
+        self.surface = None if mesh is None else surface_points(mesh)
 
     @property
     def name(self):
@@ -168,23 +177,22 @@ class ObjectRuntime:
         return self.model.name
 
 
-def outline_points(model, count=512, seed=0):
-    """Return (P, 3) metres of object points whose projection bounds the object's image box.
+def object_mesh(model):
+    """Return the model's mesh (trimesh, metres), or None when it has none or it is unreadable.
 
-    Mesh vertices (a fixed random subset) when the model has a readable mesh, else keypoints.
     Raises ObjectModelError when the scaled mesh's size disagrees with diameter_m (a wrong
     mesh_scale, e.g. a millimetre mesh without mesh_scale 0.001).
     """
     if not model.mesh_path:
-        return np.asarray(model.keypoints, dtype=np.float64)
+        return None
     try:
         from pose_kp_ros.rendering.mesh import load_mesh
-        vertices = np.asarray(load_mesh(model.resolve_mesh_path(), model.mesh_scale).vertices,
-                              dtype=np.float64)
-    except Exception as error:  # a missing mesh degrades crop boxes, not the pipeline
-        LOGGER.warning('%s: mesh %s unusable (%s): crop boxes from keypoints', model.name,
-                       model.mesh_path, error)
-        return np.asarray(model.keypoints, dtype=np.float64)
+        mesh = load_mesh(model.resolve_mesh_path(), model.mesh_scale)
+    except Exception as error:  # a missing mesh degrades crops and depth, not the pipeline
+        LOGGER.warning('%s: mesh %s unusable (%s): crop boxes from keypoints, no silhouette '
+                       'alignment', model.name, model.mesh_path, error)
+        return None
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
     # The bounding box diagonal lies between the diameter and sqrt(3) times it.
     diagonal = float(np.linalg.norm(vertices.max(0) - vertices.min(0))) if len(vertices) else 0.0
     if not 0.5 * model.diameter <= diagonal <= 3.0 * model.diameter:
@@ -192,23 +200,45 @@ def outline_points(model, count=512, seed=0):
             f'{model.source or model.name}: mesh_scale: the mesh is {diagonal:g} m across with '
             f'mesh_scale {model.mesh_scale:g} but diameter_m is {model.diameter:g} m: set '
             'mesh_scale to convert the mesh units to metres (0.001 for millimetres)')
+    return mesh
+
+
+def outline_points(model, count=512, seed=0, mesh=None):
+    """Return (P, 3) metres of object points whose projection bounds the object's image box.
+
+    Mesh vertices (a fixed random subset) when the model has a readable mesh (`mesh`, else
+    loaded with `object_mesh`), else keypoints.
+    """
+    mesh = object_mesh(model) if mesh is None else mesh
+    if mesh is None:
+        return np.asarray(model.keypoints, dtype=np.float64)
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
     if len(vertices) > count:
         vertices = vertices[np.random.default_rng(seed).choice(len(vertices), count,
                                                                replace=False)]
     return vertices
 
 
+def surface_points(mesh, count=40000, seed=0):
+    """Return (count, 3) metres sampled uniformly by area on a trimesh surface (seeded)."""
+    import trimesh
+    points, _ = trimesh.sample.sample_surface(mesh, count, seed=seed)
+    return np.asarray(points, dtype=np.float64)
+
+
 class KeypointPoseEstimator:
     """Find objects in an image and fit their 6-DoF poses (see the module docstring)."""
 
     def __init__(self, objects, detector=None, thresholds=None, solver_options=None,
-                 refine_iou_below=0.8, device='cpu', search_candidates=3):
+                 refine_iou_below=0.8, device='cpu', search_candidates=3,
+                 contour_search_px=(6.0, 4.0, 2.0)):
         self.objects = {runtime.name: runtime for runtime in objects}
         self.detector = detector
         self.thresholds = (thresholds or Thresholds()).validated()
         self.solver_options = dict(solver_options or {})
         self.refine_iou_below = float(refine_iou_below)
         self.search_candidates = int(search_candidates)
+        self.contour_search_px = tuple(contour_search_px)
         self.device = device
 
     @classmethod
@@ -242,7 +272,8 @@ class KeypointPoseEstimator:
                                                 object_names=[r.name for r in runtimes],
                                                 device=torch_device)
         return cls(runtimes, detector, config.thresholds, config.solver,
-                   config.refine_iou_below, torch_device, config.search_candidates)
+                   config.refine_iou_below, torch_device, config.search_candidates,
+                   config.contour_search_px)
 
     @property
     def object_names(self):
@@ -315,7 +346,21 @@ class KeypointPoseEstimator:
                 found = self._estimate_object(runtime, image_rgb, K, mine, D, distortion_model)
                 poses.extend(_suppress_duplicates(found, runtime.model.diameter,
                                                   runtime.max_instances))
-        return poses
+        return self._align_to_silhouettes(image_rgb, K, poses, D, distortion_model)
+
+    def _align_to_silhouettes(self, image_rgb, K, poses, D, distortion_model):
+        """Return the poses with t refined by silhouette-to-edge alignment (where possible)."""
+        gradients, aligned = None, []
+        for pose in poses:
+            surface = self.objects[pose.object_name].surface
+            if not self.contour_search_px or surface is None:
+                aligned.append(pose)
+                continue
+            gradients = gradients or image_gradients(image_rgb)
+            t = refine_translation(gradients, surface, pose.R, pose.t, K,
+                                   self.contour_search_px, D, distortion_model)
+            aligned.append(replace(pose, t=t, result=replace(pose.result, t=t)))
+        return aligned
 
     def _estimate_object(self, runtime, image_rgb, K, requests, D, distortion_model):
         """Run network + solver for one object's requests (one batch each), with refinement."""

@@ -243,6 +243,9 @@ CASES = [
          'refine_iou_below: expected a number in [0, 1], got 1.5'),
     Case('candidates-zero', 'search_candidates 0', _set('search_candidates', 0), 'pipeline',
          'search_candidates: expected an integer >= 1, got 0'),
+    Case('contour-range', 'contour_search_px given as one number', _set('contour_search_px', 6),
+         'pipeline', 'contour_search_px: expected a list of pixel ranges in (0, 50] '
+         '([] disables), got 6'),
     Case('detector-not-path', 'detector given as a number', _set('detector', 5), 'pipeline',
          'detector: expected a file path, got 5'),
     Case('object-file-missing', 'relative object path that does not exist',

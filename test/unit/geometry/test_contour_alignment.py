@@ -1,0 +1,97 @@
+"""Silhouette-to-edge alignment recovers depth and sideways position; distortion round trip."""
+
+import cv2
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+import trimesh
+
+from pose_kp_ros.geometry.contour_alignment import (
+    image_gradients,
+    refine_translation,
+    silhouette_contour,
+)
+from pose_kp_ros.geometry.distortion import distort_pixels, undistort_pixels
+
+K = np.array([[570.0, 0.0, 320.0], [0.0, 570.0, 240.0], [0.0, 0.0, 1.0]])
+BOX = trimesh.creation.box(extents=(0.20, 0.12, 0.08))
+SURFACE, _ = trimesh.sample.sample_surface(BOX, 80000, seed=0)
+R_TRUE = Rotation.from_euler('xyz', [25, -35, 10], degrees=True).as_matrix()
+T_TRUE = np.array([0.03, -0.02, 0.80])
+
+
+def box_image(R, t, D=None, model='plumb_bob', supersampling=8):
+    """Return an RGB image of the box's silhouette (grey 190 on grey 60), area-antialiased.
+
+    The silhouette (the convex hull of the projected corners, distorted along its edges when D
+    is given) is filled at `supersampling` times the resolution and averaged down.
+    """
+    corners = (BOX.vertices @ R.T + t) @ K.T
+    hull = cv2.convexHull((corners[:, :2] / corners[:, 2:]).astype(np.float32))[:, 0]
+    outline = np.concatenate([a + np.linspace(0, 1, 50, endpoint=False)[:, None] * (b - a)
+                              for a, b in zip(hull, np.roll(hull, -1, axis=0))])
+    if D is not None:
+        outline = distort_pixels(outline, K, D, model)
+    fine = np.zeros((480 * supersampling, 640 * supersampling), np.uint8)
+    high = (outline * supersampling + (supersampling - 1) / 2) * 16
+    cv2.fillPoly(fine, [np.rint(high).astype(np.int32)], 255, shift=4)
+    mask = fine.reshape(480, supersampling, 640, supersampling).mean((1, 3)) / 255.0
+    return np.repeat((60 + 130 * mask)[:, :, None], 3, axis=2).astype(np.uint8)
+
+
+def test_contour_lies_on_the_silhouette_with_outward_normals():
+    contour, normals = silhouette_contour(SURFACE, R_TRUE, T_TRUE, K)
+    image = box_image(R_TRUE, T_TRUE)[:, :, 0].astype(np.float32)
+    assert len(contour) > 100
+    inside = cv2.remap(image, *(contour - 1.5 * normals).T.astype(np.float32)[:, None],
+                       cv2.INTER_LINEAR)
+    outside = cv2.remap(image, *(contour + 1.5 * normals).T.astype(np.float32)[:, None],
+                        cv2.INTER_LINEAR)
+    assert np.median(inside) > 150 and np.median(outside) < 100
+
+
+def test_contour_is_empty_behind_the_camera():
+    contour, normals = silhouette_contour(SURFACE, R_TRUE, -T_TRUE, K)
+    assert contour.shape == (0, 2) and normals.shape == (0, 2)
+
+
+@pytest.mark.parametrize('depth_factor, shift_m', [(1.04, (0.0, 0.0)), (0.96, (0.004, -0.003)),
+                                                   (1.0, (-0.005, 0.0))])
+def test_alignment_recovers_depth_and_sideways_position(depth_factor, shift_m):
+    start = T_TRUE * depth_factor + np.array([*shift_m, 0.0])
+    refined = refine_translation(image_gradients(box_image(R_TRUE, T_TRUE)), SURFACE, R_TRUE,
+                                 start, K, (6.0, 4.0, 2.0))
+    assert abs(refined[2] / T_TRUE[2] - 1.0) < 0.005
+    assert np.linalg.norm(refined[:2] - T_TRUE[:2]) < 0.002
+    assert np.linalg.norm(refined - T_TRUE) < 0.25 * np.linalg.norm(start - T_TRUE) + 1e-3
+
+
+def test_alignment_with_lens_distortion_samples_the_distorted_image():
+    D = np.array([-0.25, 0.08, 0.001, -0.001, 0.0])
+    start = T_TRUE * 1.04
+    refined = refine_translation(image_gradients(box_image(R_TRUE, T_TRUE, D)), SURFACE,
+                                 R_TRUE, start, K, (6.0, 4.0, 2.0), D, 'plumb_bob')
+    assert abs(refined[2] / T_TRUE[2] - 1.0) < 0.005
+
+
+def test_featureless_image_leaves_the_pose_alone():
+    flat = np.full((480, 640, 3), 90, np.uint8)
+    start = T_TRUE * 1.03
+    refined = refine_translation(image_gradients(flat), SURFACE, R_TRUE, start, K, (6.0, 4.0))
+    np.testing.assert_allclose(refined, start, atol=1e-6)
+
+
+@pytest.mark.parametrize('model, D', [
+    ('plumb_bob', [-0.28, 0.09, 0.001, -0.002, 0.0]),
+    ('rational_polynomial', [0.3, -0.1, 0.001, 0.001, 0.01, 0.6, -0.05, 0.02]),
+    ('equidistant', [0.05, -0.01, 0.003, -0.001]),
+])
+def test_distort_pixels_inverts_undistort_pixels(model, D):
+    grid = np.stack(np.meshgrid(np.linspace(20, 620, 9), np.linspace(20, 460, 7)), -1)
+    back = undistort_pixels(distort_pixels(grid, K, D, model), K, D, model)
+    np.testing.assert_allclose(back, grid, atol=1e-3)
+
+
+def test_distort_pixels_without_distortion_is_identity():
+    points = np.array([[10.0, 20.0], [300.5, 200.25]])
+    np.testing.assert_array_equal(distort_pixels(points, K, np.zeros(5), 'plumb_bob'), points)
