@@ -66,6 +66,8 @@ class RenderSettings:
     upright_tilt_deg: float = 10.0
     camera_roll_deg: float = 20.0
     near_distractor_probability: float = 0.0
+    low_occluder_probability: float = 0.0
+    """An upright object's occluder is lowered along the up axis to hide its lower part."""
     object_saturation: tuple = (1.0, 2.2)
     object_brightness: tuple = (0.8, 1.3)
     object_hue_shift_deg: tuple = (0.0, 0.0)
@@ -81,7 +83,8 @@ class RenderSettings:
                 raise ValueError(f'upright_axis must be a non-zero 3-vector, got '
                                  f'{self.upright_axis}')
         for name in ('upright_probability', 'near_distractor_probability',
-                     'occluder_probability', 'min_visible_fraction'):
+                     'occluder_probability', 'low_occluder_probability',
+                     'min_visible_fraction'):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f'{name} must be in [0, 1], got {getattr(self, name)}')
         for name in ('distance_m', 'distractor_count', 'elevation_deg', 'object_saturation',
@@ -154,6 +157,22 @@ def upright_rotation(rng, upright_axis, elevation_deg, tilt_deg, roll_deg):
     camera_from_world = np.stack([np.cross(down, forward), down, forward])
     roll = Rotation.from_euler('z', np.radians(rng.uniform(-roll_deg, roll_deg))).as_matrix()
     return roll @ camera_from_world @ world_from_object
+
+
+def occluder_position(rng, object_centre_cam, diameter, up_cam=None, low_probability=0.0):
+    """Return an occluder's centre (3,) metres, camera frame: 55-85% of the way to the object.
+
+    Offset sideways by up to 0.5 diameter (scaled to its depth); with `low_probability` (and the
+    object's up axis `up_cam` (3,) known) lowered by 0.2-0.6 diameter along it, as something on
+    the table in front hides the object's lower part. No extra random draw when
+    `low_probability` is 0 (datasets rendered before the option stay reproducible).
+    """
+    fraction = rng.uniform(0.55, 0.85)
+    offset = rng.uniform(-0.5, 0.5, size=2) * diameter * fraction
+    position = object_centre_cam * fraction + np.array([*offset, 0.0])
+    if up_cam is not None and low_probability > 0 and rng.random() < low_probability:
+        position = position - np.asarray(up_cam) * rng.uniform(0.2, 0.6) * diameter * fraction
+    return position
 
 
 def project_points(points_obj, R, t, K):
@@ -234,11 +253,14 @@ class SampleRenderer:
             self.renderer.add_mesh(key, distractor)
             self.distractors[key] = mesh_diameter(distractor.vertices)
         self.photos = load_photos() if photos is None else photos
+        axis = self.settings.upright_axis
+        self._up_axis = None if axis is None else np.asarray(axis, float) / np.linalg.norm(axis)
 
     def _object_pose(self, rng):
-        """Draw the object's rotation and translation (object-to-camera, metres)."""
+        """Draw the object's pose: R (3, 3), t (3,) metres (object-to-camera), upright (bool)."""
         settings = self.settings
-        if rng.random() < settings.upright_probability:
+        upright = rng.random() < settings.upright_probability
+        if upright:
             R = upright_rotation(rng, settings.upright_axis, settings.elevation_deg,
                                  settings.upright_tilt_deg, settings.camera_roll_deg)
         else:
@@ -248,10 +270,13 @@ class SampleRenderer:
         u = rng.uniform(-margin, 1.0 + margin) * self.width
         v = rng.uniform(-margin, 1.0 + margin) * self.height
         centre_cam = depth * np.linalg.solve(self.K, np.array([u, v, 1.0]))
-        return R, centre_cam - R @ self.centre
+        return R, centre_cam - R @ self.centre, upright
 
-    def _distractor_placements(self, rng, object_centre_cam):
-        """Draw distractors: primitives and meshes at random poses, one maybe as an occluder."""
+    def _distractor_placements(self, rng, object_centre_cam, up_cam=None):
+        """Draw distractors: primitives and meshes at random poses, one maybe as an occluder.
+
+        up_cam: (3,) the upright object's up axis in the camera frame, or None.
+        """
         low, high = self.settings.distractor_count
         keys = list(self.primitives) + list(self.distractors)
         count = min(int(rng.integers(low, high + 1)), len(keys))
@@ -259,9 +284,8 @@ class SampleRenderer:
         for number, index in enumerate(rng.permutation(len(keys))[:count]):
             key = keys[index]
             if number == 0 and rng.random() < self.settings.occluder_probability:
-                fraction = rng.uniform(0.55, 0.85)
-                offset = rng.uniform(-0.5, 0.5, size=2) * self.diameter * fraction
-                position = object_centre_cam * fraction + np.array([*offset, 0.0])
+                position = occluder_position(rng, object_centre_cam, self.diameter, up_cam,
+                                             self.settings.low_occluder_probability)
                 size_factor = (0.15, 0.5)
             elif rng.random() < self.settings.near_distractor_probability:
                 sideways, depth = NEAR_OFFSET_DIAMETERS
@@ -322,10 +346,12 @@ class SampleRenderer:
         """
         rng = np.random.default_rng([seed, index])
         for _ in range(self.settings.max_attempts):
-            R, t = self._object_pose(rng)
+            R, t, upright = self._object_pose(rng)
             object_placement = Placement('object', R, t)
             object_centre_cam = R @ self.centre + t
-            placements = [object_placement] + self._distractor_placements(rng, object_centre_cam)
+            up_cam = R @ self._up_axis if upright else None
+            placements = [object_placement] + self._distractor_placements(rng, object_centre_cam,
+                                                                          up_cam)
             ambient, lights = self._lights(rng, object_centre_cam)
             _, object_depth = self.renderer.render(self.K, [object_placement], depth_only=True)
             if not (object_depth > 0).any():

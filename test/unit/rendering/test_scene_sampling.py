@@ -6,6 +6,7 @@ import pytest
 from pose_kp_ros.rendering.scene import (
     RenderSettings,
     object_colour_jitter,
+    occluder_position,
     rotation_between,
     upright_rotation,
 )
@@ -79,3 +80,22 @@ def test_colour_jitter_changes_only_the_object_and_shifts_its_hue():
     out = object_colour_jitter(rng, rgb, mask, (1.0, 1.0), (1.0, 1.0), (-40.0, -40.0))
     np.testing.assert_array_equal(out[2:], rgb[2:])
     assert out[0, 0, 1] > out[0, 0, 2]  # blue-green turned green-dominant
+
+
+def test_low_occluders_sit_below_the_object_centre_and_in_front():
+    centre, diameter = np.array([0.05, -0.02, 0.9]), 0.26
+    up_cam = upright_rotation(np.random.default_rng(3), [0, 0, 1], (30, 30), 0, 0) @ [0, 0, 1]
+    low = [occluder_position(np.random.default_rng(i), centre, diameter, up_cam, 1.0)
+           for i in range(200)]
+    plain = [occluder_position(np.random.default_rng(i), centre, diameter, up_cam, 0.0)
+             for i in range(200)]
+    height = lambda points: (np.array(points) - centre) @ up_cam  # noqa: E731
+    assert np.all(np.array(low)[:, 2] < centre[2]) and np.all(np.array(plain)[:, 2] < centre[2])
+    assert np.median(height(low)) < np.median(height(plain)) - 0.1 * diameter
+
+
+def test_occluder_position_without_the_option_draws_what_it_always_drew():
+    first, second = np.random.default_rng(5), np.random.default_rng(5)
+    occluder_position(first, np.array([0.0, 0.0, 1.0]), 0.2, np.array([0.0, -1.0, 0.0]), 0.0)
+    second.uniform(0.55, 0.85), second.uniform(-0.5, 0.5, size=2)
+    assert first.random() == second.random()

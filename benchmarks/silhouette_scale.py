@@ -1,0 +1,83 @@
+"""Does an object look as large in the photos as its ground-truth pose says?
+
+At every frame's ground-truth pose, the mesh outline is aligned with the image edges by the
+pipeline's own silhouette alignment (pose_kp_ros.geometry.contour_alignment) and the fitted
+scale is recorded: 1.0 means the edges sit where the ground truth puts the outline; 0.97 would
+mean the object looks 3% smaller than its ground truth (a ground-truth depth or mesh-scale
+error). On renders the answer is exactly 1 by construction, so they show the method's own bias
+and spread. This is how the LM-O ground truth was ruled out as the cause of the keypoint
+network's too-far depths (docs/pipeline.md, "Why the silhouette alignment").
+
+    python benchmarks/silhouette_scale.py [--object driller] [--dataset data/driller_val_v2]
+        [--out results/silhouette_scale]
+
+Without --dataset it measures the real LM-O photos. Writes <out>_<lmo|dataset name>.json.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from pose_kp_ros.geometry.contour_alignment import (
+    align_contour,
+    image_gradients,
+    silhouette_contour,
+)
+from pose_kp_ros.geometry.object_model import ObjectModel
+from pose_kp_ros.paths import data_path
+from pose_kp_ros.pipeline.estimator import object_mesh, surface_points
+from pose_kp_ros.tools.eval_lmo import dataset_frames, lmo_frames
+
+
+def ground_truth_scales(frames, surface, search_px):
+    """Return the fitted outline scale (F,) at each frame's ground-truth pose (NaN: no outline)."""
+    scales = []
+    for _, path, K, R, t in tqdm(frames, desc='frames'):
+        image = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        contour, normals = silhouette_contour(surface, R, t, K)
+        centre = K[:2, :2] @ (t[:2] / t[2]) + K[:2, 2]
+        scale, _ = align_contour(image_gradients(image), contour, normals, centre, search_px)
+        scales.append(scale if len(contour) else np.nan)
+    return np.array(scales)
+
+
+def main():
+    """Measure, write JSON, print the summary; return 0."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--object', default='driller')
+    parser.add_argument('--dataset', default='', help='rendered dataset folder (default: LM-O)')
+    parser.add_argument('--search-px', default='6,4,2', help='alignment search ranges, pixels')
+    parser.add_argument('--out', default='results/silhouette_scale')
+    args = parser.parse_args()
+    model = ObjectModel.from_yaml(data_path('objects', f'{args.object}.yaml'))
+    mesh = object_mesh(model)
+    if mesh is None:
+        raise SystemExit(f'{args.object}: the object model has no usable mesh')
+    frames = dataset_frames(args.dataset, args.object) if args.dataset else lmo_frames(args.object)
+    search_px = tuple(float(v) for v in args.search_px.split(','))
+    scales = ground_truth_scales(frames, surface_points(mesh), search_px)
+    found = scales[np.isfinite(scales)]
+    quartiles = np.percentile(found, [25, 50, 75])
+    summary = {'object': args.object, 'images': args.dataset or 'LM-O photos',
+               'frames': len(scales), 'search_px': list(search_px),
+               'scale_quartiles': quartiles.round(4).tolist(),
+               'within_1_percent': float(np.mean(np.abs(found - 1) < 0.01)),
+               'within_2_percent': float(np.mean(np.abs(found - 1) < 0.02))}
+    name = Path(args.dataset).name if args.dataset else 'lmo'
+    out = Path(f'{args.out}_{name}.json')
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=1))
+    print(f"{summary['images']}: outline scale at the ground-truth pose, quartiles "
+          f"{quartiles[0]:.3f} / {quartiles[1]:.3f} / {quartiles[2]:.3f}; within 1%: "
+          f"{summary['within_1_percent']:.0%}, within 2%: {summary['within_2_percent']:.0%} "
+          f"({len(found)} frames)")
+    print(f'wrote {out}')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
