@@ -1,4 +1,4 @@
-"""Does an object look as large in the photos as its ground-truth pose says?
+"""Outline scale at ground-truth poses: does an object look as large as its ground truth says.
 
 At every frame's ground-truth pose, the mesh outline is aligned with the image edges by the
 pipeline's own silhouette alignment (pose_kp_ros.geometry.contour_alignment) and the fitted
