@@ -22,9 +22,19 @@ import xml.etree.ElementTree as ElementTree
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FAULT_CASES = {
     'test_late_camera_info_warns_then_outputs_resume':
-        ('camera_info starts 6 frames after the images (12 frames, 4 Hz)',
-         'no output without camera_info, one warning, diagnostics WARN, then every frame '
-         'answered'),
+        ('camera_info starts 6 frames after the images (4 Hz, until 4 frames are answered)',
+         'no output without camera_info (the newest frame before it may be answered with it), '
+         'at most one warning per 5 s, diagnostics WARN, then every frame answered and every '
+         'frame counted'),
+    'test_image_before_first_camera_info_is_held_for_it[processed]':
+        ('6 frames (4 Hz) without usable camera_info, then one camera_info',
+         'the last frame is answered with it, the others counted without camera_info'),
+    'test_image_before_first_camera_info_is_held_for_it[expired]':
+        ('6 frames (4 Hz) without usable camera_info, then one camera_info 1.75 s later',
+         'the held frame expired (1 s): no output, every frame counted without camera_info'),
+    'test_image_before_first_camera_info_is_held_for_it[size_mismatch]':
+        ('6 frames 320x240 (4 Hz) without usable camera_info, then one saying 640x480',
+         'the held frame skipped by the size check (`frames_size_mismatch` 1), no output'),
     'test_camera_info_never_node_waits_with_throttled_warning':
         ('images without any camera_info (40 frames, 5 Hz)',
          'alive, no output, diagnostics `no usable camera_info` (age `never`), warning at most '

@@ -3,7 +3,9 @@
 Thin: it translates messages and calls the layer-3 pipeline (`KeypointPoseEstimator`,
 `PoseTracker`). Callbacks only store the newest image (older unprocessed ones are dropped and
 counted); one worker thread processes it, so latency and memory stay bounded when the network is
-slower than the camera. Bad input is logged (throttled), counted in /diagnostics, and skipped.
+slower than the camera. Until the first usable camera_info the newest image is held (at most
+HELD_FRAME_MAX_AGE_S) and processed when one arrives. Bad input is logged (throttled), counted in
+/diagnostics, and skipped.
 """
 
 import collections
@@ -46,6 +48,7 @@ from pose_kp_ros.ros.markers import MarkerBook, instance_markers, mesh_resource_
 from pose_kp_ros.ros.parameters import NODE_PARAMETERS, SPECS, THRESHOLD_PARAMETERS
 
 WARN_PERIOD_S = 5.0
+HELD_FRAME_MAX_AGE_S = 1.0  # an image waiting for the first camera_info expires after this
 
 
 class StartupError(RuntimeError):
@@ -108,6 +111,7 @@ class PoseKpNode(Node):
 
         self._lock = threading.Condition()
         self._pending = None          # newest unprocessed (image msg, receive time)
+        self._held = None             # the same, received before any usable camera_info
         self._camera = None           # CameraIntrinsics of the newest good camera_info
         self._camera_error = None
         self._last_camera_time = None
@@ -217,10 +221,21 @@ class PoseKpNode(Node):
             self._stats['images_received'] += 1
             self._count_transport_losses(info)
             self._input_rate.tick(now)
-            if self._pending is not None:
-                self._stats['frames_dropped'] += 1
-            self._pending = (msg, now)
-            self._lock.notify()
+            waiting = self._camera is None
+            if waiting:
+                if self._held is not None:
+                    self._stats['frames_without_camera_info'] += 1
+                self._held = (msg, now)
+                reason = self._camera_error or 'none received yet'
+            else:
+                if self._pending is not None:
+                    self._stats['frames_dropped'] += 1
+                self._pending = (msg, now)
+                self._lock.notify()
+        if waiting:
+            self._warn('no_camera_info', f"waiting for a usable camera_info on "
+                       f"'{self.resolve_topic_name('camera_info')}' ({reason}); keeping only the "
+                       f'newest frame for it (up to {HELD_FRAME_MAX_AGE_S:g} s)')
 
     def _count_transport_losses(self, info):
         """Count images a publisher sent that never reached this callback (caller holds the lock).
@@ -254,6 +269,19 @@ class PoseKpNode(Node):
                 self.tracker.reset()  # intrinsics changed: old poses no longer project right
             self._camera, self._camera_error = camera, None
             self._last_camera_time = time.monotonic()
+            self._expire_held(self._last_camera_time)
+            if self._held is not None:  # the first usable camera_info: nothing is pending yet
+                self._pending, self._held = self._held, None
+                self._lock.notify()
+
+    def _expire_held(self, now):
+        """Count the held image as without camera_info once older than HELD_FRAME_MAX_AGE_S.
+
+        The caller holds the lock; `now` is time.monotonic() seconds.
+        """
+        if self._held is not None and now - self._held[1] > HELD_FRAME_MAX_AGE_S:
+            self._held = None
+            self._stats['frames_without_camera_info'] += 1
 
     def _on_detections(self, msg):
         with self._lock:
@@ -277,13 +305,6 @@ class PoseKpNode(Node):
                 self._record_error(f'{type(error).__name__}: {error}')
 
     def _process(self, msg, received, camera):
-        if camera is None:
-            with self._lock:
-                self._stats['frames_without_camera_info'] += 1
-                reason = self._camera_error or 'none received yet'
-            self._warn('no_camera_info', f"waiting for a usable camera_info on "
-                       f"'{self.resolve_topic_name('camera_info')}' ({reason}); frames skipped")
-            return
         try:
             image = self._decode(msg)
         except ImageConversionError as error:
@@ -416,6 +437,7 @@ class PoseKpNode(Node):
     def _publish_diagnostics(self):
         now = time.monotonic()
         with self._lock:
+            self._expire_held(now)  # so that the counters account for every expired image
             stats = dict(self._stats)
             latencies = np.array(self._latencies_ms) if self._latencies_ms else np.zeros(0)
             camera_age = None if self._last_camera_time is None else now - self._last_camera_time

@@ -74,7 +74,8 @@ def test_missing_camera_info_warns_and_waits(start_node, run_driver, untrained_p
     assert int(diagnostics['frames_without_camera_info']) >= 1
     assert diagnostics['message'] == 'no usable camera_info'
     # A new camera: on a loaded machine the node may match its camera_info publisher a second
-    # or two after its image publisher (frames until then wait for intrinsics, counted).
+    # or two after its image publisher (frames until then are skipped and counted, except the
+    # newest, held for up to 1 s and processed when camera_info arrives).
     later = run_driver({'frames': 12, 'rate_hz': 4})
     assert len(later['detections']) >= 2  # camera_info arrives: the node starts answering
     code, output = node.stop()

@@ -7,6 +7,9 @@ Usage: camera_driver.py PLAN_JSON. The plan (all optional):
 With "boxes", each frame is followed by a vision_msgs/Detection2DArray on 'detections' holding
 the ground-truth box of the driller (its keypoints projected with the true pose, padded).
 "camera_info_after": N publishes camera_info only from frame N on (a late camera driver);
+"camera_info_after_images": S sends no camera_info with the frames: before them a zero-K one until
+the node's diagnostics count it as rejected (so the node is subscribed to it, without usable
+intrinsics), after them (and the last frame's period) one good camera_info S seconds later;
 "size_mismatch": [a, b] sends frames a..b-1 cropped to 320x240 while camera_info says 640x480;
 "compressed": true sends JPEG sensor_msgs/CompressedImage on 'camera/image/compressed' instead of
 raw images; "rate_hz" <= 0 sends as fast as possible; "image_pool": N cycles over the first N
@@ -72,6 +75,30 @@ def read_rgb(path):
     return cv2.imread(path, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
 
 
+def zero_camera_info(K, size, header):
+    """Return a CameraInfo of the right size whose K and P are all zero (an unusable one)."""
+    bad = camera_info_msg(K, size, header)
+    bad.k = [0.0] * 9
+    bad.p = [0.0] * 12
+    return bad
+
+
+def stamped_header(node):
+    """Return a header stamped now in the camera's optical frame."""
+    header = Image().header
+    header.stamp, header.frame_id = node.get_clock().now().to_msg(), 'camera_optical_frame'
+    return header
+
+
+def publish_until(node, publisher, make_msg, done, until):
+    """Publish make_msg(header) every 0.1 s, spinning `node`, until done() or monotonic `until`."""
+    while time.monotonic() < until and not done():
+        publisher.publish(make_msg(stamped_header(node)))
+        end = time.monotonic() + 0.1
+        while time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.02)
+
+
 def fault_messages(kind, image, K, size, header):
     """Return [(topic, message)] publishing one fault of `kind`."""
     good = numpy_to_image(image, 'rgb8', header)
@@ -95,10 +122,7 @@ def fault_messages(kind, image, K, size, header):
         bad.p = [float('nan')] * 12
         return [('camera_info', bad)]
     if kind == 'zero_camera_info':
-        bad = camera_info_msg(K, size, header)
-        bad.k = [0.0] * 9
-        bad.p = [0.0] * 12
-        return [('camera_info', bad)]
+        return [('camera_info', zero_camera_info(K, size, header))]
     if kind == 'wrong_size':
         return [('image', numpy_to_image(image[:240, :320].copy(), 'rgb8', header))]
     raise ValueError(f'unknown fault {kind}')
@@ -170,20 +194,23 @@ def main():
     pool = min(len(ground_truth), int(plan.get('image_pool', len(ground_truth))))
     mismatch = range(*plan.get('size_mismatch', [0, 0]))
     camera_info_after = int(plan.get('camera_info_after', 0))
-    if plan.get('camera_info', True) and camera_info_after == 0:
-        # On a loaded machine the node may match this camera_info publisher seconds after the
-        # image one (both are new): send camera_info alone until the node's diagnostics report
-        # one, so the first frames are not skipped for want of intrinsics.
-        until = min(deadline, time.monotonic() + 15.0)
-        while time.monotonic() < until and not (
-                got['diagnostics']
-                and got['diagnostics'][-1].get('camera_info_age_s', 'never') != 'never'):
-            header = Image().header
-            header.stamp, header.frame_id = node.get_clock().now().to_msg(), 'camera_optical_frame'
-            pubs['camera_info'].publish(camera_info_msg(K, size, header))
-            end = time.monotonic() + 0.1
-            while time.monotonic() < end:
-                rclpy.spin_once(node, timeout_sec=0.02)
+    after_images = plan.get('camera_info_after_images')
+
+    def diagnosed(key, value):
+        """Return True if the node's newest diagnostics report `key` other than `value`."""
+        return bool(got['diagnostics']) and got['diagnostics'][-1].get(key, value) != value
+
+    # On a loaded machine the node may match this camera_info publisher seconds after the image
+    # one (both are new): send camera_info alone until the node's diagnostics report one, so the
+    # first frames are not skipped for want of intrinsics (for the held-frame case: an unusable
+    # one, so that the good one sent after the frames is not lost before the match).
+    until = min(deadline, time.monotonic() + 15.0)
+    if after_images is not None:
+        publish_until(node, pubs['camera_info'], lambda h: zero_camera_info(K, size, h),
+                      lambda: diagnosed('camera_info_rejected', '0'), until)
+    elif plan.get('camera_info', True) and camera_info_after == 0:
+        publish_until(node, pubs['camera_info'], lambda h: camera_info_msg(K, size, h),
+                      lambda: diagnosed('camera_info_age_s', 'never'), until)
     sent = []
     faults = list(plan.get('faults', []))
     stop = []
@@ -206,10 +233,9 @@ def main():
         rate = float(plan.get('rate_hz', 10.0)) if index < frames else float(tail_rate)
         path, R, t = ground_truth[index % pool]
         image = read_rgb(str(path))
-        now = node.get_clock().now().to_msg()
-        header = Image().header
-        header.stamp, header.frame_id = now, 'camera_optical_frame'
-        if plan.get('camera_info', True) and index >= camera_info_after:
+        header = stamped_header(node)
+        now = header.stamp
+        if plan.get('camera_info', True) and after_images is None and index >= camera_info_after:
             publish('camera_info', camera_info_msg(K, size, header))
         if plan.get('boxes'):
             pubs['detections'].publish(ground_truth_detections(model, R, t, K, header))
@@ -229,9 +255,7 @@ def main():
             while time.monotonic() < answer_by and [now.sec, now.nanosec] not in [
                     d[:2] for d in got['detections']]:
                 rclpy.spin_once(node, timeout_sec=0.02)
-            fault_header = Image().header
-            fault_header.stamp = node.get_clock().now().to_msg()
-            fault_header.frame_id = 'camera_optical_frame'
+            fault_header = stamped_header(node)
             for topic, msg in fault_messages(kind, image, K, size, fault_header):
                 pubs[topic].publish(msg)
             if kind.endswith('camera_info'):  # a good camera_info follows, as from a driver
@@ -246,6 +270,11 @@ def main():
             rclpy.spin_once(node, timeout_sec=max(0.0, end - time.monotonic()))
         print('progress', json.dumps({'sent': len(sent), 'detections': len(got['detections'])}),
               flush=True)
+    if after_images is not None:
+        end = time.monotonic() + float(after_images)
+        while time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=max(0.0, end - time.monotonic()))
+        publish('camera_info', camera_info_msg(K, size, stamped_header(node)))
     settle = time.monotonic() + float(plan.get('settle_s', 3.0))
     while time.monotonic() < min(settle, deadline):
         rclpy.spin_once(node, timeout_sec=0.05)
