@@ -25,6 +25,7 @@ from tqdm import tqdm
 from pose_kp_ros.geometry.contour_alignment import (
     align_contour,
     image_gradients,
+    projected_origin,
     silhouette_contour,
 )
 from pose_kp_ros.geometry.object_model import ObjectModel
@@ -39,8 +40,8 @@ def ground_truth_scales(frames, surface, search_px):
     for _, path, K, R, t in tqdm(frames, desc='frames'):
         image = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         contour, normals = silhouette_contour(surface, R, t, K)
-        centre = K[:2, :2] @ (t[:2] / t[2]) + K[:2, 2]
-        scale, _ = align_contour(image_gradients(image), contour, normals, centre, search_px)
+        scale, _ = align_contour(image_gradients(image), contour, normals,
+                                 projected_origin(t, K), search_px)
         scales.append(scale if len(contour) else np.nan)
     return np.array(scales)
 

@@ -21,6 +21,7 @@ distorted positions of the contour points.
 import cv2
 import numpy as np
 
+from pose_kp_ros.geometry.camera import project_object_points
 from pose_kp_ros.geometry.distortion import distort_pixels, has_distortion
 
 HUBER_PX = 1.0
@@ -50,10 +51,9 @@ def silhouette_contour(surface_points, R, t, K):
     camera or too small.
     """
     empty = np.zeros((0, 2))
-    camera_points = np.asarray(surface_points) @ np.asarray(R).T + np.asarray(t)
-    if np.any(camera_points[:, 2] <= 1e-6):
+    uv = project_object_points(surface_points, R, t, K)
+    if uv is None:
         return empty, empty
-    uv = camera_points[:, :2] / camera_points[:, 2:3] * [K[0, 0], K[1, 1]] + K[:2, 2]
     low, high = uv.min(0), uv.max(0)
     zoom = CANVAS_PX / max(float((high - low).max()), 1e-6)
     origin = low - 4.0 / zoom  # 4 canvas pixels of border
@@ -129,10 +129,15 @@ def align_contour(gradients, contour, normals, centre, search_px, K=None, D=None
     return scale, shift
 
 
+def projected_origin(t, K):
+    """Return the pixel (2,) of the object origin at translation t (3,) metres (in front)."""
+    return project_object_points(np.zeros((1, 3)), np.eye(3), t, K)[0]
+
+
 def translation_from_alignment(t, K, scale, shift):
     """Return t (3,) metres moved to depth z / scale on the ray through the shifted origin."""
     t = np.asarray(t, dtype=np.float64)
-    centre = K[:2, :2] @ (t[:2] / t[2]) + K[:2, 2] + shift
+    centre = projected_origin(t, K) + shift
     ray = np.linalg.solve(K, np.array([centre[0], centre[1], 1.0]))
     return ray * (t[2] / scale)
 
@@ -144,9 +149,10 @@ def refine_translation(gradients, surface_points, R, t, K, search_px, D=None,
     A fit that changes the scale by more than `max_scale_change` (or is not finite) is rejected.
     """
     contour, normals = silhouette_contour(surface_points, R, t, K)
-    centre = K[:2, :2] @ (t[:2] / t[2]) + K[:2, 2]
-    scale, shift = align_contour(gradients, contour, normals, centre, search_px, K, D,
-                                 distortion_model)
+    if len(contour) == 0:  # behind the camera or too small
+        return np.asarray(t, dtype=np.float64).copy()
+    scale, shift = align_contour(gradients, contour, normals, projected_origin(t, K), search_px,
+                                 K, D, distortion_model)
     if not (np.isfinite(scale) and abs(scale - 1.0) <= max_scale_change
             and np.all(np.isfinite(shift))):
         return np.asarray(t, dtype=np.float64).copy()

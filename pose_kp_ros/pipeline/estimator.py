@@ -168,7 +168,7 @@ class ObjectRuntime:
         self.predictor = predictor
         self.max_instances = max_instances
         mesh = object_mesh(model)
-        self.outline = outline_points(model, mesh=mesh)
+        self.outline = mesh_outline_points(model, mesh)
         self.surface = None if mesh is None else surface_points(mesh)
 
     @property
@@ -203,13 +203,16 @@ def object_mesh(model):
     return mesh
 
 
-def outline_points(model, count=512, seed=0, mesh=None):
+def outline_points(model, count=512, seed=0):
     """Return (P, 3) metres of object points whose projection bounds the object's image box.
 
-    Mesh vertices (a fixed random subset) when the model has a readable mesh (`mesh`, else
-    loaded with `object_mesh`), else keypoints.
+    Mesh vertices (a fixed random subset) when the model has a readable mesh, else keypoints.
     """
-    mesh = object_mesh(model) if mesh is None else mesh
+    return mesh_outline_points(model, object_mesh(model), count, seed)
+
+
+def mesh_outline_points(model, mesh, count=512, seed=0):
+    """Return outline_points for a mesh already loaded by object_mesh (None: the keypoints)."""
     if mesh is None:
         return np.asarray(model.keypoints, dtype=np.float64)
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
