@@ -1,18 +1,18 @@
-"""Depth from the silhouette: align a pose's projected object outline with the image's edges.
+"""Pose from the silhouette: refine a keypoint pose so its mesh outline meets the image edges.
 
-Keypoints fix rotation and the sideways position well, but depth only through the spread of the
-keypoints, which a few pixels of error (or a network that shrinks its keypoints towards the
-object's centre, as ours does on real photos) turns into centimetres. The object's outline in the
-image measures that spread over hundreds of pixels. Given a fitted pose:
+Keypoints fix the pose only through a handful of points, each a few pixels off (and shrunk
+towards the object's centre by our network on real photos), which turns into centimetres of
+depth and degrees of rotation. The object's outline in the image measures the pose over
+hundreds of pixels. Given a fitted pose, Gauss-Newton steps (one per search range) each:
 
 1. project points sampled on the mesh surface, rasterise them on a small canvas and take the
-   outer contour: points (M, 2) on the silhouette and their outward normals;
-2. for each contour point, search along its normal for the strongest image edge (gradient
-   component along the normal), then fit by weighted least squares (Huber, `HUBER_PX`) a
-   scale s about the projected object origin and a shift d that move the contour onto the
-   edges; repeat with shrinking search ranges;
-3. move the object along the viewing ray through the shifted origin to depth z / s (an object
-   s times larger in the image is s times nearer; the rotation is kept).
+   outer contour: points on the silhouette, their outward normals and the surface point
+   behind each;
+2. search along each normal for the strongest image edge (gradient component along the
+   normal): a signed offset, weighted by edge strength and Huber (`HUBER_PX`);
+3. solve for the 6-DoF pose update that moves each surface point's projection along its
+   normal by its offset (point-to-line residuals), jointly with the keypoints' reprojection
+   residuals so the keypoints keep the pose where the outline is ambiguous or occluded.
 
 Pixels are pinhole pixels (undistorted); with lens distortion the edges are sampled at the
 distorted positions of the contour points.
@@ -20,9 +20,11 @@ distorted positions of the contour points.
 
 import cv2
 import numpy as np
+import torch
 
-from pose_kp_ros.geometry.camera import project_object_points
+from pose_kp_ros.geometry.camera import project_object_points, project_with_jacobian
 from pose_kp_ros.geometry.distortion import distort_pixels, has_distortion
+from pose_kp_ros.geometry.rotations import rotation_angle, so3_exp
 
 HUBER_PX = 1.0
 """Residuals beyond this many pixels are down-weighted (chosen on held-out renders)."""
@@ -44,16 +46,19 @@ def image_gradients(image_rgb, sigma_px=1.0):
 
 
 def silhouette_contour(surface_points, R, t, K):
-    """Return the silhouette's outer contour (M, 2) pixels and outward unit normals (M, 2).
+    """Return the silhouette's outer contour, its normals and the surface points behind it.
+
+    Returns contour (M, 2) pixels, outward unit normals (M, 2) and, for each contour point, the
+    index (M,) of a surface point projecting onto it.
 
     surface_points: (P, 3) metres, dense on the object's surface (object frame); R (3, 3),
-    t (3,) metres: the pose; K (3, 3). Returns two (0, 2) arrays when the object is behind the
+    t (3,) metres: the pose; K (3, 3). Returns empty arrays when the object is behind the
     camera or too small.
     """
     empty = np.zeros((0, 2))
     uv = project_object_points(surface_points, R, t, K)
     if uv is None:
-        return empty, empty
+        return empty, empty, np.zeros(0, int)
     low, high = uv.min(0), uv.max(0)
     zoom = CANVAS_PX / max(float((high - low).max()), 1e-6)
     origin = low - 4.0 / zoom  # 4 canvas pixels of border
@@ -61,14 +66,16 @@ def silhouette_contour(surface_points, R, t, K):
     canvas = np.zeros((size[1], size[0]), np.uint8)
     cells = np.rint((uv - origin) * zoom).astype(int)
     canvas[cells[:, 1], cells[:, 0]] = 255
+    owner = np.full(canvas.shape, -1, np.int64)
+    owner[cells[:, 1], cells[:, 0]] = np.arange(len(cells))
     canvas = cv2.morphologyEx(canvas, cv2.MORPH_CLOSE,
                               cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
     contours, _ = cv2.findContours(canvas, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     if not contours:
-        return empty, empty
+        return empty, empty, np.zeros(0, int)
     outline = max(contours, key=cv2.contourArea)[:, 0, :]
     if len(outline) < MIN_CONTOUR_POINTS:
-        return empty, empty
+        return empty, empty, np.zeros(0, int)
     filled = np.zeros(canvas.shape, np.float32)
     cv2.drawContours(filled, [outline[:, None, :]], -1, 1.0, -1)
     filled = cv2.GaussianBlur(filled, (0, 0), 1.5)
@@ -76,8 +83,27 @@ def silhouette_contour(surface_points, R, t, K):
     gy = cv2.Sobel(filled, cv2.CV_32F, 0, 1)[outline[:, 1], outline[:, 0]]
     normals = -np.stack([gx, gy], 1).astype(np.float64)
     length = np.linalg.norm(normals, axis=1)
-    keep = length > 1e-6
-    return outline[keep] / zoom + origin, normals[keep] / length[keep, None]
+    index = _nearest_owner(owner, outline)
+    keep = (length > 1e-6) & (index >= 0)
+    return outline[keep] / zoom + origin, normals[keep] / length[keep, None], index[keep]
+
+
+_NEIGHBOURS = sorted(((dx, dy) for dx in range(-3, 4) for dy in range(-3, 4)),
+                     key=lambda d: d[0] ** 2 + d[1] ** 2)
+
+
+def _nearest_owner(owner, cells):
+    """Return owner's value (M,) at the nearest cell (within 3) holding one (>= 0), else -1."""
+    height, width = owner.shape
+    found = np.full(len(cells), -1, np.int64)
+    for dx, dy in _NEIGHBOURS:
+        x = np.clip(cells[:, 0] + dx, 0, width - 1)
+        y = np.clip(cells[:, 1] + dy, 0, height - 1)
+        missing = found < 0
+        found[missing] = owner[y[missing], x[missing]]
+        if np.all(found >= 0):
+            break
+    return found
 
 
 def sample_bilinear(image, points):
@@ -91,69 +117,106 @@ def sample_bilinear(image, points):
     return values.reshape(-1)[:count]
 
 
-def align_contour(gradients, contour, normals, centre, search_px, K=None, D=None,
-                  distortion_model='plumb_bob'):
-    """Fit scale s about `centre` and shift d (2,) pixels moving the contour onto image edges.
+def edge_offsets(gradients, points, normals, reach, K=None, D=None, distortion_model='plumb_bob'):
+    """Return offsets (M,) pixels along the normals to the strongest edges, and weights (M,).
 
-    gradients: (gx, gy) of `image_gradients`; contour, normals: (M, 2) of `silhouette_contour`;
-    centre: (2,) pixels (the projected object origin); search_px: search half-ranges, pixels,
-    one least-squares step each. With lens distortion (K, D, model), edges are sampled at the
-    distorted contour positions. Returns (s, d); (1, 0) when the contour is too short.
+    The offset is the signed distance to the strongest edge within +-reach; the weight is the
+    edge strength (relative to the mean) times Huber (`HUBER_PX`).
+    points, normals: (M, 2) undistorted pixels and unit normals; with lens distortion (K, D,
+    model) the image is sampled at the distorted positions.
     """
-    scale, shift = 1.0, np.zeros(2)
-    if len(contour) < MIN_CONTOUR_POINTS:
-        return scale, shift
     gx, gy = gradients
-    relative = contour - centre
-    design = np.stack([np.sum(normals * relative, 1), normals[:, 0], normals[:, 1]], 1)
-    distorted = D is not None and has_distortion(D)
-    for reach in search_px:
-        offsets = np.arange(-reach, reach + 1e-9, _SEARCH_STEP_PX)
-        moved = centre + shift + scale * relative
-        samples = (moved[:, None, :] + offsets[None, :, None] * normals[:, None, :]).reshape(-1, 2)
-        if distorted:
-            samples = distort_pixels(samples, K, D, distortion_model)
-        along = np.abs(sample_bilinear(gx, samples) * np.repeat(normals[:, 0], len(offsets))
-                       + sample_bilinear(gy, samples) * np.repeat(normals[:, 1], len(offsets)))
-        along = along.reshape(len(contour), len(offsets))
-        best = along.argmax(1)
-        residual = offsets[best]
-        strength = along[np.arange(len(contour)), best]
-        weights = strength / max(float(strength.mean()), 1e-6)
-        weights *= np.minimum(1.0, HUBER_PX / np.maximum(np.abs(residual), 1e-9))
-        root = np.sqrt(weights)[:, None]
-        step, *_ = np.linalg.lstsq(design * root, residual * root[:, 0], rcond=None)
-        if not np.all(np.isfinite(step)):
-            break
-        scale, shift = scale + float(step[0]), shift + step[1:]
-    return scale, shift
+    offsets = np.arange(-reach, reach + 1e-9, _SEARCH_STEP_PX)
+    samples = (points[:, None, :] + offsets[None, :, None] * normals[:, None, :]).reshape(-1, 2)
+    if D is not None and has_distortion(D):
+        samples = distort_pixels(samples, K, D, distortion_model)
+    along = np.abs(sample_bilinear(gx, samples) * np.repeat(normals[:, 0], len(offsets))
+                   + sample_bilinear(gy, samples) * np.repeat(normals[:, 1], len(offsets)))
+    along = along.reshape(len(points), len(offsets))
+    best = along.argmax(1)
+    residual = offsets[best]
+    strength = along[np.arange(len(points)), best]
+    weights = strength / max(float(strength.mean()), 1e-6)
+    weights *= np.minimum(1.0, HUBER_PX / np.maximum(np.abs(residual), 1e-9))
+    return residual, weights
 
 
-def projected_origin(t, K):
-    """Return the pixel (2,) of the object origin at translation t (3,) metres (in front)."""
-    return project_object_points(np.zeros((1, 3)), np.eye(3), t, K)[0]
+def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
+                keypoint_points=None, keypoint_weights=None, contour_balance=10.0,
+                keypoint_huber_px=4.0, D=None, distortion_model='plumb_bob',
+                max_depth_change=0.15, max_rotation_change_deg=20.0):
+    """Return (R, t) refined jointly on the silhouette's edges and the keypoints (6 DoF).
 
+    Args:
+        gradients: (gx, gy) of `image_gradients`.
+        surface_points: (P, 3) metres on the object's surface (object frame).
+        R, t: (3, 3), (3,) metres: the starting pose; K: (3, 3).
+        search_px: edge search half-ranges, pixels, one Gauss-Newton step each.
+        keypoints: optional (N, 2) undistorted pixels, with keypoint_points (N, 3) metres
+            (the object's fitted keypoint shape) and keypoint_weights (N,) (the fit's weights).
+        contour_balance: the contour term's total weight over the keypoints' total weight.
+        keypoint_huber_px: Huber scale of the keypoint residuals, pixels.
+        D, distortion_model: lens distortion of the image (edges sampled where they are).
+        max_depth_change, max_rotation_change_deg: a refinement moving the depth by more than
+            this fraction, or the rotation by more than this, is rejected.
 
-def translation_from_alignment(t, K, scale, shift):
-    """Return t (3,) metres moved to depth z / scale on the ray through the shifted origin."""
-    t = np.asarray(t, dtype=np.float64)
-    centre = projected_origin(t, K) + shift
-    ray = np.linalg.solve(K, np.array([centre[0], centre[1], 1.0]))
-    return ray * (t[2] / scale)
-
-
-def refine_translation(gradients, surface_points, R, t, K, search_px, D=None,
-                       distortion_model='plumb_bob', max_scale_change=0.15):
-    """Return the pose's translation (3,) refined by contour alignment (t itself if it fails).
-
-    A fit that changes the scale by more than `max_scale_change` (or is not finite) is rejected.
+    Rotation updates on the left, in the camera frame (as in solve_pose). Returns the input
+    pose when the silhouette is unusable, the fit is not finite or it moves too far.
     """
-    contour, normals = silhouette_contour(surface_points, R, t, K)
-    if len(contour) == 0:  # behind the camera or too small
-        return np.asarray(t, dtype=np.float64).copy()
-    scale, shift = align_contour(gradients, contour, normals, projected_origin(t, K), search_px,
-                                 K, D, distortion_model)
-    if not (np.isfinite(scale) and abs(scale - 1.0) <= max_scale_change
-            and np.all(np.isfinite(shift))):
-        return np.asarray(t, dtype=np.float64).copy()
-    return translation_from_alignment(t, K, scale, shift)
+    R0, t0 = np.asarray(R, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    R, t = R0.copy(), t0.copy()
+    K = np.asarray(K, dtype=np.float64)
+    if keypoints is None or not np.sum(keypoint_weights) > 0:
+        keypoints, keypoint_points, keypoint_weights = np.zeros((0, 2)), np.zeros((0, 3)), []
+    keypoint_weights = np.asarray(keypoint_weights, dtype=np.float64)
+    for reach in search_px:
+        contour, normals, index = silhouette_contour(surface_points, R, t, K)
+        if len(contour) < MIN_CONTOUR_POINTS:
+            return R0, t0
+        offsets, contour_weights = edge_offsets(gradients, contour, normals, reach, K, D,
+                                                distortion_model)
+        _, jacobian, _ = _projection_jacobian(surface_points[index], R, t, K)
+        uv, keypoint_jacobian, in_front = _projection_jacobian(keypoint_points, R, t, K)
+        errors = np.where((keypoint_weights > 0)[:, None], keypoints - uv, 0.0)
+        huber = np.minimum(1.0, keypoint_huber_px
+                           / np.maximum(np.linalg.norm(errors, axis=1), 1e-9))
+        total = keypoint_weights.sum() if len(keypoint_weights) else 1.0
+        rows = np.concatenate([np.einsum('mi,mij->mj', normals, jacobian),
+                               keypoint_jacobian.reshape(-1, 6)])
+        targets = np.concatenate([offsets, errors.reshape(-1)])
+        weights = np.concatenate([
+            contour_weights * contour_balance * total / max(contour_weights.sum(), 1e-9),
+            np.repeat(keypoint_weights * huber * in_front, 2)])
+        weighted = rows * weights[:, None]
+        normal = weighted.T @ rows
+        try:
+            step = np.linalg.solve(normal + 1e-9 * np.trace(normal) * np.eye(6),
+                                   weighted.T @ targets)
+        except np.linalg.LinAlgError:  # no edges and no keypoints: nothing to fit
+            return R0, t0
+        if not np.all(np.isfinite(step)):
+            return R0, t0
+        R = so3_exp(torch.from_numpy(step[3:])).numpy() @ R
+        t = t + step[:3]
+    turned = float(rotation_angle(torch.from_numpy(R @ R0.T)))
+    if abs(t[2] / t0[2] - 1.0) > max_depth_change or np.degrees(turned) > max_rotation_change_deg:
+        return R0, t0
+    return R, t
+
+
+def _projection_jacobian(object_points, R, t, K):
+    """Return pixels (P, 2), d uv / d (t, w) (P, 2, 6) and in-front flags (P,).
+
+    Object points (P, 3) metres at pose R, t; the update is R <- exp(w) R, t <- t + dt.
+    """
+    rotated = object_points @ R.T
+    uv, jacobian, in_front = project_with_jacobian(torch.from_numpy(rotated + t),
+                                                   torch.from_numpy(K))
+    jacobian = jacobian.numpy()  # (P, 2, 3) d uv / d X
+    minus_cross = np.zeros((len(rotated), 3, 3))  # d X / d w = -[R p]_x
+    x, y, z = rotated.T
+    minus_cross[:, 0, 1], minus_cross[:, 0, 2] = z, -y
+    minus_cross[:, 1, 0], minus_cross[:, 1, 2] = -z, x
+    minus_cross[:, 2, 0], minus_cross[:, 2, 1] = y, -x
+    return (uv.numpy(), np.concatenate([jacobian, jacobian @ minus_cross], axis=2),
+            in_front.numpy())

@@ -230,7 +230,7 @@ def _fields(result):
 def _prepare(uv, conf, K, model, min_confidence, confidence_power, robust, robust_scale_px,
              shape_prior_weight, dtype, device):
     """Sanitise inputs into a _Problem and return it with ok (B,): solvable at all."""
-    used = torch.isfinite(uv).all(-1) & torch.isfinite(conf) & (conf > min_confidence)
+    used = _usable(uv, conf, min_confidence)
     K_ok = intrinsics_ok(K)
     K = torch.where(K_ok[:, None, None], K, torch.eye(3, dtype=dtype, device=device))
     mean = torch.as_tensor(model.keypoints, dtype=dtype, device=device)
@@ -238,12 +238,25 @@ def _prepare(uv, conf, K, model, min_confidence, confidence_power, robust, robus
     prior = shape_prior_weight / torch.as_tensor(model.prior_scale, dtype=dtype,
                                                  device=device) ** 2
     problem = _Problem(uv=torch.where(used[..., None], uv, 0.0),
-                       weight=torch.where(used, conf, 0.0) ** float(confidence_power),
+                       weight=fit_weights(uv, conf, min_confidence, confidence_power),
                        used=used, K=K, mean=mean,
                        basis=basis, basis_t=basis.permute(1, 2, 0), prior=prior,
                        robust=robust, robust_scale_px=float(robust_scale_px))
     count = used.sum(-1)
     return problem, K_ok & (count >= 4) & ~_collinear(mean, used)
+
+
+def _usable(uv, conf, min_confidence):
+    """Return (..., N) True for keypoints the fit uses: finite, confidence > min_confidence."""
+    return torch.isfinite(uv).all(-1) & torch.isfinite(conf) & (conf > min_confidence)
+
+
+def fit_weights(uv, conf, min_confidence=0.0, confidence_power=1.0):
+    """Return the fit's keypoint weights (..., N): conf ** confidence_power, 0 where unused.
+
+    uv (..., N, 2) pixels and conf (..., N) as tensors (float64 recommended).
+    """
+    return torch.where(_usable(uv, conf, min_confidence), conf, 0.0) ** float(confidence_power)
 
 
 def _collinear(points, used):

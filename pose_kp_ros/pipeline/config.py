@@ -19,12 +19,14 @@ solver:                           # options of pose_kp_ros.solve_pose
 refine_iou_below: 0.8             # re-crop around the fitted pose when its box overlaps the crop
                                   # box less than this (0 disables the second pass)
 search_candidates: 3              # detector boxes cropped per instance
-contour_search_px: [6, 4, 2]      # depth from the silhouette: edge search half-ranges, pixels,
-                                  # one alignment step each ([] disables; needs the object mesh)
+contour_search_px: [6, 4, 2, 2, 1]  # pose refined on the silhouette's edges: edge search half-
+                                  # ranges, pixels, one step each ([] disables; needs the mesh)
+contour_balance: 10.0             # weight of the silhouette term over the keypoints' in that fit
 ```
 """
 
 from dataclasses import dataclass, field, replace
+import math
 from pathlib import Path
 import re
 
@@ -93,7 +95,8 @@ class PipelineConfig:
     solver: dict = field(default_factory=dict)
     refine_iou_below: float = 0.8
     search_candidates: int = 3
-    contour_search_px: tuple = (6.0, 4.0, 2.0)
+    contour_search_px: tuple = (6.0, 4.0, 2.0, 2.0, 1.0)
+    contour_balance: float = 10.0
     source: Path = None
 
     @classmethod
@@ -121,7 +124,7 @@ class PipelineConfig:
             raise PipelineConfigError(f'{where}: {field_name}: {message}')
 
         known = {'device', 'objects', 'detector', 'thresholds', 'solver', 'refine_iou_below',
-                 'search_candidates', 'contour_search_px'}
+                 'search_candidates', 'contour_search_px', 'contour_balance'}
         unknown = sorted(set(data) - known, key=str)
         if unknown:
             fail(key_text(unknown[0]), f'unknown field (known: {", ".join(sorted(known))})')
@@ -174,17 +177,22 @@ class PipelineConfig:
         candidates = data.get('search_candidates', 3)
         if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
             fail('search_candidates', f'expected an integer >= 1, got {candidates!r}')
-        contour = data.get('contour_search_px', [6.0, 4.0, 2.0])
+        contour = data.get('contour_search_px', list(cls.contour_search_px))
         if not isinstance(contour, list) or any(
                 isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 50
                 for v in contour):
             fail('contour_search_px', 'expected a list of pixel ranges in (0, 50] ([] disables), '
                  f'got {contour!r}')
+        balance = data.get('contour_balance', cls.contour_balance)
+        if isinstance(balance, bool) or not isinstance(balance, (int, float)) \
+                or not 0 < balance < math.inf:
+            fail('contour_balance', f'expected a number > 0, got {balance!r}')
         return cls(objects=tuple(objects),
                    detector_path=_resolve(base, detector) if detector else None,
                    device=device, thresholds=limits, solver=dict(solver),
                    refine_iou_below=float(refine), search_candidates=candidates,
-                   contour_search_px=tuple(float(v) for v in contour), source=source)
+                   contour_search_px=tuple(float(v) for v in contour),
+                   contour_balance=float(balance), source=source)
 
     def check_files(self):
         """Raise PipelineConfigError naming the field of the first file that does not exist."""

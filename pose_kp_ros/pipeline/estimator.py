@@ -9,8 +9,8 @@ Per frame: crop requests (given boxes, boxes from previous poses, or the detecto
 search) -> one batched network forward per object model -> keypoints in image pixels
 (undistorted when the camera has distortion) -> one batched confidence-weighted pose fit per
 object, warm-started where a previous pose is given -> optional second pass re-cropped around
-the fitted pose -> acceptance thresholds -> duplicates removed -> depth (and sideways position)
-refined by aligning the mesh silhouette with the image edges (`contour_search_px`,
+the fitted pose -> acceptance thresholds -> duplicates removed -> 6-DoF pose refined jointly on
+the mesh silhouette's image edges and the keypoints (`contour_search_px`, `contour_balance`;
 pose_kp_ros.geometry.contour_alignment).
 """
 
@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from pose_kp_ros.geometry.camera import project_object_points
-from pose_kp_ros.geometry.contour_alignment import image_gradients, refine_translation
+from pose_kp_ros.geometry.contour_alignment import image_gradients, refine_pose
 from pose_kp_ros.geometry.distortion import has_distortion, undistort_pixels
 from pose_kp_ros.geometry.object_model import ObjectModel, ObjectModelError
-from pose_kp_ros.geometry.solver import PoseResult, solve_pose
+from pose_kp_ros.geometry.solver import PoseResult, fit_weights, solve_pose
 from pose_kp_ros.network.predictor import KeypointPredictor
 from pose_kp_ros.pipeline.config import (
     DEVICE_PATTERN,
@@ -234,7 +234,8 @@ class KeypointPoseEstimator:
 
     def __init__(self, objects, detector=None, thresholds=None, solver_options=None,
                  refine_iou_below=0.8, device='cpu', search_candidates=3,
-                 contour_search_px=(6.0, 4.0, 2.0)):
+                 contour_search_px=PipelineConfig.contour_search_px,
+                 contour_balance=PipelineConfig.contour_balance):
         self.objects = {runtime.name: runtime for runtime in objects}
         self.detector = detector
         self.thresholds = (thresholds or Thresholds()).validated()
@@ -242,6 +243,7 @@ class KeypointPoseEstimator:
         self.refine_iou_below = float(refine_iou_below)
         self.search_candidates = int(search_candidates)
         self.contour_search_px = tuple(contour_search_px)
+        self.contour_balance = float(contour_balance)
         self.device = device
 
     @classmethod
@@ -276,7 +278,7 @@ class KeypointPoseEstimator:
                                                 device=torch_device)
         return cls(runtimes, detector, config.thresholds, config.solver,
                    config.refine_iou_below, torch_device, config.search_candidates,
-                   config.contour_search_px)
+                   config.contour_search_px, config.contour_balance)
 
     @property
     def object_names(self):
@@ -352,7 +354,7 @@ class KeypointPoseEstimator:
         return self._align_to_silhouettes(image_rgb, K, poses, D, distortion_model)
 
     def _align_to_silhouettes(self, image_rgb, K, poses, D, distortion_model):
-        """Return the poses with t refined by silhouette-to-edge alignment (where possible)."""
+        """Return the poses refined on the image edges of their silhouettes (where possible)."""
         gradients, aligned = None, []
         for pose in poses:
             surface = self.objects[pose.object_name].surface
@@ -360,9 +362,20 @@ class KeypointPoseEstimator:
                 aligned.append(pose)
                 continue
             gradients = gradients or image_gradients(image_rgb)
-            t = refine_translation(gradients, surface, pose.R, pose.t, K,
-                                   self.contour_search_px, D, distortion_model)
-            aligned.append(replace(pose, t=t, result=replace(pose.result, t=t)))
+            measured = pose.keypoints
+            if D is not None and has_distortion(D):
+                measured = undistort_pixels(measured, K, D, distortion_model)
+            weights = fit_weights(
+                torch.from_numpy(measured), torch.from_numpy(pose.confidences),
+                self.thresholds.min_keypoint_confidence,
+                self.solver_options.get('confidence_power', 1.0)).numpy()
+            model = self.objects[pose.object_name].model
+            R, t = refine_pose(gradients, surface, pose.R, pose.t, K, self.contour_search_px,
+                               measured, model.shape(pose.result.coeffs), weights,
+                               self.contour_balance,
+                               self.solver_options.get('robust_scale_px', 4.0), D,
+                               distortion_model)
+            aligned.append(replace(pose, R=R, t=t, result=replace(pose.result, R=R, t=t)))
         return aligned
 
     def _estimate_object(self, runtime, image_rgb, K, requests, D, distortion_model):

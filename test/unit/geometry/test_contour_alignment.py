@@ -1,4 +1,7 @@
-"""Silhouette-to-edge alignment recovers depth and sideways position; distortion round trip."""
+"""Silhouette-to-edge pose refinement recovers depth, position and rotation; distortion trip.
+
+The refinement is tested alone and jointly with keypoints.
+"""
 
 import cv2
 import numpy as np
@@ -8,7 +11,7 @@ import trimesh
 
 from pose_kp_ros.geometry.contour_alignment import (
     image_gradients,
-    refine_translation,
+    refine_pose,
     silhouette_contour,
 )
 from pose_kp_ros.geometry.distortion import distort_pixels, undistort_pixels
@@ -39,46 +42,87 @@ def box_image(R, t, D=None, model='plumb_bob', supersampling=8):
     return np.repeat((60 + 130 * mask)[:, :, None], 3, axis=2).astype(np.uint8)
 
 
-def test_contour_lies_on_the_silhouette_with_outward_normals():
-    contour, normals = silhouette_contour(SURFACE, R_TRUE, T_TRUE, K)
+SEARCH_PX = (6.0, 4.0, 2.0, 2.0, 1.0)
+KEYPOINTS_3D = np.asarray(BOX.vertices)  # the box's corners as keypoints
+
+
+def rotation_error_deg(R):
+    """Return the angle between R and R_TRUE, degrees."""
+    return np.degrees(Rotation.from_matrix(R @ R_TRUE.T).magnitude())
+
+
+def perturbed_rotation(degrees, axis=(0.3, -0.8, 0.5)):
+    """Return R_TRUE turned by `degrees` about `axis` (camera frame)."""
+    axis = np.asarray(axis) / np.linalg.norm(axis)
+    return Rotation.from_rotvec(np.radians(degrees) * axis).as_matrix() @ R_TRUE
+
+
+def test_contour_lies_on_the_silhouette_with_outward_normals_and_surface_points():
+    contour, normals, index = silhouette_contour(SURFACE, R_TRUE, T_TRUE, K)
     image = box_image(R_TRUE, T_TRUE)[:, :, 0].astype(np.float32)
-    assert len(contour) > 100
+    assert len(contour) > 100 and normals.shape == contour.shape and index.shape == (len(contour),)
     inside = cv2.remap(image, *(contour - 1.5 * normals).T.astype(np.float32)[:, None],
                        cv2.INTER_LINEAR)
     outside = cv2.remap(image, *(contour + 1.5 * normals).T.astype(np.float32)[:, None],
                         cv2.INTER_LINEAR)
     assert np.median(inside) > 150 and np.median(outside) < 100
+    behind = (SURFACE[index] @ R_TRUE.T + T_TRUE) @ K.T
+    distance = np.linalg.norm(behind[:, :2] / behind[:, 2:] - contour, axis=1)
+    assert np.percentile(distance, 95) < 2.0  # each contour point's surface point projects there
 
 
 def test_contour_is_empty_behind_the_camera():
-    contour, normals = silhouette_contour(SURFACE, R_TRUE, -T_TRUE, K)
-    assert contour.shape == (0, 2) and normals.shape == (0, 2)
+    contour, normals, index = silhouette_contour(SURFACE, R_TRUE, -T_TRUE, K)
+    assert contour.shape == (0, 2) and normals.shape == (0, 2) and index.shape == (0,)
 
 
-@pytest.mark.parametrize('depth_factor, shift_m', [(1.04, (0.0, 0.0)), (0.96, (0.004, -0.003)),
-                                                   (1.0, (-0.005, 0.0))])
-def test_alignment_recovers_depth_and_sideways_position(depth_factor, shift_m):
-    start = T_TRUE * depth_factor + np.array([*shift_m, 0.0])
-    refined = refine_translation(image_gradients(box_image(R_TRUE, T_TRUE)), SURFACE, R_TRUE,
-                                 start, K, (6.0, 4.0, 2.0))
-    assert abs(refined[2] / T_TRUE[2] - 1.0) < 0.005
-    assert np.linalg.norm(refined[:2] - T_TRUE[:2]) < 0.002
-    assert np.linalg.norm(refined - T_TRUE) < 0.25 * np.linalg.norm(start - T_TRUE) + 1e-3
+@pytest.mark.parametrize('depth_factor, shift_m, degrees', [
+    (1.04, (0.0, 0.0), 0.0), (0.96, (0.004, -0.003), 0.0), (1.0, (-0.005, 0.0), 0.0),
+    (1.0, (0.0, 0.0), 4.0), (1.03, (0.003, 0.0), -3.0)])
+def test_silhouette_alone_recovers_depth_position_and_rotation(depth_factor, shift_m, degrees):
+    start_R = perturbed_rotation(degrees)
+    start_t = T_TRUE * depth_factor + np.array([*shift_m, 0.0])
+    R, t = refine_pose(image_gradients(box_image(R_TRUE, T_TRUE)), SURFACE, start_R, start_t,
+                       K, SEARCH_PX)
+    assert abs(t[2] / T_TRUE[2] - 1.0) < 0.005
+    assert np.linalg.norm(t[:2] - T_TRUE[:2]) < 0.002
+    assert rotation_error_deg(R) < 1.0
 
 
-def test_alignment_with_lens_distortion_samples_the_distorted_image():
+def test_joint_fit_with_keypoints_recovers_the_pose():
+    rng = np.random.default_rng(3)
+    camera = KEYPOINTS_3D @ R_TRUE.T + T_TRUE
+    keypoints = camera[:, :2] / camera[:, 2:] @ K[:2, :2].T + K[:2, 2]
+    keypoints += rng.normal(scale=1.5, size=keypoints.shape)  # a network's few pixels of error
+    R, t = refine_pose(image_gradients(box_image(R_TRUE, T_TRUE)), SURFACE,
+                       perturbed_rotation(3.0), T_TRUE * 1.04, K, SEARCH_PX, keypoints,
+                       KEYPOINTS_3D, np.ones(len(keypoints)), contour_balance=10.0)
+    assert abs(t[2] / T_TRUE[2] - 1.0) < 0.01
+    assert rotation_error_deg(R) < 1.5
+
+
+def test_refinement_with_lens_distortion_samples_the_distorted_image():
     D = np.array([-0.25, 0.08, 0.001, -0.001, 0.0])
-    start = T_TRUE * 1.04
-    refined = refine_translation(image_gradients(box_image(R_TRUE, T_TRUE, D)), SURFACE,
-                                 R_TRUE, start, K, (6.0, 4.0, 2.0), D, 'plumb_bob')
-    assert abs(refined[2] / T_TRUE[2] - 1.0) < 0.005
+    R, t = refine_pose(image_gradients(box_image(R_TRUE, T_TRUE, D)), SURFACE,
+                       perturbed_rotation(2.0), T_TRUE * 1.04, K, SEARCH_PX, D=D,
+                       distortion_model='plumb_bob')
+    assert abs(t[2] / T_TRUE[2] - 1.0) < 0.005
+    assert rotation_error_deg(R) < 1.0
 
 
 def test_featureless_image_leaves_the_pose_alone():
     flat = np.full((480, 640, 3), 90, np.uint8)
-    start = T_TRUE * 1.03
-    refined = refine_translation(image_gradients(flat), SURFACE, R_TRUE, start, K, (6.0, 4.0))
-    np.testing.assert_allclose(refined, start, atol=1e-6)
+    start_R, start_t = perturbed_rotation(2.0), T_TRUE * 1.03
+    R, t = refine_pose(image_gradients(flat), SURFACE, start_R, start_t, K, SEARCH_PX)
+    np.testing.assert_allclose(t, start_t, atol=1e-9)
+    np.testing.assert_allclose(R, start_R, atol=1e-9)
+
+
+def test_a_refinement_moving_too_far_is_rejected():
+    far = T_TRUE * 1.04
+    R, t = refine_pose(image_gradients(box_image(R_TRUE, T_TRUE)), SURFACE, R_TRUE, far, K,
+                       SEARCH_PX, max_depth_change=0.01)
+    np.testing.assert_allclose(t, far, atol=1e-12)
 
 
 @pytest.mark.parametrize('model, D', [

@@ -246,6 +246,8 @@ CASES = [
     Case('contour-range', 'contour_search_px given as one number', _set('contour_search_px', 6),
          'pipeline', 'contour_search_px: expected a list of pixel ranges in (0, 50] '
          '([] disables), got 6'),
+    Case('contour-balance', 'contour_balance 0', _set('contour_balance', 0), 'pipeline',
+         'contour_balance: expected a number > 0, got 0'),
     Case('detector-not-path', 'detector given as a number', _set('detector', 5), 'pipeline',
          'detector: expected a file path, got 5'),
     Case('object-file-missing', 'relative object path that does not exist',
