@@ -56,8 +56,12 @@ def project_object_points(points, R, t, K):
 
     Returns None when any point is at or behind the camera (Z <= MIN_DEPTH_M).
     """
-    camera = np.asarray(points, dtype=np.float64) @ np.asarray(R).T + np.asarray(t)
-    if not np.all(camera[:, 2] > MIN_DEPTH_M):
+    # Coordinates as rows (3, P): one BLAS product, then per-coordinate arithmetic (fast for
+    # the silhouette's tens of thousands of points).
+    x, y, z = (np.asarray(R, dtype=np.float64) @ np.asarray(points, dtype=np.float64).T
+               + np.asarray(t, dtype=np.float64).reshape(3, 1))
+    if not np.all(z > MIN_DEPTH_M):
         return None
     K = np.asarray(K, dtype=np.float64)
-    return camera[:, :2] / camera[:, 2:] @ K[:2, :2].T + K[:2, 2]
+    x, y = x / z, y / z
+    return np.stack([K[0, 0] * x + K[0, 1] * y + K[0, 2], K[1, 0] * x + K[1, 1] * y + K[1, 2]], 1)
