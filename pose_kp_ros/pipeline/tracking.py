@@ -5,11 +5,14 @@ Rules (all parameters of `TrackingConfig`):
 - given boxes (e.g. a detection topic) that overlap no track's box start new requests;
 - the detector's full-image search runs for an object when it has fewer live tracks (tracks
   whose last frame gave a pose) than its `max_instances` and no given boxes, at most every
-  `search_interval` frames, and always on the frame after a track missed;
+  `search_interval` frames, and always on the frame after a track missed (unless a new track
+  took its place);
 - while every track is live the search still runs every `verify_interval` frames (0: never):
   its crops compete with the tracks' crops and the estimator keeps the better-scoring of two
   poses of one instance, so a track that drifted onto a wrong pose is replaced by a fresh one;
 - a track that yields no accepted pose for more than `max_misses` consecutive frames is dropped;
+- an object keeps at most `max_instances` tracks (live ones first, then the longest-lived): a
+  new track replaces one that lost its instance, and no stale track keeps asking for crops;
 - a pose within 0.3 diameter of a track's pose continues that track (same id), others start new
   tracks; track ids grow per object and are never reused.
 """
@@ -159,9 +162,19 @@ class PoseTracker:
             match.pose, match.misses, match.hits = pose, 0, match.hits + 1
             continued.add((match.object_name, match.track_id))
             tracked.append(TrackedPose(match.track_id, pose))
+        missed = set()
         for track in self.tracks:
             if (track.object_name, track.track_id) not in continued:
                 track.misses += 1
-                self._lost.add(track.object_name)
-        self.tracks = [t for t in self.tracks if t.misses <= self.config.max_misses]
+                missed.add(track.object_name)
+        kept = []
+        for name, runtime in self.estimator.objects.items():
+            mine = [t for t in self.tracks if t.object_name == name
+                    and t.misses <= self.config.max_misses]
+            mine.sort(key=lambda t: (t.misses, -t.hits))  # live first, then the longest-lived
+            kept += mine[:runtime.max_instances]
+            live = sum(1 for t in mine if t.misses == 0)
+            if name in missed and live < runtime.max_instances:
+                self._lost.add(name)  # search next frame (a track replaced by a new one: no)
+        self.tracks = kept
         return tracked

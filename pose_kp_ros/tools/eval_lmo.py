@@ -1,7 +1,8 @@
 """`pose-kp eval-lmo`: the whole image pipeline on the 200 real LM-O photos, against ground truth.
 
     pose-kp eval-lmo --object driller [--pipeline-config models/driller/pipeline.yaml]
-                     [--boxes detector|ground-truth] [--tracking] [--frames N] [--device cpu]
+                     [--boxes detector|ground-truth] [--tracking [--verify-interval N]]
+                     [--frames N] [--device cpu]
                      [--dataset DIR]
 
 Runs find (the pipeline's detector, or ground-truth boxes to isolate keypoints + solver), crop,
@@ -34,7 +35,7 @@ from pose_kp_ros.pipeline.evaluation import (
     write_results,
 )
 from pose_kp_ros.pipeline.overlay import draw_pose, mosaic
-from pose_kp_ros.pipeline.tracking import PoseTracker
+from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
 
 LMO_OBJECT_IDS = {'ape': 1, 'can': 5, 'cat': 6, 'driller': 8, 'duck': 9, 'eggbox': 10,
                   'glue': 11, 'holepuncher': 12}
@@ -50,6 +51,9 @@ def parse_args(argv):
                         help='where crops come from (ground-truth: isolates keypoints + solver)')
     parser.add_argument('--tracking', action='store_true',
                         help='treat the frames as a video (warm starts, track crops)')
+    parser.add_argument('--verify-interval', type=int, default=TrackingConfig.verify_interval,
+                        help='with --tracking: full-image search every N frames while the '
+                             'object is tracked (0: never; the node parameter verify_interval)')
     parser.add_argument('--frames', type=int, default=0, help='evaluate the first N (0: all)')
     parser.add_argument('--device', default=None, help='override the config device')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads (default 1)')
@@ -103,7 +107,9 @@ def main(argv=None):
         return 2
     if args.frames:
         frames = frames[:args.frames]
-    tracker = PoseTracker(estimator) if args.tracking else None
+    tracker = None
+    if args.tracking:
+        tracker = PoseTracker(estimator, TrackingConfig(verify_interval=args.verify_interval))
     results, overlays = [], []
     show_every = max(1, len(frames) // max(1, args.mosaic_frames))
     for index, (name, path, K, R_gt, t_gt) in enumerate(tqdm(frames,
@@ -132,6 +138,7 @@ def main(argv=None):
             overlays.append(overlay)
     summary = summarize(results, model.diameter)
     summary.update({'object': args.object, 'boxes': args.boxes, 'tracking': args.tracking,
+                    'verify_interval': args.verify_interval if args.tracking else None,
                     'frames_source': args.dataset or 'LM-O test photos',
                     'pipeline_config': str(config), 'device': str(estimator.device),
                     'threads': args.threads})

@@ -407,3 +407,31 @@ def test_verify_interval_spaces_searches_while_tracked():
     assert detector.calls == 3  # frames 0 (no track yet), 3 and 6
     with pytest.raises(ValueError, match='verify_interval'):
         TrackingConfig(verify_interval=-1).validated()
+
+
+class CropLimitedPredictor(CropBiasedPredictor):
+    """Finds nothing (confidence 0) in crops whose centre is more than 40 px off the object."""
+
+    def predict(self, image_rgb, boxes_xyxy):
+        prediction = super().predict(image_rgb, boxes_xyxy)
+        truth = true_box(self.model, self.R, self.t)
+        for i, box in enumerate(np.asarray(boxes_xyxy)):
+            if np.linalg.norm((box[:2] + box[2:]) / 2 - (truth[:2] + truth[2:]) / 2) > 40:
+                prediction.confidence[i] = 0.0
+        return prediction
+
+
+def test_a_new_track_replaces_a_lost_one_beyond_max_instances():
+    model = make_model()
+    R, t = ground_truth()
+    predictor = CropLimitedPredictor(model, R, t)
+    estimator = estimator_with(predictor, model, detector=OracleDetector(predictor),
+                               refine_iou_below=0.0)
+    tracker = PoseTracker(estimator, TrackingConfig(max_misses=5, verify_interval=0))
+    assert [p.track_id for p in tracker.update(IMAGE, K)] == [0]
+    predictor.t = t + np.array([0.15, 0.0, 0.0])  # the object jumps out of the track's crop
+    assert tracker.update(IMAGE, K) == []  # track 0 misses; the search comes next frame
+    assert [p.track_id for p in tracker.update(IMAGE, K)] == [1]
+    assert [track.track_id for track in tracker.tracks] == [1]  # max_instances 1: track 0 goes
+    tracker.update(IMAGE, K)
+    assert len(predictor.boxes) == 1  # only the live track asks for a crop
