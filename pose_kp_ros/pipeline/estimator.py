@@ -159,8 +159,8 @@ def valid_box(box, width, height, min_side_px=8.0, max_side_factor=4.0):
 class ObjectRuntime:
     """An object model with its keypoint network, outline points (crop boxes) and surface points.
 
-    `surface` is (P, 3) metres sampled on the mesh for the silhouette alignment, or None when
-    the model has no usable mesh (poses are then not aligned).
+    `surface` is (P, 3) metres sampled on the mesh for the silhouette refinement, or None when
+    the model has no usable mesh (poses are then not refined).
     """
 
     def __init__(self, model, predictor, max_instances=1):
@@ -190,7 +190,7 @@ def object_mesh(model):
         mesh = load_mesh(model.resolve_mesh_path(), model.mesh_scale)
     except Exception as error:  # a missing mesh degrades crops and depth, not the pipeline
         LOGGER.warning('%s: mesh %s unusable (%s): crop boxes from keypoints, no silhouette '
-                       'alignment', model.name, model.mesh_path, error)
+                       'refinement', model.name, model.mesh_path, error)
         return None
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     # The bounding box diagonal lies between the diameter and sqrt(3) times it.
@@ -351,9 +351,9 @@ class KeypointPoseEstimator:
                 found = self._estimate_object(runtime, image_rgb, K, mine, D, distortion_model)
                 poses.extend(_suppress_duplicates(found, runtime.model.diameter,
                                                   runtime.max_instances))
-        return self._align_to_silhouettes(image_rgb, K, poses, D, distortion_model)
+        return self._refine_on_silhouettes(image_rgb, K, poses, D, distortion_model)
 
-    def _align_to_silhouettes(self, image_rgb, K, poses, D, distortion_model):
+    def _refine_on_silhouettes(self, image_rgb, K, poses, D, distortion_model):
         """Return the poses refined on the image edges of their silhouettes (where possible)."""
         gradients, aligned = None, []
         for pose in poses:
