@@ -57,7 +57,7 @@ def lmo_records(object_name):
     outline = outline_points(model)
     _, (width, height) = lmo_camera()
     records = []
-    for _, path, K, R, t in lmo_frames(object_name):
+    for _, path, K, R, t, _ in lmo_frames(object_name):
         uv = project_object_points(model.keypoints, R, t, K)  # ground truth: in front
         inside = (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
         records.append(SimpleNamespace(image=str(path),

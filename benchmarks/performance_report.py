@@ -73,7 +73,30 @@ def accuracy_section(results):
             f"{number(summary['runtime_p95_ms'], 0)} ms | `{command}` |")
     lines += ['', 'Per-frame CSV/JSON, accuracy-vs-threshold plots and overlay mosaics are '
               'written next to each summary in `results/eval_lmo/`.', '']
-    return lines
+    return lines + visibility_lines(results)
+
+
+def visibility_lines(results):
+    """Return the renders' ADD accuracy by visible fraction (the renders annotate it)."""
+    lines = []
+    for stem, source, boxes, _ in EVAL_ROWS:
+        summary = read(results / 'eval_lmo' / f'{stem}_summary.json')
+        parts = (summary or {}).get('by_visible_fraction') or []
+        if not parts:
+            continue
+        if not lines:
+            ranges = [f'{p["visible_fraction"][0]:.0%}-{p["visible_fraction"][1]:.0%}'
+                      for p in parts]
+            lines = ['ADD < 0.1 d by the fraction of the object that is visible (frames with '
+                     'a pose / all frames in the range; the LM-O photos carry no visibility '
+                     'annotation here):', '',
+                     '| images | crops from | ' + ' | '.join(f'{r} visible' for r in ranges)
+                     + ' |', '|---|---|' + '---|' * len(parts)]
+        lines.append(f'| {source} | {boxes} | ' + ' | '.join(
+            f"{number(p['add_0.1d_accuracy'], 1, 100, '%')} (found "
+            f"{number(p['detection_rate'], 0, 100, '%')}, {p['frames']} frames)" for p in parts)
+            + ' |')
+    return lines + [''] if lines else []
 
 
 def node_section(results):

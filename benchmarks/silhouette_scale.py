@@ -37,7 +37,7 @@ def ground_truth_drift(frames, surface, search_px):
     Each refinement starts at the frame's ground-truth pose (a rejected one gives 1 and 0).
     """
     ratios, degrees = [], []
-    for _, path, K, R, t in tqdm(frames, desc='frames'):
+    for _, path, K, R, t, _ in tqdm(frames, desc='frames'):
         image = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         refined_R, refined_t = refine_pose(image_gradients(image), surface, R, t, K, search_px)
         ratios.append(refined_t[2] / t[2])

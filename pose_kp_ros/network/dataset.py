@@ -51,6 +51,7 @@ class InstanceRecord:
         visibility: (N,) 2 visible, 1 occluded inside the image, 0 outside.
         K, R, t: the image's intrinsics (3, 3) pixels and the instance's object-to-camera pose
             (3, 3), (3,) metres, when the annotation has them (evaluation), else None.
+        visible_fraction: fraction of the object's silhouette that is visible, when annotated.
     """
 
     image: str
@@ -61,6 +62,7 @@ class InstanceRecord:
     K: tuple = None
     R: tuple = None
     t: tuple = None
+    visible_fraction: float = None
 
 
 @dataclass(frozen=True)
@@ -219,8 +221,16 @@ def _parse_line(root, line, where, object_name, num_keypoints):
             visibility=tuple(int(v) for v in uvv[:, 2]),
             K=_optional_matrix(entry.get('K'), (3, 3)),
             R=_optional_matrix(instance.get('R'), (3, 3)),
-            t=_optional_matrix(instance.get('t'), (3,))))
+            t=_optional_matrix(instance.get('t'), (3,)),
+            visible_fraction=_optional_fraction(instance.get('visible_fraction'))))
     return records
+
+
+def _optional_fraction(value):
+    """Return `value` as a float if it is a number in [0, 1], else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0:
+        return float(value)
+    return None
 
 
 def _optional_matrix(value, shape):

@@ -25,7 +25,8 @@ class FrameResult:
     """Errors of one frame (NaN when there was no estimate).
 
     Attributes: frame (name or index), detected, add_m (ADD or ADD-S, metres), rotation_deg,
-    translation_m, projection_px, latency_ms (stamp to result, NaN if unknown), runtime_ms.
+    translation_m, projection_px, latency_ms (stamp to result, NaN if unknown), runtime_ms,
+    visible_fraction (of the object's silhouette, from the annotation; NaN if unknown).
     """
 
     frame: str
@@ -36,13 +37,20 @@ class FrameResult:
     projection_px: float
     latency_ms: float = float('nan')
     runtime_ms: float = float('nan')
+    visible_fraction: float = float('nan')
+
+
+VISIBILITY_BINS = ((0.0, 0.5), (0.5, 0.7), (0.7, 0.9), (0.9, 1.0))
+"""Visible-fraction ranges [low, high) of the summary's breakdown (the last one includes 1)."""
 
 
 def frame_errors(frame, R_est, t_est, R_gt, t_gt, model_points, K, symmetric=False,
-                 latency_ms=float('nan'), runtime_ms=float('nan')):
+                 latency_ms=float('nan'), runtime_ms=float('nan'),
+                 visible_fraction=float('nan')):
     """Return the FrameResult of one estimate (R_est None: not detected)."""
     if R_est is None:
-        return FrameResult(str(frame), False, *([float('nan')] * 4), latency_ms, runtime_ms)
+        return FrameResult(str(frame), False, *([float('nan')] * 4), latency_ms, runtime_ms,
+                           visible_fraction)
     args = (np.asarray(R_est)[None], np.asarray(t_est)[None], np.asarray(R_gt)[None],
             np.asarray(t_gt)[None])
     distance = (add_s if symmetric else add)(*args, model_points)[0]
@@ -50,7 +58,7 @@ def frame_errors(frame, R_est, t_est, R_gt, t_gt, model_points, K, symmetric=Fal
                        float(rotation_error_deg(args[0], args[2])[0]),
                        float(translation_error(args[1], args[3])[0]),
                        float(projection_error_2d(*args, model_points, K)[0]),
-                       latency_ms, runtime_ms)
+                       latency_ms, runtime_ms, visible_fraction)
 
 
 def summarize(results, diameter):
@@ -70,6 +78,15 @@ def summarize(results, diameter):
 
     latency = [r.latency_ms for r in results]
     runtime = [r.runtime_ms for r in results]
+    visible = np.array([r.visible_fraction for r in results], float)
+    by_visibility = []
+    for low, high in VISIBILITY_BINS if np.isfinite(visible).any() else ():
+        inside = (visible >= low) & ((visible < high) | ((high == 1.0) & (visible <= 1.0)))
+        if inside.any():
+            by_visibility.append({
+                'visible_fraction': [low, high], 'frames': int(inside.sum()),
+                'detection_rate': float(detected[inside].mean()),
+                'add_0.1d_accuracy': accuracy_under(add_m[inside], 0.1 * diameter)})
     return {
         'frames': len(results),
         'detection_rate': float(detected.mean()) if len(results) else 0.0,
@@ -84,6 +101,7 @@ def summarize(results, diameter):
         'runtime_median_ms': median(runtime),
         'runtime_p95_ms': percentile(runtime, 95),
         'diameter_m': float(diameter),
+        'by_visible_fraction': by_visibility,
     }
 
 
@@ -102,6 +120,10 @@ def summary_table(summary):
         median, p95 = summary[f'{key}_median_ms'], summary[f'{key}_p95_ms']
         if np.isfinite(median):
             rows.append((f'{name} median / p95', f'{median:.0f} / {p95:.0f} ms'))
+    for part in summary.get('by_visible_fraction', []):
+        low, high = part['visible_fraction']
+        rows.append((f'ADD, {low:.0%}-{high:.0%} visible',
+                     f"{part['add_0.1d_accuracy']:.1%} of {part['frames']} frames"))
     width = max(len(name) for name, _ in rows)
     return '\n'.join(f'{name:<{width}}  {value}' for name, value in rows)
 

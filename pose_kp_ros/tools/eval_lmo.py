@@ -66,9 +66,12 @@ def parse_args(argv):
 
 
 def lmo_frames(object_name):
-    """Return [(frame name, image path, K (3, 3), R (3, 3), t (3,))] of the LM-O photos."""
+    """Return the LM-O photos: [(name, image path, K (3, 3), R (3, 3), t (3,), visible)].
+
+    visible (the object's visible fraction) is NaN: the package has no visibility annotation.
+    """
     K, _ = lmo_camera()
-    return [(path.stem, path, K, R, t)
+    return [(path.stem, path, K, R, t, float('nan'))
             for path, R, t in lmo_ground_truth(LMO_OBJECT_IDS[object_name])]
 
 
@@ -81,7 +84,9 @@ def dataset_frames(folder, object_name):
             continue
         seen.add(record.image)
         frames.append((Path(record.image).stem, Path(record.image), np.array(record.K),
-                       np.array(record.R), np.array(record.t)))
+                       np.array(record.R), np.array(record.t),
+                       float('nan') if record.visible_fraction is None
+                       else record.visible_fraction))
     if not frames:
         raise ValueError(f'{folder}: no instance of {object_name} with K, R and t')
     return frames
@@ -112,8 +117,8 @@ def main(argv=None):
         tracker = PoseTracker(estimator, TrackingConfig(verify_interval=args.verify_interval))
     results, overlays = [], []
     show_every = max(1, len(frames) // max(1, args.mosaic_frames))
-    for index, (name, path, K, R_gt, t_gt) in enumerate(tqdm(frames,
-                                                              desc=f'eval {args.object}')):
+    for index, (name, path, K, R_gt, t_gt, visible) in enumerate(
+            tqdm(frames, desc=f'eval {args.object}')):
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
         boxes = None
         if args.boxes == 'ground-truth':
@@ -128,7 +133,7 @@ def main(argv=None):
         best = max(mine, key=lambda p: p.score) if mine else None
         results.append(frame_errors(name, best.R if best else None, best.t if best else None,
                                     R_gt, t_gt, runtime.outline, K, model.symmetric,
-                                    runtime_ms=runtime_ms))
+                                    runtime_ms=runtime_ms, visible_fraction=visible))
         if index % show_every == 0 and len(overlays) < args.mosaic_frames:
             overlay = image.copy()
             draw_pose(overlay, K, R_gt, t_gt, runtime.outline, colour=(255, 255, 255))

@@ -26,3 +26,20 @@ def test_exact_missed_and_shifted_frames_are_summarised():
     assert 'ADD < 0.1 d               33.3%' in table
     assert 'runtime median / p95' in table
     assert 'latency' not in table  # not measured offline: no 'nan' row
+    assert summary['by_visible_fraction'] == []  # no visibility annotated: no breakdown
+
+
+def test_accuracy_is_broken_down_by_visible_fraction():
+    eye = np.eye(3)
+    off = T + [0.0, 0.0, 0.05]
+    results = [frame_errors('a', eye, T, eye, T, POINTS, K, visible_fraction=1.0),
+               frame_errors('b', eye, off, eye, T, POINTS, K, visible_fraction=0.95),
+               frame_errors('c', None, None, eye, T, POINTS, K, visible_fraction=0.4),
+               frame_errors('d', eye, T, eye, T, POINTS, K, visible_fraction=0.75)]
+    parts = summarize(results, diameter=0.2)['by_visible_fraction']
+    assert [(p['visible_fraction'], p['frames']) for p in parts] == [
+        ([0.0, 0.5], 1), ([0.7, 0.9], 1), ([0.9, 1.0], 2)]  # empty ranges are left out
+    assert [p['add_0.1d_accuracy'] for p in parts] == pytest.approx([0.0, 1.0, 0.5])
+    assert [p['detection_rate'] for p in parts] == pytest.approx([0.0, 1.0, 1.0])
+    assert 'ADD, 90%-100% visible     50.0% of 2 frames' in summary_table(
+        summarize(results, diameter=0.2))

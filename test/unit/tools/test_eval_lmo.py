@@ -70,6 +70,7 @@ def test_dataset_option_evaluates_rendered_frames(untrained_pipeline, tmp_path, 
                  '--dataset', str(renders), '--output-dir', str(out)]) == 0
     summary = json.loads((out / 'driller_renders_ground-truth_summary.json').read_text())
     assert summary['frames'] == 2 and summary['frames_source'] == str(renders)
+    assert sum(part['frames'] for part in summary['by_visible_fraction']) == 2  # annotated
     frames = json.loads((out / 'driller_renders_ground-truth_frames.json').read_text())
     assert [f['frame'] for f in frames] == ['000000', '000001']
     assert main(['--pipeline-config', str(untrained_pipeline),
