@@ -262,15 +262,17 @@ def test_search_crops_the_best_search_candidates_per_instance(max_instances):
     assert len(estimator(IMAGE, K)) == 1 and len(predictor.boxes) == 2 * max_instances
 
 
-def moving_scene(search_interval=1, max_misses=2, verify_interval=0):
+def moving_scene(predictor_type=None, refine_iou_below=0.0, max_misses=2, verify_interval=0,
+                 **tracking):
+    """Return (predictor, oracle detector, tracker) around one object at the true pose."""
     model = make_model()
     R, t = ground_truth()
-    predictor = OraclePredictor(model, R, t)
+    predictor = (predictor_type or OraclePredictor)(model, R, t)
     detector = OracleDetector(predictor)
-    estimator = estimator_with(predictor, model, detector=detector, refine_iou_below=0.0)
+    estimator = estimator_with(predictor, model, detector=detector,
+                               refine_iou_below=refine_iou_below)
     tracker = PoseTracker(estimator, TrackingConfig(max_misses=max_misses,
-                                                    search_interval=search_interval,
-                                                    verify_interval=verify_interval))
+                                                    verify_interval=verify_interval, **tracking))
     return predictor, detector, tracker
 
 
@@ -345,12 +347,7 @@ def test_given_boxes_replace_search_and_overlapping_ones_keep_the_track():
 
 
 def test_a_still_track_needs_no_second_pass():
-    model = make_model()
-    R, t = ground_truth()
-    predictor = OraclePredictor(model, R, t)
-    estimator = estimator_with(predictor, model, detector=OracleDetector(predictor),
-                               refine_iou_below=0.8)
-    tracker = PoseTracker(estimator, TrackingConfig(verify_interval=0, box_margin=0.1))
+    predictor, _, tracker = moving_scene(refine_iou_below=0.8, box_margin=0.1)
     tracker.update(IMAGE, K)
     calls = predictor.calls
     for _ in range(3):  # the track's grown box is compared with the pose's box grown alike
@@ -381,12 +378,9 @@ class CropBiasedPredictor(OraclePredictor):
 
 @pytest.mark.parametrize('verify_interval', [0, 1])
 def test_verification_search_replaces_a_drifted_track(verify_interval):
-    model = make_model()
-    R, t = ground_truth()
-    predictor = CropBiasedPredictor(model, R, t)
-    detector = OracleDetector(predictor)
-    estimator = estimator_with(predictor, model, detector=detector, refine_iou_below=0.0)
-    tracker = PoseTracker(estimator, TrackingConfig(verify_interval=verify_interval))
+    predictor, detector, tracker = moving_scene(CropBiasedPredictor,
+                                                verify_interval=verify_interval)
+    t = predictor.t
     assert np.allclose(tracker.update(IMAGE, K)[0].pose.t, t, atol=1e-6)
     predictor.t = t + np.array([0.03, 0.0, 0.0])  # the object moved: the track's crop is off
     tracked = tracker.update(IMAGE, K)
@@ -422,14 +416,9 @@ class CropLimitedPredictor(CropBiasedPredictor):
 
 
 def test_a_new_track_replaces_a_lost_one_beyond_max_instances():
-    model = make_model()
-    R, t = ground_truth()
-    predictor = CropLimitedPredictor(model, R, t)
-    estimator = estimator_with(predictor, model, detector=OracleDetector(predictor),
-                               refine_iou_below=0.0)
-    tracker = PoseTracker(estimator, TrackingConfig(max_misses=5, verify_interval=0))
+    predictor, _, tracker = moving_scene(CropLimitedPredictor, max_misses=5)
     assert [p.track_id for p in tracker.update(IMAGE, K)] == [0]
-    predictor.t = t + np.array([0.15, 0.0, 0.0])  # the object jumps out of the track's crop
+    predictor.t = predictor.t + np.array([0.15, 0.0, 0.0])  # the object jumps out of the track's crop
     assert tracker.update(IMAGE, K) == []  # track 0 misses; the search comes next frame
     assert [p.track_id for p in tracker.update(IMAGE, K)] == [1]
     assert [track.track_id for track in tracker.tracks] == [1]  # max_instances 1: track 0 goes
