@@ -418,7 +418,7 @@ class CropLimitedPredictor(CropBiasedPredictor):
 def test_a_new_track_replaces_a_lost_one_beyond_max_instances():
     predictor, _, tracker = moving_scene(CropLimitedPredictor, max_misses=5)
     assert [p.track_id for p in tracker.update(IMAGE, K)] == [0]
-    predictor.t = predictor.t + np.array([0.15, 0.0, 0.0])  # the object jumps out of the track's crop
+    predictor.t = predictor.t + np.array([0.15, 0.0, 0.0])  # jumps out of the track's crop
     assert tracker.update(IMAGE, K) == []  # track 0 misses; the search comes next frame
     assert [p.track_id for p in tracker.update(IMAGE, K)] == [1]
     assert [track.track_id for track in tracker.tracks] == [1]  # max_instances 1: track 0 goes
