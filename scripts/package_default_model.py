@@ -1,6 +1,6 @@
 """Copy the trained driller models from runs/ into models/driller/ (what the package ships).
 
-    python scripts/package_default_model.py [--keypoints runs/driller_keypoints_occ/best.pt]
+    python scripts/package_default_model.py [--keypoints runs/driller_keypoints_s6/best.pt]
                                             [--detector runs/detector_driller_v2/best.pt]
 
 The keypoint network is exported with `pose-kp export` (torch.export .pt2, metadata inside);
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 def main():
     """Export, copy and report; return 0."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--keypoints', default=str(REPO / 'runs/driller_keypoints_occ/best.pt'))
+    parser.add_argument('--keypoints', default=str(REPO / 'runs/driller_keypoints_s6/best.pt'))
     parser.add_argument('--detector', default=str(REPO / 'runs/detector_driller_v2/best.pt'))
     parser.add_argument('--out', default=str(REPO / 'models/driller'))
     args = parser.parse_args()
