@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pose_kp_ros.geometry.contour_alignment import image_gradients, refine_pose
+from pose_kp_ros.geometry.metrics import rotation_error_deg
 from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.paths import data_path
 from pose_kp_ros.pipeline.config import PipelineConfig
@@ -41,8 +42,7 @@ def ground_truth_drift(frames, surface, search_px):
         image = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         refined_R, refined_t = refine_pose(image_gradients(image), surface, R, t, K, search_px)
         ratios.append(refined_t[2] / t[2])
-        cos = np.clip((np.trace(refined_R @ np.asarray(R).T) - 1) / 2, -1.0, 1.0)
-        degrees.append(np.degrees(np.arccos(cos)))
+        degrees.append(rotation_error_deg(refined_R, R))
     return np.array(ratios), np.array(degrees)
 
 

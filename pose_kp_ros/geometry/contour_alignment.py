@@ -24,7 +24,7 @@ import torch
 
 from pose_kp_ros.geometry.camera import project_object_points, project_with_jacobian
 from pose_kp_ros.geometry.distortion import distort_pixels, has_distortion
-from pose_kp_ros.geometry.rotations import rotation_angle, so3_exp
+from pose_kp_ros.geometry.rotations import hat, rotation_angle, so3_exp
 
 HUBER_PX = 1.0
 """Residuals beyond this many pixels are down-weighted (chosen on held-out renders)."""
@@ -214,10 +214,6 @@ def _projection_jacobian(object_points, R, t, K):
     uv, jacobian, in_front = project_with_jacobian(torch.from_numpy(rotated + t),
                                                    torch.from_numpy(K))
     jacobian = jacobian.numpy()  # (P, 2, 3) d uv / d X
-    minus_cross = np.zeros((len(rotated), 3, 3))  # d X / d w = -[R p]_x
-    x, y, z = rotated.T
-    minus_cross[:, 0, 1], minus_cross[:, 0, 2] = z, -y
-    minus_cross[:, 1, 0], minus_cross[:, 1, 2] = -z, x
-    minus_cross[:, 2, 0], minus_cross[:, 2, 1] = y, -x
+    minus_cross = -hat(torch.from_numpy(rotated)).numpy()  # d X / d w = -[R p]_x
     return (uv.numpy(), np.concatenate([jacobian, jacobian @ minus_cross], axis=2),
             in_front.numpy())
