@@ -9,7 +9,9 @@ hundreds of pixels. Given a fitted pose, Gauss-Newton steps (one per search rang
    outer contour: points on the silhouette, their outward normals and the surface point
    behind each;
 2. search along each normal for the strongest image edge (gradient component along the
-   normal): a signed offset, weighted by edge strength and Huber (`HUBER_PX`);
+   normal): a signed offset, weighted by edge strength and Huber (`HUBER_PX`) and, given the
+   network's visible mask (`VisibleMask`), by how much of the object is seen on the search
+   segment: outline points hidden behind an occluder find the occluder's edges, not ours;
 3. solve for the 6-DoF pose update that moves each surface point's projection along its
    normal by its offset (point-to-line residuals), jointly with the keypoints' reprojection
    residuals so the keypoints keep the pose where the outline is ambiguous or occluded.
@@ -17,6 +19,8 @@ hundreds of pixels. Given a fitted pose, Gauss-Newton steps (one per search rang
 Pixels are pinhole pixels (undistorted); with lens distortion the edges are sampled at the
 distorted positions of the contour points.
 """
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -36,6 +40,30 @@ MIN_CONTOUR_POINTS = 20
 """Fewer contour points than this (a tiny or degenerate silhouette): no alignment."""
 
 _SEARCH_STEP_PX = 0.5
+
+
+@dataclass(frozen=True)
+class VisibleMask:
+    """Probability that the object is seen (not hidden), on a grid placed in the image.
+
+    Attributes:
+        probability: (h, w) float32 in [0, 1] (the network's mask of one crop).
+        grid_from_image: (2, 3) affine from image pixels to grid pixels (pixel centres).
+    """
+
+    probability: np.ndarray
+    grid_from_image: np.ndarray
+
+    def at(self, points):
+        """Return the probability (M,) at image points (M, 2); 1 (no evidence) off the grid."""
+        grid = np.asarray(points, np.float64) @ self.grid_from_image[:, :2].T \
+            + self.grid_from_image[:, 2]
+        height, width = self.probability.shape
+        inside = ((grid[:, 0] >= -0.5) & (grid[:, 0] <= width - 0.5)
+                  & (grid[:, 1] >= -0.5) & (grid[:, 1] <= height - 0.5))
+        values = sample_bilinear(np.ascontiguousarray(self.probability, np.float32),
+                                 np.clip(grid, 0, [width - 1, height - 1]))
+        return np.where(inside, values, 1.0)
 
 
 def image_gradients(image_rgb, sigma_px=1.0):
@@ -118,11 +146,14 @@ def sample_bilinear(image, points):
     return values.reshape(-1)[:count]
 
 
-def edge_offsets(gradients, points, normals, reach, K=None, D=None, distortion_model='plumb_bob'):
+def edge_offsets(gradients, points, normals, reach, K=None, D=None, distortion_model='plumb_bob',
+                 visible=None):
     """Return offsets (M,) pixels along the normals to the strongest edges, and weights (M,).
 
     The offset is the signed distance to the strongest edge within +-reach; the weight is the
-    edge strength (relative to the mean) times Huber (`HUBER_PX`).
+    edge strength (relative to the mean) times Huber (`HUBER_PX`), times, given a VisibleMask
+    `visible` of the (distorted) image, the largest visible probability on the search segment
+    (about 0 where the whole segment is hidden).
     points, normals: (M, 2) undistorted pixels and unit normals; with lens distortion (K, D,
     model) the image is sampled at the distorted positions.
     """
@@ -139,13 +170,15 @@ def edge_offsets(gradients, points, normals, reach, K=None, D=None, distortion_m
     strength = along[np.arange(len(points)), best]
     weights = strength / max(float(strength.mean()), 1e-6)
     weights *= np.minimum(1.0, HUBER_PX / np.maximum(np.abs(residual), 1e-9))
+    if visible is not None:
+        weights *= visible.at(samples).reshape(len(points), len(offsets)).max(1)
     return residual, weights
 
 
 def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
                 keypoint_points=None, keypoint_weights=None, contour_balance=10.0,
                 keypoint_huber_px=4.0, D=None, distortion_model='plumb_bob',
-                max_depth_change=0.15, max_rotation_change_deg=20.0):
+                max_depth_change=0.15, max_rotation_change_deg=20.0, visible=None):
     """Return (R, t) refined jointly on the silhouette's edges and the keypoints (6 DoF).
 
     Args:
@@ -160,6 +193,8 @@ def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
         D, distortion_model: lens distortion of the image (edges sampled where they are).
         max_depth_change, max_rotation_change_deg: a refinement moving the depth by more than
             this fraction, or the rotation by more than this, is rejected.
+        visible: optional VisibleMask of the object in the image: outline points whose search
+            segment is hidden count less (see edge_offsets).
 
     Rotation updates on the left, in the camera frame (as in solve_pose). Returns the input
     pose when the silhouette is unusable, the fit is not finite or it moves too far.
@@ -175,7 +210,7 @@ def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
         if len(contour) < MIN_CONTOUR_POINTS:
             return R0, t0
         offsets, contour_weights = edge_offsets(gradients, contour, normals, reach, K, D,
-                                                distortion_model)
+                                                distortion_model, visible)
         _, jacobian, _ = _projection_jacobian(surface_points[index], R, t, K)
         uv, keypoint_jacobian, in_front = _projection_jacobian(keypoint_points, R, t, K)
         errors = np.where((keypoint_weights > 0)[:, None], keypoints - uv, 0.0)
