@@ -412,7 +412,8 @@ class PoseKpNode(Node):
                 runtime = self.estimator.objects[item.pose.object_name]
                 draw_pose(overlay, camera.K, item.pose.R, item.pose.t, runtime.outline,
                           item.pose.keypoints, item.pose.confidences,
-                          label=f'{item.pose.object_name}_{item.track_id} {item.pose.score:.2f}')
+                          label=f'{item.pose.object_name}_{item.track_id} {item.pose.score:.2f}',
+                          visible_mask=item.pose.visible_mask)
             self.debug_image_pub.publish(numpy_to_image(overlay, 'rgb8', header))
 
     def _publish_markers(self, header, tracked):
