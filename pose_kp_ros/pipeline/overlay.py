@@ -1,5 +1,4 @@
-"""Draw estimated poses on an image: keypoints with confidences, object box, axes, labels, and
-where the network sees the object (its visible mask, tinted).
+"""Draw estimated poses on an image: keypoints, box, axes, labels, the visible mask's tint.
 
 Used by the node's debug image, the demo and the evaluation mosaics (one drawing code path).
 """
