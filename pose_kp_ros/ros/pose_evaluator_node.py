@@ -6,7 +6,10 @@ Subscribes (remappable):
   /tf           tf2_msgs/TFMessage, counts the transforms seen for the object
   debug_image   sensor_msgs/Image, every `mosaic_every`-th one is kept for a mosaic
   camera_info   sensor_msgs/CameraInfo, K for the 2D projection error
-Estimates are matched to ground truth by header stamp; latency = arrival time - stamp.
+Estimates are matched to ground truth by header stamp; latency = arrival time - stamp, where the
+arrival time is when the middleware received the pose (its `received_timestamp`; the clock at
+the callback when the middleware does not report it), so time this evaluator's own callbacks
+spend does not count.
 Prints progress once per second; after `expected_frames` ground truths (or once the ground-truth
 publisher is gone) and `settle_s` without news, or after `timeout_s` in all, it writes
 <output_dir>/<stem>_{summary.json, frames.json, frames.csv, accuracy.png, mosaic.png}, prints the
@@ -88,8 +91,9 @@ class PoseEvaluatorNode(Node):
     def _on_camera_info(self, msg):
         self.K = np.asarray(msg.k, float).reshape(3, 3)
 
-    def _on_pose(self, msg):
-        arrival = self.get_clock().now().nanoseconds * 1e-9
+    def _on_pose(self, msg, info):
+        received_ns = info.get('received_timestamp') or self.get_clock().now().nanoseconds
+        arrival = received_ns * 1e-9
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         self.estimates[stamp_key(msg.header.stamp)] = (*pose_from_msg(msg),
                                                        (arrival - stamp) * 1e3)
