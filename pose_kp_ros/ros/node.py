@@ -414,6 +414,10 @@ class PoseKpNode(Node):
                           item.pose.keypoints, item.pose.confidences,
                           label=f'{item.pose.object_name}_{item.track_id} {item.pose.score:.2f}',
                           visible_mask=item.pose.visible_mask)
+            scale = self.params['debug_image_scale']
+            if scale < 1.0:
+                overlay = cv2.resize(overlay, None, fx=scale, fy=scale,
+                                     interpolation=cv2.INTER_AREA)
             self.debug_image_pub.publish(numpy_to_image(overlay, 'rgb8', header))
 
     def _publish_markers(self, header, tracked):

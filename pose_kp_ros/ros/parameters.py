@@ -107,6 +107,10 @@ NODE_PARAMETERS = (
                   "'~/pose_cov/<object>' (PoseWithCovarianceStamped) from the solver."),
     ParameterSpec('marker_mesh', True, 'Markers show the object mesh (MESH_RESOURCE) when the '
                   'object has one; false: a box.', dynamic=True),
+    ParameterSpec('debug_image_scale', 0.5, "Size of '~/debug_image' relative to the input image. "
+                  'It is drawn and sent only while subscribed; 0.5 sends a quarter of the bytes '
+                  '(a full-size 640x480 overlay made a few poses arrive late in transport, '
+                  'docs/node.md).', dynamic=True, low=0.05, high=1.0),
     ParameterSpec('max_image_pixels', 40_000_000, 'Images with more pixels are rejected with a '
                   'warning (protects memory).', low=1, high=10**9),
     ParameterSpec('diagnostics_period_s', 1.0, "Period of the '/diagnostics' status, seconds.",

@@ -58,7 +58,8 @@ def replay_with_boxes(start_node, run_driver, pipeline, frames):
                       '-p', 'use_detections:=true', '-p', 'tracking:=false',
                       '-p', 'detection_wait_s:=3.0', '-p', 'torch_threads:=1',
                       '-r', 'detections:=/camera/detections')
-    report = run_driver({'frames': frames, 'rate_hz': 0.5, 'boxes': True, 'settle_s': 3.0})
+    report = run_driver({'frames': frames, 'rate_hz': 0.5, 'boxes': True, 'settle_s': 3.0,
+                         'debug_image': True})
     assert node.alive()
     return report
 
@@ -84,6 +85,10 @@ def test_node_publishes_the_offline_pipeline_poses(start_node, run_driver, untra
         compared += 1
     assert compared >= FRAMES - 2
     assert ['camera_optical_frame', 'driller_0'] in [tf[:2] for tf in report['tf']]
+    # The overlay comes at debug_image_scale (default 0.5) of the 640x480 input, per frame.
+    overlays = {(d[0], d[1]): tuple(d[2:]) for d in report['debug_images']}
+    assert overlays and set(overlays) <= {(sec, nanosec) for sec, nanosec, _ in report['sent']}
+    assert set(overlays.values()) == {(320, 240, 'rgb8')}
 
 
 def search_poses(pipeline, frames):

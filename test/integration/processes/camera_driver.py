@@ -14,12 +14,14 @@ intrinsics), after them (and the last frame's period) one good camera_info S sec
 "compressed": true sends JPEG sensor_msgs/CompressedImage on 'camera/image/compressed' instead of
 raw images; "rate_hz" <= 0 sends as fast as possible; "image_pool": N cycles over the first N
 photos (kept in memory, for bursts); "tail": [n, rate_hz] sends n more frames at rate_hz after
-those (after a burst). Publishing is reliable: when the node's queue is full a publish blocks, then
-fails, and is retried (back-pressure; the retries are reported as "publish_retries").
+those (after a burst); "debug_image": true also subscribes to the node's debug image (best effort)
+and reports [sec, nanosec, width, height, encoding] of each. Publishing is reliable: when the
+node's queue is full a publish blocks, then fails, and is retried (back-pressure; the retries are
+reported as "publish_retries").
 After each frame it prints `progress {"sent": n, "detections": m}`; SIGUSR1 ends the stream
 early (then it settles and reports as usual). The last line printed is one JSON object: the
-stamps sent, the Detection3DArray/pose/TF/diagnostics received (TF as [parent, child, sec, nanosec,
-tx, ty, tz, qx, qy, qz, qw]).
+stamps sent, the Detection3DArray/pose/TF/diagnostics/debug images received (TF as [parent,
+child, sec, nanosec, tx, ty, tz, qx, qy, qz, qw]).
 Faults are published between good frames (each once the good frame before it is answered):
 bad_encoding, short_data, bad_step, tiny_image,
 huge_header, nan_camera_info, zero_camera_info, wrong_size.
@@ -36,7 +38,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 import numpy as np
 import rclpy
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.subscription import RCLError
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tf2_msgs.msg import TFMessage
@@ -144,7 +146,7 @@ def main():
             'camera_info': node.create_publisher(CameraInfo, 'camera/camera_info', qos),
             'detections': node.create_publisher(Detection2DArray, 'camera/detections', 10)}
     model = ObjectModel.from_yaml(data_path('objects', f'{object_name}.yaml'))
-    got = {'detections': [], 'poses': [], 'tf': [], 'diagnostics': []}
+    got = {'detections': [], 'poses': [], 'tf': [], 'diagnostics': [], 'debug_images': []}
     # Deep queues: while bursting this process takes one message per frame sent, so outputs
     # wait here rather than being overwritten.
     out_depth = 1000
@@ -173,6 +175,13 @@ def main():
             [{'level': int.from_bytes(s.level, 'little') if isinstance(s.level, bytes)
               else int(s.level), 'message': s.message,
               **{kv.key: kv.value for kv in s.values}} for s in m.status]), 10)
+
+    if plan.get('debug_image'):
+        node.create_subscription(
+            Image, f'{node_ns}/debug_image',
+            lambda m: got['debug_images'].append([m.header.stamp.sec, m.header.stamp.nanosec,
+                                                  m.width, m.height, m.encoding]),
+            qos_profile_sensor_data)
 
     deadline = time.monotonic() + float(plan.get('timeout_s', 60))
     image_pub = pubs['compressed' if plan.get('compressed') else 'image']
