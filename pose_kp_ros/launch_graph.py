@@ -61,8 +61,13 @@ def pose_kp_node_spec(params_file=None, image='image', camera_info='camera_info'
 
 
 def demo_graph(rate_hz=10.0, object_name='driller', object_id=8, device='auto', frames=0,
-               output_dir='results/demo', pipeline_config='', params_file=None):
-    """Return the live demo's NodeSpecs: LM-O camera replay, the pose node, the evaluator."""
+               output_dir='results/demo', pipeline_config='', params_file=None,
+               debug_image_scale=0.5):
+    """Return the live demo's NodeSpecs: LM-O camera replay, the pose node, the evaluator.
+
+    debug_image_scale: the node's overlay size for the evaluator's mosaic; 0: the evaluator does
+    not subscribe to it (no mosaic; the node then draws and sends none).
+    """
     camera = NodeSpec(
         executable='pose_kp_lmo_camera', name='lmo_camera',
         parameters=(('rate_hz', float(rate_hz)), ('object_id', int(object_id)),
@@ -73,11 +78,13 @@ def demo_graph(rate_hz=10.0, object_name='driller', object_id=8, device='auto', 
                              pipeline_config=pipeline_config)
     # Three processes share the machine: one torch thread avoids thrashing on small CPUs.
     pose = NodeSpec(**{**pose.__dict__, 'parameters': pose.parameters + (
-        ('image_qos', 'reliable'), ('torch_threads', 1))})
+        ('image_qos', 'reliable'), ('torch_threads', 1),
+        ('debug_image_scale', float(debug_image_scale) or 0.5))})
     evaluator = NodeSpec(
         executable='pose_kp_evaluator', name='pose_evaluator',
         parameters=(('object', object_name), ('output_dir', str(output_dir)),
-                    ('expected_frames', int(frames)), ('stem', f'demo_{object_name}')),
+                    ('expected_frames', int(frames)), ('stem', f'demo_{object_name}'),
+                    ('mosaic_every', 10 if debug_image_scale > 0 else 0)),
         remappings=(('ground_truth', f'/lmo_camera/ground_truth/{object_name}'),
                     ('pose', f'/pose_kp/pose/{object_name}'),
                     ('debug_image', '/pose_kp/debug_image'),

@@ -5,6 +5,7 @@ Subscribes (remappable):
   pose          geometry_msgs/PoseStamped, the estimate (e.g. pose_kp's ~/pose/<obj>)
   /tf           tf2_msgs/TFMessage, counts the transforms seen for the object
   debug_image   sensor_msgs/Image (best effort), every `mosaic_every`-th one is kept for a mosaic
+                (mosaic_every 0: not subscribed)
   camera_info   sensor_msgs/CameraInfo, K for the 2D projection error
 Estimates are matched to ground truth by header stamp; latency = arrival time - stamp, where the
 arrival time is when the middleware received the pose (its `received_timestamp`; the clock at
@@ -80,9 +81,9 @@ class PoseEvaluatorNode(Node):
         self.truth_topic = truth.topic_name
         self.create_subscription(PoseStamped, 'pose', self._on_pose, 50)
         self.create_subscription(TFMessage, '/tf', self._on_tf, 50)
-        # Best effort, as for any image shown to people: no repairs of a 0.9 MB-per-frame stream.
-        self.create_subscription(Image, 'debug_image', self._on_debug_image,
-                                 qos_profile_sensor_data)
+        if self.settings['mosaic_every'] > 0:  # best effort, as for any image shown to people
+            self.create_subscription(Image, 'debug_image', self._on_debug_image,
+                                     qos_profile_sensor_data)
         self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, 10)
         self.create_timer(1.0, self._progress)
         self.done = False

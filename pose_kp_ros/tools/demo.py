@@ -59,6 +59,9 @@ def parse_args(argv):
                         help='stop after this many seconds (0: when the frames are done)')
     parser.add_argument('--pipeline-config', default='', help='pipeline YAML (default model)')
     parser.add_argument('--output-dir', default='results/demo', help='where results go')
+    parser.add_argument('--debug-image-scale', type=float, default=0.5,
+                        help="size of the node's overlay the evaluator takes for its mosaic "
+                             '(default 0.5; 0: no overlay, no mosaic)')
     return parser.parse_args(argv)
 
 
@@ -75,7 +78,8 @@ def main(argv=None):
     env.setdefault('ROS_LOG_DIR', str(Path(args.output_dir) / 'ros_log'))
     env['PYTHONUNBUFFERED'] = '1'
     specs = demo_graph(args.rate, args.object, args.object_id, args.device, frames,
-                       args.output_dir, args.pipeline_config)
+                       args.output_dir, args.pipeline_config,
+                       debug_image_scale=args.debug_image_scale)
     print(f'[demo] {frames} real LM-O frames of the {args.object} at {args.rate:g} Hz; '
           f"ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, discovery LOCALHOST", flush=True)
     processes = {}

@@ -39,6 +39,10 @@ def test_demo_graph_remaps_the_camera_into_the_node_and_the_evaluator():
     assert dict(camera.remappings)['image'] == dict(pose.remappings)['image']
     assert dict(evaluator.remappings)['pose'] == '/pose_kp/pose/driller'
     assert ('expected_frames', 5) in evaluator.parameters
+    assert ('mosaic_every', 10) in evaluator.parameters
+    assert ('debug_image_scale', 0.5) in pose.parameters
+    _, without_overlay, _ = demo_graph(frames=5, debug_image_scale=0.0)
+    assert ('mosaic_every', 0) in without_overlay.parameters  # no debug image subscriber
     args = pose.ros_arguments()
     assert args[:3] == ['--ros-args', '-r', '__node:=pose_kp']
     assert '--params-file' in args
