@@ -77,9 +77,9 @@ def demo_graph(rate_hz=10.0, object_name='driller', object_id=8, device='auto', 
                              camera_info='/camera/camera_info', device=device,
                              pipeline_config=pipeline_config)
     # Three processes share the machine: one torch thread avoids thrashing on small CPUs.
+    overlay = (('debug_image_scale', float(debug_image_scale)),) if debug_image_scale > 0 else ()
     pose = NodeSpec(**{**pose.__dict__, 'parameters': pose.parameters + (
-        ('image_qos', 'reliable'), ('torch_threads', 1),
-        ('debug_image_scale', float(debug_image_scale) or 0.5))})
+        ('image_qos', 'reliable'), ('torch_threads', 1)) + overlay})
     evaluator = NodeSpec(
         executable='pose_kp_evaluator', name='pose_evaluator',
         parameters=(('object', object_name), ('output_dir', str(output_dir)),
