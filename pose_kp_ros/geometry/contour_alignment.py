@@ -16,6 +16,9 @@ hundreds of pixels. Given a fitted pose, Gauss-Newton steps (one per search rang
    normal by its offset (point-to-line residuals), jointly with the keypoints' reprojection
    residuals so the keypoints keep the pose where the outline is ambiguous or occluded.
 
+The steps run from the fitted pose and from it moved along its viewing ray (`depth_starts`);
+the result whose outline lies on the strongest edges (`edge_support`) is kept.
+
 Pixels are pinhole pixels (undistorted); with lens distortion the edges are sampled at the
 distorted positions of the contour points.
 """
@@ -146,6 +149,22 @@ def sample_bilinear(image, points):
     return values.reshape(-1)[:count]
 
 
+def _normal_gradients(gradients, points, normals, offsets, K=None, D=None,
+                      distortion_model='plumb_bob'):
+    """Return |image gradient . normal| (M, O) at points + offsets * normals, and the samples.
+
+    points, normals: (M, 2) undistorted pixels and unit normals; offsets (O,) pixels. Samples
+    (M * O, 2) are image pixels (distorted with lens distortion K, D, model).
+    """
+    gx, gy = gradients
+    samples = (points[:, None, :] + offsets[None, :, None] * normals[:, None, :]).reshape(-1, 2)
+    if D is not None and has_distortion(D):
+        samples = distort_pixels(samples, K, D, distortion_model)
+    along = np.abs(sample_bilinear(gx, samples) * np.repeat(normals[:, 0], len(offsets))
+                   + sample_bilinear(gy, samples) * np.repeat(normals[:, 1], len(offsets)))
+    return along.reshape(len(points), len(offsets)), samples
+
+
 def edge_offsets(gradients, points, normals, reach, K=None, D=None, distortion_model='plumb_bob',
                  visible=None):
     """Return offsets (M,) pixels along the normals to the strongest edges, and weights (M,).
@@ -157,14 +176,9 @@ def edge_offsets(gradients, points, normals, reach, K=None, D=None, distortion_m
     points, normals: (M, 2) undistorted pixels and unit normals; with lens distortion (K, D,
     model) the image is sampled at the distorted positions.
     """
-    gx, gy = gradients
     offsets = np.arange(-reach, reach + 1e-9, _SEARCH_STEP_PX)
-    samples = (points[:, None, :] + offsets[None, :, None] * normals[:, None, :]).reshape(-1, 2)
-    if D is not None and has_distortion(D):
-        samples = distort_pixels(samples, K, D, distortion_model)
-    along = np.abs(sample_bilinear(gx, samples) * np.repeat(normals[:, 0], len(offsets))
-                   + sample_bilinear(gy, samples) * np.repeat(normals[:, 1], len(offsets)))
-    along = along.reshape(len(points), len(offsets))
+    along, samples = _normal_gradients(gradients, points, normals, offsets, K, D,
+                                       distortion_model)
     best = along.argmax(1)
     residual = offsets[best]
     strength = along[np.arange(len(points)), best]
@@ -175,10 +189,25 @@ def edge_offsets(gradients, points, normals, reach, K=None, D=None, distortion_m
     return residual, weights
 
 
+def edge_support(gradients, surface_points, R, t, K, D=None, distortion_model='plumb_bob'):
+    """Return the mean image gradient across the silhouette's outline at a pose (0 if none).
+
+    How well a pose's outline sits on image edges (grey levels per pixel, `image_gradients`
+    units): the score that picks among refinements from different depths.
+    """
+    contour, normals, _ = silhouette_contour(surface_points, R, t, K)
+    if len(contour) < MIN_CONTOUR_POINTS:
+        return 0.0
+    along, _ = _normal_gradients(gradients, contour, normals, np.zeros(1), K, D,
+                                 distortion_model)
+    return float(along.mean())
+
+
 def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
                 keypoint_points=None, keypoint_weights=None, contour_balance=10.0,
                 keypoint_huber_px=4.0, D=None, distortion_model='plumb_bob',
-                max_depth_change=0.15, max_rotation_change_deg=20.0, visible=None):
+                max_depth_change=0.15, max_rotation_change_deg=20.0, visible=None,
+                depth_starts=(1.0,)):
     """Return (R, t) refined jointly on the silhouette's edges and the keypoints (6 DoF).
 
     Args:
@@ -192,23 +221,54 @@ def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
         keypoint_huber_px: Huber scale of the keypoint residuals, pixels.
         D, distortion_model: lens distortion of the image (edges sampled where they are).
         max_depth_change, max_rotation_change_deg: a refinement moving the depth by more than
-            this fraction, or the rotation by more than this, is rejected.
+            this fraction, or the rotation by more than this, from (R, t) is rejected.
         visible: optional VisibleMask of the object in the image: outline points whose search
             segment is hidden count less (see edge_offsets).
+        depth_starts: factors on t: the refinement runs from each (the object moved along its
+            viewing ray) and, of those accepted, the one whose outline has the most
+            `edge_support` is returned (a keypoint depth several percent off is out of reach
+            of the edge search from one start).
 
     Rotation updates on the left, in the camera frame (as in solve_pose). Returns the input
-    pose when the silhouette is unusable, the fit is not finite or it moves too far.
+    pose when the silhouette is unusable, the fit is not finite or every refinement moves too far.
     """
     R0, t0 = np.asarray(R, dtype=np.float64), np.asarray(t, dtype=np.float64)
-    R, t = R0.copy(), t0.copy()
     K = np.asarray(K, dtype=np.float64)
     if keypoints is None or not np.sum(keypoint_weights) > 0:
         keypoints, keypoint_points, keypoint_weights = np.zeros((0, 2)), np.zeros((0, 3)), []
-    keypoint_weights = np.asarray(keypoint_weights, dtype=np.float64)
+    keypoint_terms = (np.asarray(keypoints, dtype=np.float64),
+                      np.asarray(keypoint_points, dtype=np.float64),
+                      np.asarray(keypoint_weights, dtype=np.float64))
+    accepted = []
+    for factor in depth_starts:
+        refined = _gauss_newton_steps(gradients, surface_points, R0, t0 * factor, K, search_px,
+                                      keypoint_terms, contour_balance, keypoint_huber_px, D,
+                                      distortion_model, visible)
+        if refined is None:
+            continue
+        turned = float(rotation_angle(torch.from_numpy(refined[0] @ R0.T)))
+        if abs(refined[1][2] / t0[2] - 1.0) <= max_depth_change \
+                and np.degrees(turned) <= max_rotation_change_deg:
+            accepted.append(refined)
+    if not accepted:
+        return R0, t0
+    if len(accepted) == 1:
+        return accepted[0]
+    return max(accepted, key=lambda pose: edge_support(gradients, surface_points, *pose, K, D,
+                                                         distortion_model))
+
+
+def _gauss_newton_steps(gradients, surface_points, R, t, K, search_px, keypoint_terms,
+                        contour_balance, keypoint_huber_px, D, distortion_model, visible):
+    """Return (R, t) after one step per search range (see refine_pose), or None on failure.
+
+    keypoint_terms: (keypoints (N, 2), keypoint_points (N, 3), keypoint_weights (N,)).
+    """
+    keypoints, keypoint_points, keypoint_weights = keypoint_terms
     for reach in search_px:
         contour, normals, index = silhouette_contour(surface_points, R, t, K)
         if len(contour) < MIN_CONTOUR_POINTS:
-            return R0, t0
+            return None
         offsets, contour_weights = edge_offsets(gradients, contour, normals, reach, K, D,
                                                 distortion_model, visible)
         _, jacobian, _ = _projection_jacobian(surface_points[index], R, t, K)
@@ -229,14 +289,11 @@ def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
             step = np.linalg.solve(normal + 1e-9 * np.trace(normal) * np.eye(6),
                                    weighted.T @ targets)
         except np.linalg.LinAlgError:  # no edges and no keypoints: nothing to fit
-            return R0, t0
+            return None
         if not np.all(np.isfinite(step)):
-            return R0, t0
+            return None
         R = so3_exp(torch.from_numpy(step[3:])).numpy() @ R
         t = t + step[:3]
-    turned = float(rotation_angle(torch.from_numpy(R @ R0.T)))
-    if abs(t[2] / t0[2] - 1.0) > max_depth_change or np.degrees(turned) > max_rotation_change_deg:
-        return R0, t0
     return R, t
 
 

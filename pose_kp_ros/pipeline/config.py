@@ -22,6 +22,8 @@ search_candidates: 3              # detector boxes cropped per instance
 contour_search_px: [6, 4, 2, 2, 1]  # pose refined on the silhouette's edges: edge search half-
                                   # ranges, pixels, one step each ([] disables; needs the mesh)
 contour_balance: 10.0             # weight of the silhouette term over the keypoints' in that fit
+contour_depth_starts: [0.95, 1.0, 1.05]  # that fit runs from the keypoint pose's depth times
+                                  # each factor; the outline on the strongest edges wins
 ```
 """
 
@@ -97,6 +99,7 @@ class PipelineConfig:
     search_candidates: int = 3
     contour_search_px: tuple = (6.0, 4.0, 2.0, 2.0, 1.0)
     contour_balance: float = 10.0
+    contour_depth_starts: tuple = (0.95, 1.0, 1.05)
     source: Path = None
 
     @classmethod
@@ -124,7 +127,8 @@ class PipelineConfig:
             raise PipelineConfigError(f'{where}: {field_name}: {message}')
 
         known = {'device', 'objects', 'detector', 'thresholds', 'solver', 'refine_iou_below',
-                 'search_candidates', 'contour_search_px', 'contour_balance'}
+                 'search_candidates', 'contour_search_px', 'contour_balance',
+                 'contour_depth_starts'}
         unknown = sorted(set(data) - known, key=str)
         if unknown:
             fail(key_text(unknown[0]), f'unknown field (known: {", ".join(sorted(known))})')
@@ -187,12 +191,19 @@ class PipelineConfig:
         if isinstance(balance, bool) or not isinstance(balance, (int, float)) \
                 or not 0 < balance < math.inf:
             fail('contour_balance', f'expected a number > 0, got {balance!r}')
+        starts = data.get('contour_depth_starts', list(cls.contour_depth_starts))
+        if not isinstance(starts, list) or not starts or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.5 <= v <= 2
+                for v in starts):
+            fail('contour_depth_starts', 'expected a non-empty list of depth factors in '
+                 f'[0.5, 2] ([1.0]: one start), got {starts!r}')
         return cls(objects=tuple(objects),
                    detector_path=_resolve(base, detector) if detector else None,
                    device=device, thresholds=limits, solver=dict(solver),
                    refine_iou_below=float(refine), search_candidates=candidates,
                    contour_search_px=tuple(float(v) for v in contour),
-                   contour_balance=float(balance), source=source)
+                   contour_balance=float(balance),
+                   contour_depth_starts=tuple(float(v) for v in starts), source=source)
 
     def check_files(self):
         """Raise PipelineConfigError naming the field of the first file that does not exist."""

@@ -10,8 +10,8 @@ search) -> one batched network forward per object model -> keypoints in image pi
 (undistorted when the camera has distortion) -> one batched confidence-weighted pose fit per
 object, warm-started where a previous pose is given -> optional second pass re-cropped around
 the fitted pose -> acceptance thresholds -> duplicates removed -> 6-DoF pose refined jointly on
-the mesh silhouette's image edges and the keypoints (`contour_search_px`, `contour_balance`;
-pose_kp_ros.geometry.contour_alignment).
+the mesh silhouette's image edges and the keypoints, from several depths (`contour_search_px`,
+`contour_balance`, `contour_depth_starts`; pose_kp_ros.geometry.contour_alignment).
 """
 
 from dataclasses import dataclass, replace
@@ -237,7 +237,8 @@ class KeypointPoseEstimator:
     def __init__(self, objects, detector=None, thresholds=None, solver_options=None,
                  refine_iou_below=0.8, device='cpu', search_candidates=3,
                  contour_search_px=PipelineConfig.contour_search_px,
-                 contour_balance=PipelineConfig.contour_balance):
+                 contour_balance=PipelineConfig.contour_balance,
+                 contour_depth_starts=PipelineConfig.contour_depth_starts):
         self.objects = {runtime.name: runtime for runtime in objects}
         self.detector = detector
         self.thresholds = (thresholds or Thresholds()).validated()
@@ -246,6 +247,7 @@ class KeypointPoseEstimator:
         self.search_candidates = int(search_candidates)
         self.contour_search_px = tuple(contour_search_px)
         self.contour_balance = float(contour_balance)
+        self.contour_depth_starts = tuple(contour_depth_starts)
         self.device = device
 
     @classmethod
@@ -280,7 +282,8 @@ class KeypointPoseEstimator:
                                                 device=torch_device)
         return cls(runtimes, detector, config.thresholds, config.solver,
                    config.refine_iou_below, torch_device, config.search_candidates,
-                   config.contour_search_px, config.contour_balance)
+                   config.contour_search_px, config.contour_balance,
+                   config.contour_depth_starts)
 
     @property
     def object_names(self):
@@ -376,7 +379,8 @@ class KeypointPoseEstimator:
                                measured, model.shape(pose.result.coeffs), weights,
                                self.contour_balance,
                                self.solver_options.get('robust_scale_px', 4.0), D,
-                               distortion_model, visible=pose.visible_mask)
+                               distortion_model, visible=pose.visible_mask,
+                               depth_starts=self.contour_depth_starts)
             aligned.append(replace(pose, R=R, t=t, result=replace(pose.result, R=R, t=t)))
         return aligned
 

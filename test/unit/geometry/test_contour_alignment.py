@@ -11,6 +11,7 @@ import trimesh
 
 from pose_kp_ros.geometry.contour_alignment import (
     VisibleMask,
+    edge_support,
     image_gradients,
     refine_pose,
     silhouette_contour,
@@ -151,6 +152,32 @@ def test_a_refinement_moving_too_far_is_rejected():
     R, t = refine_pose(image_gradients(box_image(R_TRUE, T_TRUE)), SURFACE, R_TRUE, far, K,
                        SEARCH_PX, max_depth_change=0.01)
     np.testing.assert_allclose(t, far, atol=1e-12)
+
+
+def test_edge_support_is_highest_at_the_true_depth():
+    gradients = image_gradients(box_image(R_TRUE, T_TRUE))
+    support = {factor: edge_support(gradients, SURFACE, R_TRUE, T_TRUE * factor, K)
+               for factor in (0.95, 0.98, 1.0, 1.02, 1.05)}
+    assert max(support, key=support.get) == 1.0
+    assert support[1.0] > 3 * max(support[0.95], support[1.05])
+
+
+def test_depth_starts_reach_a_depth_one_start_cannot():
+    gradients = image_gradients(box_image(R_TRUE, T_TRUE))
+    start = T_TRUE * 1.10  # 10% too far: beyond the edge search from this depth
+    _, t = refine_pose(gradients, SURFACE, R_TRUE, start, K, (2.0, 1.0))
+    assert abs(t[2] / T_TRUE[2] - 1) > 0.03
+    _, t = refine_pose(gradients, SURFACE, R_TRUE, start, K, (2.0, 1.0),
+                       depth_starts=(0.9, 1.0, 1.1))
+    assert abs(t[2] / T_TRUE[2] - 1) < 0.01
+
+
+def test_depth_starts_moving_too_far_from_the_given_pose_are_rejected():
+    gradients = image_gradients(box_image(R_TRUE, T_TRUE))
+    start = T_TRUE * 1.10
+    _, t = refine_pose(gradients, SURFACE, R_TRUE, start, K, (2.0, 1.0),
+                       depth_starts=(0.9, 1.0), max_depth_change=0.05)
+    assert abs(t[2] / start[2] - 1) <= 0.05  # the 0.9 start's better fit is 9% away
 
 
 @pytest.mark.parametrize('model, D', [

@@ -248,6 +248,9 @@ CASES = [
          '([] disables), got 6'),
     Case('contour-balance', 'contour_balance 0', _set('contour_balance', 0), 'pipeline',
          'contour_balance: expected a number > 0, got 0'),
+    Case('contour-depth-starts-empty', 'contour_depth_starts empty',
+         _set('contour_depth_starts', []), 'pipeline', 'contour_depth_starts: expected a '
+         'non-empty list of depth factors in [0.5, 2] ([1.0]: one start), got []'),
     Case('detector-not-path', 'detector given as a number', _set('detector', 5), 'pipeline',
          'detector: expected a file path, got 5'),
     Case('object-file-missing', 'relative object path that does not exist',
