@@ -37,7 +37,8 @@ HUBER_PX = 1.0
 """Residuals beyond this many pixels are down-weighted (chosen on held-out renders)."""
 
 CANVAS_PX = 160
-"""Longest side of the canvas the silhouette is rasterised on (surface points ~2-3 px apart)."""
+"""Longest side of the canvas the silhouette is rasterised on (the driller's 10,000 surface
+points, `surface_points`, fall about 1-2 canvas pixels apart; a 5x5 closing fills the gaps)."""
 
 MIN_CONTOUR_POINTS = 20
 """Fewer contour points than this (a tiny or degenerate silhouette): no alignment."""

@@ -224,7 +224,7 @@ def mesh_outline_points(model, mesh, count=512, seed=0):
     return vertices
 
 
-def surface_points(mesh, count=40000, seed=0):
+def surface_points(mesh, count=10000, seed=0):
     """Return (count, 3) metres sampled uniformly by area on a trimesh surface (seeded)."""
     import trimesh
     points, _ = trimesh.sample.sample_surface(mesh, count, seed=seed)
