@@ -21,7 +21,8 @@ import zipfile
 
 import torch
 
-from pose_kp_ros.network.hourglass import FinalHeatmaps, HourglassConfig, HourglassNet
+from pose_kp_ros.network.hourglass import FinalHeatmaps, HourglassConfig
+from pose_kp_ros.network.keypoint_net import build_keypoint_network
 
 FORMAT = 'pose_kp_ros.keypoint_checkpoint'
 FORMAT_VERSION = 1
@@ -39,13 +40,13 @@ class Checkpoint:
     """A loaded checkpoint.
 
     Attributes:
-        model: HourglassNet in eval mode on the requested device.
+        model: the keypoint network (build_keypoint_network) in eval mode on the device.
         meta: the metadata dict (see module docstring).
         training: optimizer / scheduler / scaler state for resuming, or None.
         path: the file it was read from.
     """
 
-    model: HourglassNet
+    model: torch.nn.Module
     meta: dict
     training: dict | None
     path: str
@@ -86,7 +87,7 @@ def save_checkpoint(path, model, meta, training=None):
 
     Args:
         path: destination file.
-        model: HourglassNet (or a DDP wrapper of one).
+        model: the network (or a DDP wrapper of one).
         meta: dict from make_meta.
         training: optional dict of optimizer / scheduler / scaler states for resuming.
     """
@@ -152,7 +153,7 @@ def load_checkpoint(path, expected_keypoint_names=None, object_name=None, device
         raise CheckpointError(f'{path}: not a pose_kp_ros checkpoint (no model weights)')
     check_keypoints(meta, expected_keypoint_names, object_name, path)
     try:
-        model = HourglassNet(HourglassConfig.from_dict(meta['architecture']))
+        model = build_keypoint_network(HourglassConfig.from_dict(meta['architecture']))
         model.load_state_dict(data['model'])
     except (ValueError, RuntimeError, TypeError) as error:
         first_line = str(error).strip().splitlines()[0]

@@ -82,6 +82,9 @@ class AugmentConfig:
         cutout_prob: probability of one rectangle of noise over the crop.
         background_prob: probability of replacing the background where a mask exists.
         background_dirs: folders of images for backgrounds (procedural backgrounds if empty).
+        truncation_prob, truncation_max: probability of moving the crop so that part of the
+            object falls outside it, and the largest shift (fraction of the region side).
+        jpeg_prob, jpeg_quality: probability of JPEG re-compression and its quality range.
     """
 
     enabled: bool = True
@@ -100,6 +103,10 @@ class AugmentConfig:
     cutout_prob: float = 0.2
     background_prob: float = 0.5
     background_dirs: tuple = ()
+    truncation_prob: float = 0.0
+    truncation_max: float = 0.4
+    jpeg_prob: float = 0.0
+    jpeg_quality: tuple = (30, 95)
 
     @classmethod
     def from_dict(cls, values):
@@ -109,7 +116,7 @@ class AugmentConfig:
         if unknown:
             raise DatasetError(f'unknown augmentation keys {unknown}; known: {sorted(known)}')
         values = dict(values or {})
-        for key in ('scale_range', 'background_dirs'):
+        for key in ('scale_range', 'background_dirs', 'jpeg_quality'):
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -119,6 +126,7 @@ class AugmentConfig:
         values = asdict(self)
         values['scale_range'] = list(self.scale_range)
         values['background_dirs'] = list(self.background_dirs)
+        values['jpeg_quality'] = list(self.jpeg_quality)
         return values
 
 
@@ -309,6 +317,10 @@ class KeypointDataset(torch.utils.data.Dataset):
         rotation = 0.0
         if aug.enabled:
             centers = centers + rng.uniform(-1, 1, 2) * aug.box_jitter * sides
+            if aug.truncation_prob and rng.random() < aug.truncation_prob:
+                angle = rng.uniform(0, 2 * np.pi)
+                shift = rng.uniform(0.15, aug.truncation_max) * sides
+                centers = centers + shift * np.array([np.cos(angle), np.sin(angle)])
             sides = sides * rng.uniform(*aug.scale_range)
             rotation = np.deg2rad(rng.uniform(-aug.rotation_deg, aug.rotation_deg))
         affine = crop_affines(centers, sides, self.input_size, [rotation])
@@ -376,6 +388,8 @@ class KeypointDataset(torch.utils.data.Dataset):
         if rng.random() < aug.noise_prob:
             noise = rng.normal(0, rng.uniform(0, aug.noise_std_max), crop.shape)
             crop = np.clip(crop + noise, 0, 255).astype(np.uint8)
+        if aug.jpeg_prob and rng.random() < aug.jpeg_prob:
+            crop = jpeg_compress(crop, rng.integers(*aug.jpeg_quality, endpoint=True))
         return crop, painted.astype(bool)
 
     def _background(self, rng):
@@ -407,6 +421,12 @@ def jitter_colour(crop, rng, aug):
     mean = out.mean()
     out = (out - mean) * (1 + rng.uniform(-aug.contrast, aug.contrast)) + mean
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def jpeg_compress(image, quality):
+    """Return a uint8 RGB image after a JPEG encode/decode round trip at `quality` (1-100)."""
+    ok, data = cv2.imencode('.jpg', image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1].copy() if ok else image
 
 
 def read_image(path):

@@ -44,11 +44,13 @@ from pose_kp_ros.network.checkpoint import (
 )
 from pose_kp_ros.network.crops import compose_affines, heatmap_to_crop_affine, invert_affines
 from pose_kp_ros.network.dataset import IMAGENET_MEAN, IMAGENET_STD
+from pose_kp_ros.network.mobilenet_v2 import MobileNetV2
 
 FORMAT = 'pose_kp_ros.detector_checkpoint'
 FORMAT_VERSION = 1
 OUTPUT_STRIDE = 4
 STAGE_STRIDES = (4, 8, 16, 32)
+ENCODERS = ('none', 'mobilenet_v2')
 _META_KEYS = ('class_names', 'architecture', 'input_size', 'mean', 'std', 'pad_value',
               'score_threshold')
 _HEATMAP_PRIOR = 0.1
@@ -71,6 +73,9 @@ class DetectorConfig:
         expansion: inverted-residual expansion factor.
         neck_channels: channels of the top-down neck (and its stride-4 output).
         head_channels: hidden channels of each prediction head.
+        encoder: 'none' (the stem and stages above, trained from scratch) or 'mobilenet_v2'
+            (MobileNetV2's blocks 0-17, ImageNet-pretrainable, replace stem and stages; its
+            features at strides 4-32 feed the neck; stem/stage fields are then unused).
     """
 
     num_classes: int
@@ -82,6 +87,7 @@ class DetectorConfig:
     expansion: int = 4
     neck_channels: int = 48
     head_channels: int = 48
+    encoder: str = 'none'
 
     def __post_init__(self):
         """Check that the configuration describes a buildable network."""
@@ -99,6 +105,9 @@ class DetectorConfig:
                     isinstance(v, int) and v >= 1 for v in value):
                 raise DetectorConfigError(f'detector {name} must be {len(STAGE_STRIDES)} '
                                           f'positive integers, got {list(value)!r}')
+        if self.encoder not in ENCODERS:
+            raise DetectorConfigError(f'detector encoder must be one of {ENCODERS}, got '
+                                      f'{self.encoder!r}')
         for name in ('input_width', 'input_height'):
             if getattr(self, name) % STAGE_STRIDES[-1]:
                 raise DetectorConfigError(f'detector {name} must be a multiple of '
@@ -163,7 +172,7 @@ def _separable(channels_in, channels_out):
 
 
 class CenterNet(nn.Module):
-    """Backbone (stem + 4 inverted-residual stages) + top-down neck + three heads.
+    """Backbone (stem + 4 inverted-residual stages, or MobileNetV2) + top-down neck + three heads.
 
     forward(images (B, 3, Hin, Win) normalised) returns a dict of stride-4 maps:
         'heatmap' (B, C, Hin / 4, Win / 4) logits; 'size' (B, 2, ...) log(width, height) in
@@ -173,17 +182,24 @@ class CenterNet(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        self.stem = _conv_bn(3, config.stem_channels, 3, 2)
-        stages, cin = [], config.stem_channels
-        for cout, blocks in zip(config.stage_channels, config.stage_blocks):
-            stages.append(nn.Sequential(*(InvertedResidual(cin if i == 0 else cout, cout,
-                                                           2 if i == 0 else 1, config.expansion)
-                                          for i in range(blocks))))
-            cin = cout
-        self.stages = nn.ModuleList(stages)
+        if config.encoder == 'mobilenet_v2':
+            self.encoder = MobileNetV2(num_blocks=18)
+            channels = self.encoder.tap_channels(STAGE_STRIDES)
+        else:
+            self.encoder = None
+            self.stem = _conv_bn(3, config.stem_channels, 3, 2)
+            stages, cin = [], config.stem_channels
+            for cout, blocks in zip(config.stage_channels, config.stage_blocks):
+                stages.append(nn.Sequential(*(InvertedResidual(cin if i == 0 else cout, cout,
+                                                               2 if i == 0 else 1,
+                                                               config.expansion)
+                                              for i in range(blocks))))
+                cin = cout
+            self.stages = nn.ModuleList(stages)
+            channels = config.stage_channels
         neck = config.neck_channels
-        self.laterals = nn.ModuleList(_conv_bn(c, neck) for c in config.stage_channels)
-        self.smooth = nn.ModuleList(_separable(neck, neck) for _ in config.stage_channels[:-1])
+        self.laterals = nn.ModuleList(_conv_bn(c, neck) for c in channels)
+        self.smooth = nn.ModuleList(_separable(neck, neck) for _ in channels[:-1])
         self.heads = nn.ModuleDict({
             name: nn.Sequential(_separable(neck, config.head_channels),
                                 nn.Conv2d(config.head_channels, channels, 1))
@@ -193,11 +209,14 @@ class CenterNet(nn.Module):
 
     def forward(self, images):
         """Return {'heatmap', 'size', 'offset'} maps at stride 4 (see the class docstring)."""
-        x = self.stem(images)
-        features = []
-        for stage in self.stages:
-            x = stage(x)
-            features.append(x)
+        if self.encoder is not None:
+            features = self.encoder.taps(images, STAGE_STRIDES)
+        else:
+            x = self.stem(images)
+            features = []
+            for stage in self.stages:
+                x = stage(x)
+                features.append(x)
         top = self.laterals[-1](features[-1])
         for i in range(len(features) - 2, -1, -1):
             top = F.interpolate(top, scale_factor=2.0, mode='nearest')

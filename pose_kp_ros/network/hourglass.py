@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 BLOCK_TYPES = ('bottleneck', 'separable')
+ENCODERS = ('none', 'mobilenet_v2')
 
 
 class HourglassConfigError(ValueError):
@@ -42,6 +43,9 @@ class HourglassConfig:
             3x3 then 1x1, cheaper on CPU).
         visible_mask: also predict the visible-object mask from the last stack's features
             (one 3x3 convolution; an extra output channel of logits).
+        encoder: 'none' (Newell's convolutional stem, trained from scratch) or 'mobilenet_v2'
+            (an ImageNet-pretrainable MobileNetV2 to stride 16 whose features feed hourglasses
+            at stride 4; see keypoint_net.EncoderHourglassNet; heatmap_stride must be 2).
     """
 
     num_keypoints: int
@@ -53,6 +57,7 @@ class HourglassConfig:
     heatmap_stride: int = 4
     block: str = 'bottleneck'
     visible_mask: bool = False
+    encoder: str = 'none'
 
     def __post_init__(self):
         """Check that the configuration describes a buildable network."""
@@ -71,14 +76,22 @@ class HourglassConfig:
         if not isinstance(self.visible_mask, bool):
             raise HourglassConfigError(f'hourglass visible_mask must be true or false, '
                                        f'got {self.visible_mask!r}')
+        if self.encoder not in ENCODERS:
+            raise HourglassConfigError(f'hourglass encoder must be one of {ENCODERS}, '
+                                       f'got {self.encoder!r}')
+        if self.encoder != 'none' and (self.heatmap_stride != 2 or self.visible_mask):
+            raise HourglassConfigError(f'hourglass encoder {self.encoder!r} needs '
+                                       f'heatmap_stride 2 and no visible_mask')
         if self.features % 4:
             raise HourglassConfigError(f'hourglass features must be a multiple of 4, '
                                        f'got {self.features}')
-        divisor = self.heatmap_stride * 2 ** self.depth
+        # with an encoder the hourglasses run at stride 4 on features of stride 16
+        divisor = (max(4 * 2 ** self.depth, 16) if self.encoder != 'none'
+                   else self.heatmap_stride * 2 ** self.depth)
         if self.input_size % divisor:
             raise HourglassConfigError(
                 f'hourglass input_size {self.input_size} must be a multiple of '
-                f'heatmap_stride * 2**depth = {divisor}')
+                f'the network\'s coarsest stride {divisor}')
 
     @property
     def heatmap_size(self):
@@ -123,6 +136,10 @@ PRESETS = {
     'cpu': HourglassConfig(num_keypoints=1, num_stacks=2, features=64, depth=4,
                            blocks_per_stage=1, input_size=128, heatmap_stride=2,
                            block='bottleneck'),
+    # ImageNet MobileNetV2 to stride 16 under 2 hourglasses at stride 4: 128 px -> 64x64.
+    'mobilenet': HourglassConfig(num_keypoints=1, num_stacks=2, features=128, depth=3,
+                                 blocks_per_stage=1, input_size=128, heatmap_stride=2,
+                                 block='bottleneck', encoder='mobilenet_v2'),
 }
 
 

@@ -17,10 +17,10 @@ def load_photos(paths=None):
     """
     photos = []
     for path in background_photo_paths() if paths is None else paths:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR_RGB)
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # BGR on every OpenCV version
         if image is None:
             raise BackgroundError(f'cannot read background photo {path}')
-        photos.append(image)
+        photos.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
     return photos
 
 

@@ -28,12 +28,15 @@ from pose_kp_ros.network.heatmaps import decode_heatmaps
 from pose_kp_ros.network.hourglass import (
     HourglassConfig,
     HourglassConfigError,
-    HourglassNet,
     split_outputs,
     transfer_weights,
 )
+from pose_kp_ros.network.keypoint_net import build_keypoint_network
+from pose_kp_ros.network.mobilenet_v2 import PretrainedWeightsError
 from pose_kp_ros.tools.training_common import (
+    ENCODER_DEFAULTS,
     EpochTrainer,
+    TrainConfigError,
     all_reduce_sums,
     plot_curves,
     read_config,
@@ -72,14 +75,17 @@ DEFAULTS = {
     'threads': 0,               # torch CPU threads (0: all cores this process may use)
     'init_weights': None,       # start from this checkpoint's weights (fine-tuning; same net)
     'mask_loss_weight': 0.005,  # visible-mask loss (architecture visible_mask) over heatmaps'
+    'foreground_weight': 0.0,   # squared error weighted by 1 + this x target (leaves the
+                                # all-zero plateau of plain MSE early; 0: plain MSE)
+    **ENCODER_DEFAULTS,         # architecture encoder: ImageNet start and freezing schedule
 }
 REQUIRED = ('datasets', 'output_dir')
 PCK_THRESHOLDS = (0.05, 0.1)
 
 
-def load_config(path, epochs=None):
+def load_config(path, epochs=None, overrides=None):
     """Read a training config YAML over DEFAULTS; relative paths are relative to the file."""
-    config = read_config(path, DEFAULTS, REQUIRED, epochs)
+    config = read_config(path, DEFAULTS, REQUIRED, epochs, overrides)
     if config['object']:
         config['object'] = resolve_path(path, config['object'])
     augmentation = dict(config['augmentation'] or {})
@@ -90,17 +96,20 @@ def load_config(path, epochs=None):
     return config
 
 
-def heatmap_loss(outputs, targets, weights):
+def heatmap_loss(outputs, targets, weights, foreground_weight=0.0):
     """Sum over stacks of the visibility-weighted mean squared heatmap error.
 
     Args:
         outputs: list of (B, N, H, H) heatmaps, one per stack (intermediate supervision).
         targets: (B, N, H, H) Gaussian targets.
         weights: (B, N) keypoint weights.
+        foreground_weight: each pixel's squared error counts 1 + foreground_weight x target
+            (0: plain MSE), so the few pixels near a keypoint outweigh the background.
     """
     normaliser = weights.sum().clamp(min=1.0)
-    return sum(((out.float() - targets) ** 2).mean((-2, -1)).mul(weights).sum() / normaliser
-               for out in outputs)
+    pixel_weights = 1.0 + foreground_weight * targets
+    return sum(((out.float() - targets) ** 2 * pixel_weights).mean((-2, -1)).mul(weights).sum()
+               / normaliser for out in outputs)
 
 
 def mask_loss(logits, targets, has_mask):
@@ -180,8 +189,17 @@ class Trainer(EpochTrainer):
         self.val_set = KeypointDataset(val_records, augment=None, **common)
 
     def build_model(self):
-        """Return a new HourglassNet."""
-        return HourglassNet(self.net_config)
+        """Return a new keypoint network (encoder from ImageNet when `imagenet` and no init)."""
+        imagenet = bool(self.config['imagenet']) and not self.config['init_weights']
+        if imagenet and self.net_config.encoder == 'none':
+            raise TrainConfigError("imagenet: true needs a pretrained encoder (preset mobilenet, "
+                                   "or architecture encoder: mobilenet_v2)")
+        return build_keypoint_network(self.net_config, imagenet=imagenet)
+
+    def encoder_blocks(self):
+        """Return the pretrained encoder's blocks, or None for the plain hourglass."""
+        encoder = getattr(getattr(self.model, 'module', self.model), 'encoder', None)
+        return None if encoder is None else encoder.features
 
     @property
     def loss_parts(self):
@@ -193,7 +211,8 @@ class Trainer(EpochTrainer):
         n = self.net_config.num_keypoints
         targets = batch['heatmaps'].to(self.device, non_blocking=True)
         weights = batch['weights'].to(self.device, non_blocking=True)
-        heatmaps = heatmap_loss([out[:, :n] for out in outputs], targets, weights)
+        heatmaps = heatmap_loss([out[:, :n] for out in outputs], targets, weights,
+                                self.config['foreground_weight'])
         _, logits = split_outputs(outputs[-1], n)
         if logits is None:
             return heatmaps, {}
@@ -291,7 +310,7 @@ def main(argv=None):
     """Run `pose-kp train`; return the exit code."""
     return run_training_cli(argv, Trainer, load_config, 'pose-kp train',
                             __doc__.split('\n')[0], 'training config YAML',
-                            (HourglassConfigError,))
+                            (HourglassConfigError, PretrainedWeightsError))
 
 
 if __name__ == '__main__':

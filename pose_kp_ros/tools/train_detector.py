@@ -26,6 +26,7 @@ from pose_kp_ros.network.dataset import (
     IMAGENET_STD,
     DatasetError,
     jitter_colour,
+    jpeg_compress,
     load_records,
     read_image,
     split_records,
@@ -46,7 +47,9 @@ from pose_kp_ros.network.detector import (
     resize_into_canvas,
     scale_affine,
 )
+from pose_kp_ros.network.mobilenet_v2 import PretrainedWeightsError, load_imagenet_weights
 from pose_kp_ros.tools.training_common import (
+    ENCODER_DEFAULTS,
     EpochTrainer,
     TrainConfigError,
     plot_curves,
@@ -82,6 +85,7 @@ DEFAULTS = {
     'amp': True,                # mixed precision on CUDA
     'threads': 0,               # torch CPU threads (0: all cores this process may use)
     'init_weights': None,       # start from this detector checkpoint's weights (fine-tuning)
+    **ENCODER_DEFAULTS,         # architecture encoder: ImageNet start and freezing schedule
 }
 REQUIRED = ('datasets', 'output_dir')
 EVAL_IOU = 0.5
@@ -102,6 +106,7 @@ class DetectorAugmentConfig:
         hue_deg: hue shift range +- degrees.
         blur_prob, blur_sigma_max: Gaussian blur probability and largest sigma (input px).
         noise_prob, noise_std_max: additive Gaussian noise probability and largest std (0-255).
+        jpeg_prob, jpeg_quality: probability of JPEG re-compression and its quality range.
     """
 
     enabled: bool = True
@@ -116,6 +121,8 @@ class DetectorAugmentConfig:
     blur_sigma_max: float = 1.2
     noise_prob: float = 0.3
     noise_std_max: float = 8.0
+    jpeg_prob: float = 0.0
+    jpeg_quality: tuple = (30, 95)
 
     @classmethod
     def from_dict(cls, values):
@@ -125,13 +132,15 @@ class DetectorAugmentConfig:
         if unknown:
             raise TrainConfigError(f'unknown augmentation keys {unknown}; known: {sorted(known)}')
         values = dict(values or {})
-        if 'scale_range' in values:
-            values['scale_range'] = tuple(values['scale_range'])
+        for key in ('scale_range', 'jpeg_quality'):
+            if key in values:
+                values[key] = tuple(values[key])
         return cls(**values)
 
     def to_dict(self):
         """Return a plain dict."""
-        return {**asdict(self), 'scale_range': list(self.scale_range)}
+        return {**asdict(self), 'scale_range': list(self.scale_range),
+                'jpeg_quality': list(self.jpeg_quality)}
 
 
 @dataclass(frozen=True)
@@ -261,12 +270,14 @@ class DetectionDataset(torch.utils.data.Dataset):
         if rng.random() < aug.noise_prob:
             noise = rng.normal(0, rng.uniform(0, aug.noise_std_max), canvas.shape)
             canvas = np.clip(canvas + noise, 0, 255).astype(np.uint8)
+        if aug.jpeg_prob and rng.random() < aug.jpeg_prob:
+            canvas = jpeg_compress(canvas, rng.integers(*aug.jpeg_quality, endpoint=True))
         return canvas
 
 
-def load_config(path, epochs=None):
+def load_config(path, epochs=None, overrides=None):
     """Read a detector training config YAML over DEFAULTS; relative paths are to the file."""
-    return read_config(path, DEFAULTS, REQUIRED, epochs)
+    return read_config(path, DEFAULTS, REQUIRED, epochs, overrides)
 
 
 def evaluate_batch(evaluator, outputs, batch):
@@ -317,8 +328,18 @@ class DetectorTrainer(EpochTrainer):
         self.val_set = DetectionDataset(val, **common)
 
     def build_model(self):
-        """Return a new CenterNet."""
-        return CenterNet(self.net_config)
+        """Return a new CenterNet (encoder from ImageNet when `imagenet` and no init)."""
+        model = CenterNet(self.net_config)
+        if self.config['imagenet'] and not self.config['init_weights']:
+            if model.encoder is None:
+                raise TrainConfigError('imagenet: true needs architecture encoder: mobilenet_v2')
+            load_imagenet_weights(model.encoder)
+        return model
+
+    def encoder_blocks(self):
+        """Return the pretrained encoder's blocks, or None without an encoder."""
+        encoder = getattr(self.model, 'module', self.model).encoder
+        return None if encoder is None else encoder.features
 
     def loss(self, outputs, batch):
         """Return (weighted focal + size + offset loss, its float parts) of the batch."""
@@ -390,7 +411,7 @@ def main(argv=None):
     """Run `pose-kp train-detector`; return the exit code."""
     return run_training_cli(argv, DetectorTrainer, load_config, 'pose-kp train-detector',
                             __doc__.split('\n')[0], 'detector training config YAML',
-                            (DetectorConfigError,))
+                            (DetectorConfigError, PretrainedWeightsError))
 
 
 if __name__ == '__main__':

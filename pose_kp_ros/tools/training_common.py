@@ -26,13 +26,36 @@ from pose_kp_ros.network.checkpoint import CheckpointError, save_checkpoint
 from pose_kp_ros.network.dataset import DatasetError
 
 LR_SCHEDULES = ('cosine', 'step', 'constant')
+ENCODER_BN = ('train', 'frozen')
+ENCODER_DEFAULTS = {
+    'imagenet': False,             # start the encoder from its ImageNet weights (needs an encoder)
+    'frozen_encoder_blocks': 0,    # the encoder's first blocks never train (e.g. 7: to stride 8)
+    'encoder_warmup_epochs': 0,    # the whole encoder is frozen in the first epochs (head only)
+    'encoder_bn': 'train',         # train | frozen: the encoder's batch-norm statistics
+    'encoder_lr_scale': 1.0,       # the encoder's learning rate / lr
+}
+"""Training keys of a network with a pretrained encoder (both trainers; docs/training.md)."""
 
 
 class TrainConfigError(ValueError):
     """An invalid training config (names the file and key)."""
 
 
-def read_config(path, defaults, required, epochs=None):
+def parse_overrides(items):
+    """Return {key: value} of command-line `KEY=VALUE` items, each value read as YAML."""
+    overrides = {}
+    for item in items or ():
+        key, sep, text = item.partition('=')
+        if not sep or not key:
+            raise TrainConfigError(f'--set {item!r}: expected KEY=VALUE')
+        try:
+            overrides[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise TrainConfigError(f'--set {item!r}: value is not YAML ({error})') from None
+    return overrides
+
+
+def read_config(path, defaults, required, epochs=None, overrides=None):
     """Read a training config YAML over `defaults`; check keys, required keys and lr_schedule.
 
     Args:
@@ -41,6 +64,7 @@ def read_config(path, defaults, required, epochs=None):
             val_datasets (a folder or a list of folders), output_dir and init_weights.
         required: keys that must be given (truthy).
         epochs: overrides the config's 'epochs' when not None.
+        overrides: {key: value} replacing the file's values (paths relative to the file too).
 
     Returns:
         the merged dict; datasets and val_datasets as lists of absolute folders, output_dir and
@@ -53,6 +77,7 @@ def read_config(path, defaults, required, epochs=None):
         raise TrainConfigError(f'{path}: cannot read config ({error})') from None
     if not isinstance(values, dict):
         raise TrainConfigError(f'{path}: expected a mapping of config keys')
+    values.update(overrides or {})
     unknown = sorted(set(values) - set(defaults))
     if unknown:
         raise TrainConfigError(f'{path}: unknown keys {unknown}; known: {sorted(defaults)}')
@@ -62,6 +87,12 @@ def read_config(path, defaults, required, epochs=None):
             raise TrainConfigError(f'{path}: missing required key {key!r}')
     if epochs is not None:
         config['epochs'] = epochs
+    if 'encoder_bn' in config and config['encoder_bn'] not in ENCODER_BN:
+        raise TrainConfigError(f"{path}: encoder_bn must be train or frozen, got "
+                               f"{config['encoder_bn']!r}")
+    for key in ('frozen_encoder_blocks', 'encoder_warmup_epochs'):
+        if key in config and not (isinstance(config[key], int) and config[key] >= 0):
+            raise TrainConfigError(f'{path}: {key} must be an integer >= 0, got {config[key]!r}')
     if config.get('lr_schedule') not in LR_SCHEDULES:
         raise TrainConfigError(f"{path}: lr_schedule must be cosine, step or constant, got "
                                f"{config.get('lr_schedule')!r}")
@@ -229,8 +260,9 @@ class EpochTrainer:
         self.model = model
         if world_size > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == 'cuda' else None)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config['lr'],
+                model, device_ids=[device.index] if device.type == 'cuda' else None,
+                find_unused_parameters=self.encoder_blocks() is not None)  # frozen blocks
+        self.optimizer = torch.optim.AdamW(self._parameter_groups(model), lr=config['lr'],
                                            weight_decay=config['weight_decay'])
         self.use_amp = bool(config['amp']) and device.type == 'cuda'
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.use_amp)
@@ -274,6 +306,46 @@ class EpochTrainer:
         Returns the checkpoint's training state (None for weights-only files).
         """
         raise NotImplementedError
+
+    def encoder_blocks(self):
+        """Return the pretrained encoder's blocks (nn.Sequential) for the freezing schedule.
+
+        None (the default) when the network has no such encoder.
+        """
+        return None
+
+    # The pretrained encoder's schedule.
+
+    def _parameter_groups(self, model):
+        """Return AdamW groups: the encoder's parameters (lr x encoder_lr_scale), the rest."""
+        blocks = self.encoder_blocks()
+        encoder = set() if blocks is None else {id(p) for p in blocks.parameters()}
+        rest = [p for p in model.parameters() if id(p) not in encoder]
+        if not encoder:
+            return [{'params': rest, 'lr_scale': 1.0}]
+        return [{'params': [p for p in model.parameters() if id(p) in encoder],
+                 'lr_scale': float(self.config.get('encoder_lr_scale', 1.0))},
+                {'params': rest, 'lr_scale': 1.0}]
+
+    def apply_encoder_schedule(self):
+        """Freeze the encoder's blocks the schedule holds this epoch (after model.train()).
+
+        Frozen blocks get no gradient and keep their batch-norm statistics (eval mode); with
+        encoder_bn 'frozen' every encoder batch norm keeps its statistics.
+        """
+        blocks = self.encoder_blocks()
+        if blocks is None:
+            return
+        config = self.config
+        frozen = (len(blocks) if self.epoch < config.get('encoder_warmup_epochs', 0)
+                  else config.get('frozen_encoder_blocks', 0))
+        for index, block in enumerate(blocks):
+            trainable = index >= frozen
+            block.requires_grad_(trainable)
+            if not trainable or config.get('encoder_bn') == 'frozen':
+                for module in block.modules():
+                    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                        module.eval()
 
     def summary(self, train_metrics, metrics):
         """Return the end-of-epoch line after 'epoch N: ' (train and validation metrics)."""
@@ -327,11 +399,12 @@ class EpochTrainer:
         config = self.config
         lr = learning_rate(config, self.epoch)
         for group in self.optimizer.param_groups:
-            group['lr'] = lr
+            group['lr'] = lr * group.get('lr_scale', 1.0)
         self.train_set.set_epoch(self.epoch)
         self.train_sampler.set_epoch(self.epoch, self.batches_done * config['batch_size'])
         loader = self._loader(self.train_set, self.train_sampler, True)
         self.model.train()
+        self.apply_encoder_schedule()
         last_save = time.monotonic()
         sums = {'loss': 0.0, 'count': 0, **dict.fromkeys(self.loss_parts, 0.0)}
         bar = tqdm(loader, desc=f'epoch {self.epoch + 1}/{config["epochs"]} train',
@@ -411,7 +484,7 @@ def run_training_cli(argv, trainer_class, load_config, prog, description, config
     Args:
         argv: the arguments (None: sys.argv[1:]).
         trainer_class: the task's EpochTrainer subclass.
-        load_config: function (config path, epochs or None) -> config dict.
+        load_config: function (config path, epochs or None, overrides) -> config dict.
         prog, description, config_help: the tool's name, help line and --config help.
         errors: the task's exception types that end the run with exit code 2, besides
             TrainConfigError, DatasetError and CheckpointError.
@@ -425,9 +498,12 @@ def run_training_cli(argv, trainer_class, load_config, prog, description, config
                         help="continue from output_dir's last.pt (fresh start if none)")
     parser.add_argument('--epochs', type=int, help='total epochs (overrides the config)')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto')
+    parser.add_argument('--set', action='append', metavar='KEY=VALUE', default=[],
+                        help='replace a config key (value as YAML), e.g. --set '
+                             'output_dir=../runs/x --set frozen_encoder_blocks=7; repeatable')
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config, args.epochs)
+        config = load_config(args.config, args.epochs, parse_overrides(args.set))
         rank, world_size, device = distributed_setup(args.device)
         if device.type == 'cpu':
             set_cpu_threads(config['threads'])
