@@ -266,7 +266,7 @@ class PoseKpNode(Node):
             return
         with self._lock:
             if self._camera is not None and not np.allclose(self._camera.K, camera.K):
-                self.tracker.reset()  # intrinsics changed: old poses no longer project right
+                self.tracker.reset()  # new intrinsics: old poses project wrong (safe mid-update)
             self._camera, self._camera_error = camera, None
             self._last_camera_time = time.monotonic()
             self._expire_held(self._last_camera_time)

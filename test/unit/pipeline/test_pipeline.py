@@ -5,6 +5,7 @@ perfect network would output), so these tests check the pipeline around the netw
 network itself (its tests are in test/unit/network, the end-to-end accuracy in the LM-O tests).
 """
 
+import threading
 from types import SimpleNamespace
 
 import cv2
@@ -444,3 +445,36 @@ def test_a_new_track_replaces_a_lost_one_beyond_max_instances():
     assert [track.track_id for track in tracker.tracks] == [1]  # max_instances 1: track 0 goes
     tracker.update(IMAGE, K)
     assert len(predictor.boxes) == 1  # only the live track asks for a crop
+
+
+class ResettingPredictor(OraclePredictor):
+    """Has another thread reset the tracker while its call number `reset_on_call` runs.
+
+    The thread is joined before the prediction returns: the reset lands inside the tracker's
+    update deterministically, as a camera_info callback's reset may in the node.
+    """
+
+    tracker = None
+    reset_on_call = None
+
+    def predict(self, image_rgb, boxes_xyxy):
+        prediction = super().predict(image_rgb, boxes_xyxy)
+        if self.calls == self.reset_on_call:
+            resetter = threading.Thread(target=self.tracker.reset)
+            resetter.start()
+            resetter.join()
+        return prediction
+
+
+def test_a_reset_during_an_update_is_not_undone_by_it():
+    predictor, detector, tracker = moving_scene(ResettingPredictor, max_misses=5)
+    predictor.tracker = tracker
+    assert [p.track_id for p in tracker.update(IMAGE, K)] == [0]
+    predictor.reset_on_call = predictor.calls + 1  # the next frame's network pass
+    tracked = tracker.update(IMAGE, K)
+    assert len(tracked) == 1  # the frame still gets its pose
+    assert tracker.tracks == []  # but neither the old track nor this frame's pose survives
+    searches = detector.calls
+    tracked = tracker.update(IMAGE, K)
+    assert detector.calls == searches + 1 and tracked[0].pose.request.source == 'search'
+    assert [t.track_id for t in tracked] == [1]  # a new track; ids are not reused
