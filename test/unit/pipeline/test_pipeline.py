@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import trimesh
 
 from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.geometry.rotations import so3_exp
@@ -478,3 +479,51 @@ def test_a_reset_during_an_update_is_not_undone_by_it():
     tracked = tracker.update(IMAGE, K)
     assert detector.calls == searches + 1 and tracked[0].pose.request.source == 'search'
     assert [t.track_id for t in tracked] == [1]  # a new track; ids are not reused
+
+
+def box_scene():
+    """Return (model, runtime) of a 20 x 12 x 8 cm box whose keypoints are its corners.
+
+    The runtime carries the box's surface points, so the pipeline refines poses on silhouettes.
+    """
+    box = trimesh.creation.box(extents=(0.20, 0.12, 0.08))
+    model = ObjectModel(name='widget', keypoint_names=[f'k{i}' for i in range(8)],
+                        keypoints=np.asarray(box.vertices), diameter=0.25)
+    return model, trimesh.sample.sample_surface(box, 20000, seed=0)[0]
+
+
+def silhouette_image(model, R, t):
+    """Return an RGB image of the convex silhouette of the model's keypoints at R, t."""
+    uv = projected_points(model.keypoints, R, t)
+    image = np.full((480, 640, 3), 60, np.uint8)
+    cv2.fillConvexPoly(image, cv2.convexHull(np.rint(uv).astype(np.int32)), (190, 190, 190))
+    return image
+
+
+def projected_points(points, R, t):
+    """Return (N, 2) pixels of object points (N, 3) at pose R, t through K."""
+    camera = points @ R.T + t
+    return camera[:, :2] / camera[:, 2:] @ K[:2, :2].T + K[:2, 2]
+
+
+def test_rms_covariance_and_thresholds_describe_the_refined_pose():
+    model, surface = box_scene()
+    R, t = ground_truth()
+    predictor = OraclePredictor(model, R, t)  # keypoints at (R, t) ...
+    image = silhouette_image(model, R, t + np.array([0.008, 0.0, 0.0]))  # ... edges 5 px off
+    estimator = estimator_with(predictor, model, refine_iou_below=0.0)
+    estimator.objects['widget'].surface = surface
+    box = true_box(model, R, t)
+    pose = estimator(image, K, boxes=[box])[0]
+    moved_px = np.linalg.norm(projected_points(model.keypoints, pose.R, pose.t)
+                              - projected_points(model.keypoints, R, t), axis=1)
+    assert moved_px.mean() > 0.5  # the refinement moved the pose off the keypoints' fit
+    # rms_px: the keypoints' RMS error at the published pose (equal confidences: plain RMS)
+    residual = projected_points(model.keypoints, pose.R, pose.t) - pose.keypoints
+    assert pose.result.rms_px == pytest.approx(np.sqrt((residual ** 2).sum(1).mean()), rel=1e-6)
+    assert np.allclose(pose.result.R, pose.R) and np.allclose(pose.result.t, pose.t)
+    # covariance: the keypoint fit's at that pose (was ~0: the exact fit before refinement)
+    assert np.trace(pose.covariance[:3, :3]) > 1e-9
+    # a reprojection limit the refined pose exceeds (the keypoint fit alone would pass it)
+    estimator.set_thresholds(max_reprojection_error_px=0.5 * pose.result.rms_px)
+    assert estimator(image, K, boxes=[box]) == []
