@@ -18,6 +18,8 @@ from pose_kp_ros.geometry.metrics import (
     rotation_error_deg,
     translation_error,
 )
+from pose_kp_ros.geometry.object_model import ObjectModel
+from pose_kp_ros.pipeline.estimator import object_mesh
 
 
 @dataclass
@@ -38,6 +40,28 @@ class FrameResult:
     latency_ms: float = float('nan')
     runtime_ms: float = float('nan')
     visible_fraction: float = float('nan')
+
+
+MAX_MODEL_POINTS = 30_000
+"""Meshes with more vertices are measured on a fixed subset of this many (ADD costs O(N))."""
+
+
+def model_points(model: ObjectModel, max_points: int = MAX_MODEL_POINTS) -> np.ndarray:
+    """Return the (P, 3) metres points ADD, ADD-S and the 2D projection error are measured on.
+
+    As in the BOP toolkit: the vertices of the object's mesh, every one of them up to
+    max_points (a larger mesh gives a fixed, seeded subset). One point set for `pose-kp
+    eval-lmo` and the live evaluator. Raises ValueError when the model has no usable mesh.
+    """
+    mesh = object_mesh(model)
+    if mesh is None:
+        raise ValueError(f'{model.name}: no mesh (or an unreadable one): ADD is measured on the '
+                         'mesh vertices')
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    if len(vertices) > max_points:
+        chosen = np.random.default_rng(0).choice(len(vertices), max_points, replace=False)
+        vertices = vertices[np.sort(chosen)]
+    return vertices
 
 
 VISIBILITY_BINS = ((0.0, 0.5), (0.5, 0.7), (0.7, 0.9), (0.9, 1.0))

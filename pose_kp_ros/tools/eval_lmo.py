@@ -29,6 +29,7 @@ from pose_kp_ros.paths import data_path
 from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator, projected_box
 from pose_kp_ros.pipeline.evaluation import (
     frame_errors,
+    model_points,
     plot_accuracy,
     summarize,
     summary_table,
@@ -104,6 +105,7 @@ def main(argv=None):
         return 2
     runtime = estimator.objects[args.object]
     model = runtime.model
+    points = model_points(model)
     try:
         frames = dataset_frames(args.dataset, args.object) if args.dataset \
             else lmo_frames(args.object)
@@ -132,7 +134,7 @@ def main(argv=None):
         mine = [p for p in poses if p.object_name == args.object]
         best = max(mine, key=lambda p: p.score) if mine else None
         results.append(frame_errors(name, best.R if best else None, best.t if best else None,
-                                    R_gt, t_gt, runtime.outline, K, model.symmetric,
+                                    R_gt, t_gt, points, K, model.symmetric,
                                     runtime_ms=runtime_ms, visible_fraction=visible))
         if index % show_every == 0 and len(overlays) < args.mosaic_frames:
             overlay = image.copy()
@@ -147,7 +149,7 @@ def main(argv=None):
                     'verify_interval': args.verify_interval if args.tracking else None,
                     'frames_source': args.dataset or 'LM-O test photos',
                     'pipeline_config': str(config), 'device': str(estimator.device),
-                    'threads': args.threads})
+                    'threads': args.threads, 'model_points': len(points)})
     folder = Path(args.output_dir)
     stem = (f'{args.object}_{"renders_" if args.dataset else ""}{args.boxes}'
             f'{"_tracking" if args.tracking else ""}')

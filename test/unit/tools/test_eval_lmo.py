@@ -44,6 +44,7 @@ def test_writes_summary_frames_plot_and_mosaic(untrained_pipeline, tmp_path, cap
     stem = 'driller_ground-truth'
     summary = json.loads((out / f'{stem}_summary.json').read_text())
     assert summary['frames'] == 3 and summary['boxes'] == 'ground-truth'
+    assert summary['model_points'] == 12655  # ADD on every vertex of the driller's mesh
     for key in ('add_0.1d_accuracy', 'add_auc_0.1d', 'median_rotation_deg',
                 'projection_5px_accuracy', 'detection_rate', 'runtime_median_ms'):
         assert key in summary
