@@ -185,10 +185,18 @@ def object_mesh(model):
     """Return the model's mesh (trimesh, metres), or None when it has none or it is unreadable.
 
     Raises ObjectModelError when the scaled mesh's size disagrees with diameter_m (a wrong
-    mesh_scale, e.g. a millimetre mesh without mesh_scale 0.001).
+    mesh_scale, e.g. a millimetre mesh without mesh_scale 0.001), or when the model names a mesh
+    but the trimesh package is not installed (a missing dependency, not a missing file).
     """
     if not model.mesh_path:
         return None
+    try:
+        import trimesh  # noqa: F401  (load_mesh and the surface sampling use it)
+    except ImportError:
+        raise ObjectModelError(
+            f'{model.source or model.name}: mesh: the Python package trimesh is not installed; '
+            'the mesh (crop boxes, silhouette refinement) needs it: install python3-trimesh '
+            '(rosdep install --from-paths src) or pip install trimesh') from None
     try:
         from pose_kp_ros.rendering.mesh import load_mesh
         mesh = load_mesh(model.resolve_mesh_path(), model.mesh_scale)

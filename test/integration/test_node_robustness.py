@@ -186,3 +186,18 @@ def test_a_threshold_parameter_out_of_range_stops_the_node_with_one_line(start_n
     assert code == 1
     lines = [line for line in output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith('pose_kp_node: parameter min_score: '), output
+
+
+def test_missing_trimesh_stops_the_node_with_one_line(ros_env, tmp_path):
+    # A Python path where 'import trimesh' fails as on an install without it (rosdep before
+    # package.xml named python3-trimesh): the silhouette refinement must not be dropped silently.
+    (tmp_path / 'trimesh').mkdir()
+    (tmp_path / 'trimesh' / '__init__.py').write_text(
+        "raise ModuleNotFoundError(\"No module named 'trimesh'\", name='trimesh')\n")
+    env = {**ros_env, 'PYTHONPATH': str(tmp_path)}
+    result = subprocess.run([str(Path(sys.executable).with_name('pose_kp_node')), '--ros-args',
+                             '-p', 'device:=cpu'], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and 'trimesh is not installed' in lines[0], lines
