@@ -12,7 +12,7 @@ precision at IoU 0.5 and score >= the threshold, mean IoU of the matched boxes, 
 IoU distribution; a mosaic of frames with ground truth (green) and detections (red).
 
     python benchmarks/bench_detector.py [--checkpoint runs/detector_driller/best.pt]
-        [--object driller --lmo-id 8] [--frames 200] [--speed-frames 100]
+        [--object driller] [--frames 200] [--speed-frames 100]
 """
 
 import argparse
@@ -27,7 +27,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pose_kp_ros.data.package_data import lmo_camera, lmo_ground_truth, lmo_mesh_uri
+from pose_kp_ros.data.package_data import (
+    LMO_OBJECT_IDS,
+    lmo_camera,
+    lmo_ground_truth,
+    lmo_mesh_uri,
+    lmo_object_id,
+)
 from pose_kp_ros.geometry.camera import project_object_points
 from pose_kp_ros.network.detector import (
     CenterNet,
@@ -65,8 +71,9 @@ def time_frames(detector, frames, repeats):
     return np.array(times)
 
 
-def lmo_boxes(object_name, lmo_id, count):
-    """Return [(image path, ground-truth box (4,))] of the first `count` LM-O frames."""
+def lmo_boxes(object_name, count):
+    """Return [(image path, ground-truth box (4,))] of the object's first `count` LM-O frames."""
+    lmo_id = lmo_object_id(object_name)
     K, (width, height) = lmo_camera()
     vertices = np.asarray(load_mesh(lmo_mesh_uri(lmo_id), 0.001).vertices, np.float64)
     frames = []
@@ -140,8 +147,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--checkpoint', help='detector checkpoint (none: speed only, random '
                                              'weights of the default architecture)')
-    parser.add_argument('--object', default='driller', help='class name in the checkpoint')
-    parser.add_argument('--lmo-id', type=int, default=8, help='LM-O object id (8 = driller)')
+    parser.add_argument('--object', default='driller', choices=sorted(LMO_OBJECT_IDS),
+                        help='LM-O object, a class of the checkpoint')
     parser.add_argument('--frames', type=int, default=200, help='LM-O frames to evaluate')
     parser.add_argument('--speed-frames', type=int, default=100)
     parser.add_argument('--out', default=str(REPO / 'results' / 'bench_detector.json'))
@@ -149,7 +156,7 @@ def main():
     cv2.setNumThreads(1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-    frames = lmo_boxes(args.object, args.lmo_id, args.frames) if args.checkpoint else []
+    frames = lmo_boxes(args.object, args.frames) if args.checkpoint else []
     images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p, _ in frames[:10]]
     if not images:
         rng = np.random.default_rng(0)

@@ -23,7 +23,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from pose_kp_ros.data.package_data import lmo_camera, lmo_ground_truth
+from pose_kp_ros.data.package_data import (
+    LMO_OBJECT_IDS,
+    lmo_camera,
+    lmo_ground_truth,
+    lmo_object_id,
+)
 from pose_kp_ros.network.dataset import load_records
 from pose_kp_ros.paths import data_path
 from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator, projected_box
@@ -37,9 +42,6 @@ from pose_kp_ros.pipeline.evaluation import (
 )
 from pose_kp_ros.pipeline.overlay import draw_pose, mosaic
 from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
-
-LMO_OBJECT_IDS = {'ape': 1, 'can': 5, 'cat': 6, 'driller': 8, 'duck': 9, 'eggbox': 10,
-                  'glue': 11, 'holepuncher': 12}
 
 
 def parse_args(argv):
@@ -73,7 +75,7 @@ def lmo_frames(object_name):
     """
     K, _ = lmo_camera()
     return [(path.stem, path, K, R, t, float('nan'))
-            for path, R, t in lmo_ground_truth(LMO_OBJECT_IDS[object_name])]
+            for path, R, t in lmo_ground_truth(lmo_object_id(object_name))]
 
 
 def dataset_frames(folder, object_name):
