@@ -16,7 +16,6 @@ IoU distribution; a mosaic of frames with ground truth (green) and detections (r
 """
 
 import argparse
-import json
 import os
 from pathlib import Path
 import platform
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pose_kp_ros import strict_json
 from pose_kp_ros.data.package_data import (
     LMO_OBJECT_IDS,
     lmo_camera,
@@ -181,9 +181,9 @@ def main():
         result['checkpoint_val_metrics'] = meta['metrics']
         mosaic = Path(args.out).with_name(Path(args.out).stem + '_lmo.jpg')
         result['lmo'], rows = evaluate_lmo(detector, args.object, frames, mosaic)
-        Path(args.out).with_name(Path(args.out).stem + '_lmo_frames.json').write_text(
-            json.dumps(rows, indent=1))
-    Path(args.out).write_text(json.dumps(result, indent=1))
+        strict_json.write(Path(args.out).with_name(Path(args.out).stem + '_lmo_frames.json'),
+                          rows)
+    strict_json.write(args.out, result)
     print(f"\nDetector {args.checkpoint or '(random weights)'}: "
           f"{result['parameters'] / 1e6:.2f} M parameters, input "
           f"{result['architecture']['input_width']}x{result['architecture']['input_height']}; "

@@ -10,7 +10,6 @@ results/bench_node.json and prints a table. No assertions: figures only.
 """
 
 import argparse
-import json
 import os
 from pathlib import Path
 import sys
@@ -26,6 +25,8 @@ from node_harness import (
 )
 import numpy as np
 import rclpy
+
+from pose_kp_ros import strict_json
 
 
 def main():
@@ -83,7 +84,7 @@ def main():
         'pipeline_config': args.pipeline_config or 'models/driller/pipeline.yaml',
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=1))
+    strict_json.write(args.output, result)
     for key, value in result.items():
         print(f'{key:<32} {value:.2f}' if isinstance(value, float) else f'{key:<32} {value}')
     return 0

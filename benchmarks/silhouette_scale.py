@@ -16,13 +16,13 @@ Without --dataset it measures the real LM-O photos. Writes <out>_<lmo|dataset na
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from pose_kp_ros import strict_json
 from pose_kp_ros.geometry.contour_alignment import image_gradients, refine_pose
 from pose_kp_ros.geometry.metrics import rotation_error_deg
 from pose_kp_ros.geometry.object_model import ObjectModel
@@ -73,7 +73,7 @@ def main():
     name = Path(args.dataset).name if args.dataset else 'lmo'
     out = Path(f'{args.out}_{name}.json')
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=1))
+    strict_json.write(out, summary)
     print(f"{summary['images']}: refined / ground-truth depth at the ground-truth pose, quartiles "
           f"{quartiles[0]:.3f} / {quartiles[1]:.3f} / {quartiles[2]:.3f}; within 1%: "
           f"{summary['within_1_percent']:.0%}, within 2%: {summary['within_2_percent']:.0%}; "

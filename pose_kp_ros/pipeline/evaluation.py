@@ -5,10 +5,10 @@ A frame without an estimate counts as a failure (its errors are NaN).
 """
 
 from dataclasses import asdict, dataclass
-import json
 
 import numpy as np
 
+from pose_kp_ros import strict_json
 from pose_kp_ros.geometry.metrics import (
     accuracy_auc,
     accuracy_under,
@@ -153,14 +153,17 @@ def summary_table(summary):
 
 
 def write_results(results, summary, folder, stem):
-    """Write `<stem>_frames.json`, `<stem>_frames.csv` and `<stem>_summary.json` into folder."""
+    """Write `<stem>_frames.json`, `<stem>_frames.csv` and `<stem>_summary.json` into folder.
+
+    The JSON files are strict JSON: what was not measured (NaN) is null.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     rows = [asdict(r) for r in results]
-    (folder / f'{stem}_frames.json').write_text(json.dumps(rows, indent=1))
+    strict_json.write(folder / f'{stem}_frames.json', rows)
     header = list(FrameResult.__dataclass_fields__)
     lines = [','.join(header)] + [','.join(str(row[k]) for k in header) for row in rows]
     (folder / f'{stem}_frames.csv').write_text('\n'.join(lines) + '\n')
-    (folder / f'{stem}_summary.json').write_text(json.dumps(summary, indent=1))
+    strict_json.write(folder / f'{stem}_summary.json', summary)
 
 
 def plot_accuracy(results, diameter, path, title):

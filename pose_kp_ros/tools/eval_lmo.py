@@ -14,7 +14,6 @@ rendered dataset folder with poses, e.g. held-out renders, instead), and writes 
 """
 
 import argparse
-import json
 from pathlib import Path
 import sys
 import time
@@ -23,6 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from pose_kp_ros import strict_json
 from pose_kp_ros.data.package_data import (
     LMO_OBJECT_IDS,
     lmo_camera,
@@ -161,7 +161,7 @@ def main(argv=None):
     if overlays:
         cv2.imwrite(str(folder / f'{stem}_mosaic.png'), mosaic(overlays)[:, :, ::-1])
     print(summary_table(summary))
-    print(json.dumps({k: v for k, v in summary.items() if isinstance(v, (int, float))}))
+    print(strict_json.dumps({k: v for k, v in summary.items() if isinstance(v, (int, float))}))
     print(f'wrote {folder}/{stem}_*')
     return 0
 

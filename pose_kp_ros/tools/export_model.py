@@ -9,12 +9,12 @@ it like a checkpoint. (TorchScript is deprecated in torch 2.13, hence torch.expo
 """
 
 import argparse
-import json
 from pathlib import Path
 import sys
 
 import torch
 
+from pose_kp_ros import strict_json
 from pose_kp_ros.network.checkpoint import EXPORT_META_FILE, CheckpointError, load_checkpoint
 from pose_kp_ros.network.hourglass import FinalHeatmaps
 
@@ -28,7 +28,7 @@ def export_program(checkpoint_path, out_path):
     batch = torch.export.Dim('batch', min=1, max=4096)
     program = torch.export.export(model, (example,), dynamic_shapes={'images': {0: batch}})
     meta = {**checkpoint.meta, 'exported_from': str(checkpoint_path), 'export': 'torch.export'}
-    text = json.dumps(meta, indent=1)
+    text = strict_json.dumps(meta, indent=1)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     torch.export.save(program, str(out_path), extra_files={EXPORT_META_FILE: text})

@@ -8,7 +8,6 @@ sums over ranks, atomic JSON writes, the training curves, the resumable epoch lo
 
 import argparse
 from contextlib import nullcontext
-import json
 import math
 import os
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 import yaml
 
+from pose_kp_ros import strict_json
 from pose_kp_ros.network.checkpoint import CheckpointError, save_checkpoint
 from pose_kp_ros.network.dataset import DatasetError
 
@@ -166,10 +166,10 @@ def all_reduce_sums(sums, device, world_size):
 
 
 def write_json_atomic(path, data):
-    """Write data as indented JSON to path through a temporary file and a rename."""
+    """Write data as indented strict JSON (NaN: null) to path through a temporary file."""
     path = Path(path)
     temporary = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    temporary.write_text(json.dumps(data, indent=1))
+    strict_json.write(temporary, data)
     os.replace(temporary, path)
 
 
