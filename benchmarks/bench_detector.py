@@ -44,6 +44,7 @@ from pose_kp_ros.network.detector import (
     make_detector_meta,
     pairwise_iou,
 )
+from pose_kp_ros.paths import portable_path
 from pose_kp_ros.rendering.mesh import load_mesh
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,7 +169,8 @@ def main():
         speed[f'{threads}_threads'] = {'median_ms': float(np.median(times)),
                                        'p90_ms': float(np.percentile(times, 90)),
                                        'min_ms': float(times.min())}
-    result = {'checkpoint': args.checkpoint, 'object': args.object,
+    result = {'checkpoint': args.checkpoint and portable_path(args.checkpoint),
+              'object': args.object,
               'architecture': detector.meta['architecture'],
               'parameters': sum(p.numel() for p in detector.model.parameters()),
               'speed_640x480': speed, 'load_average_before': list(load_before),

@@ -27,6 +27,7 @@ import numpy as np
 import rclpy
 
 from pose_kp_ros import strict_json
+from pose_kp_ros.paths import portable_path
 
 
 def main():
@@ -81,7 +82,8 @@ def main():
         'node_rss_mb_start': float(warm[0, 2]), 'node_rss_mb_end': float(warm[-1, 2]),
         'node_rss_mb_max': float(samples[:, 2].max()),
         'load_average_1_5_15': list(os.getloadavg()),
-        'pipeline_config': args.pipeline_config or 'models/driller/pipeline.yaml',
+        'pipeline_config': portable_path(args.pipeline_config) if args.pipeline_config
+        else 'models/driller/pipeline.yaml',
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     strict_json.write(args.output, result)

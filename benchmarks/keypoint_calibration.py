@@ -28,6 +28,7 @@ from tqdm import tqdm
 from pose_kp_ros import strict_json
 from pose_kp_ros.network.dataset import load_records, read_image
 from pose_kp_ros.network.predictor import KeypointPredictor
+from pose_kp_ros.paths import portable_path
 from pose_kp_ros.pipeline.estimator import outline_points, projected_box
 
 matplotlib.use('Agg')
@@ -149,11 +150,11 @@ def main():
     if args.lmo:
         object_name, source, records = args.lmo, 'LM-O photos', lmo_records(args.lmo)
     else:
-        source = args.dataset
+        source = portable_path(args.dataset)
         object_name, _, records = load_records(args.dataset)
     records = records[:args.instances]
     summary = summarise(keypoint_errors(predictor, records))
-    summary.update({'model': args.model, 'dataset': source, 'object': object_name,
+    summary.update({'model': portable_path(args.model), 'dataset': source, 'object': object_name,
                     'instances': len(records)})
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

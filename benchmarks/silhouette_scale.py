@@ -26,7 +26,7 @@ from pose_kp_ros import strict_json
 from pose_kp_ros.geometry.contour_alignment import image_gradients, refine_pose
 from pose_kp_ros.geometry.metrics import rotation_error_deg
 from pose_kp_ros.geometry.object_model import ObjectModel
-from pose_kp_ros.paths import data_path
+from pose_kp_ros.paths import data_path, portable_path
 from pose_kp_ros.pipeline.config import PipelineConfig
 from pose_kp_ros.pipeline.estimator import object_mesh, surface_points
 from pose_kp_ros.tools.eval_lmo import dataset_frames, lmo_frames
@@ -63,7 +63,8 @@ def main():
     search_px = tuple(float(v) for v in args.search_px.split(','))
     ratios, degrees = ground_truth_drift(frames, surface_points(mesh), search_px)
     quartiles = np.percentile(ratios, [25, 50, 75])
-    summary = {'object': args.object, 'images': args.dataset or 'LM-O photos',
+    summary = {'object': args.object,
+               'images': portable_path(args.dataset) if args.dataset else 'LM-O photos',
                'frames': len(ratios), 'search_px': list(search_px),
                'depth_ratio_quartiles': quartiles.round(4).tolist(),
                'within_1_percent': float(np.mean(np.abs(ratios - 1) < 0.01)),

@@ -30,7 +30,7 @@ from pose_kp_ros.data.package_data import (
     lmo_object_id,
 )
 from pose_kp_ros.network.dataset import load_records
-from pose_kp_ros.paths import data_path
+from pose_kp_ros.paths import data_path, portable_path
 from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator, projected_box
 from pose_kp_ros.pipeline.evaluation import (
     frame_errors,
@@ -149,8 +149,9 @@ def main(argv=None):
     summary = summarize(results, model.diameter)
     summary.update({'object': args.object, 'boxes': args.boxes, 'tracking': args.tracking,
                     'verify_interval': args.verify_interval if args.tracking else None,
-                    'frames_source': args.dataset or 'LM-O test photos',
-                    'pipeline_config': str(config), 'device': str(estimator.device),
+                    'frames_source': portable_path(args.dataset) if args.dataset
+                    else 'LM-O test photos',
+                    'pipeline_config': portable_path(config), 'device': str(estimator.device),
                     'threads': args.threads, 'model_points': len(points)})
     folder = Path(args.output_dir)
     stem = (f'{args.object}_{"renders_" if args.dataset else ""}{args.boxes}'
