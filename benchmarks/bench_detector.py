@@ -12,11 +12,10 @@ precision at IoU 0.5 and score >= the threshold, mean IoU of the matched boxes, 
 IoU distribution; a mosaic of frames with ground truth (green) and detections (red).
 
     python benchmarks/bench_detector.py [--checkpoint runs/detector_driller/best.pt]
-        [--object driller --lmo-id 8] [--frames 200] [--speed-frames 100]
+        [--object driller] [--frames 200] [--speed-frames 100]
 """
 
 import argparse
-import json
 import os
 from pathlib import Path
 import platform
@@ -27,7 +26,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pose_kp_ros.data.package_data import lmo_camera, lmo_ground_truth, lmo_mesh_uri
+from pose_kp_ros import strict_json
+from pose_kp_ros.data.package_data import (
+    LMO_OBJECT_IDS,
+    lmo_camera,
+    lmo_ground_truth,
+    lmo_mesh_uri,
+    lmo_object_id,
+)
 from pose_kp_ros.geometry.camera import project_object_points
 from pose_kp_ros.network.detector import (
     CenterNet,
@@ -38,6 +44,7 @@ from pose_kp_ros.network.detector import (
     make_detector_meta,
     pairwise_iou,
 )
+from pose_kp_ros.paths import portable_path
 from pose_kp_ros.rendering.mesh import load_mesh
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,8 +72,9 @@ def time_frames(detector, frames, repeats):
     return np.array(times)
 
 
-def lmo_boxes(object_name, lmo_id, count):
-    """Return [(image path, ground-truth box (4,))] of the first `count` LM-O frames."""
+def lmo_boxes(object_name, count):
+    """Return [(image path, ground-truth box (4,))] of the object's first `count` LM-O frames."""
+    lmo_id = lmo_object_id(object_name)
     K, (width, height) = lmo_camera()
     vertices = np.asarray(load_mesh(lmo_mesh_uri(lmo_id), 0.001).vertices, np.float64)
     frames = []
@@ -140,8 +148,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--checkpoint', help='detector checkpoint (none: speed only, random '
                                              'weights of the default architecture)')
-    parser.add_argument('--object', default='driller', help='class name in the checkpoint')
-    parser.add_argument('--lmo-id', type=int, default=8, help='LM-O object id (8 = driller)')
+    parser.add_argument('--object', default='driller', choices=sorted(LMO_OBJECT_IDS),
+                        help='LM-O object, a class of the checkpoint')
     parser.add_argument('--frames', type=int, default=200, help='LM-O frames to evaluate')
     parser.add_argument('--speed-frames', type=int, default=100)
     parser.add_argument('--out', default=str(REPO / 'results' / 'bench_detector.json'))
@@ -149,7 +157,7 @@ def main():
     cv2.setNumThreads(1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-    frames = lmo_boxes(args.object, args.lmo_id, args.frames) if args.checkpoint else []
+    frames = lmo_boxes(args.object, args.frames) if args.checkpoint else []
     images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p, _ in frames[:10]]
     if not images:
         rng = np.random.default_rng(0)
@@ -161,7 +169,8 @@ def main():
         speed[f'{threads}_threads'] = {'median_ms': float(np.median(times)),
                                        'p90_ms': float(np.percentile(times, 90)),
                                        'min_ms': float(times.min())}
-    result = {'checkpoint': args.checkpoint, 'object': args.object,
+    result = {'checkpoint': args.checkpoint and portable_path(args.checkpoint),
+              'object': args.object,
               'architecture': detector.meta['architecture'],
               'parameters': sum(p.numel() for p in detector.model.parameters()),
               'speed_640x480': speed, 'load_average_before': list(load_before),
@@ -174,9 +183,9 @@ def main():
         result['checkpoint_val_metrics'] = meta['metrics']
         mosaic = Path(args.out).with_name(Path(args.out).stem + '_lmo.jpg')
         result['lmo'], rows = evaluate_lmo(detector, args.object, frames, mosaic)
-        Path(args.out).with_name(Path(args.out).stem + '_lmo_frames.json').write_text(
-            json.dumps(rows, indent=1))
-    Path(args.out).write_text(json.dumps(result, indent=1))
+        strict_json.write(Path(args.out).with_name(Path(args.out).stem + '_lmo_frames.json'),
+                          rows)
+    strict_json.write(args.out, result)
     print(f"\nDetector {args.checkpoint or '(random weights)'}: "
           f"{result['parameters'] / 1e6:.2f} M parameters, input "
           f"{result['architecture']['input_width']}x{result['architecture']['input_height']}; "

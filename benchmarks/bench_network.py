@@ -9,7 +9,6 @@ The machine's load average is recorded with the numbers: other jobs on a shared 
 """
 
 import argparse
-import json
 import os
 from pathlib import Path
 import platform
@@ -18,6 +17,7 @@ import time
 
 import torch
 
+from pose_kp_ros import strict_json
 from pose_kp_ros.network.hourglass import PRESETS, HourglassConfig, HourglassNet, count_parameters
 
 RESULTS = Path(__file__).resolve().parent.parent / 'results' / 'bench_network.json'
@@ -83,7 +83,7 @@ def main():
         'keypoints': args.keypoints, 'repeats': args.repeats, 'presets': rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1) + '\n')
+    strict_json.write(args.out, report)
     header = (f"{'preset':<8} {'params':>9} {'input':>6} {'heatmap':>8} {'cpu b1 ms':>10} "
               f"{'cpu b8 ms/crop':>15} {'1 thread b8':>12} {'cuda fp16 b8':>13}")
     print(header)

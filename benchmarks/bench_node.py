@@ -10,7 +10,6 @@ results/bench_node.json and prints a table. No assertions: figures only.
 """
 
 import argparse
-import json
 import os
 from pathlib import Path
 import sys
@@ -26,6 +25,9 @@ from node_harness import (
 )
 import numpy as np
 import rclpy
+
+from pose_kp_ros import strict_json
+from pose_kp_ros.paths import portable_path
 
 
 def main():
@@ -80,10 +82,11 @@ def main():
         'node_rss_mb_start': float(warm[0, 2]), 'node_rss_mb_end': float(warm[-1, 2]),
         'node_rss_mb_max': float(samples[:, 2].max()),
         'load_average_1_5_15': list(os.getloadavg()),
-        'pipeline_config': args.pipeline_config or 'models/driller/pipeline.yaml',
+        'pipeline_config': portable_path(args.pipeline_config) if args.pipeline_config
+        else 'models/driller/pipeline.yaml',
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=1))
+    strict_json.write(args.output, result)
     for key, value in result.items():
         print(f'{key:<32} {value:.2f}' if isinstance(value, float) else f'{key:<32} {value}')
     return 0

@@ -10,7 +10,6 @@ of the rotation-error distributions, and prints a table.
 """
 
 import argparse
-import json
 import os
 from pathlib import Path
 import platform
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pose_kp_ros import strict_json
 from pose_kp_ros.geometry.metrics import accuracy_under, add, rotation_error_deg, translation_error
 from pose_kp_ros.geometry.rotations import so3_exp
 from pose_kp_ros.geometry.solver import PoseResult, solve_pose
@@ -235,7 +235,7 @@ def main(argv=None):
         'rows': rows}
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + '\n')
+    strict_json.write(output, report, indent=2)
     plot(errors_for_plot, output.with_suffix('.png'))
     print_table(rows)
     print(f'load average before/after: {load_before} / {os.getloadavg()}')

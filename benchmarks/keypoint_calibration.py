@@ -18,7 +18,6 @@ Writes <out>.json and <out>.png (error against confidence).
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
@@ -26,8 +25,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pose_kp_ros import strict_json
 from pose_kp_ros.network.dataset import load_records, read_image
 from pose_kp_ros.network.predictor import KeypointPredictor
+from pose_kp_ros.paths import portable_path
 from pose_kp_ros.pipeline.estimator import outline_points, projected_box
 
 matplotlib.use('Agg')
@@ -149,15 +150,15 @@ def main():
     if args.lmo:
         object_name, source, records = args.lmo, 'LM-O photos', lmo_records(args.lmo)
     else:
-        source = args.dataset
+        source = portable_path(args.dataset)
         object_name, _, records = load_records(args.dataset)
     records = records[:args.instances]
     summary = summarise(keypoint_errors(predictor, records))
-    summary.update({'model': args.model, 'dataset': source, 'object': object_name,
+    summary.update({'model': portable_path(args.model), 'dataset': source, 'object': object_name,
                     'instances': len(records)})
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix('.json').write_text(json.dumps(summary, indent=1))
+    strict_json.write(out.with_suffix('.json'), summary)
     plot(summary, out.with_suffix('.png'), f'{args.model} on {source}')
     for name in [name for name, _ in GROUPS if name in summary]:
         print(f"{name}: {summary[name]['count']} keypoints, median confidence "

@@ -16,17 +16,17 @@ Without --dataset it measures the real LM-O photos. Writes <out>_<lmo|dataset na
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from pose_kp_ros import strict_json
 from pose_kp_ros.geometry.contour_alignment import image_gradients, refine_pose
 from pose_kp_ros.geometry.metrics import rotation_error_deg
 from pose_kp_ros.geometry.object_model import ObjectModel
-from pose_kp_ros.paths import data_path
+from pose_kp_ros.paths import data_path, portable_path
 from pose_kp_ros.pipeline.config import PipelineConfig
 from pose_kp_ros.pipeline.estimator import object_mesh, surface_points
 from pose_kp_ros.tools.eval_lmo import dataset_frames, lmo_frames
@@ -63,7 +63,8 @@ def main():
     search_px = tuple(float(v) for v in args.search_px.split(','))
     ratios, degrees = ground_truth_drift(frames, surface_points(mesh), search_px)
     quartiles = np.percentile(ratios, [25, 50, 75])
-    summary = {'object': args.object, 'images': args.dataset or 'LM-O photos',
+    summary = {'object': args.object,
+               'images': portable_path(args.dataset) if args.dataset else 'LM-O photos',
                'frames': len(ratios), 'search_px': list(search_px),
                'depth_ratio_quartiles': quartiles.round(4).tolist(),
                'within_1_percent': float(np.mean(np.abs(ratios - 1) < 0.01)),
@@ -73,7 +74,7 @@ def main():
     name = Path(args.dataset).name if args.dataset else 'lmo'
     out = Path(f'{args.out}_{name}.json')
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=1))
+    strict_json.write(out, summary)
     print(f"{summary['images']}: refined / ground-truth depth at the ground-truth pose, quartiles "
           f"{quartiles[0]:.3f} / {quartiles[1]:.3f} / {quartiles[2]:.3f}; within 1%: "
           f"{summary['within_1_percent']:.0%}, within 2%: {summary['within_2_percent']:.0%}; "

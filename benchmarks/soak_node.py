@@ -16,7 +16,6 @@ invariants).
 """
 
 import argparse
-import json
 from pathlib import Path
 import sys
 import time
@@ -36,6 +35,9 @@ import rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from vision_msgs.msg import Detection3DArray
+
+from pose_kp_ros import strict_json
+from pose_kp_ros.paths import portable_path
 
 COUNTERS = ('images_received', 'frames_lost_in_transport', 'frames_processed', 'frames_dropped',
             'frames_without_camera_info', 'frames_size_mismatch', 'errors')
@@ -182,9 +184,10 @@ def main():
     args = parser.parse_args()
     isolate_ros_env()
     result = run_soak(args.duration, args.rate, args.pipeline_config)
-    result['pipeline_config'] = args.pipeline_config or 'models/driller/pipeline.yaml'
+    result['pipeline_config'] = portable_path(args.pipeline_config) if args.pipeline_config \
+        else 'models/driller/pipeline.yaml'
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=1))
+    strict_json.write(args.output, result)
     print_summary(result)
     return 0
 

@@ -60,18 +60,20 @@ def pose_kp_node_spec(params_file=None, image='image', camera_info='camera_info'
                     remappings=(('image', image), ('camera_info', camera_info)))
 
 
-def demo_graph(rate_hz=10.0, object_name='driller', object_id=8, device='auto', frames=0,
+def demo_graph(rate_hz=10.0, object_name='driller', device='auto', frames=0,
                output_dir='results/demo', pipeline_config='', params_file=None,
                debug_image_scale=0.5):
     """Return the live demo's NodeSpecs: LM-O camera replay, the pose node, the evaluator.
+
+    object_name: an LM-O object (the camera replays its frames and ground truth).
 
     debug_image_scale: the node's overlay size for the evaluator's mosaic; 0: the evaluator does
     not subscribe to it (no mosaic; the node then draws and sends none).
     """
     camera = NodeSpec(
         executable='pose_kp_lmo_camera', name='lmo_camera',
-        parameters=(('rate_hz', float(rate_hz)), ('object_id', int(object_id)),
-                    ('object_name', object_name), ('frames', int(frames))),
+        parameters=(('rate_hz', float(rate_hz)), ('object_name', object_name),
+                    ('frames', int(frames))),
         remappings=(('image', '/camera/image'), ('camera_info', '/camera/camera_info')))
     pose = pose_kp_node_spec(params_file=params_file, image='/camera/image',
                              camera_info='/camera/camera_info', device=device,

@@ -4,6 +4,7 @@ Installed with colcon, they live in share/pose_kp_ros (found through the ament i
 source checkout or an editable install, next to the Python package. Both are tried, in that order.
 """
 
+import os
 from pathlib import Path
 
 PACKAGE = 'pose_kp_ros'
@@ -29,3 +30,20 @@ def data_path(*parts):
         if candidate.exists():
             return candidate
     return SOURCE_ROOT.joinpath(*parts)
+
+
+def portable_path(path: str | Path, start: str | Path | None = None) -> str:
+    """Return `path` relative to `start`, as results and model files record paths.
+
+    Never an absolute path of this machine. Without `start`: relative to the repository (or the
+    installed share/pose_kp_ros) when the file lies inside it, else to the working directory.
+    '..' is taken lexically (symlinks kept).
+    """
+    path = os.path.abspath(path)
+    if start is None:
+        for root in share_dirs():
+            root = os.path.abspath(root)
+            if os.path.commonpath([path, root]) == root:
+                return os.path.relpath(path, root)
+        start = os.curdir
+    return os.path.relpath(path, os.path.abspath(start))

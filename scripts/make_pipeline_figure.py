@@ -16,12 +16,16 @@ import cv2
 import numpy as np
 import torch
 
-from pose_kp_ros.data.package_data import lmo_camera, lmo_ground_truth
+from pose_kp_ros.data.package_data import (
+    LMO_OBJECT_IDS,
+    lmo_camera,
+    lmo_ground_truth,
+    lmo_object_id,
+)
 from pose_kp_ros.network.crops import crop_boxes
 from pose_kp_ros.paths import data_path
 from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator
 from pose_kp_ros.pipeline.overlay import draw_pose
-from pose_kp_ros.tools.eval_lmo import LMO_OBJECT_IDS
 
 PANEL = 360
 
@@ -48,7 +52,7 @@ def main(argv=None):
     estimator = KeypointPoseEstimator.from_config(config, device='cpu')
     runtime = estimator.objects[args.object]
     K, _ = lmo_camera()
-    path, R_gt, t_gt = lmo_ground_truth(LMO_OBJECT_IDS[args.object])[args.frame]
+    path, R_gt, t_gt = lmo_ground_truth(lmo_object_id(args.object))[args.frame]
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
 
     requests = [r for r in estimator.search(image) if r.object_name == args.object]

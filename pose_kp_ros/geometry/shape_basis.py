@@ -45,7 +45,8 @@ def pca_shape_basis(shapes, num_components=None, align=True, min_relative_std=1e
     num_components: M, at most K - 1; None keeps every component whose standard deviation is
     above min_relative_std times the largest. align: run procrustes_align first (else the
     shapes must already share a frame). Each basis shape has unit Frobenius norm and its sign
-    makes its largest-magnitude entry positive.
+    makes its largest-magnitude entry positive (of entries equal in magnitude to 1e-6, e.g. a
+    box's symmetric corners, the first: rounding noise does not pick the sign).
     """
     shapes = np.asarray(shapes, float)
     if shapes.ndim != 3 or shapes.shape[2] != 3 or len(shapes) < 2:
@@ -62,6 +63,8 @@ def pca_shape_basis(shapes, num_components=None, align=True, min_relative_std=1e
         raise ValueError(f'num_components: {num_components} requested, the shapes support at '
                          f'most {int(keep.sum())}')
     basis = vt[:count]
-    signs = np.sign(basis[np.arange(count), np.abs(basis).argmax(1)])
+    magnitude = np.abs(basis)
+    largest = (magnitude >= (1.0 - 1e-6) * magnitude.max(1, keepdims=True)).argmax(1)
+    signs = np.sign(basis[np.arange(count), largest])
     basis = basis * signs[:, None]
     return mean.reshape(-1, 3), basis.reshape(count, -1, 3), std[:count]

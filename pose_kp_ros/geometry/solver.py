@@ -12,7 +12,7 @@ rotation updated on the left (R <- exp(dw) R, dw in the camera frame); closed-fo
 OpenCV's SQPnP (Terzakis and Lourakis, ECCV 2020) or a warm start. See docs/solver.md.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import math
 import numbers
 from typing import NamedTuple
@@ -219,6 +219,18 @@ def option_error(name, value):
     except TypeError:  # unhashable or incomparable values
         accepted = False
     return None if accepted else f'{name}: expected {expected}, got {value!r}'
+
+
+def evaluate_pose(uv, conf, K, model, pose: PoseResult, **options) -> PoseResult:
+    """Return the PoseResult of `pose` kept as it is: its cost, rms_px and covariance.
+
+    The same terms as `solve_pose` (same arguments and options), evaluated at pose's R, t and
+    coeffs without iterating, e.g. for a pose moved by another refinement. `valid` is False
+    where the pose is unusable (not a rotation, a keypoint behind the camera, too few keypoints).
+    """
+    options = {**options, 'max_iterations': 0, 'fallback_rms_px': math.inf}
+    return replace(solve_pose(uv, conf, K, model, init=pose, **options),
+                   iterations=pose.iterations)
 
 
 def _fields(result):

@@ -11,7 +11,8 @@ search) -> one batched network forward per object model -> keypoints in image pi
 object, warm-started where a previous pose is given -> optional second pass re-cropped around
 the fitted pose -> acceptance thresholds -> duplicates removed -> 6-DoF pose refined jointly on
 the mesh silhouette's image edges and the keypoints, from several depths (`contour_search_px`,
-`contour_balance`, `contour_depth_starts`; pose_kp_ros.geometry.contour_alignment).
+`contour_balance`, `contour_depth_starts`; pose_kp_ros.geometry.contour_alignment) -> rms_px and
+covariance evaluated at the refined pose, the reprojection threshold checked there.
 """
 
 from dataclasses import dataclass, replace
@@ -25,7 +26,7 @@ from pose_kp_ros.geometry.camera import project_object_points
 from pose_kp_ros.geometry.contour_alignment import VisibleMask, image_gradients, refine_pose
 from pose_kp_ros.geometry.distortion import has_distortion, undistort_pixels
 from pose_kp_ros.geometry.object_model import ObjectModel, ObjectModelError
-from pose_kp_ros.geometry.solver import PoseResult, fit_weights, solve_pose
+from pose_kp_ros.geometry.solver import PoseResult, evaluate_pose, fit_weights, solve_pose
 from pose_kp_ros.network.predictor import KeypointPredictor
 from pose_kp_ros.pipeline.config import (
     DEVICE_PATTERN,
@@ -74,7 +75,8 @@ class ObjectPose:
         confidences: (N,) keypoint confidences.
         box_xyxy: (4,) the crop box the keypoints were found in.
         request: the CropRequest this pose answers.
-        result: the solver's single-problem PoseResult (coeffs, rms_px, covariance, ...).
+        result: the solver's single-problem PoseResult (coeffs, rms_px, covariance, ...) at the
+            final pose R, t (after the silhouette refinement).
         visible_mask: the network's VisibleMask of the crop (None without a mask head).
     """
 
@@ -183,10 +185,18 @@ def object_mesh(model):
     """Return the model's mesh (trimesh, metres), or None when it has none or it is unreadable.
 
     Raises ObjectModelError when the scaled mesh's size disagrees with diameter_m (a wrong
-    mesh_scale, e.g. a millimetre mesh without mesh_scale 0.001).
+    mesh_scale, e.g. a millimetre mesh without mesh_scale 0.001), or when the model names a mesh
+    but the trimesh package is not installed (a missing dependency, not a missing file).
     """
     if not model.mesh_path:
         return None
+    try:
+        import trimesh  # noqa: F401  (load_mesh and the surface sampling use it)
+    except ImportError:
+        raise ObjectModelError(
+            f'{model.source or model.name}: mesh: the Python package trimesh is not installed; '
+            'the mesh (crop boxes, silhouette refinement) needs it: install python3-trimesh '
+            '(rosdep install --from-paths src) or pip install trimesh') from None
     try:
         from pose_kp_ros.rendering.mesh import load_mesh
         mesh = load_mesh(model.resolve_mesh_path(), model.mesh_scale)
@@ -359,7 +369,11 @@ class KeypointPoseEstimator:
         return self._refine_on_silhouettes(image_rgb, K, poses, D, distortion_model)
 
     def _refine_on_silhouettes(self, image_rgb, K, poses, D, distortion_model):
-        """Return the poses refined on the image edges of their silhouettes (where possible)."""
+        """Return the poses refined on the image edges of their silhouettes (where possible).
+
+        A refined pose gets the keypoint fit's rms_px and covariance evaluated where it now is,
+        and is dropped if that breaks max_reprojection_error_px (or leaves it unusable).
+        """
         gradients, aligned = None, []
         for pose in poses:
             surface = self.objects[pose.object_name].surface
@@ -381,8 +395,16 @@ class KeypointPoseEstimator:
                                self.solver_options.get('robust_scale_px', 4.0), D,
                                distortion_model, visible=pose.visible_mask,
                                depth_starts=self.contour_depth_starts)
-            aligned.append(replace(pose, R=R, t=t, result=replace(pose.result, R=R, t=t)))
+            result = evaluate_pose(measured, pose.confidences, K, model,
+                                   replace(pose.result, R=R, t=t), **self._solver_options())
+            if result.valid and result.rms_px <= self.thresholds.max_reprojection_error_px:
+                aligned.append(replace(pose, R=result.R, t=result.t, result=result))
         return aligned
+
+    def _solver_options(self):
+        """Return the solve_pose options: the config's and the keypoint confidence threshold."""
+        return {**self.solver_options,
+                'min_confidence': self.thresholds.min_keypoint_confidence}
 
     def _estimate_object(self, runtime, image_rgb, K, requests, D, distortion_model):
         """Run network + solver for one object's requests (one batch each), with refinement."""
@@ -438,9 +460,8 @@ class KeypointPoseEstimator:
         if D is not None and has_distortion(D):
             measured = undistort_pixels(keypoints, K, D, distortion_model)
         init = _batched_init(inits, len(boxes), runtime.model.num_basis)
-        options = dict(self.solver_options)
-        options['min_confidence'] = self.thresholds.min_keypoint_confidence
-        results = solve_pose(measured, confidences, K, runtime.model, init=init, **options)
+        results = solve_pose(measured, confidences, K, runtime.model, init=init,
+                             **self._solver_options())
         return keypoints, confidences, masks, results
 
     def _accept(self, runtime, request, keypoints, confidences, box, mask, results, i):

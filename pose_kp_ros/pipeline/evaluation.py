@@ -5,10 +5,10 @@ A frame without an estimate counts as a failure (its errors are NaN).
 """
 
 from dataclasses import asdict, dataclass
-import json
 
 import numpy as np
 
+from pose_kp_ros import strict_json
 from pose_kp_ros.geometry.metrics import (
     accuracy_auc,
     accuracy_under,
@@ -18,6 +18,8 @@ from pose_kp_ros.geometry.metrics import (
     rotation_error_deg,
     translation_error,
 )
+from pose_kp_ros.geometry.object_model import ObjectModel
+from pose_kp_ros.pipeline.estimator import object_mesh
 
 
 @dataclass
@@ -38,6 +40,28 @@ class FrameResult:
     latency_ms: float = float('nan')
     runtime_ms: float = float('nan')
     visible_fraction: float = float('nan')
+
+
+MAX_MODEL_POINTS = 30_000
+"""Meshes with more vertices are measured on a fixed subset of this many (ADD costs O(N))."""
+
+
+def model_points(model: ObjectModel, max_points: int = MAX_MODEL_POINTS) -> np.ndarray:
+    """Return the (P, 3) metres points ADD, ADD-S and the 2D projection error are measured on.
+
+    As in the BOP toolkit: the vertices of the object's mesh, every one of them up to
+    max_points (a larger mesh gives a fixed, seeded subset). One point set for `pose-kp
+    eval-lmo` and the live evaluator. Raises ValueError when the model has no usable mesh.
+    """
+    mesh = object_mesh(model)
+    if mesh is None:
+        raise ValueError(f'{model.name}: no mesh (or an unreadable one): ADD is measured on the '
+                         'mesh vertices')
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    if len(vertices) > max_points:
+        chosen = np.random.default_rng(0).choice(len(vertices), max_points, replace=False)
+        vertices = vertices[np.sort(chosen)]
+    return vertices
 
 
 VISIBILITY_BINS = ((0.0, 0.5), (0.5, 0.7), (0.7, 0.9), (0.9, 1.0))
@@ -129,14 +153,17 @@ def summary_table(summary):
 
 
 def write_results(results, summary, folder, stem):
-    """Write `<stem>_frames.json`, `<stem>_frames.csv` and `<stem>_summary.json` into folder."""
+    """Write `<stem>_frames.json`, `<stem>_frames.csv` and `<stem>_summary.json` into folder.
+
+    The JSON files are strict JSON: what was not measured (NaN) is null.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     rows = [asdict(r) for r in results]
-    (folder / f'{stem}_frames.json').write_text(json.dumps(rows, indent=1))
+    strict_json.write(folder / f'{stem}_frames.json', rows)
     header = list(FrameResult.__dataclass_fields__)
     lines = [','.join(header)] + [','.join(str(row[k]) for k in header) for row in rows]
     (folder / f'{stem}_frames.csv').write_text('\n'.join(lines) + '\n')
-    (folder / f'{stem}_summary.json').write_text(json.dumps(summary, indent=1))
+    strict_json.write(folder / f'{stem}_summary.json', summary)
 
 
 def plot_accuracy(results, diameter, path, title):

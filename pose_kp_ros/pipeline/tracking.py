@@ -17,8 +17,9 @@ Rules (all parameters of `TrackingConfig`):
   tracks; track ids grow per object and are never reused.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import itertools
+import threading
 
 import numpy as np
 
@@ -78,7 +79,12 @@ class TrackedPose:
 
 
 class PoseTracker:
-    """Runs a KeypointPoseEstimator frame after frame, keeping tracks (see the module rules)."""
+    """Runs a KeypointPoseEstimator frame after frame, keeping tracks (see the module rules).
+
+    `reset` may be called from another thread while `update` runs (e.g. a camera_info callback):
+    an update reads the track state at its start and stores its outcome only if no reset came
+    in between, so a reset is never undone by the frame that was in flight.
+    """
 
     def __init__(self, estimator, config=None):
         self.estimator = estimator
@@ -88,31 +94,46 @@ class PoseTracker:
         self._last_search = {}
         self._lost = set()
         self._ids = {name: itertools.count() for name in estimator.object_names}
+        self._state_lock = threading.Lock()
+        self._generation = 0  # counts resets
 
     def reset(self):
-        """Forget every track (e.g. when the camera or its intrinsics change)."""
-        self.tracks = []
-        self._lost = set()
-        self._last_search = {}
+        """Forget every track (e.g. when the camera or its intrinsics change); thread-safe."""
+        with self._state_lock:
+            self._generation += 1
+            self.tracks = []
+            self._lost = set()
+            self._last_search = {}
 
-    def update(self, image_rgb, K, boxes=None, D=None, distortion_model='plumb_bob'):
+    def update(self, image_rgb: np.ndarray, K: np.ndarray, boxes: dict | None = None,
+               D: np.ndarray | None = None, distortion_model: str = 'plumb_bob') -> list:
         """Process one frame and return its TrackedPoses (the estimator's acceptance rules).
 
-        `boxes` is None or {object_name: (M, 4) xyxy}, e.g. from a detection topic.
+        `boxes` is None or {object_name: (M, 4) xyxy}, e.g. from a detection topic. A reset
+        during the call keeps this frame's poses out of the tracks (they belong to the old camera).
         """
+        with self._state_lock:
+            generation, frame_index = self._generation, self.frame_index
+            tracks = [replace(track) for track in self.tracks]
+            lost, last_search = set(self._lost), dict(self._last_search)
         height, width = np.asarray(image_rgb).shape[:2]
-        requests = self._track_requests(K, width, height)
+        requests = self._track_requests(tracks, K, width, height)
         given = self._given_requests(boxes or {}, requests)
         requests += given
-        requests += self._search_requests(image_rgb, given)
+        wanted = self._search_wanted(tracks, given, lost, last_search, frame_index)
+        requests += self.estimator.search(image_rgb, wanted) if wanted else []
         poses = self.estimator.estimate(image_rgb, K, requests, D, distortion_model)
-        tracked = self._assign(poses)
-        self.frame_index += 1
+        tracked, kept, lost = self._assign(tracks, poses)
+        with self._state_lock:
+            if self._generation == generation:
+                self.tracks, self._lost = kept, lost
+                self._last_search.update(dict.fromkeys(wanted, frame_index))
+            self.frame_index += 1
         return tracked
 
-    def _track_requests(self, K, width, height):
+    def _track_requests(self, tracks, K, width, height):
         requests = []
-        for track in self.tracks:
+        for track in tracks:
             runtime = self.estimator.objects[track.object_name]
             box = projected_box(runtime.outline, track.pose.R, track.pose.t, K)
             if box is None or not valid_box(box, width, height):
@@ -131,50 +152,52 @@ class PoseTracker:
                     requests.append(CropRequest(name, box, source='boxes'))
         return requests
 
-    def _search_requests(self, image_rgb, given):
+    def _search_wanted(self, tracks, given, lost, last_search, frame_index):
+        """Return the objects the detector's full-image search runs for this frame."""
         wanted = []
         for name, runtime in self.estimator.objects.items():
             if any(r.object_name == name for r in given):
                 continue
-            live = sum(1 for t in self.tracks if t.object_name == name and t.misses == 0)
+            live = sum(1 for t in tracks if t.object_name == name and t.misses == 0)
             interval = (self.config.search_interval if live < runtime.max_instances
                         else self.config.verify_interval)  # 0: never
-            since = self.frame_index - self._last_search.get(name, -10**9)
-            if (interval and since >= interval) or name in self._lost:
+            since = frame_index - last_search.get(name, -10**9)
+            if (interval and since >= interval) or name in lost:
                 wanted.append(name)
-                self._last_search[name] = self.frame_index
-        self._lost = set()
-        return self.estimator.search(image_rgb, wanted) if wanted else []
+        return wanted
 
-    def _assign(self, poses):
-        """Match poses to tracks, update misses, create and drop tracks."""
-        tracked, continued = [], set()
+    def _assign(self, tracks, poses):
+        """Match poses to `tracks` (copies, updated in place); return (tracked, kept, lost).
+
+        kept: the tracks after this frame (misses counted, new ones added, old ones dropped);
+        lost: the objects to search for next frame.
+        """
+        tracked, continued, lost = [], set(), set()
         for pose in poses:
             diameter = self.estimator.objects[pose.object_name].model.diameter
             track = pose.request.track_id
-            match = next((t for t in self.tracks if t.object_name == pose.object_name
+            match = next((t for t in tracks if t.object_name == pose.object_name
                           and (t.object_name, t.track_id) not in continued
                           and (t.track_id == track
                                or np.linalg.norm(t.pose.t - pose.t) < 0.3 * diameter)), None)
             if match is None:
                 match = Track(pose.object_name, next(self._ids[pose.object_name]), pose, hits=0)
-                self.tracks.append(match)
+                tracks.append(match)
             match.pose, match.misses, match.hits = pose, 0, match.hits + 1
             continued.add((match.object_name, match.track_id))
             tracked.append(TrackedPose(match.track_id, pose))
         missed = set()
-        for track in self.tracks:
+        for track in tracks:
             if (track.object_name, track.track_id) not in continued:
                 track.misses += 1
                 missed.add(track.object_name)
         kept = []
         for name, runtime in self.estimator.objects.items():
-            mine = [t for t in self.tracks if t.object_name == name
+            mine = [t for t in tracks if t.object_name == name
                     and t.misses <= self.config.max_misses]
             mine.sort(key=lambda t: (t.misses, -t.hits))  # live first, then the longest-lived
             kept += mine[:runtime.max_instances]
             live = sum(1 for t in mine if t.misses == 0)
             if name in missed and live < runtime.max_instances:
-                self._lost.add(name)  # search next frame (a track replaced by a new one: no)
-        self.tracks = kept
-        return tracked
+                lost.add(name)  # search next frame (a track replaced by a new one: no)
+        return tracked, kept, lost

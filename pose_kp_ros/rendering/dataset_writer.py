@@ -4,6 +4,7 @@ Layout written under `out_dir`:
     dataset.yaml          object, object_name, keypoint_names, image_size, count, seed, generator
     object.yaml           copy of the object model the renders were made with
     render_config.yaml    camera, image size, seed, scene settings, distractor meshes
+(mesh files are named relative to out_dir in both YAML files)
     annotations.jsonl     one line per image, in sample-index order
     images/000000.jpg     RGB JPEG (random quality 70-95)
     masks/000000_0.png    visible mask of the object, uint8 0/255
@@ -28,6 +29,7 @@ import yaml
 from pose_kp_ros import __version__
 from pose_kp_ros.data.package_data import PKGDATA_SCHEME
 from pose_kp_ros.geometry.object_model import ObjectModel
+from pose_kp_ros.paths import portable_path
 from pose_kp_ros.rendering.scene import RenderSettings, SampleRenderer
 
 GENERATOR = f'pose-kp render {__version__}'
@@ -113,6 +115,12 @@ def _portable_model(model):
     return dataclasses.replace(model, mesh_path=mesh, source=None)
 
 
+def _recorded_mesh(mesh, out_dir):
+    """Return a mesh reference as the dataset's files record it: a file relative to out_dir."""
+    mesh = str(mesh)
+    return mesh if mesh.startswith(PKGDATA_SCHEME) else portable_path(mesh, out_dir)
+
+
 def render_dataset(object_yaml, out_dir, count, seed=0, workers=1, size=(640, 480), K=None,
                    settings=None, distractor_meshes=(), progress=True):
     """Render samples 0..count-1 into `out_dir`, skipping those already there.
@@ -132,12 +140,13 @@ def render_dataset(object_yaml, out_dir, count, seed=0, workers=1, size=(640, 48
     if count < 0 or workers < 1 or seed < 0:
         raise DatasetWriteError('count >= 0, workers >= 1 and seed >= 0 are required')
     out_dir = Path(out_dir)
+    mesh = _recorded_mesh(model.mesh_path, out_dir)
     config = {'object': {'name': model.name, 'keypoint_names': list(model.keypoint_names),
-                         'keypoints_m': model.keypoints.tolist(), 'mesh': model.mesh_path,
+                         'keypoints_m': model.keypoints.tolist(), 'mesh': mesh,
                          'mesh_scale': model.mesh_scale},
               'image_size': list(size), 'K': K.tolist(), 'seed': seed,
               'settings': settings.to_dict(),
-              'distractor_meshes': [[str(path), float(scale)]
+              'distractor_meshes': [[_recorded_mesh(path, out_dir), float(scale)]
                                     for path, scale in distractor_meshes]}
     config_path = out_dir / 'render_config.yaml'
     if config_path.exists():
@@ -149,7 +158,7 @@ def render_dataset(object_yaml, out_dir, count, seed=0, workers=1, size=(640, 48
     (out_dir / 'images').mkdir(parents=True, exist_ok=True)
     (out_dir / 'masks').mkdir(exist_ok=True)
     _write_yaml_atomic(config_path, config)
-    model.to_yaml(out_dir / 'object.yaml')
+    dataclasses.replace(model, mesh_path=mesh).to_yaml(out_dir / 'object.yaml')
     annotations_path = out_dir / 'annotations.jsonl'
     done = _read_done(annotations_path)
     todo = [index for index in range(count) if index not in done]

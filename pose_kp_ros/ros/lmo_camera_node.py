@@ -4,8 +4,9 @@ Publishes, per frame, with one header (stamp = now, frame_id = `frame_id`):
   image        sensor_msgs/Image rgb8 640x480
   camera_info  sensor_msgs/CameraInfo (LM-O intrinsics, no distortion)
   ~/ground_truth/<object>  geometry_msgs/PoseStamped, the true pose (for evaluation only)
-Parameters: rate_hz, object_id (LM-O id, 8 = driller), object_name, frames (0 = all), loops,
-frame_id, wait_for_subscribers_s. Exits 0 after the last frame.
+Parameters: rate_hz, object_name (an LM-O object: its id comes from
+pose_kp_ros.data.package_data.LMO_OBJECT_IDS), frames (0 = all), loops, frame_id,
+wait_for_subscribers_s. Exits 0 after the last frame.
 """
 
 import sys
@@ -19,7 +20,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
-from pose_kp_ros.data.package_data import lmo_camera, lmo_ground_truth
+from pose_kp_ros.data.package_data import lmo_camera, lmo_ground_truth, lmo_object_id
 from pose_kp_ros.ros.image_conversions import numpy_to_image
 from pose_kp_ros.ros.messages import pose_msg
 
@@ -42,7 +43,6 @@ class LmoCameraNode(Node):
     def __init__(self):
         super().__init__('lmo_camera')
         self.declare_parameter('rate_hz', 10.0)
-        self.declare_parameter('object_id', 8)
         self.declare_parameter('object_name', 'driller')
         self.declare_parameter('frames', 0)
         self.declare_parameter('loops', 1)
@@ -50,11 +50,11 @@ class LmoCameraNode(Node):
         self.declare_parameter('wait_for_subscribers_s', 30.0)
         self.declare_parameter('reliable', True)
         value = {name: self.get_parameter(name).value for name in (
-            'rate_hz', 'object_id', 'object_name', 'frames', 'loops', 'frame_id',
+            'rate_hz', 'object_name', 'frames', 'loops', 'frame_id',
             'wait_for_subscribers_s', 'reliable')}
         self.settings = value
         self.K, self.size = lmo_camera()
-        self.frames = lmo_ground_truth(int(value['object_id']))
+        self.frames = lmo_ground_truth(lmo_object_id(value['object_name']))
         if value['frames'] > 0:
             self.frames = self.frames[:int(value['frames'])]
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if value['reliable']

@@ -24,6 +24,7 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 import rclpy
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -85,13 +86,8 @@ class PoseKpNode(Node):
 
     def __init__(self, node_name='pose_kp', estimator=None, **kwargs):
         super().__init__(node_name, **kwargs)
-        self._declare_parameters()
-        params = {spec.name: self.get_parameter(spec.name).value for spec in NODE_PARAMETERS}
-        for spec in NODE_PARAMETERS:
-            reason = spec.check(params[spec.name])
-            if reason:
-                raise StartupError(f'parameter {reason}')
-        self.params = params
+        params = self._declare_parameters(
+            [spec for spec in NODE_PARAMETERS if not spec.from_pipeline])
         if params['torch_threads'] > 0:
             import torch
             torch.set_num_threads(params['torch_threads'])
@@ -100,7 +96,11 @@ class PoseKpNode(Node):
         if default_object and default_object not in self.estimator.object_names:
             raise StartupError(f'parameter detection_default_object: {default_object!r} is not '
                                f'an object of the pipeline {self.estimator.object_names}')
-        self._apply_thresholds(params)
+        # The thresholds start at the pipeline config's values: the parameters show what is used.
+        thresholds = self._declare_parameters(
+            [spec for spec in NODE_PARAMETERS if spec.from_pipeline], self.estimator.thresholds)
+        self._apply_thresholds(thresholds)
+        self.params = {**params, **thresholds}
         self.tracker = PoseTracker(self.estimator, TrackingConfig(
             max_misses=params['max_misses'], search_interval=params['search_interval'],
             verify_interval=params['verify_interval']))
@@ -132,8 +132,12 @@ class PoseKpNode(Node):
             f"image '{self.image_topic}', camera_info '{self.resolve_topic_name('camera_info')}'")
 
     # ---------------------------------------------------------------- set-up
-    def _declare_parameters(self):
-        for spec in NODE_PARAMETERS:
+    def _declare_parameters(self, specs, thresholds=None):
+        """Declare `specs`; return {name: value} after checking every value (StartupError).
+
+        Threshold parameters (spec.from_pipeline) are declared with their value in `thresholds`.
+        """
+        for spec in specs:
             descriptor = ParameterDescriptor(description=spec.description,
                                              read_only=not spec.dynamic)
             if spec.low is not None and isinstance(spec.default, float):
@@ -143,7 +147,23 @@ class PoseKpNode(Node):
                     and not isinstance(spec.default, bool):
                 descriptor.integer_range = [IntegerRange(from_value=int(spec.low),
                                                          to_value=int(spec.high), step=1)]
-            self.declare_parameter(spec.name, spec.default, descriptor)
+            default = spec.default
+            if spec.from_pipeline:
+                default = type(spec.default)(getattr(thresholds, spec.name))
+            try:
+                self.declare_parameter(spec.name, default, descriptor)
+            except (InvalidParameterTypeException, InvalidParameterValueException) as error:
+                # rclpy's reason (the descriptor's type or range), without its wrapping
+                reason = str(error).removesuffix(f': {spec.name}').split('Reason: ', 1)[-1]
+                hint = " (leave it unset for the pipeline config's value)" if spec.from_pipeline \
+                    else ''
+                raise StartupError(f'parameter {spec.name}: {reason}{hint}') from None
+        params = {spec.name: self.get_parameter(spec.name).value for spec in specs}
+        for spec in specs:
+            reason = spec.check(params[spec.name])
+            if reason:
+                raise StartupError(f'parameter {reason}')
+        return params
 
     def _load_estimator(self, params):
         config = params['pipeline_config'] or str(data_path('models', 'driller', 'pipeline.yaml'))
@@ -152,13 +172,11 @@ class PoseKpNode(Node):
         except (PipelineConfigError, ValueError, OSError, RuntimeError) as error:
             raise StartupError(str(error).splitlines()[0]) from None
 
-    def _apply_thresholds(self, params):
-        changes = {name: params[name] for name in THRESHOLD_PARAMETERS if params[name] != -1}
-        if changes:
-            try:
-                self.estimator.set_thresholds(**changes)
-            except ValueError as error:
-                raise StartupError(f'parameter {error}') from None
+    def _apply_thresholds(self, thresholds):
+        try:
+            self.estimator.set_thresholds(**thresholds)
+        except ValueError as error:
+            raise StartupError(f'parameter {error}') from None
 
     def _create_interfaces(self, params):
         reliability = ReliabilityPolicy.BEST_EFFORT if params['image_qos'] == 'sensor_data' \
@@ -202,7 +220,7 @@ class PoseKpNode(Node):
             reason = spec.check(change.value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
-            if change.name in THRESHOLD_PARAMETERS and change.value != -1:
+            if change.name in THRESHOLD_PARAMETERS:
                 thresholds[change.name] = change.value
         if thresholds:
             try:
@@ -266,7 +284,7 @@ class PoseKpNode(Node):
             return
         with self._lock:
             if self._camera is not None and not np.allclose(self._camera.K, camera.K):
-                self.tracker.reset()  # intrinsics changed: old poses no longer project right
+                self.tracker.reset()  # new intrinsics: old poses project wrong (safe mid-update)
             self._camera, self._camera_error = camera, None
             self._last_camera_time = time.monotonic()
             self._expire_held(self._last_camera_time)

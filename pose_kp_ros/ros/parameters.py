@@ -2,14 +2,16 @@
 
 The node declares exactly these (with ParameterDescriptors built from the table), the config
 reference in docs/node.md is checked against it by a test, and parameters marked `dynamic` can be
-changed at run time (`ros2 param set`), validated first.
+changed at run time (`ros2 param set`), validated first. Parameters marked `from_pipeline` (the
+acceptance thresholds) start at the pipeline config's value unless set, so `ros2 param get` shows
+the value in force; their `default` is what a pipeline config without that threshold uses.
 """
 
 from dataclasses import dataclass
 import math
 import re
 
-from pose_kp_ros.pipeline.config import DEVICE_PATTERN
+from pose_kp_ros.pipeline.config import DEVICE_PATTERN, Thresholds
 
 
 @dataclass(frozen=True)
@@ -24,8 +26,9 @@ class ParameterSpec:
     high: float = None
     choices: tuple = None
     pattern: str = None
+    from_pipeline: bool = False
 
-    def check(self, value):
+    def check(self, value: object) -> str | None:
         """Return None if `value` is acceptable, else a one-line reason."""
         expected = type(self.default)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
@@ -48,9 +51,7 @@ class ParameterSpec:
         return None
 
 
-# Threshold parameters take their defaults from the pipeline config when left at these values.
-THRESHOLD_PARAMETERS = ('min_keypoint_confidence', 'min_valid_keypoints',
-                        'max_reprojection_error_px', 'min_score', 'min_detection_score')
+_PIPELINE = Thresholds()  # a pipeline config's thresholds where it sets none
 
 NODE_PARAMETERS = (
     ParameterSpec('pipeline_config', '',
@@ -88,18 +89,19 @@ NODE_PARAMETERS = (
     ParameterSpec('verify_interval', 1, 'While every track is live, a full-image search every '
                   'this many frames whose crops compete with the tracks (replaces a drifted '
                   'track). 0: never.', low=0, high=10000),
-    ParameterSpec('min_keypoint_confidence', -1.0, 'Keypoints at or below this confidence are '
-                  'ignored by the fit. -1: from the pipeline config.', dynamic=True,
-                  low=-1.0, high=0.999),
-    ParameterSpec('min_valid_keypoints', -1, 'Fewer usable keypoints: no pose. -1: from the '
-                  'pipeline config.', dynamic=True, low=-1, high=1000),
-    ParameterSpec('max_reprojection_error_px', -1.0, 'Larger RMS reprojection error (pixels): '
-                  'no pose. -1: from the pipeline config.', dynamic=True, low=-1.0, high=1e4),
-    ParameterSpec('min_score', -1.0, 'Lower mean keypoint confidence: no pose. -1: from the '
-                  'pipeline config.', dynamic=True, low=-1.0, high=1.0),
-    ParameterSpec('min_detection_score', -1.0, 'Full-image search: detector boxes scoring lower '
-                  'are not cropped. -1: from the pipeline config.', dynamic=True, low=-1.0,
-                  high=1.0),
+    ParameterSpec('min_keypoint_confidence', _PIPELINE.min_keypoint_confidence,
+                  'Keypoints at or below this confidence are ignored by the fit.', dynamic=True,
+                  low=0.0, high=0.999, from_pipeline=True),
+    ParameterSpec('min_valid_keypoints', _PIPELINE.min_valid_keypoints, 'Fewer usable '
+                  'keypoints: no pose.', dynamic=True, low=4, high=1000, from_pipeline=True),
+    ParameterSpec('max_reprojection_error_px', _PIPELINE.max_reprojection_error_px,
+                  'Larger RMS reprojection error (pixels): no pose.',
+                  dynamic=True, low=0.0, high=1e4, from_pipeline=True),
+    ParameterSpec('min_score', _PIPELINE.min_score, 'Lower mean keypoint confidence: no '
+                  'pose.', dynamic=True, low=0.0, high=1.0, from_pipeline=True),
+    ParameterSpec('min_detection_score', _PIPELINE.min_detection_score, 'Full-image search: '
+                  'detector boxes scoring lower are not cropped.', dynamic=True, low=0.0,
+                  high=1.0, from_pipeline=True),
     ParameterSpec('publish_tf', True, 'Publish each instance on /tf (parent: the image frame, '
                   'child: <tf_prefix><object>_<track id>).', dynamic=True),
     ParameterSpec('tf_prefix', '', 'Prefix of the TF child frames.'),
@@ -120,9 +122,10 @@ NODE_PARAMETERS = (
 )
 
 SPECS = {spec.name: spec for spec in NODE_PARAMETERS}
+THRESHOLD_PARAMETERS = tuple(spec.name for spec in NODE_PARAMETERS if spec.from_pipeline)
 
 
-def parameter_table_markdown():
+def parameter_table_markdown() -> str:
     """Return the Markdown reference table of NODE_PARAMETERS (docs/node.md embeds it)."""
     rows = ['| parameter | type | default | range / choices | set at run time | description |',
             '|---|---|---|---|---|---|']
@@ -137,6 +140,9 @@ def parameter_table_markdown():
             allowed = ''
         default = str(spec.default).lower() if isinstance(spec.default, bool) else \
             repr(spec.default)
-        rows.append(f'| `{spec.name}` | {type(spec.default).__name__} | `{default}` | '
+        default = f'`{default}`'
+        if spec.from_pipeline:
+            default = f'pipeline config ({default} if it sets none)'
+        rows.append(f'| `{spec.name}` | {type(spec.default).__name__} | {default} | '
                     f'{allowed} | {"yes" if spec.dynamic else "no"} | {spec.description} |')
     return '\n'.join(rows) + '\n'

@@ -33,9 +33,9 @@ from tf2_msgs.msg import TFMessage
 from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.geometry.rotations import quaternion_xyzw_to_matrix
 from pose_kp_ros.paths import data_path
-from pose_kp_ros.pipeline.estimator import outline_points
 from pose_kp_ros.pipeline.evaluation import (
     frame_errors,
+    model_points,
     plot_accuracy,
     summarize,
     summary_table,
@@ -71,7 +71,7 @@ class PoseEvaluatorNode(Node):
             'object', 'expected_frames', 'settle_s', 'timeout_s', 'output_dir', 'stem',
             'mosaic_every')}
         self.model = ObjectModel.from_yaml(data_path('objects', f'{self.settings["object"]}.yaml'))
-        self.points = outline_points(self.model, count=1000)
+        self.points = model_points(self.model)  # the point set of pose-kp eval-lmo
         self.K = np.full((3, 3), np.nan)
         self.truth, self.estimates, self.tf_frames, self.tiles = {}, {}, 0, []
         self.debug_images = 0
@@ -147,7 +147,8 @@ class PoseEvaluatorNode(Node):
         summary = summarize(results, self.model.diameter)
         summary.update({'object': self.model.name, 'poses_received': len(self.estimates),
                         'tf_transforms_received': self.tf_frames,
-                        'debug_images_received': self.debug_images})
+                        'debug_images_received': self.debug_images,
+                        'model_points': len(self.points)})
         folder = Path(self.settings['output_dir'])
         stem = self.settings['stem']
         write_results(results, summary, folder, stem)

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 
+from pose_kp_ros.data.package_data import LMO_OBJECT_IDS, lmo_ground_truth, lmo_object_id
 from pose_kp_ros.launch_graph import demo_graph
 
 
@@ -51,8 +52,8 @@ def parse_args(argv):
     """Return the parsed command-line options."""
     parser = argparse.ArgumentParser(prog='pose-kp demo', description=__doc__.split('\n')[0])
     parser.add_argument('--rate', type=float, default=10.0, help='camera rate, Hz (default 10)')
-    parser.add_argument('--object', default='driller', help='LM-O object name (default driller)')
-    parser.add_argument('--object-id', type=int, default=8, help='LM-O object id (driller = 8)')
+    parser.add_argument('--object', default='driller', choices=sorted(LMO_OBJECT_IDS),
+                        help='LM-O object (default driller); its LM-O id follows from the name')
     parser.add_argument('--device', default='auto', help='auto | cpu | cuda')
     parser.add_argument('--frames', type=int, default=0, help='frames to replay (0: all)')
     parser.add_argument('--duration', type=float, default=0.0,
@@ -68,8 +69,7 @@ def parse_args(argv):
 def main(argv=None):
     """Run the demo; return 0 when every process ended cleanly."""
     args = parse_args(argv)
-    from pose_kp_ros.data.package_data import lmo_ground_truth
-    frames = args.frames or len(lmo_ground_truth(args.object_id))
+    frames = args.frames or len(lmo_ground_truth(lmo_object_id(args.object)))
     if args.duration > 0:
         frames = min(frames, max(1, int(args.duration * args.rate)))
     env = dict(os.environ)
@@ -77,7 +77,7 @@ def main(argv=None):
     env.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(1, 101)))
     env.setdefault('ROS_LOG_DIR', str(Path(args.output_dir) / 'ros_log'))
     env['PYTHONUNBUFFERED'] = '1'
-    specs = demo_graph(args.rate, args.object, args.object_id, args.device, frames,
+    specs = demo_graph(args.rate, args.object, args.device, frames,
                        args.output_dir, args.pipeline_config,
                        debug_image_scale=args.debug_image_scale)
     print(f'[demo] {frames} real LM-O frames of the {args.object} at {args.rate:g} Hz; '

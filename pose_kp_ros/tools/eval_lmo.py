@@ -14,7 +14,6 @@ rendered dataset folder with poses, e.g. held-out renders, instead), and writes 
 """
 
 import argparse
-import json
 from pathlib import Path
 import sys
 import time
@@ -23,12 +22,19 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from pose_kp_ros.data.package_data import lmo_camera, lmo_ground_truth
+from pose_kp_ros import strict_json
+from pose_kp_ros.data.package_data import (
+    LMO_OBJECT_IDS,
+    lmo_camera,
+    lmo_ground_truth,
+    lmo_object_id,
+)
 from pose_kp_ros.network.dataset import load_records
-from pose_kp_ros.paths import data_path
+from pose_kp_ros.paths import data_path, portable_path
 from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator, projected_box
 from pose_kp_ros.pipeline.evaluation import (
     frame_errors,
+    model_points,
     plot_accuracy,
     summarize,
     summary_table,
@@ -36,9 +42,6 @@ from pose_kp_ros.pipeline.evaluation import (
 )
 from pose_kp_ros.pipeline.overlay import draw_pose, mosaic
 from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
-
-LMO_OBJECT_IDS = {'ape': 1, 'can': 5, 'cat': 6, 'driller': 8, 'duck': 9, 'eggbox': 10,
-                  'glue': 11, 'holepuncher': 12}
 
 
 def parse_args(argv):
@@ -72,7 +75,7 @@ def lmo_frames(object_name):
     """
     K, _ = lmo_camera()
     return [(path.stem, path, K, R, t, float('nan'))
-            for path, R, t in lmo_ground_truth(LMO_OBJECT_IDS[object_name])]
+            for path, R, t in lmo_ground_truth(lmo_object_id(object_name))]
 
 
 def dataset_frames(folder, object_name):
@@ -104,6 +107,7 @@ def main(argv=None):
         return 2
     runtime = estimator.objects[args.object]
     model = runtime.model
+    points = model_points(model)
     try:
         frames = dataset_frames(args.dataset, args.object) if args.dataset \
             else lmo_frames(args.object)
@@ -132,7 +136,7 @@ def main(argv=None):
         mine = [p for p in poses if p.object_name == args.object]
         best = max(mine, key=lambda p: p.score) if mine else None
         results.append(frame_errors(name, best.R if best else None, best.t if best else None,
-                                    R_gt, t_gt, runtime.outline, K, model.symmetric,
+                                    R_gt, t_gt, points, K, model.symmetric,
                                     runtime_ms=runtime_ms, visible_fraction=visible))
         if index % show_every == 0 and len(overlays) < args.mosaic_frames:
             overlay = image.copy()
@@ -145,9 +149,10 @@ def main(argv=None):
     summary = summarize(results, model.diameter)
     summary.update({'object': args.object, 'boxes': args.boxes, 'tracking': args.tracking,
                     'verify_interval': args.verify_interval if args.tracking else None,
-                    'frames_source': args.dataset or 'LM-O test photos',
-                    'pipeline_config': str(config), 'device': str(estimator.device),
-                    'threads': args.threads})
+                    'frames_source': portable_path(args.dataset) if args.dataset
+                    else 'LM-O test photos',
+                    'pipeline_config': portable_path(config), 'device': str(estimator.device),
+                    'threads': args.threads, 'model_points': len(points)})
     folder = Path(args.output_dir)
     stem = (f'{args.object}_{"renders_" if args.dataset else ""}{args.boxes}'
             f'{"_tracking" if args.tracking else ""}')
@@ -157,7 +162,7 @@ def main(argv=None):
     if overlays:
         cv2.imwrite(str(folder / f'{stem}_mosaic.png'), mosaic(overlays)[:, :, ::-1])
     print(summary_table(summary))
-    print(json.dumps({k: v for k, v in summary.items() if isinstance(v, (int, float))}))
+    print(strict_json.dumps({k: v for k, v in summary.items() if isinstance(v, (int, float))}))
     print(f'wrote {folder}/{stem}_*')
     return 0
 

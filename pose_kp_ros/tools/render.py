@@ -1,7 +1,7 @@
 """`pose-kp render`: synthetic training images of one object in the dataset folder format.
 
 Example (the default driller training set, resumable: run it again to continue):
-    nice -n 10 pose-kp render --object objects/driller.yaml --out /work/data/driller_train
+    nice -n 10 pose-kp render --object objects/driller.yaml --out data/driller_train
         --count 20000 --workers 2 --seed 0
 """
 

@@ -40,6 +40,7 @@ from pose_kp_ros.tools.training_common import (
     all_reduce_sums,
     plot_curves,
     read_config,
+    recorded_config,
     resolve_path,
     run_training_cli,
 )
@@ -254,7 +255,8 @@ class Trainer(EpochTrainer):
         """Return the checkpoint metadata for the current state."""
         return make_meta(self.net_config, self.object_name, self.keypoint_names,
                          self.config['preset'], self.config['padding'], self.config['sigma'],
-                         IMAGENET_MEAN, IMAGENET_STD, training_config=self.config,
+                         IMAGENET_MEAN, IMAGENET_STD,
+                         training_config=recorded_config(self.config),
                          epoch=self.epoch, metrics=metrics,
                          low_pass_px=self.config['low_pass_px'])
 

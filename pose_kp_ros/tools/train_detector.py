@@ -54,6 +54,7 @@ from pose_kp_ros.tools.training_common import (
     TrainConfigError,
     plot_curves,
     read_config,
+    recorded_config,
     run_training_cli,
 )
 
@@ -369,7 +370,8 @@ class DetectorTrainer(EpochTrainer):
     def meta(self, metrics=None):
         """Return the checkpoint metadata for the current state."""
         return make_detector_meta(self.net_config, self.class_names,
-                                  self.config['score_threshold'], training_config=self.config,
+                                  self.config['score_threshold'],
+                                  training_config=recorded_config(self.config),
                                   epoch=self.epoch, metrics=metrics)
 
     def load_weights(self, path):

@@ -8,7 +8,6 @@ sums over ranks, atomic JSON writes, the training curves, the resumable epoch lo
 
 import argparse
 from contextlib import nullcontext
-import json
 import math
 import os
 from pathlib import Path
@@ -22,8 +21,10 @@ import torch.distributed as dist
 from tqdm import tqdm
 import yaml
 
+from pose_kp_ros import strict_json
 from pose_kp_ros.network.checkpoint import CheckpointError, save_checkpoint
 from pose_kp_ros.network.dataset import DatasetError
+from pose_kp_ros.paths import portable_path
 
 LR_SCHEDULES = ('cosine', 'step', 'constant')
 ENCODER_BN = ('train', 'frozen')
@@ -68,7 +69,8 @@ def read_config(path, defaults, required, epochs=None, overrides=None):
 
     Returns:
         the merged dict; datasets and val_datasets as lists of absolute folders, output_dir and
-        init_weights (if given) absolute (see resolve_path); other paths not yet resolved.
+        init_weights (if given) absolute (see resolve_path); other paths not yet resolved;
+        config_file: the YAML's absolute path (checkpoints record `recorded_config`).
     """
     path = Path(path)
     try:
@@ -102,13 +104,43 @@ def read_config(path, defaults, required, epochs=None, overrides=None):
     config['output_dir'] = resolve_path(path, config['output_dir'])
     if config['init_weights']:
         config['init_weights'] = resolve_path(path, config['init_weights'])
+    config['config_file'] = os.path.abspath(path)
     return config
 
 
 def resolve_path(config_path, value):
-    """Return `value` as an absolute path string, relative paths taken from the config's folder."""
-    value = Path(value)
-    return str(value if value.is_absolute() else (Path(config_path).parent / value).resolve())
+    """Return `value` as an absolute path string, relative paths taken from the config's folder.
+
+    '..' is taken lexically (symlinks kept), so that `recorded_config` gives back the path as
+    the config file wrote it.
+    """
+    return os.path.abspath(Path(config_path).parent / value)
+
+
+PATH_KEYS = ('object', 'datasets', 'val_datasets', 'output_dir', 'init_weights')
+"""Config keys holding paths (a path or a list of paths; empty when unset)."""
+
+
+def recorded_config(config: dict) -> dict:
+    """Return a config (from read_config) as checkpoints record it: no absolute paths.
+
+    Paths are relative to the config file's folder (as the file writes them), background_dirs
+    of the augmentation too; config_file is relative to the repository (or working directory).
+    """
+    folder = Path(config['config_file']).parent
+
+    def relative(value):
+        return [relative(v) for v in value] if isinstance(value, list) else \
+            portable_path(value, folder) if value else value
+
+    recorded = {key: relative(value) if key in PATH_KEYS else value
+                for key, value in config.items()}
+    augmentation = recorded.get('augmentation')
+    if isinstance(augmentation, dict) and augmentation.get('background_dirs'):
+        recorded['augmentation'] = {**augmentation, 'background_dirs': relative(
+            list(augmentation['background_dirs']))}
+    recorded['config_file'] = portable_path(config['config_file'])
+    return recorded
 
 
 def learning_rate(config, epoch):
@@ -197,10 +229,10 @@ def all_reduce_sums(sums, device, world_size):
 
 
 def write_json_atomic(path, data):
-    """Write data as indented JSON to path through a temporary file and a rename."""
+    """Write data as indented strict JSON (NaN: null) to path through a temporary file."""
     path = Path(path)
     temporary = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    temporary.write_text(json.dumps(data, indent=1))
+    strict_json.write(temporary, data)
     os.replace(temporary, path)
 
 

@@ -1,10 +1,12 @@
 """What the launch files start (launch_graph) really starts: executables, params, remappings."""
 
+import json
 from pathlib import Path
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from pose_kp_ros.launch_graph import demo_graph, pose_kp_node_spec
@@ -46,3 +48,21 @@ def test_demo_graph_remaps_the_camera_into_the_node_and_the_evaluator():
     args = pose.ros_arguments()
     assert args[:3] == ['--ros-args', '-r', '__node:=pose_kp']
     assert '--params-file' in args
+
+
+def test_demo_camera_replays_the_frames_of_the_object_it_is_named_for(ros_env):
+    from pose_kp_ros.data.package_data import lmo_ground_truth
+    camera = demo_graph(object_name='ape', frames=2)[2]
+    receiver = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / 'processes' / 'pose_receiver.py'),
+         '/lmo_camera/ground_truth/ape', '2', '60'], env=ros_env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    executable = Path(sys.executable).with_name(camera.executable)
+    player = subprocess.run([str(executable)] + camera.ros_arguments(), env=ros_env,
+                            capture_output=True, text=True, timeout=120)
+    output = receiver.communicate(timeout=90)[0]
+    assert player.returncode == 0, player.stdout + player.stderr
+    assert receiver.returncode == 0, output
+    received = json.loads(output.strip().splitlines()[-1])
+    ape = [t for _, _, t in lmo_ground_truth(1)[:2]]  # LM-O object 1 is the ape
+    assert np.allclose(received, ape, atol=1e-9), (received, ape)

@@ -9,11 +9,12 @@ With POSE_KP_RELIABILITY_OUT set, each test appends its figures to faults.jsonl 
 (benchmarks/reliability_report.py).
 """
 
-import json
 import os
 from pathlib import Path
 
 import pytest
+
+from pose_kp_ros import strict_json
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,7 @@ def record(**figures):
         test = os.environ['PYTEST_CURRENT_TEST'].split('::')[-1].split(' ')[0]
         Path(folder).mkdir(parents=True, exist_ok=True)
         with open(Path(folder) / 'faults.jsonl', 'a') as out:
-            out.write(json.dumps({'test': test, **figures}) + '\n')
+            out.write(strict_json.dumps({'test': test, **figures}) + '\n')
 
 
 def test_late_camera_info_warns_then_outputs_resume(start_node, start_driver,

@@ -110,7 +110,8 @@ def test_sigint_exits_zero(start_node, run_driver, untrained_pipeline):
     (('-p', 'pipeline_config:=/nonexistent/pipeline.yaml'),
      '/nonexistent/pipeline.yaml: pipeline config not found'),
     (('-p', 'device:=tpu'), 'device'),
-    (('-p', 'search_interval:=0'), 'search_interval'),
+    (('-p', 'search_interval:=0'),
+     'parameter search_interval: Parameter search_interval out of range. Min: 1, Max: 10000'),
     (('-p', 'detection_default_object:=widget'),
      "parameter detection_default_object: 'widget' is not an object of the pipeline"),
 ])
@@ -157,3 +158,46 @@ def test_thresholds_change_at_run_time_with_validation(start_node, ros_env, untr
     assert outcome['publish_tf']['successful']
     assert report['values']['min_score'] == 0.45 and report['values']['device'] == 'cpu'
     assert node.alive()
+
+
+def test_threshold_parameters_show_the_values_in_force(start_node, ros_env, untrained_pipeline):
+    node = start_node('-p', f'pipeline_config:={untrained_pipeline}', '-p', 'device:=cpu',
+                      '-p', 'min_detection_score:=0.4')
+    script = Path(__file__).parent / 'processes' / 'param_client.py'
+    result = subprocess.run(
+        [sys.executable, str(script), '/pose_kp', 'min_score=-1.0', 'min_valid_keypoints',
+         'max_reprojection_error_px', 'min_keypoint_confidence', 'min_detection_score'],
+        env=ros_env, capture_output=True, text=True, timeout=120)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    # The pipeline config's thresholds (conftest.write_untrained_pipeline) and the override,
+    # as ros2 param get shows them: the values the node uses.
+    assert report['values'] == {'min_score': 0.0, 'min_valid_keypoints': 4,
+                                'max_reprojection_error_px': 1000.0,
+                                'min_keypoint_confidence': 0.0, 'min_detection_score': 0.4}
+    refused = report['results'][0]
+    assert not refused['successful'] and 'min_score' in refused['reason'], refused
+    assert node.alive()
+
+
+def test_a_threshold_parameter_out_of_range_stops_the_node_with_one_line(start_node,
+                                                                        untrained_pipeline):
+    code, output = start_node('-p', f'pipeline_config:={untrained_pipeline}',
+                              '-p', 'min_score:=-1.0').wait_exit()
+    assert code == 1
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith('pose_kp_node: parameter min_score: '), output
+
+
+def test_missing_trimesh_stops_the_node_with_one_line(ros_env, tmp_path):
+    # A Python path where 'import trimesh' fails as on an install without it (rosdep before
+    # package.xml named python3-trimesh): the silhouette refinement must not be dropped silently.
+    (tmp_path / 'trimesh').mkdir()
+    (tmp_path / 'trimesh' / '__init__.py').write_text(
+        "raise ModuleNotFoundError(\"No module named 'trimesh'\", name='trimesh')\n")
+    env = {**ros_env, 'PYTHONPATH': str(tmp_path)}
+    result = subprocess.run([str(Path(sys.executable).with_name('pose_kp_node')), '--ros-args',
+                             '-p', 'device:=cpu'], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and 'trimesh is not installed' in lines[0], lines

@@ -1,6 +1,7 @@
 """Set parameters of a running node through its set_parameters service; print the results as JSON.
 
-Usage: param_client.py NODE 'name=value' ... (values parsed as YAML: 0.5, true, text).
+Usage: param_client.py NODE 'name=value' ... 'name' ... (values parsed as YAML: 0.5, true, text;
+a bare name is only read).
 """
 
 import json
@@ -23,7 +24,7 @@ def main():
         print(json.dumps({'error': 'service not available'}))
         return 1
     results = []
-    for assignment in assignments:
+    for assignment in [a for a in assignments if '=' in a]:
         name, _, text = assignment.partition('=')
         request = SetParameters.Request(
             parameters=[Parameter(name, value=yaml.safe_load(text)).to_parameter_msg()])

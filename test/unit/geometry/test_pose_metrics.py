@@ -38,6 +38,25 @@ def test_add_and_add_s():
                np.vstack([t0, t0 + [0, 0.02, 0]]), points) == pytest.approx([0.0, 0.02])
 
 
+def test_add_s_is_the_mean_closest_point_distance():
+    rng = np.random.default_rng(1)
+    points = rng.uniform(-0.1, 0.1, (300, 3))
+    R = np.stack([RZ90, np.eye(3), RZ90.T])
+    t_est = np.array([[0.0, 0.0, 1.0], [0.01, 0.0, 1.0], [0.0, -0.02, 0.9]])
+    t_gt = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    est = points @ np.swapaxes(R, 1, 2) + t_est[:, None]
+    gt = points + t_gt[:, None]
+    brute = np.linalg.norm(gt[:, :, None] - est[:, None], axis=-1).min(-1).mean(-1)
+    assert add_s(R, t_est, np.eye(3)[None], t_gt, points) == pytest.approx(brute, rel=1e-12)
+
+
+def test_add_s_takes_a_large_mesh():
+    # 200,000 points: a pairwise distance matrix would need 960 GB; a KD-tree does not.
+    points = np.random.default_rng(2).uniform(-0.1, 0.1, (200_000, 3))
+    t = np.array([[0.0, 0.0, 1.0]])
+    assert add_s(np.eye(3)[None], t, np.eye(3)[None], t, points) == pytest.approx([0.0])
+
+
 def test_projection_error_2d():
     K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
     I3 = np.eye(3)[None]

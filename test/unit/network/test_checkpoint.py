@@ -1,3 +1,6 @@
+from pathlib import Path
+import zipfile
+
 import numpy as np
 import pytest
 import torch
@@ -85,6 +88,13 @@ def test_export_gives_same_heatmaps_and_metadata(saved, exported, tmp_path):
     program, meta = load_model(exported, NAMES, 'kite')
     assert meta['keypoint_names'] == NAMES and meta['input_size'] == 32
     assert exported.with_name('exported.pt2.json').exists()
+    assert (Path.cwd() / meta['exported_from']).resolve() == saved[0].resolve()
+    assert not Path(meta['exported_from']).is_absolute()
+    # The archive (its graph's stack traces included) names no absolute path of this machine.
+    with zipfile.ZipFile(exported) as archive:
+        text = b''.join(archive.read(name) for name in archive.namelist())
+    assert str(Path(__file__).resolve().parents[3]).encode() not in text
+    assert str(Path(torch.__file__).parent).encode() not in text
     for batch in (1, 3):
         x = torch.randn(batch, 3, 32, 32)
         with torch.no_grad():

@@ -5,6 +5,7 @@ folder format (docs/dataset_format.md), one object per folder, one or two instan
 """
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -333,6 +334,9 @@ def test_train_detector_cli_then_resume(shape_datasets, tmp_path, capsys):
     _, meta, training = load_detector_checkpoint(run / 'last.pt', ['disc', 'square'])
     assert meta['class_names'] == ['disc', 'square'] and meta['epoch'] == 2
     assert training['batches_done'] == 0 and meta['training_config']['epochs'] == 2
+    assert meta['training_config']['output_dir'] == 'run'  # relative to the config file
+    assert meta['training_config']['datasets'] == [
+        os.path.relpath(shape_datasets[name], tmp_path) for name in ('square', 'disc')]
     bad = tmp_path / 'bad.yaml'
     bad.write_text(yaml.safe_dump({**config, 'datasets': [str(tmp_path / 'nowhere')]}))
     assert cli_main(['train-detector', '--config', str(bad)]) == 2

@@ -1,6 +1,8 @@
 """`pose-kp train` end to end on a tiny dataset, then `--resume` continues at the right epoch."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -41,6 +43,12 @@ def test_train_then_resume(kite_dataset, tmp_path, capsys):
     assert checkpoint.meta['epoch'] == 2 and checkpoint.training['batches_done'] == 0
     assert checkpoint.meta['training_config']['epochs'] == 2
     assert checkpoint.meta['heatmap_size'] == 16 and checkpoint.meta['preset'] == 'cpu'
+    # Paths are recorded relative to the config file's folder, not as absolute paths.
+    recorded = checkpoint.meta['training_config']
+    assert recorded['output_dir'] == 'run'
+    assert recorded['datasets'] == [os.path.relpath(kite_dataset, tmp_path)]
+    assert not Path(recorded['config_file']).is_absolute()
+    assert (Path.cwd() / recorded['config_file']).resolve() == config.resolve()
 
 
 def test_config_errors(tmp_path, kite_dataset):

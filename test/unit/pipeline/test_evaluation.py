@@ -1,9 +1,19 @@
 """Per-frame errors, the summary and its printed table (pose_kp_ros.pipeline.evaluation)."""
 
+import json
+
 import numpy as np
 import pytest
 
-from pose_kp_ros.pipeline.evaluation import frame_errors, summarize, summary_table
+from pose_kp_ros.geometry.object_model import ObjectModel
+from pose_kp_ros.pipeline.evaluation import (
+    frame_errors,
+    model_points,
+    summarize,
+    summary_table,
+    write_results,
+)
+from pose_kp_ros.rendering.mesh import load_mesh
 
 K = np.array([[572.4, 0.0, 325.3], [0.0, 573.6, 242.0], [0.0, 0.0, 1.0]])
 POINTS = np.random.default_rng(0).uniform(-0.1, 0.1, (200, 3))
@@ -43,3 +53,34 @@ def test_accuracy_is_broken_down_by_visible_fraction():
     assert [p['detection_rate'] for p in parts] == pytest.approx([0.0, 1.0, 1.0])
     assert 'ADD, 90%-100% visible     50.0% of 2 frames' in summary_table(
         summarize(results, diameter=0.2))
+
+
+def test_model_points_are_the_mesh_vertices(repo_root, tmp_path):
+    model = ObjectModel.from_yaml(repo_root / 'objects' / 'driller.yaml')
+    vertices = np.asarray(load_mesh(model.resolve_mesh_path(), model.mesh_scale).vertices)
+    assert np.array_equal(model_points(model), vertices)  # BOP: every vertex of the model
+    subset = model_points(model, max_points=1000)  # a huge mesh: a fixed subset of vertices
+    assert len(subset) == 1000 and np.array_equal(subset, model_points(model, max_points=1000))
+    assert {tuple(p) for p in subset} <= {tuple(v) for v in vertices}
+    bare = ObjectModel(name='bare', keypoint_names=model.keypoint_names,
+                       keypoints=model.keypoints, diameter=model.diameter)
+    with pytest.raises(ValueError, match='bare: no mesh'):
+        model_points(bare)
+
+
+def strict_json(text):
+    """Parse JSON text, refusing NaN and Infinity (not JSON, though Python writes them)."""
+    def refuse(constant):
+        raise ValueError(f'{constant} is not JSON')
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_result_files_are_strict_json_with_null_for_unmeasured(tmp_path):
+    eye = np.eye(3)
+    results = [frame_errors('a', None, None, eye, T, POINTS, K)]  # not detected: NaN errors
+    summary = summarize(results, diameter=0.2)  # no latency nor runtime measured: NaN
+    write_results(results, summary, tmp_path, 'run')
+    written = strict_json((tmp_path / 'run_summary.json').read_text())
+    assert written['runtime_median_ms'] is None and written['median_add_mm'] is None
+    frames = strict_json((tmp_path / 'run_frames.json').read_text())
+    assert frames[0]['add_m'] is None and frames[0]['detected'] is False

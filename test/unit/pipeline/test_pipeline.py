@@ -5,12 +5,14 @@ perfect network would output), so these tests check the pipeline around the netw
 network itself (its tests are in test/unit/network, the end-to-end accuracy in the LM-O tests).
 """
 
+import threading
 from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 import torch
+import trimesh
 
 from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.geometry.rotations import so3_exp
@@ -444,3 +446,84 @@ def test_a_new_track_replaces_a_lost_one_beyond_max_instances():
     assert [track.track_id for track in tracker.tracks] == [1]  # max_instances 1: track 0 goes
     tracker.update(IMAGE, K)
     assert len(predictor.boxes) == 1  # only the live track asks for a crop
+
+
+class ResettingPredictor(OraclePredictor):
+    """Has another thread reset the tracker while its call number `reset_on_call` runs.
+
+    The thread is joined before the prediction returns: the reset lands inside the tracker's
+    update deterministically, as a camera_info callback's reset may in the node.
+    """
+
+    tracker = None
+    reset_on_call = None
+
+    def predict(self, image_rgb, boxes_xyxy):
+        prediction = super().predict(image_rgb, boxes_xyxy)
+        if self.calls == self.reset_on_call:
+            resetter = threading.Thread(target=self.tracker.reset)
+            resetter.start()
+            resetter.join()
+        return prediction
+
+
+def test_a_reset_during_an_update_is_not_undone_by_it():
+    predictor, detector, tracker = moving_scene(ResettingPredictor, max_misses=5)
+    predictor.tracker = tracker
+    assert [p.track_id for p in tracker.update(IMAGE, K)] == [0]
+    predictor.reset_on_call = predictor.calls + 1  # the next frame's network pass
+    tracked = tracker.update(IMAGE, K)
+    assert len(tracked) == 1  # the frame still gets its pose
+    assert tracker.tracks == []  # but neither the old track nor this frame's pose survives
+    searches = detector.calls
+    tracked = tracker.update(IMAGE, K)
+    assert detector.calls == searches + 1 and tracked[0].pose.request.source == 'search'
+    assert [t.track_id for t in tracked] == [1]  # a new track; ids are not reused
+
+
+def box_scene():
+    """Return (model, runtime) of a 20 x 12 x 8 cm box whose keypoints are its corners.
+
+    The runtime carries the box's surface points, so the pipeline refines poses on silhouettes.
+    """
+    box = trimesh.creation.box(extents=(0.20, 0.12, 0.08))
+    model = ObjectModel(name='widget', keypoint_names=[f'k{i}' for i in range(8)],
+                        keypoints=np.asarray(box.vertices), diameter=0.25)
+    return model, trimesh.sample.sample_surface(box, 20000, seed=0)[0]
+
+
+def silhouette_image(model, R, t):
+    """Return an RGB image of the convex silhouette of the model's keypoints at R, t."""
+    uv = projected_points(model.keypoints, R, t)
+    image = np.full((480, 640, 3), 60, np.uint8)
+    cv2.fillConvexPoly(image, cv2.convexHull(np.rint(uv).astype(np.int32)), (190, 190, 190))
+    return image
+
+
+def projected_points(points, R, t):
+    """Return (N, 2) pixels of object points (N, 3) at pose R, t through K."""
+    camera = points @ R.T + t
+    return camera[:, :2] / camera[:, 2:] @ K[:2, :2].T + K[:2, 2]
+
+
+def test_rms_covariance_and_thresholds_describe_the_refined_pose():
+    model, surface = box_scene()
+    R, t = ground_truth()
+    predictor = OraclePredictor(model, R, t)  # keypoints at (R, t) ...
+    image = silhouette_image(model, R, t + np.array([0.008, 0.0, 0.0]))  # ... edges 5 px off
+    estimator = estimator_with(predictor, model, refine_iou_below=0.0)
+    estimator.objects['widget'].surface = surface
+    box = true_box(model, R, t)
+    pose = estimator(image, K, boxes=[box])[0]
+    moved_px = np.linalg.norm(projected_points(model.keypoints, pose.R, pose.t)
+                              - projected_points(model.keypoints, R, t), axis=1)
+    assert moved_px.mean() > 0.5  # the refinement moved the pose off the keypoints' fit
+    # rms_px: the keypoints' RMS error at the published pose (equal confidences: plain RMS)
+    residual = projected_points(model.keypoints, pose.R, pose.t) - pose.keypoints
+    assert pose.result.rms_px == pytest.approx(np.sqrt((residual ** 2).sum(1).mean()), rel=1e-6)
+    assert np.allclose(pose.result.R, pose.R) and np.allclose(pose.result.t, pose.t)
+    # covariance: the keypoint fit's at that pose (was ~0: the exact fit before refinement)
+    assert np.trace(pose.covariance[:3, :3]) > 1e-9
+    # a reprojection limit the refined pose exceeds (the keypoint fit alone would pass it)
+    estimator.set_thresholds(max_reprojection_error_px=0.5 * pose.result.rms_px)
+    assert estimator(image, K, boxes=[box]) == []

@@ -325,11 +325,14 @@ PARAMETER_CASES = [
      'diagnostics_period_s: expected a number, got nan'),
     ('min-score-parameter', 'min_score parameter above 1', 'min_score', 1.5,
      'min_score: 1.5 is above the maximum 1.0'),
+    ('min-valid-keypoints-parameter', 'min_valid_keypoints parameter 3', 'min_valid_keypoints', 3,
+     'min_valid_keypoints: 3 is below the minimum 4'),
 ]
 # Threshold parameters within their range but refused by the pipeline's own rules.
 THRESHOLD_PARAMETER_CASES = [
-    ('min-valid-keypoints-parameter', 'min_valid_keypoints parameter 3', 'min_valid_keypoints', 3,
-     'thresholds.min_valid_keypoints: expected an integer >= 4, got 3'),
+    ('reprojection-parameter-zero', 'max_reprojection_error_px parameter 0',
+     'max_reprojection_error_px', 0.0,
+     'thresholds.max_reprojection_error_px: expected > 0, got 0.0'),
 ]
 
 

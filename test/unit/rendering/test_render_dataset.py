@@ -133,3 +133,26 @@ def test_bad_inputs_give_clear_errors(tmp_path, repo_root, capsys, renderer_avai
     assert render.main(['--object', str(repo_root / 'objects' / 'driller.yaml'), '--out',
                         str(tmp_path / 'd'), '--count', '1', '--width', '320']) == 1
     assert 'default (LM-O) camera' in capsys.readouterr().err
+
+
+def test_mesh_files_are_recorded_relative_to_the_dataset(tmp_path, repo_root, renderer_available,
+                                                         driller_uri):
+    from pose_kp_ros.data.package_data import resolve_pkgdata
+    from pose_kp_ros.geometry.object_model import ObjectModel
+    (tmp_path / 'meshes').mkdir()
+    mesh = tmp_path / 'meshes' / 'driller.ply'
+    shutil.copy(resolve_pkgdata(driller_uri), mesh)
+    part = yaml.safe_load((repo_root / 'objects' / 'driller.yaml').read_text())
+    part['mesh'] = '../meshes/driller.ply'  # relative to the object YAML's folder
+    (tmp_path / 'objects').mkdir()
+    (tmp_path / 'objects' / 'part.yaml').write_text(yaml.safe_dump(part))
+    out = tmp_path / 'data' / 'set'
+    assert render.main(['--object', str(tmp_path / 'objects' / 'part.yaml'), '--out', str(out),
+                        '--count', '1', '--quiet', '--no-lmo-distractors',
+                        '--distractor-mesh', f'{mesh}@0.001']) == 0
+    config = yaml.safe_load((out / 'render_config.yaml').read_text())
+    assert config['object']['mesh'] == '../../meshes/driller.ply'  # from the dataset folder
+    assert config['distractor_meshes'] == [['../../meshes/driller.ply', 0.001]]
+    copied = ObjectModel.from_yaml(out / 'object.yaml')
+    assert copied.mesh_path == '../../meshes/driller.ply'
+    assert copied.resolve_mesh_path().resolve() == mesh.resolve()

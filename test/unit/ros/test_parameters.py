@@ -2,7 +2,12 @@
 
 import yaml
 
-from pose_kp_ros.ros.parameters import NODE_PARAMETERS, SPECS, parameter_table_markdown
+from pose_kp_ros.ros.parameters import (
+    NODE_PARAMETERS,
+    SPECS,
+    THRESHOLD_PARAMETERS,
+    parameter_table_markdown,
+)
 
 
 def test_checks_types_ranges_choices_and_patterns():
@@ -15,6 +20,7 @@ def test_checks_types_ranges_choices_and_patterns():
     assert 'not one of' in SPECS['image_transport'].check('theora')
     assert SPECS['device'].check('cuda:1') is None
     assert 'does not match' in SPECS['device'].check('tpu')
+    assert 'below the minimum' in SPECS['min_score'].check(-1.0)  # no 'from the config' value
 
 
 def test_defaults_pass_their_own_checks():
@@ -24,7 +30,8 @@ def test_defaults_pass_their_own_checks():
 def test_shipped_yaml_sets_every_parameter_to_its_default(repo_root):
     values = yaml.safe_load((repo_root / 'config' / 'pose_kp_node.yaml').read_text())
     params = values['/**']['ros__parameters']
-    assert set(params) == set(SPECS)
+    # The thresholds are left out: they start at the pipeline config's values.
+    assert set(params) == set(SPECS) - set(THRESHOLD_PARAMETERS)
     for name, value in params.items():
         assert value == SPECS[name].default, name
 

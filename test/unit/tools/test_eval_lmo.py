@@ -5,6 +5,7 @@ the accuracy of the shipped model is measured by the tool itself (models/driller
 """
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,9 @@ def test_writes_summary_frames_plot_and_mosaic(untrained_pipeline, tmp_path, cap
     stem = 'driller_ground-truth'
     summary = json.loads((out / f'{stem}_summary.json').read_text())
     assert summary['frames'] == 3 and summary['boxes'] == 'ground-truth'
+    assert summary['model_points'] == 12655  # ADD on every vertex of the driller's mesh
+    assert not Path(summary['pipeline_config']).is_absolute()  # relative to the working folder
+    assert (Path.cwd() / summary['pipeline_config']).resolve() == untrained_pipeline.resolve()
     for key in ('add_0.1d_accuracy', 'add_auc_0.1d', 'median_rotation_deg',
                 'projection_5px_accuracy', 'detection_rate', 'runtime_median_ms'):
         assert key in summary
@@ -91,7 +95,8 @@ def test_dataset_option_evaluates_rendered_frames(untrained_pipeline, tmp_path, 
     assert main(['--pipeline-config', str(untrained_pipeline), '--boxes', 'ground-truth',
                  '--dataset', str(renders), '--output-dir', str(out)]) == 0
     summary = json.loads((out / 'driller_renders_ground-truth_summary.json').read_text())
-    assert summary['frames'] == 2 and summary['frames_source'] == str(renders)
+    assert summary['frames'] == 2
+    assert (Path.cwd() / summary['frames_source']).resolve() == renders.resolve()
     assert sum(part['frames'] for part in summary['by_visible_fraction']) == 2  # annotated
     frames = json.loads((out / 'driller_renders_ground-truth_frames.json').read_text())
     assert [f['frame'] for f in frames] == ['000000', '000001']
