@@ -186,3 +186,26 @@ def test_mismatched_datasets_and_missing_folder(tmp_path, make_kite_dataset):
         load_records(tmp_path / 'nowhere')
     with pytest.raises(DatasetError, match='unknown augmentation keys'):
         AugmentConfig.from_dict({'rotation': 10})
+
+
+def test_jpeg_and_truncation_augmentation(kite_dataset):
+    """JPEG re-compression changes pixels, not shapes; truncation moves the object off centre
+    (its keypoints' mean leaves the crop centre by more than jitter alone allows)."""
+    from pose_kp_ros.network.dataset import jpeg_compress
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    compressed = jpeg_compress(image, 30)
+    assert compressed.shape == image.shape and compressed.dtype == np.uint8
+    assert 2 < np.abs(compressed.astype(int) - image).mean() < 100
+    _, _, records = load_records([kite_dataset])
+    still = AugmentConfig(box_jitter=0.0, scale_range=(1.0, 1.0), rotation_deg=0.0,
+                          occluder_prob=0.0, cutout_prob=0.0, background_prob=0.0,
+                          blur_prob=0.0, noise_prob=0.0)
+    cut = AugmentConfig(**{**still.to_dict(), 'scale_range': (1.0, 1.0), 'jpeg_quality': (30, 95),
+                           'background_dirs': (), 'truncation_prob': 1.0, 'jpeg_prob': 1.0})
+    offsets = []
+    for augment in (still, cut):
+        dataset = KeypointDataset(records, 64, 32, augment=augment)
+        offsets.append(np.mean([np.linalg.norm(dataset[i]['keypoints'].numpy().mean(0) - 31.5)
+                                for i in range(len(records))]))
+    assert offsets[1] > offsets[0] + 0.15 * 64 / 1.25 * 0.5

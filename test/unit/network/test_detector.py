@@ -351,3 +351,36 @@ def test_train_detector_cli_then_resume(shape_datasets, tmp_path, capsys):
     for name, tensor in trainer.model.state_dict().items():
         assert torch.equal(tensor, start.state_dict()[name]), name
     assert trainer.epoch == 0
+
+
+def test_pretrained_encoder_detector(shape_datasets, tmp_path):
+    """MobileNetV2 under the neck: same maps, folding still exact, and a training run starts
+    from the ImageNet weights, keeps the frozen blocks and round-trips through its checkpoint."""
+    config = DetectorConfig(num_classes=2, encoder='mobilenet_v2', input_width=128,
+                            input_height=96, neck_channels=16, head_channels=16)
+    model = CenterNet(config).eval()
+    images = torch.randn(1, 3, 96, 128)
+    outputs = model(images)
+    assert outputs['heatmap'].shape == (1, 2, 24, 32)
+    folded = fold_batch_norm(model)(images)
+    torch.testing.assert_close(folded['size'], outputs['size'], atol=1e-4, rtol=1e-4)
+    with pytest.raises(DetectorConfigError, match='encoder must be one of'):
+        DetectorConfig(num_classes=1, encoder='vgg')
+    run_config = {'datasets': [str(shape_datasets['square']), str(shape_datasets['disc'])],
+                  'val_fraction': 0.34, 'output_dir': 'run', 'epochs': 1, 'batch_size': 4,
+                  'workers': 0, 'seed': 1, 'max_objects': 4, 'threads': 1, 'imagenet': True,
+                  'frozen_encoder_blocks': 4,
+                  'architecture': {'encoder': 'mobilenet_v2', 'input_width': 128,
+                                   'input_height': 96, 'neck_channels': 16,
+                                   'head_channels': 16},
+                  'augmentation': {'jpeg_prob': 1.0}}
+    path = tmp_path / 'pretrained.yaml'
+    path.write_text(yaml.safe_dump(run_config))
+    assert cli_main(['train-detector', '--config', str(path), '--device', 'cpu']) == 0
+    trained, meta, _ = load_detector_checkpoint(tmp_path / 'run' / 'last.pt')
+    assert meta['architecture']['encoder'] == 'mobilenet_v2'
+    from pose_kp_ros.network.mobilenet_v2 import imagenet_weights_path
+    imagenet = torch.load(imagenet_weights_path(), map_location='cpu', weights_only=True)
+    for name, tensor in trained.encoder.state_dict().items():
+        if int(name.split('.')[1]) < 4:
+            assert torch.equal(tensor, imagenet[name]), name

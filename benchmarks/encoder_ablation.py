@@ -1,0 +1,98 @@
+"""The pretrained-encoder ablation: keypoint networks trained alike, scored by the same pipeline.
+
+    python benchmarks/encoder_ablation.py                      # the runs of ABLATION=1
+    python benchmarks/encoder_ablation.py --run fine-tuned=runs/driller_mobilenet/best.pt ...
+
+Each keypoint checkpoint replaces the default model's in models/driller/pipeline.yaml (all other
+settings kept; `--detector` replaces the detector for every row) and goes through `pose-kp
+eval-lmo` four times: held-out renders and the 200 real LM-O photos, each with ground-truth boxes
+and with the detector. The default model is scored too, as the reference row. Writes
+results/encoder_ablation.json and prints a Markdown table (docs/training.md keeps it).
+The runs come from `ABLATION=1 scripts/train_driller_model.sh` (same data and epochs).
+"""
+
+import argparse
+import json
+from pathlib import Path
+import sys
+import tempfile
+
+import yaml
+
+from pose_kp_ros.network.checkpoint import read_checkpoint_file
+from pose_kp_ros.tools import eval_lmo
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RUNS = (('hourglass, from scratch', 'runs/ablation_hourglass/best.pt'),
+                ('MobileNetV2, from scratch', 'runs/ablation_scratch/best.pt'),
+                ('MobileNetV2, frozen', 'runs/ablation_frozen/best.pt'),
+                ('MobileNetV2, partly frozen', 'runs/ablation_partly_frozen/best.pt'),
+                ('MobileNetV2, fine-tuned', 'runs/driller_mobilenet/best.pt'))
+SETTINGS = (('renders', 'ground-truth'), ('renders', 'detector'), ('lmo', 'ground-truth'),
+            ('lmo', 'detector'))
+
+
+def pipeline_yaml(path, keypoints, detector):
+    """Write the default pipeline config with other keypoint / detector files to `path`."""
+    base = ROOT / 'models' / 'driller' / 'pipeline.yaml'
+    config = yaml.safe_load(base.read_text())
+    config['objects'][0]['object'] = str(ROOT / 'objects' / 'driller.yaml')
+    config['objects'][0]['keypoint_model'] = str(Path(keypoints).resolve())
+    config['detector'] = str(Path(detector).resolve())
+    Path(path).write_text(yaml.safe_dump(config))
+    return Path(path)
+
+
+def evaluate(config, data, boxes, renders, frames, folder):
+    """Return eval-lmo's summary dict of one setting."""
+    out = Path(folder) / f'{config.stem}_{data}_{boxes}'
+    argv = ['--object', 'driller', '--pipeline-config', str(config), '--boxes', boxes,
+            '--output-dir', str(out), '--mosaic-frames', '0', '--frames', str(frames)]
+    if data == 'renders':
+        argv += ['--dataset', renders]
+    if eval_lmo.main(argv) != 0:
+        raise RuntimeError(f'eval-lmo failed: {argv}')
+    return json.loads(next(out.glob('*_summary.json')).read_text())
+
+
+def main(argv=None):
+    """Score every run in the four settings; write the JSON and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--run', action='append', default=[], metavar='NAME=CHECKPOINT',
+                        help='a keypoint checkpoint to score (default: the ablation runs)')
+    parser.add_argument('--detector', default='runs/detector_driller_mobilenet/best.pt')
+    parser.add_argument('--renders', default='data/driller_val_v2')
+    parser.add_argument('--frames', type=int, default=0, help='first N frames (0: all)')
+    parser.add_argument('--out', default='results/encoder_ablation.json')
+    args = parser.parse_args(argv)
+    runs = [tuple(item.split('=', 1)) for item in args.run] or list(DEFAULT_RUNS)
+    rows = [('default model (models/driller)', None)] + runs
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        for index, (name, checkpoint) in enumerate(rows):
+            row = {'name': name, 'keypoints': checkpoint, 'epochs': None,
+                   'detector': None if checkpoint is None else args.detector}
+            if checkpoint is None:
+                config = ROOT / 'models' / 'driller' / 'pipeline.yaml'
+            else:
+                config = pipeline_yaml(Path(folder) / f'pipeline_{index}.yaml', checkpoint,
+                                       args.detector)
+                row['epochs'] = read_checkpoint_file(checkpoint)['meta']['epoch']
+            for data, boxes in SETTINGS:
+                summary = evaluate(config, data, boxes, args.renders, args.frames, folder)
+                row[f'{data}_{boxes}'] = summary['add_0.1d_accuracy']
+            results.append(row)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({'renders': args.renders, 'frames': args.frames,
+                                          'rows': results}, indent=1))
+    print('| keypoint network | epochs | renders, GT boxes | renders, detector | LM-O, GT boxes '
+          '| LM-O, detector |\n|---|---|---|---|---|---|')
+    for row in results:
+        cells = ' | '.join(f"{100 * row[f'{d}_{b}']:.1f}%" for d, b in SETTINGS)
+        print(f"| {row['name']} | {row['epochs'] or '-'} | {cells} |")
+    print(f'wrote {args.out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
