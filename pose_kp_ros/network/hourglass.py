@@ -91,7 +91,7 @@ class HourglassConfig:
         if self.input_size % divisor:
             raise HourglassConfigError(
                 f'hourglass input_size {self.input_size} must be a multiple of '
-                f'the network\'s coarsest stride {divisor}')
+                f"the network's coarsest stride {divisor}")
 
     @property
     def heatmap_size(self):

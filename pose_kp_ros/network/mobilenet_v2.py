@@ -37,7 +37,7 @@ class PretrainedWeightsError(RuntimeError):
 
 
 def _conv_bn_relu(cin, cout, kernel, stride=1, groups=1):
-    """torchvision's Conv2dNormActivation: conv (no bias), batch norm, ReLU6."""
+    """Torchvision's Conv2dNormActivation: conv (no bias), batch norm, ReLU6."""
     return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups,
                                    bias=False),
                          nn.BatchNorm2d(cout), nn.ReLU6(inplace=True))

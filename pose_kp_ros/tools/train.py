@@ -193,8 +193,8 @@ class Trainer(EpochTrainer):
         """Return a new keypoint network (encoder from ImageNet when `imagenet` and no init)."""
         imagenet = bool(self.config['imagenet']) and not self.config['init_weights']
         if imagenet and self.net_config.encoder == 'none':
-            raise TrainConfigError("imagenet: true needs a pretrained encoder (preset mobilenet, "
-                                   "or architecture encoder: mobilenet_v2)")
+            raise TrainConfigError('imagenet: true needs a pretrained encoder (preset mobilenet, '
+                                   'or architecture encoder: mobilenet_v2)')
         return build_keypoint_network(self.net_config, imagenet=imagenet)
 
     def encoder_blocks(self):

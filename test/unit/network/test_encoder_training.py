@@ -63,7 +63,8 @@ def test_frozen_batch_norm_statistics_and_encoder_learning_rate(kite_dataset, tm
 
 def test_training_keeps_frozen_blocks_at_their_imagenet_weights(kite_dataset, tmp_path):
     """End to end through the CLI with --set: frozen blocks and their statistics keep the
-    ImageNet values, trained blocks move."""
+    ImageNet values, trained blocks move.
+    """
     path = write_config(tmp_path / 'c.yaml', kite_dataset)
     assert cli_main(['train', '--config', str(path), '--device', 'cpu',
                      '--set', 'frozen_encoder_blocks=5', '--set', 'output_dir=run_set']) == 0
