@@ -189,8 +189,9 @@ def test_mismatched_datasets_and_missing_folder(tmp_path, make_kite_dataset):
 
 
 def test_jpeg_and_truncation_augmentation(kite_dataset):
-    """JPEG re-compression changes pixels, not shapes; truncation moves the object off centre
-    (its keypoints' mean leaves the crop centre by more than jitter alone allows).
+    """JPEG re-compression keeps shapes; truncation moves the object off the crop centre.
+
+    The keypoints' mean leaves the crop centre by more than jitter alone allows.
     """
     from pose_kp_ros.network.dataset import jpeg_compress
     rng = np.random.default_rng(0)

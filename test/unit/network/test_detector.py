@@ -354,8 +354,10 @@ def test_train_detector_cli_then_resume(shape_datasets, tmp_path, capsys):
 
 
 def test_pretrained_encoder_detector(shape_datasets, tmp_path):
-    """MobileNetV2 under the neck: same maps, folding still exact, and a training run starts
-    from the ImageNet weights, keeps the frozen blocks and round-trips through its checkpoint.
+    """MobileNetV2 under the neck: same maps, and folding batch norm stays exact.
+
+    A training run starts from the ImageNet weights, keeps the frozen blocks and round-trips
+    through its checkpoint.
     """
     config = DetectorConfig(num_classes=2, encoder='mobilenet_v2', input_width=128,
                             input_height=96, neck_channels=16, head_channels=16)

@@ -62,8 +62,9 @@ def test_frozen_batch_norm_statistics_and_encoder_learning_rate(kite_dataset, tm
 
 
 def test_training_keeps_frozen_blocks_at_their_imagenet_weights(kite_dataset, tmp_path):
-    """End to end through the CLI with --set: frozen blocks and their statistics keep the
-    ImageNet values, trained blocks move.
+    """End to end through the CLI with --set: frozen blocks keep the ImageNet values.
+
+    Their batch-norm statistics stay too; the trained blocks move.
     """
     path = write_config(tmp_path / 'c.yaml', kite_dataset)
     assert cli_main(['train', '--config', str(path), '--device', 'cpu',

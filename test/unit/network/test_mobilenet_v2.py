@@ -27,8 +27,9 @@ def _imagenet_input(image):
 
 @pytest.mark.parametrize('photo, imagenet_class', [('chelsea', 285), ('coffee', 967)])
 def test_the_wheel_weights_classify_photos(photo, imagenet_class):
-    """The full network with the checkpoint is ImageNet's classifier (285 Egyptian cat, 967
-    espresso): the layer layout and parameter names are torchvision's.
+    """The full network with the checkpoint is ImageNet's classifier.
+
+    285 is Egyptian cat, 967 espresso: the layer layout and parameter names are torchvision's.
     """
     from skimage import data
     model = MobileNetV2(classifier=True).eval()
