@@ -18,7 +18,8 @@ import time
 import torch
 
 from pose_kp_ros import strict_json
-from pose_kp_ros.network.hourglass import PRESETS, HourglassConfig, HourglassNet, count_parameters
+from pose_kp_ros.network.hourglass import PRESETS, HourglassConfig, count_parameters
+from pose_kp_ros.network.keypoint_net import build_keypoint_network
 
 RESULTS = Path(__file__).resolve().parent.parent / 'results' / 'bench_network.json'
 
@@ -40,6 +41,17 @@ def time_forward(model, batch, size, device, repeats, dtype=torch.float32):
     return statistics.median(times)
 
 
+def cpu_model():
+    """Return the CPU's model name (Linux /proc/cpuinfo, else platform), for the record."""
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main():
     """Run the benchmark, print the table and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -54,11 +66,11 @@ def main():
     rows = []
     for name in sorted(PRESETS):
         config = HourglassConfig.from_preset(name, args.keypoints)
-        model = HourglassNet(config).eval()
+        model = build_keypoint_network(config).eval()
         row = {'preset': name, 'params': count_parameters(model),
                'input_size': config.input_size, 'heatmap_size': config.heatmap_size,
                'num_stacks': config.num_stacks, 'features': config.features,
-               'block': config.block}
+               'block': config.block, 'encoder': config.encoder}
         repeats = max(args.repeats // 3, 3) if config.input_size >= 256 else args.repeats
         for batch in (1, 8):
             row[f'cpu_ms_per_crop_b{batch}'] = time_forward(
@@ -77,24 +89,24 @@ def main():
         print(f'{name}: done', flush=True)
     report = {
         'torch': torch.__version__, 'threads': threads, 'cpu_count': os.cpu_count(),
-        'machine': platform.processor() or platform.machine(),
+        'machine': platform.machine(), 'cpu_model': cpu_model(),
         'load_average_1_5_15_start': load_at_start,
         'load_average_1_5_15_end': os.getloadavg(), 'cuda': torch.cuda.is_available(),
         'keypoints': args.keypoints, 'repeats': args.repeats, 'presets': rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     strict_json.write(args.out, report)
-    header = (f"{'preset':<8} {'params':>9} {'input':>6} {'heatmap':>8} {'cpu b1 ms':>10} "
+    header = (f"{'preset':<9} {'params':>9} {'input':>6} {'heatmap':>8} {'cpu b1 ms':>10} "
               f"{'cpu b8 ms/crop':>15} {'1 thread b8':>12} {'cuda fp16 b8':>13}")
     print(header)
     print('-' * len(header))
     for row in rows:
         cuda = row.get('cuda_fp16_ms_per_crop_b8')
-        print(f"{row['preset']:<8} {row['params']:>9,} {row['input_size']:>6} "
+        print(f"{row['preset']:<9} {row['params']:>9,} {row['input_size']:>6} "
               f"{row['heatmap_size']:>8} {row['cpu_ms_per_crop_b1']:>10.1f} "
               f"{row['cpu_ms_per_crop_b8']:>15.1f} {row['cpu_1thread_ms_per_crop_b8']:>12.1f} "
               f"{'n/a' if cuda is None else f'{cuda:.2f}':>13}")
-    print(f"torch {report['torch']}, {threads} threads, 1-min load average "
+    print(f"{report['cpu_model']}, torch {report['torch']}, {threads} threads, 1-min load average "
           f"{load_at_start[0]:.1f} at start, {report['load_average_1_5_15_end'][0]:.1f} at end "
           f'(other jobs share these cores) -> {args.out}')
 
