@@ -2,7 +2,7 @@
 
     pose-kp eval-lmo --object driller [--pipeline-config models/driller/pipeline.yaml]
                      [--boxes detector|ground-truth] [--tracking [--verify-interval N]]
-                     [--frames N] [--device cpu]
+                     [--frames N] [--frame-step K] [--device cpu]
                      [--dataset DIR]
 
 Runs find (the pipeline's detector, or ground-truth boxes to isolate keypoints + solver), crop,
@@ -58,6 +58,8 @@ def parse_args(argv):
                         help='with --tracking: full-image search every N frames while the '
                              'object is tracked (0: never; the node parameter verify_interval)')
     parser.add_argument('--frames', type=int, default=0, help='evaluate the first N (0: all)')
+    parser.add_argument('--frame-step', type=int, default=1,
+                        help='evaluate every Nth of those frames (a fixed spread-out subset)')
     parser.add_argument('--device', default=None, help='override the config device')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads (default 1)')
     parser.add_argument('--output-dir', default='results/eval_lmo')
@@ -116,6 +118,7 @@ def main(argv=None):
         return 2
     if args.frames:
         frames = frames[:args.frames]
+    frames = frames[::max(args.frame_step, 1)]
     tracker = None
     if args.tracking:
         tracker = PoseTracker(estimator, TrackingConfig(verify_interval=args.verify_interval))
