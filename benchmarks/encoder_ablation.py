@@ -19,6 +19,7 @@ import tempfile
 
 import yaml
 
+from pose_kp_ros import strict_json
 from pose_kp_ros.network.checkpoint import read_checkpoint_file
 from pose_kp_ros.tools import eval_lmo
 
@@ -83,8 +84,8 @@ def main(argv=None):
                 row[f'{data}_{boxes}'] = summary['add_0.1d_accuracy']
             results.append(row)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({'renders': args.renders, 'frames': args.frames,
-                                          'rows': results}, indent=1))
+    strict_json.write(args.out, {'renders': args.renders, 'frames': args.frames,
+                                 'rows': results})
     print('| keypoint network | epochs | renders, GT boxes | renders, detector | LM-O, GT boxes '
           '| LM-O, detector |\n|---|---|---|---|---|---|')
     for row in results:
