@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from pose_kp_ros.data.package_data import PKGDATA_SCHEME, PackageDataError, resolve_pkgdata
+from pose_kp_ros.geometry.symmetry import Symmetry
 
 NAME_PATTERN = re.compile(r'[a-z0-9_]+')
 
@@ -38,7 +39,9 @@ class ObjectModel:
         basis: (M, N, 3) float64 PCA basis shapes in metres, or None (M = 0).
         prior_scale: (M,) float64 standard deviation of each shape coefficient (empty if M = 0).
         diameter: largest distance between mesh vertices, metres (> 0).
-        symmetric: True if ADD-S, not ADD, is the right error measure.
+        symmetric: True if ADD-S, not ADD, is the right error measure (always with symmetries).
+        symmetries: discrete symmetries (geometry.symmetry.Symmetry, object frame, metres) that
+            map the object onto itself; () when none is known.
         mesh_path: mesh as written in the YAML (relative, absolute or 'pkgdata:...'), or None.
         mesh_scale: factor from mesh units to metres (e.g. 0.001 for millimetres).
         source: the YAML file the model came from (relative mesh paths start there), or None.
@@ -51,6 +54,7 @@ class ObjectModel:
     prior_scale: np.ndarray = None
     diameter: float = None
     symmetric: bool = False
+    symmetries: tuple = ()
     mesh_path: str = None
     mesh_scale: float = 1.0
     source: Path = field(default=None, repr=False)
@@ -92,6 +96,17 @@ class ObjectModel:
         if not isinstance(self.symmetric, (bool, np.bool_)):
             fail('symmetric', f'expected true or false, got {self.symmetric!r}')
         self.symmetric = bool(self.symmetric)
+        symmetries = []
+        for i, symmetry in enumerate(self.symmetries or ()):
+            try:
+                symmetries.append(symmetry if isinstance(symmetry, Symmetry)
+                                  else Symmetry.from_dict(symmetry))
+            except ValueError as error:
+                fail(f'symmetries[{i}]', str(error))
+        self.symmetries = tuple(symmetries)
+        if self.symmetries and not self.symmetric:
+            fail('symmetric', 'an object with symmetries is evaluated with ADD-S: set it true '
+                              'or leave it out')
         if self.mesh_path is not None and (not isinstance(self.mesh_path, str)
                                            or not self.mesh_path):
             fail('mesh', f'expected a path string, got {self.mesh_path!r}')
@@ -131,8 +146,8 @@ class ObjectModel:
         if not isinstance(data, dict):
             raise ObjectModelError(
                 f'{path}: expected a mapping of fields, got {type(data).__name__}')
-        known = {'name', 'keypoint_names', 'keypoints_m', 'diameter_m', 'symmetric', 'mesh',
-                 'mesh_scale', 'shape_basis'}
+        known = {'name', 'keypoint_names', 'keypoints_m', 'diameter_m', 'symmetric',
+                 'symmetries', 'mesh', 'mesh_scale', 'shape_basis'}
         unknown = sorted(set(data) - known, key=str)
         if unknown:
             raise ObjectModelError(f'{path}: {key_text(unknown[0])}: unknown field '
@@ -152,7 +167,9 @@ class ObjectModel:
             raise ObjectModelError(f'{path}: keypoint_names: expected a list, got {names!r}')
         model = cls(name=data['name'], keypoint_names=names, keypoints=data['keypoints_m'],
                     basis=basis, prior_scale=prior_scale, diameter=data['diameter_m'],
-                    symmetric=data.get('symmetric', False), mesh_path=data.get('mesh'),
+                    symmetric=data.get('symmetric', bool(data.get('symmetries'))),
+                    symmetries=_symmetry_list(data.get('symmetries'), path),
+                    mesh_path=data.get('mesh'),
                     mesh_scale=data.get('mesh_scale', 1.0), source=path)
         _check_units(model, path)
         return model
@@ -162,6 +179,8 @@ class ObjectModel:
         data = {'name': self.name, 'keypoint_names': list(self.keypoint_names),
                 'keypoints_m': _rounded(self.keypoints), 'diameter_m': self.diameter,
                 'symmetric': self.symmetric}
+        if self.symmetries:
+            data['symmetries'] = [symmetry.to_dict() for symmetry in self.symmetries]
         if self.mesh_path is not None:
             data['mesh'] = self.mesh_path
             data['mesh_scale'] = self.mesh_scale
@@ -256,6 +275,16 @@ def _positive_number(value):
         return math.isfinite(float(value)) and value > 0
     except OverflowError:  # an integer beyond the float range
         return False
+
+
+def _symmetry_list(value, path):
+    """Return the YAML's symmetries as a list (ObjectModel checks each entry)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ObjectModelError(f'{path}: symmetries: expected a list of {{axis, angle_deg, '
+                               f'point_m}} mappings, got {value!r}')
+    return value
 
 
 def _float_array(value, shape, field_name, fail):

@@ -16,6 +16,7 @@ import yaml
 
 from pose_kp_ros.data.package_data import PKGDATA_SCHEME
 from pose_kp_ros.geometry.object_model import ObjectModel, ObjectModelError
+from pose_kp_ros.geometry.symmetry import find_symmetries
 from pose_kp_ros.rendering.mesh import (
     MeshError,
     farthest_point_keypoints,
@@ -53,9 +54,23 @@ def mesh_reference(mesh, out_path):
     return os.path.relpath(Path(mesh).resolve(), Path(out_path).resolve().parent)
 
 
+SYMMETRY_SAMPLES = 20000
+"""Surface points on which --find-symmetries checks candidate rotations."""
+
+
+def mesh_symmetries(loaded, seed=0):
+    """Return the 180-degree symmetries of a trimesh (metres), checked on surface samples."""
+    import trimesh
+    points, _ = trimesh.sample.sample_surface(loaded, SYMMETRY_SAMPLES, seed=seed)
+    return find_symmetries(np.asarray(points), mesh_diameter(loaded.vertices))
+
+
 def make_object_model(mesh, name, num_keypoints=10, keypoints_file=None, mesh_scale=1.0,
-                      symmetric=False, out_path=None, seed=0):
-    """Build the ObjectModel of a mesh; return (model, loaded trimesh in metres)."""
+                      symmetric=False, out_path=None, seed=0, symmetries=False):
+    """Build the ObjectModel of a mesh; return (model, loaded trimesh in metres).
+
+    symmetries=True derives the mesh's 180-degree symmetries (mesh_symmetries) and records them.
+    """
     loaded = load_mesh(mesh, mesh_scale)
     if keypoints_file is not None:
         names, keypoints = read_keypoints_file(keypoints_file, mesh_scale)
@@ -63,8 +78,10 @@ def make_object_model(mesh, name, num_keypoints=10, keypoints_file=None, mesh_sc
         names, keypoints = None, farthest_point_keypoints(loaded, num_keypoints, seed=seed)
     if names is None:
         names = [f'kp{index:02d}' for index in range(len(keypoints))]
+    found = tuple(mesh_symmetries(loaded, seed)) if symmetries else ()
     model = ObjectModel(name=name, keypoint_names=names, keypoints=np.round(keypoints, 6),
-                        diameter=round(mesh_diameter(loaded.vertices), 6), symmetric=symmetric,
+                        diameter=round(mesh_diameter(loaded.vertices), 6),
+                        symmetric=symmetric or bool(found), symmetries=found,
                         mesh_path=mesh_reference(mesh, out_path or f'{name}.yaml'),
                         mesh_scale=mesh_scale)
     return model, loaded
@@ -87,6 +104,9 @@ def main(argv=None):
     parser.add_argument('--mesh-scale', type=float, default=1.0,
                         help='factor from mesh units to metres (0.001 for millimetres)')
     parser.add_argument('--symmetric', action='store_true', help='evaluate with ADD-S')
+    parser.add_argument('--find-symmetries', action='store_true',
+                        help='derive the 180-degree rotations that map the mesh onto itself and '
+                             'record them (then ADD-S)')
     parser.add_argument('--seed', type=int, default=0, help='surface sampling seed')
     parser.add_argument('--out', help='output YAML (default objects/NAME.yaml)')
     parser.add_argument('--preview', help='keypoint picture (default: next to the YAML, '
@@ -95,7 +115,8 @@ def main(argv=None):
     out = Path(args.out or f'objects/{args.name}.yaml')
     try:
         model, mesh = make_object_model(args.mesh, args.name, args.num_keypoints, args.keypoints,
-                                        args.mesh_scale, args.symmetric, out, args.seed)
+                                        args.mesh_scale, args.symmetric, out, args.seed,
+                                        args.find_symmetries)
     except (MeshError, ObjectModelError, ValueError) as error:
         print(f'pose-kp new-object: {error}', file=sys.stderr)
         return 1
@@ -103,6 +124,8 @@ def main(argv=None):
     model.to_yaml(out)
     print(f'wrote {out}: {model.num_keypoints} keypoints, diameter {model.diameter:.4f} m, '
           f'mesh {model.mesh_path} (scale {model.mesh_scale})')
+    if args.find_symmetries:
+        print(f'symmetries: {[s.to_dict(4) for s in model.symmetries] or "none found"}')
     preview = args.preview or str(out.with_name(f'{args.name}_keypoints.png'))
     if preview != 'none':
         from pose_kp_ros.rendering.preview import keypoint_preview
