@@ -100,3 +100,51 @@ def find_symmetries(points: np.ndarray, diameter: float, tolerance: float = 0.01
         elif residual < found[close[0]][1]:
             found[close[0]] = (candidate, residual)
     return sorted((s for s, _ in found), key=lambda s: tuple(-np.abs(s.axis)))
+
+
+def symmetry_group(symmetries: list, limit: int = 64) -> tuple:
+    """Return every transform the symmetries generate: rotations (K, 3, 3), translations (K, 3).
+
+    The first entry is the identity; products are added until none is new (K <= limit).
+    """
+    rotations, translations = [np.eye(3)], [np.zeros(3)]
+    generators = [(s.rotation, s.translation) for s in symmetries]
+    index = 0
+    while index < len(rotations) and len(rotations) < limit:
+        for R_g, t_g in generators:
+            R = R_g @ rotations[index]
+            t = R_g @ translations[index] + t_g
+            known = any(np.allclose(R, R_k, atol=1e-6) and np.allclose(t, t_k, atol=1e-6)
+                        for R_k, t_k in zip(rotations, translations))
+            if not known and len(rotations) < limit:
+                rotations.append(R)
+                translations.append(t)
+        index += 1
+    return np.stack(rotations), np.stack(translations)
+
+
+def equivalent_poses(R: np.ndarray, t: np.ndarray, group: tuple) -> tuple:
+    """Return the poses (K, 3, 3), (K, 3) that look the same as (R, t) under the group.
+
+    A pose maps object points X to R X + t; with a symmetry X -> S X + s the object looks the
+    same, so (R S, R s + t) is an equally right pose.
+    """
+    rotations, translations = group
+    return R @ rotations, translations @ R.T + t
+
+
+def canonical_pose(R: np.ndarray, t: np.ndarray, group: tuple,
+                   reference: np.ndarray = None) -> tuple:
+    """Return the one of (R, t)'s equivalent poses a symmetric object is published with.
+
+    With `reference` (3, 3), e.g. the rotation published for the previous frame, the equivalent
+    rotation nearest to it (so a tracked pose does not flip between equivalent answers); without
+    one, the equivalent rotation nearest to the camera's axes (largest trace), the same choice
+    for every equivalent input. Returns (R (3, 3), t (3,)).
+    """
+    rotations, translations = equivalent_poses(np.asarray(R, np.float64),
+                                               np.asarray(t, np.float64), group)
+    target = np.eye(3) if reference is None else np.asarray(reference, np.float64)
+    closeness = np.einsum('kij,ij->k', rotations, target)   # trace(target^T R_k)
+    best = int(np.argmax(closeness))
+    return rotations[best], translations[best]

@@ -66,3 +66,60 @@ def test_lmo_object_files_declare_the_symmetries_of_their_meshes(name, repo_root
         np.testing.assert_allclose(np.abs(symmetry.axis), [0, 0, 1], atol=0.01)
     found = find_symmetries(points, model.diameter)
     assert len(found) == len(model.symmetries)
+
+
+def _rotation(axis, degrees):
+    from scipy.spatial.transform import Rotation
+    axis = np.asarray(axis, np.float64)
+    return Rotation.from_rotvec(np.deg2rad(degrees) * axis / np.linalg.norm(axis)).as_matrix()
+
+
+def _angle_deg(R_a, R_b):
+    return np.degrees(np.arccos(np.clip((np.trace(R_a.T @ R_b) - 1) / 2, -1, 1)))
+
+
+def test_equivalent_poses_show_the_same_surface(repo_root):
+    import trimesh
+
+    from pose_kp_ros.geometry.symmetry import equivalent_poses, symmetry_group
+    from pose_kp_ros.rendering.mesh import load_mesh
+    model = ObjectModel.from_yaml(repo_root / 'objects' / 'eggbox.yaml')
+    group = symmetry_group(model.symmetries)
+    assert len(group[0]) == 2
+    points = np.asarray(trimesh.sample.sample_surface(
+        load_mesh(model.mesh_path, model.mesh_scale), 5000, seed=2)[0])
+    R, t = _rotation([1, 2, 3], 70), np.array([0.05, -0.02, 0.8])
+    rotations, translations = equivalent_poses(R, t, group)
+    assert _angle_deg(rotations[0], rotations[1]) == pytest.approx(180, abs=1e-6)
+    from scipy.spatial import cKDTree
+    seen = points @ R.T + t
+    other = points @ rotations[1].T + translations[1]
+    assert cKDTree(seen).query(other)[0].mean() < 0.015 * model.diameter
+
+
+def test_a_symmetric_pose_sequence_stays_continuous(repo_root):
+    """Estimates flipping between the two equivalent glue poses are published continuously.
+
+    Without a reference the choice does not depend on which equivalent came in.
+    """
+    from pose_kp_ros.geometry.symmetry import canonical_pose, equivalent_poses, symmetry_group
+    model = ObjectModel.from_yaml(repo_root / 'objects' / 'glue.yaml')
+    group = symmetry_group(model.symmetries)
+    rng = np.random.default_rng(3)
+    published, previous = [], None
+    for frame in range(60):
+        R_true = _rotation([0.3, 1, 0.2], 4 * frame) @ _rotation([1, 0, 0], 110)
+        t_true = np.array([0.01 * np.sin(frame / 9), 0.0, 0.7])
+        rotations, translations = equivalent_poses(R_true, t_true, group)
+        pick = int(rng.integers(len(rotations)))
+        R, t = canonical_pose(rotations[pick], translations[pick], group, previous)
+        for k in range(len(rotations)):       # no reference: the same answer for either input
+            first = canonical_pose(rotations[k], translations[k], group)
+            np.testing.assert_allclose(first[0], canonical_pose(R_true, t_true, group)[0],
+                                       atol=1e-9)
+        published.append((R, t))
+        previous = R
+    steps = [_angle_deg(a[0], b[0]) for a, b in zip(published, published[1:])]
+    assert max(steps) < 4.5                  # the true motion is 4 degrees per frame
+    flips = sum(_angle_deg(R, canonical_pose(R, t, group, R)[0]) > 1 for R, t in published)
+    assert flips == 0
