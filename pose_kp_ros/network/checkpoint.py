@@ -168,9 +168,7 @@ def load_model(path, expected_keypoint_names=None, object_name=None, device='cpu
 
     Returns:
         (model, meta): model maps normalised crops (B, 3, S, S) to the final heatmaps
-        (B, N, H, H), followed by the mask logits (B, N + 1, H, H) when the architecture has
-        visible_mask (see hourglass.split_outputs), in inference mode (batch norm frozen) on
-        `device`; meta is the metadata.
+        (B, N, H, H), in inference mode (batch norm frozen) on `device`; meta is the metadata.
     """
     path = str(path)
     if not _is_exported(path):

@@ -268,10 +268,7 @@ class KeypointDataset(torch.utils.data.Dataset):
     Each item is a dict of tensors:
         image (3, S, S) float normalised; heatmaps (N, H, H) Gaussian targets; weights (N,);
         keypoints (N, 2) crop pixels; visibility (N,); box_size () longer side of the tight box,
-        image pixels; crop_scale () crop pixels per image pixel; index () record index;
-        visible_mask (H, H) fraction of each heatmap cell where the object is seen (the record's
-        mask minus what augmentation painted over it; zeros without a mask); has_mask () 1 if
-        the record has a mask.
+        image pixels; crop_scale () crop pixels per image pixel; index () record index.
     """
 
     def __init__(self, records, input_size, heatmap_size, sigma=2.0, padding=1.25,
@@ -328,12 +325,8 @@ class KeypointDataset(torch.utils.data.Dataset):
         crop_mask = (np.zeros(crop.shape[:2], np.uint8) if mask is None
                      else warp_crops(mask, affine, self.input_size)[0])
         if aug.enabled:
-            crop, painted = self._augment_pixels(crop, crop_mask, rng)
-            crop_mask[painted] = 0
+            crop = self._augment_pixels(crop, crop_mask, rng)
         crop = low_pass_crops(crop[None], affine, self.low_pass_px)[0]
-        visible_mask = cv2.resize(crop_mask.astype(np.float32) / 255,
-                                  (self.heatmap_size, self.heatmap_size),
-                                  interpolation=cv2.INTER_AREA)
         keypoints = transform_points(affine[0], np.asarray(record.keypoints))
         visibility = torch.tensor(record.visibility)
         keypoints_hm = transform_points(invert_affines(self.crop_from_heatmap), keypoints)
@@ -351,18 +344,15 @@ class KeypointDataset(torch.utils.data.Dataset):
             'box_size': torch.tensor(float(max(box[2] - box[0], box[3] - box[1]))),
             'crop_scale': torch.tensor(float(self.input_size / sides[0])),
             'index': torch.tensor(index),
-            'visible_mask': torch.from_numpy(visible_mask),
-            'has_mask': torch.tensor(float(mask is not None)),
         }
 
     def _augment_pixels(self, crop, crop_mask, rng):
         """Apply background replacement, occluders, cutout, colour, blur and noise.
 
         crop: (S, S, 3) uint8; crop_mask: (S, S) uint8 object mask (all zero: none known).
-        Returns the augmented crop and where occluders or cutout painted over it (S, S) bool.
+        Returns the augmented crop.
         """
         aug, size = self.augment, self.input_size
-        painted = np.zeros(crop.shape[:2], np.uint8)
         if crop_mask.any() and rng.random() < aug.background_prob:
             alpha = (crop_mask.astype(np.float32) / 255)[..., None]
             background = self._background(rng)
@@ -376,12 +366,10 @@ class KeypointDataset(torch.utils.data.Dataset):
                 colour = rng.integers(0, 256, 3).tolist()
                 polygon = [np.round(points).astype(np.int32)]
                 cv2.fillPoly(crop, polygon, colour)
-                cv2.fillPoly(painted, polygon, 1)
         if rng.random() < aug.cutout_prob:
             w, h = (rng.uniform(0.1, 0.35, 2) * size).astype(int)
             x, y = rng.integers(0, size - w), rng.integers(0, size - h)
             crop[y:y + h, x:x + w] = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-            painted[y:y + h, x:x + w] = 1
         crop = jitter_colour(crop, rng, aug)
         if rng.random() < aug.blur_prob:
             crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(0.3, aug.blur_sigma_max))
@@ -390,7 +378,7 @@ class KeypointDataset(torch.utils.data.Dataset):
             crop = np.clip(crop + noise, 0, 255).astype(np.uint8)
         if aug.jpeg_prob and rng.random() < aug.jpeg_prob:
             crop = jpeg_compress(crop, rng.integers(*aug.jpeg_quality, endpoint=True))
-        return crop, painted.astype(bool)
+        return crop
 
     def _background(self, rng):
         """Return a random (S, S, 3) uint8 background: a photo crop or smooth random colours."""

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from pose_kp_ros.geometry.camera import project_object_points
-from pose_kp_ros.geometry.contour_alignment import VisibleMask, image_gradients, refine_pose
+from pose_kp_ros.geometry.contour_alignment import image_gradients, refine_pose
 from pose_kp_ros.geometry.distortion import has_distortion, undistort_pixels
 from pose_kp_ros.geometry.object_model import ObjectModel, ObjectModelError
 from pose_kp_ros.geometry.solver import PoseResult, evaluate_pose, fit_weights, solve_pose
@@ -77,7 +77,6 @@ class ObjectPose:
         request: the CropRequest this pose answers.
         result: the solver's single-problem PoseResult (coeffs, rms_px, covariance, ...) at the
             final pose R, t (after the silhouette refinement).
-        visible_mask: the network's VisibleMask of the crop (None without a mask head).
     """
 
     object_name: str
@@ -89,7 +88,6 @@ class ObjectPose:
     box_xyxy: np.ndarray
     request: CropRequest
     result: PoseResult
-    visible_mask: VisibleMask = None
 
     @property
     def covariance(self):
@@ -393,8 +391,7 @@ class KeypointPoseEstimator:
                                measured, model.shape(pose.result.coeffs), weights,
                                self.contour_balance,
                                self.solver_options.get('robust_scale_px', 4.0), D,
-                               distortion_model, visible=pose.visible_mask,
-                               depth_starts=self.contour_depth_starts)
+                               distortion_model, depth_starts=self.contour_depth_starts)
             result = evaluate_pose(measured, pose.confidences, K, model,
                                    replace(pose.result, R=R, t=t), **self._solver_options())
             if result.valid and result.rms_px <= self.thresholds.max_reprojection_error_px:
@@ -411,7 +408,7 @@ class KeypointPoseEstimator:
         height, width = image_rgb.shape[:2]
         boxes = np.stack([r.box_xyxy for r in requests])
         inits = [r.init for r in requests]
-        keypoints, confidences, masks, results = self._keypoints_and_fit(
+        keypoints, confidences, results = self._keypoints_and_fit(
             runtime, image_rgb, K, boxes, inits, D, distortion_model)
         if self.refine_iou_below > 0:
             redo = []
@@ -424,17 +421,16 @@ class KeypointPoseEstimator:
             if redo:
                 index = [i for i, _ in redo]
                 new_boxes = np.stack([box for _, box in redo])
-                kp2, conf2, masks2, res2 = self._keypoints_and_fit(
+                kp2, conf2, res2 = self._keypoints_and_fit(
                     runtime, image_rgb, K, new_boxes, [_row(results, i) for i in index], D,
                     distortion_model)
                 for j, i in enumerate(index):
                     if res2.valid[j] and res2.rms_px[j] <= max(1.5 * results.rms_px[i], 2.0):
                         keypoints[i], confidences[i], boxes[i] = kp2[j], conf2[j], new_boxes[j]
-                        masks[i] = masks2[j]
                         for f in PoseResult.__dataclass_fields__:
                             getattr(results, f)[i] = getattr(res2, f)[j]
         return [pose for pose in (self._accept(runtime, requests[i], keypoints[i],
-                                               confidences[i], boxes[i], masks[i], results, i)
+                                               confidences[i], boxes[i], results, i)
                                   for i in range(len(requests))) if pose is not None]
 
     @staticmethod
@@ -448,12 +444,8 @@ class KeypointPoseEstimator:
         return [int(rows[j]) for j in best]
 
     def _keypoints_and_fit(self, runtime, image_rgb, K, boxes, inits, D, distortion_model):
-        """Return keypoints (B, N, 2), confidences (B, N), B VisibleMasks or Nones, PoseResult."""
+        """Return keypoints (B, N, 2), confidences (B, N) and the fit (a batched PoseResult)."""
         prediction = runtime.predictor.predict(image_rgb, boxes)
-        masks = [None] * len(boxes)
-        if prediction.visible_masks is not None:
-            masks = [VisibleMask(mask, affine) for mask, affine
-                     in zip(prediction.visible_masks, prediction.heatmap_from_image)]
         keypoints = np.asarray(prediction.keypoints, dtype=np.float64)
         confidences = np.asarray(prediction.confidence, dtype=np.float64)
         measured = keypoints
@@ -462,9 +454,9 @@ class KeypointPoseEstimator:
         init = _batched_init(inits, len(boxes), runtime.model.num_basis)
         results = solve_pose(measured, confidences, K, runtime.model, init=init,
                              **self._solver_options())
-        return keypoints, confidences, masks, results
+        return keypoints, confidences, results
 
-    def _accept(self, runtime, request, keypoints, confidences, box, mask, results, i):
+    def _accept(self, runtime, request, keypoints, confidences, box, results, i):
         """Return an ObjectPose for batch row i if it passes the thresholds, else None."""
         limits = self.thresholds
         used = int(np.count_nonzero(confidences > limits.min_keypoint_confidence))
@@ -476,7 +468,7 @@ class KeypointPoseEstimator:
         single = _row(results, i)
         return ObjectPose(runtime.name, single.R, single.t, score, keypoints.copy(),
                           confidences.copy(), np.asarray(box, dtype=np.float64).copy(),
-                          request, single, mask)
+                          request, single)
 
     def set_thresholds(self, **changes):
         """Replace some thresholds (validated first; the old ones stay on error)."""

@@ -143,8 +143,7 @@ def main(argv=None):
             draw_pose(overlay, K, R_gt, t_gt, runtime.outline, colour=(255, 255, 255))
             if best is not None:
                 draw_pose(overlay, K, best.R, best.t, runtime.outline, best.keypoints,
-                          best.confidences, label=f'{args.object} {best.score:.2f}',
-                          visible_mask=best.visible_mask)
+                          best.confidences, label=f'{args.object} {best.score:.2f}')
             overlays.append(overlay)
     summary = summarize(results, model.diameter)
     summary.update({'object': args.object, 'boxes': args.boxes, 'tracking': args.tracking,

@@ -28,7 +28,6 @@ from pose_kp_ros.network.heatmaps import decode_heatmaps
 from pose_kp_ros.network.hourglass import (
     HourglassConfig,
     HourglassConfigError,
-    split_outputs,
     transfer_weights,
 )
 from pose_kp_ros.network.keypoint_net import build_keypoint_network
@@ -75,7 +74,6 @@ DEFAULTS = {
     'amp': True,                # mixed precision on CUDA
     'threads': 0,               # torch CPU threads (0: all cores this process may use)
     'init_weights': None,       # start from this checkpoint's weights (fine-tuning; same net)
-    'mask_loss_weight': 0.005,  # visible-mask loss (architecture visible_mask) over heatmaps'
     'foreground_weight': 0.0,   # squared error weighted by 1 + this x target (leaves the
                                 # all-zero plateau of plain MSE early; 0: plain MSE)
     **ENCODER_DEFAULTS,         # architecture encoder: ImageNet start and freezing schedule
@@ -111,25 +109,6 @@ def heatmap_loss(outputs, targets, weights, foreground_weight=0.0):
     pixel_weights = 1.0 + foreground_weight * targets
     return sum(((out.float() - targets) ** 2 * pixel_weights).mean((-2, -1)).mul(weights).sum()
                / normaliser for out in outputs)
-
-
-def mask_loss(logits, targets, has_mask):
-    """Mean binary cross-entropy of mask logits (B, H, H) over the samples with a mask.
-
-    targets: (B, H, H) visible fractions in [0, 1]; has_mask: (B,) 1 where a mask is known.
-    """
-    per_sample = torch.nn.functional.binary_cross_entropy_with_logits(
-        logits.float(), targets, reduction='none').mean((-2, -1))
-    return (per_sample * has_mask).sum() / has_mask.sum().clamp(min=1.0)
-
-
-def mask_iou_sums(logits, targets, has_mask):
-    """Return {'mask_intersection', 'mask_union'} cell sums (mask > 0.5) over masked samples."""
-    predicted = logits.float() > 0
-    truth = targets > 0.5
-    known = has_mask.bool()[:, None, None]
-    return {'mask_intersection': (predicted & truth & known).sum().item(),
-            'mask_union': ((predicted | truth) & known).sum().item()}
 
 
 def keypoint_error_sums(heatmaps, batch, crop_from_heatmap, min_visibility):
@@ -202,37 +181,19 @@ class Trainer(EpochTrainer):
         encoder = getattr(getattr(self.model, 'module', self.model), 'encoder', None)
         return None if encoder is None else encoder.features
 
-    @property
-    def loss_parts(self):
-        """Logged loss parts: heatmap and mask when the network predicts the visible mask."""
-        return ('heatmap', 'mask') if self.net_config.visible_mask else ()
-
     def loss(self, outputs, batch):
-        """Return (heatmap_loss + mask_loss_weight * mask_loss, their parts)."""
-        n = self.net_config.num_keypoints
+        """Return (heatmap loss summed over stacks, {}) of one batch."""
         targets = batch['heatmaps'].to(self.device, non_blocking=True)
         weights = batch['weights'].to(self.device, non_blocking=True)
-        heatmaps = heatmap_loss([out[:, :n] for out in outputs], targets, weights,
-                                self.config['foreground_weight'])
-        _, logits = split_outputs(outputs[-1], n)
-        if logits is None:
-            return heatmaps, {}
-        masks = mask_loss(logits, batch['visible_mask'].to(self.device, non_blocking=True),
-                          batch['has_mask'].to(self.device, non_blocking=True))
-        return (heatmaps + self.config['mask_loss_weight'] * masks,
-                {'heatmap': heatmaps.item(), 'mask': masks.item()})
+        return heatmap_loss(outputs, targets, weights, self.config['foreground_weight']), {}
 
     def evaluate(self, results):
         """Return mean error in crop/image px, counted keypoints and PCK over all ranks."""
-        sums = dict.fromkeys(('count', 'error_crop_px', 'error_image_px', 'mask_intersection',
-                              'mask_union', *(f'pck@{alpha}' for alpha in PCK_THRESHOLDS)), 0)
+        sums = dict.fromkeys(('count', 'error_crop_px', 'error_image_px',
+                              *(f'pck@{alpha}' for alpha in PCK_THRESHOLDS)), 0)
         for outputs, batch in results:
-            heatmaps, logits = split_outputs(outputs[-1].float(), self.net_config.num_keypoints)
-            batch_sums = keypoint_error_sums(heatmaps, batch, self.crop_from_heatmap,
+            batch_sums = keypoint_error_sums(outputs[-1].float(), batch, self.crop_from_heatmap,
                                              self.config['eval_min_visibility'])
-            if logits is not None:
-                batch_sums.update(mask_iou_sums(logits.cpu(), batch['visible_mask'],
-                                                batch['has_mask']))
             for key, value in batch_sums.items():
                 sums[key] += value
         sums = all_reduce_sums(sums, self.device, self.world_size)
@@ -242,14 +203,11 @@ class Trainer(EpochTrainer):
                    'val_keypoints': int(sums['count'])}
         for alpha in PCK_THRESHOLDS:
             metrics[f'val_pck@{alpha}'] = sums[f'pck@{alpha}'] / count
-        if self.net_config.visible_mask:
-            metrics['val_mask_iou'] = sums['mask_intersection'] / max(sums['mask_union'], 1)
         return metrics
 
     def score(self, metrics):
-        """Return (PCK@0.1, -mean image error[, mask IoU]): best.pt has the best PCK, then..."""
-        return (metrics['val_pck@0.1'], -metrics['val_mean_error_px'],
-                metrics.get('val_mask_iou', 0.0))
+        """Return (PCK@0.1, -mean image error): best.pt has the best PCK, then error."""
+        return metrics['val_pck@0.1'], -metrics['val_mean_error_px']
 
     def meta(self, metrics=None):
         """Return the checkpoint metadata for the current state."""
@@ -264,34 +222,27 @@ class Trainer(EpochTrainer):
         """Load checkpoint `path` into the model; return its training state.
 
         The checkpoint must have the same keypoints and architecture, or one that differs only
-        in heatmap_stride or visible_mask (its weights are then transferred, see
-        transfer_weights; a mask head the checkpoint lacks starts untrained).
+        in heatmap_stride (its weights are then transferred, see transfer_weights).
         """
         checkpoint = load_checkpoint(path, self.keypoint_names, self.object_name)
         source = HourglassConfig.from_dict(checkpoint.meta['architecture'])
         try:
-            weights = transfer_weights(checkpoint.model.state_dict(), source,
-                                              self.net_config)
+            weights = transfer_weights(checkpoint.model.state_dict(), source, self.net_config)
         except HourglassConfigError as error:
             raise CheckpointError(f'{path}: architecture {source.to_dict()} does not fit the '
                                   f"config's {self.net_config.to_dict()}: {error}") from None
         model = getattr(self.model, 'module', self.model)
-        missing, _ = model.load_state_dict(weights, strict=False)
-        unexpected = sorted(set(weights) - set(model.state_dict()))
-        untrained = [key for key in missing if not key.startswith('to_mask.')]
-        if untrained or unexpected:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        if missing or unexpected:
             raise CheckpointError(f'{path}: weights do not fit the network (missing '
-                                  f'{untrained[:3]}, unexpected {unexpected[:3]})')
+                                  f'{missing[:3]}, unexpected {unexpected[:3]})')
         return checkpoint.training
 
     def summary(self, train_metrics, metrics):
         """Return losses, mean image error and PCK of the epoch."""
-        mask = (f", mask IoU {metrics['val_mask_iou']:.3f}" if 'val_mask_iou' in metrics
-                else '')
         return (f"train loss {train_metrics['train_loss']:.5f}, val loss "
                 f"{metrics['val_loss']:.5f}, error {metrics['val_mean_error_px']:.2f} px, "
-                f"PCK@0.05 {metrics['val_pck@0.05']:.3f}, PCK@0.1 {metrics['val_pck@0.1']:.3f}"
-                f'{mask}')
+                f"PCK@0.05 {metrics['val_pck@0.05']:.3f}, PCK@0.1 {metrics['val_pck@0.1']:.3f}")
 
     def describe(self):
         """Return object, instance counts, preset and architecture."""
@@ -302,10 +253,8 @@ class Trainer(EpochTrainer):
     def plot_history(self, path):
         """Save loss and PCK curves over epochs as a PNG."""
         series = [(f'val_pck@{alpha}', f'PCK@{alpha}') for alpha in PCK_THRESHOLDS]
-        if self.net_config.visible_mask:
-            series.append(('val_mask_iou', 'visible-mask IoU'))
-        plot_curves(self.history, path, 'loss (heatmaps summed over stacks + mask)', series,
-                    ylabel='fraction', title='Validation PCK (of box size) and mask IoU')
+        plot_curves(self.history, path, 'loss (heatmaps summed over stacks)', series,
+                    ylabel='fraction', title='Validation PCK (of box size)')
 
 
 def main(argv=None):

@@ -41,11 +41,10 @@ def make_model():
 class OraclePredictor:
     """Projects the true keypoints of `pose` (with optional lens distortion) for every box."""
 
-    def __init__(self, model, R, t, distortion=None, confidence=0.9, masks=False):
+    def __init__(self, model, R, t, distortion=None, confidence=0.9):
         self.model, self.R, self.t = model, R, t
         self.distortion = distortion
         self.confidence = confidence
-        self.masks = masks  # also return visible masks, filled with calls / 10
         self.calls = 0
 
     def predict(self, image_rgb, boxes_xyxy):
@@ -58,13 +57,8 @@ class OraclePredictor:
             uv = cv2.projectPoints(points, np.zeros(3), np.zeros(3), K, self.distortion)[0][:, 0]
         count = len(boxes_xyxy)
         confidence = np.full((count, len(uv)), self.confidence, np.float32)
-        masks = affines = None
-        if self.masks:
-            masks = np.full((count, 4, 4), self.calls / 10, np.float32)
-            affines = np.repeat([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], count, 0)
         return KeypointPrediction(keypoints=np.repeat(uv[None], count, 0), confidence=confidence,
-                                  heatmaps=None, crop_affines=None, visible_masks=masks,
-                                  heatmap_from_image=affines)
+                                  heatmaps=None, crop_affines=None)
 
 
 def ground_truth():
@@ -168,20 +162,6 @@ def test_refine_pass_recrops_around_the_fitted_pose():
     pose = estimator(IMAGE, K, boxes=[loose])[0]
     assert predictor.calls == 2
     assert box_iou(pose.box_xyxy, projected_box(model.keypoints, R, t, K)) > 0.8
-
-
-@pytest.mark.parametrize('refine_iou_below, calls', [(0.0, 1), (0.8, 2)])
-def test_a_pose_carries_the_visible_mask_of_the_crop_it_was_fitted_in(refine_iou_below, calls):
-    model = make_model()
-    R, t = ground_truth()
-    predictor = OraclePredictor(model, R, t, masks=True)
-    estimator = estimator_with(predictor, model, refine_iou_below=refine_iou_below)
-    loose = true_box(model, R, t) + np.array([-80, -60, 90, 70])
-    pose = estimator(IMAGE, K, boxes=[loose])[0]
-    assert predictor.calls == calls
-    np.testing.assert_allclose(pose.visible_mask.probability, calls / 10)
-    assert estimator_with(OraclePredictor(model, R, t), model)(
-        IMAGE, K, boxes=[loose])[0].visible_mask is None
 
 
 def test_refine_pass_only_for_the_best_pose_of_each_instance():
