@@ -29,7 +29,6 @@ from pose_kp_ros.data.package_data import (
     lmo_ground_truth,
     lmo_object_id,
 )
-from pose_kp_ros.network.dataset import load_records
 from pose_kp_ros.paths import data_path, portable_path
 from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator, projected_box
 from pose_kp_ros.pipeline.evaluation import (
@@ -42,6 +41,7 @@ from pose_kp_ros.pipeline.evaluation import (
 )
 from pose_kp_ros.pipeline.overlay import draw_pose, mosaic
 from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
+from pose_kp_ros.training.records import load_records
 
 
 def parse_args(argv):

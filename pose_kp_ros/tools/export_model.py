@@ -18,7 +18,8 @@ import sys
 import torch
 
 from pose_kp_ros import strict_json
-from pose_kp_ros.network.checkpoint import EXPORT_META_FILE, CheckpointError, load_checkpoint
+from pose_kp_ros.network.checkpoint import EXPORT_META_FILE, load_checkpoint
+from pose_kp_ros.network.checkpoint_format import CheckpointError
 from pose_kp_ros.network.hourglass import FinalHeatmaps
 from pose_kp_ros.paths import SOURCE_ROOT, portable_path
 

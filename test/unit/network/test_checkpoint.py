@@ -5,16 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from pose_kp_ros.network.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_model,
-    make_meta,
-    save_checkpoint,
-)
+from pose_kp_ros.network.checkpoint import load_checkpoint, load_model, make_meta
+from pose_kp_ros.network.checkpoint_format import CheckpointError, save_checkpoint
 from pose_kp_ros.network.crops import crop_boxes, low_pass_crops
-from pose_kp_ros.network.dataset import IMAGENET_MEAN, IMAGENET_STD
 from pose_kp_ros.network.hourglass import HourglassConfig, HourglassNet
+from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from pose_kp_ros.network.predictor import KeypointPredictor, normalise_crops
 from pose_kp_ros.tools.export_model import main as export_main
 

@@ -6,14 +6,10 @@ import pytest
 import torch
 
 from pose_kp_ros.network.crops import heatmap_to_crop_affine, transform_points
-from pose_kp_ros.network.dataset import (
-    AugmentConfig,
-    DatasetError,
-    KeypointDataset,
-    load_records,
-    split_records,
-)
 from pose_kp_ros.network.heatmaps import decode_heatmaps
+from pose_kp_ros.training.augmentation import AugmentConfig
+from pose_kp_ros.training.keypoint_dataset import KeypointDataset
+from pose_kp_ros.training.records import DatasetError, load_records, split_records
 
 
 def test_records_read_back_the_annotations(kite_dataset):
@@ -165,7 +161,7 @@ def test_jpeg_and_truncation_augmentation(kite_dataset):
 
     The keypoints' mean leaves the crop centre by more than jitter alone allows.
     """
-    from pose_kp_ros.network.dataset import jpeg_compress
+    from pose_kp_ros.training.augmentation import jpeg_compress
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     compressed = jpeg_compress(image, 30)

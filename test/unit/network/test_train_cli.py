@@ -9,8 +9,9 @@ import yaml
 
 from pose_kp_ros.network.checkpoint import load_checkpoint
 from pose_kp_ros.tools.cli import main as cli_main
-from pose_kp_ros.tools.train import load_config
-from pose_kp_ros.tools.training_common import EpochSampler, TrainConfigError, learning_rate
+from pose_kp_ros.training.config import TrainConfigError, learning_rate
+from pose_kp_ros.training.distributed import EpochSampler
+from pose_kp_ros.training.keypoint_training import load_config
 
 
 def write_config(path, dataset, **extra):
@@ -89,10 +90,10 @@ def test_init_weights_fine_tunes_from_a_checkpoint(kite_dataset, tmp_path, capsy
     start = tmp_path / 'run' / 'best.pt'
     import torch
 
-    from pose_kp_ros.tools.train import Trainer
+    from pose_kp_ros.training.keypoint_training import KeypointTrainer
     config = load_config(write_config(tmp_path / 'second.yaml', kite_dataset,
                                       output_dir='run2', init_weights=str(start)))
-    trainer = Trainer(config, torch.device('cpu'), 0, 1)
+    trainer = KeypointTrainer(config, torch.device('cpu'), 0, 1)
     expected = load_checkpoint(start).model.state_dict()
     for name, tensor in trainer.model.state_dict().items():
         assert torch.equal(tensor, expected[name]), name
@@ -110,7 +111,7 @@ def test_init_weights_fine_tunes_from_a_checkpoint(kite_dataset, tmp_path, capsy
                                       architecture={'num_stacks': 2, 'features': 16,
                                                     'depth': 2, 'input_size': 32,
                                                     'heatmap_stride': 4}))
-    trainer = Trainer(coarse, torch.device('cpu'), 0, 1)
+    trainer = KeypointTrainer(coarse, torch.device('cpu'), 0, 1)
     assert trainer.net_config.heatmap_size == 8
     assert sorted(t.sum().item() for t in trainer.model.state_dict().values()) == sorted(
         t.sum().item() for t in expected.values())
