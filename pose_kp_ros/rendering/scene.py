@@ -30,9 +30,10 @@ import torch
 import trimesh
 
 from pose_kp_ros.geometry.camera import project
+from pose_kp_ros.geometry.mesh import load_mesh
 from pose_kp_ros.rendering.backgrounds import load_photos, random_background
 from pose_kp_ros.rendering.camera_noise import apply_camera_noise, random_jpeg_quality
-from pose_kp_ros.rendering.mesh import load_mesh, mesh_diameter
+from pose_kp_ros.rendering.mesh import mesh_diameter
 from pose_kp_ros.rendering.renderer import Light, Placement, SceneRenderer
 
 PRIMITIVE_COPIES = 2

@@ -29,8 +29,9 @@ from pose_kp_ros.data.package_data import (
     lmo_ground_truth,
     lmo_object_id,
 )
+from pose_kp_ros.geometry.boxes import projected_box
 from pose_kp_ros.paths import data_path, portable_path
-from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator, projected_box
+from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator
 from pose_kp_ros.pipeline.evaluation import (
     frame_errors,
     model_points,
