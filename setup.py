@@ -22,8 +22,10 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),
         share('launch', '*.launch.py'),
-        share('config', '*.yaml'),
-        share('config', '*.rviz'),
+        # what a user runs: the node's parameters, the RViz view and the two example configs
+        ('share/' + PACKAGE + '/config', ['config/pose_kp_node.yaml', 'config/pose_kp.rviz',
+                                          'config/train_example.yaml',
+                                          'config/train_detector_example.yaml']),
         share('objects', '*.yaml'),
     ] + [share(folder) for folder in ['models'] + sorted(glob('models/*'))
          if os.path.isdir(folder)],

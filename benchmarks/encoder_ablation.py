@@ -20,7 +20,7 @@ import tempfile
 import yaml
 
 from pose_kp_ros import strict_json
-from pose_kp_ros.network.checkpoint import read_checkpoint_file
+from pose_kp_ros.network.checkpoint_format import read_checkpoint_file
 from pose_kp_ros.tools import eval_lmo
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,10 +26,11 @@ import torch
 from tqdm import tqdm
 
 from pose_kp_ros import strict_json
-from pose_kp_ros.network.dataset import load_records, read_image
+from pose_kp_ros.geometry.boxes import projected_box
+from pose_kp_ros.geometry.mesh import outline_points
 from pose_kp_ros.network.predictor import KeypointPredictor
 from pose_kp_ros.paths import portable_path
-from pose_kp_ros.pipeline.estimator import outline_points, projected_box
+from pose_kp_ros.training.records import load_records, read_image
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402

@@ -9,9 +9,7 @@ hundreds of pixels. Given a fitted pose, Gauss-Newton steps (one per search rang
    outer contour: points on the silhouette, their outward normals and the surface point
    behind each;
 2. search along each normal for the strongest image edge (gradient component along the
-   normal): a signed offset, weighted by edge strength and Huber (`HUBER_PX`) and, given the
-   network's visible mask (`VisibleMask`), by how much of the object is seen on the search
-   segment: outline points hidden behind an occluder find the occluder's edges, not ours;
+   normal): a signed offset, weighted by edge strength and Huber (`HUBER_PX`);
 3. solve for the 6-DoF pose update that moves each surface point's projection along its
    normal by its offset (point-to-line residuals), jointly with the keypoints' reprojection
    residuals so the keypoints keep the pose where the outline is ambiguous or occluded.
@@ -22,8 +20,6 @@ the result whose outline lies on the strongest edges (`edge_support`) is kept.
 Pixels are pinhole pixels (undistorted); with lens distortion the edges are sampled at the
 distorted positions of the contour points.
 """
-
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -44,30 +40,6 @@ MIN_CONTOUR_POINTS = 20
 """Fewer contour points than this (a tiny or degenerate silhouette): no alignment."""
 
 _SEARCH_STEP_PX = 0.5
-
-
-@dataclass(frozen=True)
-class VisibleMask:
-    """Probability that the object is seen (not hidden), on a grid placed in the image.
-
-    Attributes:
-        probability: (h, w) float32 in [0, 1] (the network's mask of one crop).
-        grid_from_image: (2, 3) affine from image pixels to grid pixels (pixel centres).
-    """
-
-    probability: np.ndarray
-    grid_from_image: np.ndarray
-
-    def at(self, points):
-        """Return the probability (M,) at image points (M, 2); 1 (no evidence) off the grid."""
-        grid = np.asarray(points, np.float64) @ self.grid_from_image[:, :2].T \
-            + self.grid_from_image[:, 2]
-        height, width = self.probability.shape
-        inside = ((grid[:, 0] >= -0.5) & (grid[:, 0] <= width - 0.5)
-                  & (grid[:, 1] >= -0.5) & (grid[:, 1] <= height - 0.5))
-        values = sample_bilinear(np.ascontiguousarray(self.probability, np.float32),
-                                 np.clip(grid, 0, [width - 1, height - 1]))
-        return np.where(inside, values, 1.0)
 
 
 def image_gradients(image_rgb, sigma_px=1.0):
@@ -152,10 +124,10 @@ def sample_bilinear(image, points):
 
 def _normal_gradients(gradients, points, normals, offsets, K=None, D=None,
                       distortion_model='plumb_bob'):
-    """Return |image gradient . normal| (M, O) at points + offsets * normals, and the samples.
+    """Return |image gradient . normal| (M, O) at points + offsets * normals.
 
-    points, normals: (M, 2) undistorted pixels and unit normals; offsets (O,) pixels. Samples
-    (M * O, 2) are image pixels (distorted with lens distortion K, D, model).
+    points, normals: (M, 2) undistorted pixels and unit normals; offsets (O,) pixels. The image
+    is sampled at the distorted positions with lens distortion (K, D, model).
     """
     gx, gy = gradients
     samples = (points[:, None, :] + offsets[None, :, None] * normals[:, None, :]).reshape(-1, 2)
@@ -163,30 +135,24 @@ def _normal_gradients(gradients, points, normals, offsets, K=None, D=None,
         samples = distort_pixels(samples, K, D, distortion_model)
     along = np.abs(sample_bilinear(gx, samples) * np.repeat(normals[:, 0], len(offsets))
                    + sample_bilinear(gy, samples) * np.repeat(normals[:, 1], len(offsets)))
-    return along.reshape(len(points), len(offsets)), samples
+    return along.reshape(len(points), len(offsets))
 
 
-def edge_offsets(gradients, points, normals, reach, K=None, D=None, distortion_model='plumb_bob',
-                 visible=None):
+def edge_offsets(gradients, points, normals, reach, K=None, D=None, distortion_model='plumb_bob'):
     """Return offsets (M,) pixels along the normals to the strongest edges, and weights (M,).
 
     The offset is the signed distance to the strongest edge within +-reach; the weight is the
-    edge strength (relative to the mean) times Huber (`HUBER_PX`), times, given a VisibleMask
-    `visible` of the (distorted) image, the largest visible probability on the search segment
-    (about 0 where the whole segment is hidden).
+    edge strength (relative to the mean) times Huber (`HUBER_PX`).
     points, normals: (M, 2) undistorted pixels and unit normals; with lens distortion (K, D,
     model) the image is sampled at the distorted positions.
     """
     offsets = np.arange(-reach, reach + 1e-9, _SEARCH_STEP_PX)
-    along, samples = _normal_gradients(gradients, points, normals, offsets, K, D,
-                                       distortion_model)
+    along = _normal_gradients(gradients, points, normals, offsets, K, D, distortion_model)
     best = along.argmax(1)
     residual = offsets[best]
     strength = along[np.arange(len(points)), best]
     weights = strength / max(float(strength.mean()), 1e-6)
     weights *= np.minimum(1.0, HUBER_PX / np.maximum(np.abs(residual), 1e-9))
-    if visible is not None:
-        weights *= visible.at(samples).reshape(len(points), len(offsets)).max(1)
     return residual, weights
 
 
@@ -199,16 +165,14 @@ def edge_support(gradients, surface_points, R, t, K, D=None, distortion_model='p
     contour, normals, _ = silhouette_contour(surface_points, R, t, K)
     if len(contour) < MIN_CONTOUR_POINTS:
         return 0.0
-    along, _ = _normal_gradients(gradients, contour, normals, np.zeros(1), K, D,
-                                 distortion_model)
+    along = _normal_gradients(gradients, contour, normals, np.zeros(1), K, D, distortion_model)
     return float(along.mean())
 
 
 def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
                 keypoint_points=None, keypoint_weights=None, contour_balance=10.0,
                 keypoint_huber_px=4.0, D=None, distortion_model='plumb_bob',
-                max_depth_change=0.15, max_rotation_change_deg=20.0, visible=None,
-                depth_starts=(1.0,)):
+                max_depth_change=0.15, max_rotation_change_deg=20.0, depth_starts=(1.0,)):
     """Return (R, t) refined jointly on the silhouette's edges and the keypoints (6 DoF).
 
     Args:
@@ -223,8 +187,6 @@ def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
         D, distortion_model: lens distortion of the image (edges sampled where they are).
         max_depth_change, max_rotation_change_deg: a refinement moving the depth by more than
             this fraction, or the rotation by more than this, from (R, t) is rejected.
-        visible: optional VisibleMask of the object in the image: outline points whose search
-            segment is hidden count less (see edge_offsets).
         depth_starts: factors on t: the refinement runs from each (the object moved along its
             viewing ray) and, of those accepted, the one whose outline has the most
             `edge_support` is returned (a keypoint depth several percent off is out of reach
@@ -244,7 +206,7 @@ def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
     for factor in depth_starts:
         refined = _gauss_newton_steps(gradients, surface_points, R0, t0 * factor, K, search_px,
                                       keypoint_terms, contour_balance, keypoint_huber_px, D,
-                                      distortion_model, visible)
+                                      distortion_model)
         if refined is None:
             continue
         turned = float(rotation_angle(torch.from_numpy(refined[0] @ R0.T)))
@@ -260,7 +222,7 @@ def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
 
 
 def _gauss_newton_steps(gradients, surface_points, R, t, K, search_px, keypoint_terms,
-                        contour_balance, keypoint_huber_px, D, distortion_model, visible):
+                        contour_balance, keypoint_huber_px, D, distortion_model):
     """Return (R, t) after one step per search range (see refine_pose), or None on failure.
 
     keypoint_terms: (keypoints (N, 2), keypoint_points (N, 3), keypoint_weights (N,)).
@@ -271,7 +233,7 @@ def _gauss_newton_steps(gradients, surface_points, R, t, K, search_px, keypoint_
         if len(contour) < MIN_CONTOUR_POINTS:
             return None
         offsets, contour_weights = edge_offsets(gradients, contour, normals, reach, K, D,
-                                                distortion_model, visible)
+                                                distortion_model)
         _, jacobian, _ = _projection_jacobian(surface_points[index], R, t, K)
         uv, keypoint_jacobian, in_front = _projection_jacobian(keypoint_points, R, t, K)
         errors = np.where((keypoint_weights > 0)[:, None], keypoints - uv, 0.0)

@@ -14,13 +14,16 @@ carrying the same `meta` as the extra file 'pose_kp_meta.json'; `load_model` rea
 
 from dataclasses import dataclass
 import json
-import os
-from pathlib import Path
-import subprocess
-import zipfile
 
 import torch
 
+from pose_kp_ros.network.checkpoint_format import (
+    CheckpointError,
+    check_format,
+    code_version,
+    is_exported_program,
+    read_checkpoint_file,
+)
 from pose_kp_ros.network.hourglass import FinalHeatmaps, HourglassConfig
 from pose_kp_ros.network.keypoint_net import build_keypoint_network
 
@@ -29,10 +32,6 @@ FORMAT_VERSION = 1
 EXPORT_META_FILE = 'pose_kp_meta.json'
 _META_KEYS = ('object_name', 'keypoint_names', 'architecture', 'input_size', 'heatmap_size',
               'padding', 'mean', 'std')
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, unreadable or does not match the object (one-line message)."""
 
 
 @dataclass
@@ -52,18 +51,6 @@ class Checkpoint:
     path: str
 
 
-def code_version():
-    """Return pose_kp_ros.__version__, plus `git describe` of the source tree when available."""
-    from pose_kp_ros import __version__
-    try:
-        described = subprocess.run(
-            ['git', 'describe', '--always', '--dirty', '--tags'], capture_output=True, text=True,
-            timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        described = ''
-    return f'{__version__} ({described})' if described else __version__
-
-
 def make_meta(config, object_name, keypoint_names, preset, padding, sigma, mean, std,
               training_config=None, epoch=0, metrics=None, low_pass_px=0.0):
     """Return the metadata dict of a checkpoint (plain types only)."""
@@ -80,27 +67,6 @@ def make_meta(config, object_name, keypoint_names, preset, padding, sigma, mean,
         'training_config': training_config or {}, 'epoch': int(epoch),
         'metrics': metrics or {}, 'code_version': code_version(),
     }
-
-
-def save_checkpoint(path, model, meta, training=None):
-    """Write a checkpoint atomically (temporary file in the same folder, then rename).
-
-    Args:
-        path: destination file.
-        model: the network (or a DDP wrapper of one).
-        meta: dict from make_meta.
-        training: optional dict of optimizer / scheduler / scaler states for resuming.
-    """
-    model = getattr(model, 'module', model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try:
-        torch.save({'meta': meta, 'model': model.state_dict(), 'training': training}, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def check_keypoints(meta, expected_keypoint_names=None, object_name=None, path='checkpoint'):
@@ -148,7 +114,8 @@ def load_checkpoint(path, expected_keypoint_names=None, object_name=None, device
     """
     path = str(path)
     data = read_checkpoint_file(path)
-    meta = _check_meta(data.get('meta') if isinstance(data, dict) else None, path)
+    meta = check_format(data.get('meta') if isinstance(data, dict) else None, FORMAT,
+                        FORMAT_VERSION, _META_KEYS, path, 'pose_kp_ros')
     if not isinstance(data.get('model'), dict):
         raise CheckpointError(f'{path}: not a pose_kp_ros checkpoint (no model weights)')
     check_keypoints(meta, expected_keypoint_names, object_name, path)
@@ -168,12 +135,10 @@ def load_model(path, expected_keypoint_names=None, object_name=None, device='cpu
 
     Returns:
         (model, meta): model maps normalised crops (B, 3, S, S) to the final heatmaps
-        (B, N, H, H), followed by the mask logits (B, N + 1, H, H) when the architecture has
-        visible_mask (see hourglass.split_outputs), in inference mode (batch norm frozen) on
-        `device`; meta is the metadata.
+        (B, N, H, H), in inference mode (batch norm frozen) on `device`; meta is the metadata.
     """
     path = str(path)
-    if not _is_exported(path):
+    if not is_exported_program(path):
         checkpoint = load_checkpoint(path, expected_keypoint_names, object_name, device)
         return FinalHeatmaps(checkpoint.model).eval(), checkpoint.meta
     extra = {EXPORT_META_FILE: ''}
@@ -184,43 +149,8 @@ def load_model(path, expected_keypoint_names=None, object_name=None, device='cpu
         lines = str(error).strip().splitlines()
         reason = lines[0] if lines else type(error).__name__
         raise CheckpointError(f'{path}: unreadable exported model ({reason})') from None
-    meta = _check_meta(meta, path)
+    meta = check_format(meta, FORMAT, FORMAT_VERSION, _META_KEYS, path, 'pose_kp_ros')
     check_keypoints(meta, expected_keypoint_names, object_name, path)
     return program.module().to(device), meta
 
 
-def read_checkpoint_file(path):
-    """Return torch.load(path) with weights_only, or raise CheckpointError naming the file."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f'{path}: checkpoint file not found')
-    if _is_exported(path):
-        raise CheckpointError(f'{path}: an exported model (.pt2), not a training checkpoint')
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(f'{path}: not a pose_kp_ros checkpoint (not a torch.save file)')
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as error:  # torch raises many types for foreign or corrupt files
-        lines = str(error).strip().splitlines()
-        reason = lines[0][:160] if lines else type(error).__name__
-        raise CheckpointError(f'{path}: not a pose_kp_ros checkpoint ({reason})') from None
-
-
-def _check_meta(meta, path):
-    """Return meta if it is pose_kp_ros checkpoint metadata, else raise CheckpointError."""
-    if not isinstance(meta, dict) or meta.get('format') != FORMAT:
-        raise CheckpointError(f'{path}: not a pose_kp_ros checkpoint (no {FORMAT} metadata)')
-    if meta.get('format_version', 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format_version {meta['format_version']} is "
-                              f'newer than this code reads ({FORMAT_VERSION})')
-    missing = [key for key in _META_KEYS if key not in meta]
-    if missing:
-        raise CheckpointError(f'{path}: checkpoint metadata lacks {missing}')
-    return meta
-
-
-def _is_exported(path):
-    """Return True if `path` is a torch.export archive (a zip holding archive_format)."""
-    if not os.path.isfile(path) or not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith('/archive_format') for name in archive.namelist())

@@ -2,9 +2,7 @@
 
 The network maps a normalised RGB crop `(B, 3, S, S)` to one heatmap per keypoint for every
 stack, `[(B, N, S / stride, S / stride)] * num_stacks`; the last stack's heatmaps are the
-prediction and all of them are supervised during training. With `visible_mask` the last stack's
-output has one more channel, N + 1: the logits of the object's visible mask (pixels where the
-object is seen, not hidden by anything in front); `split_outputs` separates the two.
+prediction and all of them are supervised during training.
 
     >>> import torch
     >>> config = HourglassConfig.from_preset('cpu', num_keypoints=8)
@@ -15,7 +13,6 @@ object is seen, not hidden by anything in front); `split_outputs` separates the 
 
 from dataclasses import asdict, dataclass, fields, replace
 
-import torch
 from torch import nn
 
 BLOCK_TYPES = ('bottleneck', 'separable')
@@ -41,8 +38,6 @@ class HourglassConfig:
             heatmap_size = input_size / heatmap_stride.
         block: 'bottleneck' (Newell's 1x1-3x3-1x1 residual) or 'separable' (1x1 then depthwise
             3x3 then 1x1, cheaper on CPU).
-        visible_mask: also predict the visible-object mask from the last stack's features
-            (one 3x3 convolution; an extra output channel of logits).
         encoder: 'none' (Newell's convolutional stem, trained from scratch) or 'mobilenet_v2'
             (an ImageNet-pretrainable MobileNetV2 to stride 16 whose features feed hourglasses
             at stride 4; see keypoint_net.EncoderHourglassNet; heatmap_stride must be 2).
@@ -56,7 +51,6 @@ class HourglassConfig:
     input_size: int = 256
     heatmap_stride: int = 4
     block: str = 'bottleneck'
-    visible_mask: bool = False
     encoder: str = 'none'
 
     def __post_init__(self):
@@ -73,15 +67,12 @@ class HourglassConfig:
         if self.block not in BLOCK_TYPES:
             raise HourglassConfigError(f'hourglass block must be one of {BLOCK_TYPES}, '
                                        f'got {self.block!r}')
-        if not isinstance(self.visible_mask, bool):
-            raise HourglassConfigError(f'hourglass visible_mask must be true or false, '
-                                       f'got {self.visible_mask!r}')
         if self.encoder not in ENCODERS:
             raise HourglassConfigError(f'hourglass encoder must be one of {ENCODERS}, '
                                        f'got {self.encoder!r}')
-        if self.encoder != 'none' and (self.heatmap_stride != 2 or self.visible_mask):
+        if self.encoder != 'none' and self.heatmap_stride != 2:
             raise HourglassConfigError(f'hourglass encoder {self.encoder!r} needs '
-                                       f'heatmap_stride 2 and no visible_mask')
+                                       f'heatmap_stride 2')
         if self.features % 4:
             raise HourglassConfigError(f'hourglass features must be a multiple of 4, '
                                        f'got {self.features}')
@@ -104,7 +95,13 @@ class HourglassConfig:
 
     @classmethod
     def from_dict(cls, values):
-        """Build a configuration from a dict, naming any unknown key."""
+        """Build a configuration from a dict, naming any unknown key.
+
+        `visible_mask: false`, written by earlier versions, is accepted and dropped.
+        """
+        values = dict(values)
+        if values.get('visible_mask') is False:
+            del values['visible_mask']
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -226,13 +223,9 @@ class HourglassNet(nn.Module):
             nn.Conv2d(c, c, 1) for _ in range(config.num_stacks - 1))
         self.merge_heatmaps = nn.ModuleList(
             nn.Conv2d(n, c, 1) for _ in range(config.num_stacks - 1))
-        self.to_mask = nn.Conv2d(c, 1, 3, padding=1) if config.visible_mask else None
 
     def forward(self, images):
-        """Map normalised crops (B, 3, S, S) to a list of num_stacks heatmaps (B, N, H, H).
-
-        With visible_mask the last entry is (B, N + 1, H, H), the mask logits last.
-        """
+        """Map normalised crops (B, 3, S, S) to a list of num_stacks heatmaps (B, N, H, H)."""
         x = self.stem(images)
         outputs = []
         for i in range(self.config.num_stacks):
@@ -241,36 +234,22 @@ class HourglassNet(nn.Module):
             outputs.append(heatmaps)
             if i + 1 < self.config.num_stacks:
                 x = x + self.merge_features[i](features) + self.merge_heatmaps[i](heatmaps)
-        if self.to_mask is not None:
-            outputs[-1] = torch.cat([outputs[-1], self.to_mask(features)], 1)
         return outputs
-
-
-def split_outputs(output, num_keypoints):
-    """Split one stack's output (B, C, H, H) into heatmaps (B, N, H, H) and mask logits.
-
-    The mask logits are (B, H, H), or None when the output has only the N heatmaps.
-    """
-    mask = output[:, num_keypoints] if output.shape[1] > num_keypoints else None
-    return output[:, :num_keypoints], mask
 
 
 def transfer_weights(state_dict, source, target):
     """Return a HourglassNet state dict of config `source` renamed for config `target`.
 
-    The two configs may differ only in heatmap_stride and visible_mask. Every parameter has the
-    same shape at stride 2 and 4, only the stem's parameter-free max-pool (stride 4) shifts the
-    indices of the stem modules after it: used to start a finer-heatmap network from a trained
-    coarser one. A network gaining the mask head keeps its new, untrained `to_mask` (load the
-    result with strict=False); one losing it drops the source's. Raises HourglassConfigError
-    naming the fields when anything else differs.
+    The two configs may differ only in heatmap_stride. Every parameter has the same shape at
+    stride 2 and 4, only the stem's parameter-free max-pool (stride 4) shifts the indices of the
+    stem modules after it: used to start a finer-heatmap network from a trained coarser one.
+    Raises HourglassConfigError naming the fields when anything else differs.
     """
-    free = ('heatmap_stride', 'visible_mask')
     different = sorted(name for name, value in source.to_dict().items()
-                       if name not in free and target.to_dict()[name] != value)
+                       if name != 'heatmap_stride' and target.to_dict()[name] != value)
     if different:
         raise HourglassConfigError(f'cannot transfer weights between architectures that differ '
-                                   f'in {different} (only {" and ".join(free)} may differ)')
+                                   f'in {different} (only heatmap_stride may differ)')
     pool = 4  # index of the stride-4 stem's max-pool: conv, batch norm, ReLU, block, pool
     shift = (target.heatmap_stride == 4) - (source.heatmap_stride == 4)
     renamed = {}
@@ -278,20 +257,19 @@ def transfer_weights(state_dict, source, target):
         parts = key.split('.')
         if parts[0] == 'stem' and int(parts[1]) >= pool:
             parts[1] = str(int(parts[1]) + shift)
-        if parts[0] != 'to_mask' or target.visible_mask:
-            renamed['.'.join(parts)] = value
+        renamed['.'.join(parts)] = value
     return renamed
 
 
 class FinalHeatmaps(nn.Module):
-    """Wrap a HourglassNet so that forward returns only the last stack's output (B, C, H, H)."""
+    """Wrap a HourglassNet so that forward returns only the last stack's heatmaps (B, N, H, H)."""
 
     def __init__(self, network):
         super().__init__()
         self.network = network
 
     def forward(self, images):
-        """Return the last stack's heatmaps (and mask logits) for normalised crops (B, 3, S, S)."""
+        """Return the last stack's heatmaps for normalised crops (B, 3, S, S)."""
         return self.network(images)[-1]
 
 

@@ -26,7 +26,6 @@ from pose_kp_ros.network.crops import (
     transform_points,
 )
 from pose_kp_ros.network.heatmaps import decode_heatmaps
-from pose_kp_ros.network.hourglass import split_outputs
 
 
 @dataclass
@@ -38,17 +37,12 @@ class KeypointPrediction:
         confidence: (B, N) float32 peak heights in [0, 1] (0: no peak, ignore the keypoint).
         heatmaps: (B, N, H, H) float32 tensor on the CPU, the last stack's output.
         crop_affines: (B, 2, 3) image->crop affines used.
-        visible_masks: (B, H, H) float32 probabilities that the object is seen there (heatmap
-            grid), or None when the network has no mask head.
-        heatmap_from_image: (B, 2, 3) affines from image pixels to heatmap pixels.
     """
 
     keypoints: np.ndarray
     confidence: np.ndarray
     heatmaps: torch.Tensor
     crop_affines: np.ndarray
-    visible_masks: np.ndarray = None
-    heatmap_from_image: np.ndarray = None
 
 
 def normalise_crops(crops, mean, std, device='cpu'):
@@ -96,12 +90,9 @@ class KeypointPredictor:
         crops, affines = crop_boxes(image_rgb, boxes_xyxy, self.input_size, self.padding)
         crops = low_pass_crops(crops, affines, self.low_pass_px)
         images = normalise_crops(crops, self.meta['mean'], self.meta['std'], self.device)
-        heatmaps, mask_logits = split_outputs(self.model(images).float().cpu(),
-                                              len(self.keypoint_names))
+        heatmaps = self.model(images).float().cpu()
         keypoints_hm, confidence = decode_heatmaps(heatmaps)
         to_image = heatmap_to_image_affines(affines, self.input_size, self.heatmap_size)
         keypoints = transform_points(to_image, keypoints_hm.double().numpy())
-        masks = None if mask_logits is None else torch.sigmoid(mask_logits).numpy()
         return KeypointPrediction(keypoints=keypoints, confidence=confidence.numpy(),
-                                  heatmaps=heatmaps, crop_affines=affines, visible_masks=masks,
-                                  heatmap_from_image=invert_affines(to_image))
+                                  heatmaps=heatmaps, crop_affines=affines)

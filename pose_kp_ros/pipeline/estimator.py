@@ -22,10 +22,12 @@ import re
 import numpy as np
 import torch
 
-from pose_kp_ros.geometry.camera import project_object_points
-from pose_kp_ros.geometry.contour_alignment import VisibleMask, image_gradients, refine_pose
+from pose_kp_ros.geometry.boxes import box_iou, grown_box, projected_box, valid_box
+from pose_kp_ros.geometry.contour_alignment import image_gradients, refine_pose
 from pose_kp_ros.geometry.distortion import has_distortion, undistort_pixels
-from pose_kp_ros.geometry.object_model import ObjectModel, ObjectModelError
+from pose_kp_ros.geometry.instances import distinct_best, suppress_duplicates
+from pose_kp_ros.geometry.mesh import mesh_outline_points, object_mesh, surface_points
+from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.geometry.solver import PoseResult, evaluate_pose, fit_weights, solve_pose
 from pose_kp_ros.network.predictor import KeypointPredictor
 from pose_kp_ros.pipeline.config import (
@@ -77,7 +79,6 @@ class ObjectPose:
         request: the CropRequest this pose answers.
         result: the solver's single-problem PoseResult (coeffs, rms_px, covariance, ...) at the
             final pose R, t (after the silhouette refinement).
-        visible_mask: the network's VisibleMask of the crop (None without a mask head).
     """
 
     object_name: str
@@ -89,7 +90,6 @@ class ObjectPose:
     box_xyxy: np.ndarray
     request: CropRequest
     result: PoseResult
-    visible_mask: VisibleMask = None
 
     @property
     def covariance(self):
@@ -112,52 +112,9 @@ def resolve_device(name):
     return torch.device(name)
 
 
-def box_iou(a, b):
-    """Return IoU of boxes a (4,) and b (4,) in xyxy pixels (0 when either is empty)."""
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
-def projected_box(outline_points, R, t, K):
-    """Return the xyxy box (4,) of object points (P, 3) metres seen at pose R, t through K.
-
-    Returns None when the pose puts any point at or behind the camera.
-    """
-    uv = project_object_points(outline_points, R, t, K)
-    if uv is None:
-        return None
-    return np.array([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()])
-
-
 def pose_scores(confidences):
     """Return the score of poses from their keypoint confidences (..., N): the clipped mean."""
     return np.clip(confidences, 0.0, 1.0).mean(-1)
-
-
-def grown_box(box, margin):
-    """Return the xyxy box grown by `margin` times its width and height on each side."""
-    box = np.asarray(box, dtype=np.float64)
-    size = np.array([box[2] - box[0], box[3] - box[1]])
-    return box + margin * np.concatenate([-size, size])
-
-
-def valid_box(box, width, height, min_side_px=8.0, max_side_factor=4.0):
-    """Return True when box (4,) is usable for a crop.
-
-    Usable: finite, at least min_side_px wide and high, overlapping the image, and at most
-    max_side_factor times the image's larger side.
-    """
-    box = np.asarray(box, dtype=np.float64)
-    limit_coordinate = 1e6 * max(width, height, 1)  # beyond this no box can be usable
-    if box.shape != (4,) or not np.all(np.abs(box) < limit_coordinate):  # also NaN and inf
-        return False
-    w, h = box[2] - box[0], box[3] - box[1]
-    limit = max_side_factor * max(width, height)
-    return (min_side_px <= w <= limit and min_side_px <= h <= limit
-            and box[2] > 0 and box[3] > 0 and box[0] < width and box[1] < height)
 
 
 class ObjectRuntime:
@@ -179,66 +136,6 @@ class ObjectRuntime:
     def name(self):
         """Return the object's name."""
         return self.model.name
-
-
-def object_mesh(model):
-    """Return the model's mesh (trimesh, metres), or None when it has none or it is unreadable.
-
-    Raises ObjectModelError when the scaled mesh's size disagrees with diameter_m (a wrong
-    mesh_scale, e.g. a millimetre mesh without mesh_scale 0.001), or when the model names a mesh
-    but the trimesh package is not installed (a missing dependency, not a missing file).
-    """
-    if not model.mesh_path:
-        return None
-    try:
-        import trimesh  # noqa: F401  (load_mesh and the surface sampling use it)
-    except ImportError:
-        raise ObjectModelError(
-            f'{model.source or model.name}: mesh: the Python package trimesh is not installed; '
-            'the mesh (crop boxes, silhouette refinement) needs it: install python3-trimesh '
-            '(rosdep install --from-paths src) or pip install trimesh') from None
-    try:
-        from pose_kp_ros.rendering.mesh import load_mesh
-        mesh = load_mesh(model.resolve_mesh_path(), model.mesh_scale)
-    except Exception as error:  # a missing mesh degrades crops and depth, not the pipeline
-        LOGGER.warning('%s: mesh %s unusable (%s): crop boxes from keypoints, no silhouette '
-                       'refinement', model.name, model.mesh_path, error)
-        return None
-    vertices = np.asarray(mesh.vertices, dtype=np.float64)
-    # The bounding box diagonal lies between the diameter and sqrt(3) times it.
-    diagonal = float(np.linalg.norm(vertices.max(0) - vertices.min(0))) if len(vertices) else 0.0
-    if not 0.5 * model.diameter <= diagonal <= 3.0 * model.diameter:
-        raise ObjectModelError(
-            f'{model.source or model.name}: mesh_scale: the mesh is {diagonal:g} m across with '
-            f'mesh_scale {model.mesh_scale:g} but diameter_m is {model.diameter:g} m: set '
-            'mesh_scale to convert the mesh units to metres (0.001 for millimetres)')
-    return mesh
-
-
-def outline_points(model, count=512, seed=0):
-    """Return (P, 3) metres of object points whose projection bounds the object's image box.
-
-    Mesh vertices (a fixed random subset) when the model has a readable mesh, else keypoints.
-    """
-    return mesh_outline_points(model, object_mesh(model), count, seed)
-
-
-def mesh_outline_points(model, mesh, count=512, seed=0):
-    """Return outline_points for a mesh already loaded by object_mesh (None: the keypoints)."""
-    if mesh is None:
-        return np.asarray(model.keypoints, dtype=np.float64)
-    vertices = np.asarray(mesh.vertices, dtype=np.float64)
-    if len(vertices) > count:
-        vertices = vertices[np.random.default_rng(seed).choice(len(vertices), count,
-                                                               replace=False)]
-    return vertices
-
-
-def surface_points(mesh, count=10000, seed=0):
-    """Return (count, 3) metres sampled uniformly by area on a trimesh surface (seeded)."""
-    import trimesh
-    points, _ = trimesh.sample.sample_surface(mesh, count, seed=seed)
-    return np.asarray(points, dtype=np.float64)
 
 
 class KeypointPoseEstimator:
@@ -364,7 +261,7 @@ class KeypointPoseEstimator:
             mine = [r for r in usable if r.object_name == name]
             if mine:
                 found = self._estimate_object(runtime, image_rgb, K, mine, D, distortion_model)
-                poses.extend(_suppress_duplicates(found, runtime.model.diameter,
+                poses.extend(suppress_duplicates(found, runtime.model.diameter,
                                                   runtime.max_instances))
         return self._refine_on_silhouettes(image_rgb, K, poses, D, distortion_model)
 
@@ -393,8 +290,7 @@ class KeypointPoseEstimator:
                                measured, model.shape(pose.result.coeffs), weights,
                                self.contour_balance,
                                self.solver_options.get('robust_scale_px', 4.0), D,
-                               distortion_model, visible=pose.visible_mask,
-                               depth_starts=self.contour_depth_starts)
+                               distortion_model, depth_starts=self.contour_depth_starts)
             result = evaluate_pose(measured, pose.confidences, K, model,
                                    replace(pose.result, R=R, t=t), **self._solver_options())
             if result.valid and result.rms_px <= self.thresholds.max_reprojection_error_px:
@@ -411,7 +307,7 @@ class KeypointPoseEstimator:
         height, width = image_rgb.shape[:2]
         boxes = np.stack([r.box_xyxy for r in requests])
         inits = [r.init for r in requests]
-        keypoints, confidences, masks, results = self._keypoints_and_fit(
+        keypoints, confidences, results = self._keypoints_and_fit(
             runtime, image_rgb, K, boxes, inits, D, distortion_model)
         if self.refine_iou_below > 0:
             redo = []
@@ -424,17 +320,16 @@ class KeypointPoseEstimator:
             if redo:
                 index = [i for i, _ in redo]
                 new_boxes = np.stack([box for _, box in redo])
-                kp2, conf2, masks2, res2 = self._keypoints_and_fit(
+                kp2, conf2, res2 = self._keypoints_and_fit(
                     runtime, image_rgb, K, new_boxes, [_row(results, i) for i in index], D,
                     distortion_model)
                 for j, i in enumerate(index):
                     if res2.valid[j] and res2.rms_px[j] <= max(1.5 * results.rms_px[i], 2.0):
                         keypoints[i], confidences[i], boxes[i] = kp2[j], conf2[j], new_boxes[j]
-                        masks[i] = masks2[j]
                         for f in PoseResult.__dataclass_fields__:
                             getattr(results, f)[i] = getattr(res2, f)[j]
         return [pose for pose in (self._accept(runtime, requests[i], keypoints[i],
-                                               confidences[i], boxes[i], masks[i], results, i)
+                                               confidences[i], boxes[i], results, i)
                                   for i in range(len(requests))) if pose is not None]
 
     @staticmethod
@@ -442,18 +337,14 @@ class KeypointPoseEstimator:
         """Return the rows worth a second pass: the best valid row of each instance."""
         rows = np.flatnonzero(results.valid)
         scores = pose_scores(confidences[rows])
-        best = _distinct_best(results.t[rows], scores,
+        best = distinct_best(results.t[rows], scores,
                               [requests[i].source == 'track' for i in rows],
                               runtime.model.diameter, runtime.max_instances)
         return [int(rows[j]) for j in best]
 
     def _keypoints_and_fit(self, runtime, image_rgb, K, boxes, inits, D, distortion_model):
-        """Return keypoints (B, N, 2), confidences (B, N), B VisibleMasks or Nones, PoseResult."""
+        """Return keypoints (B, N, 2), confidences (B, N) and the fit (a batched PoseResult)."""
         prediction = runtime.predictor.predict(image_rgb, boxes)
-        masks = [None] * len(boxes)
-        if prediction.visible_masks is not None:
-            masks = [VisibleMask(mask, affine) for mask, affine
-                     in zip(prediction.visible_masks, prediction.heatmap_from_image)]
         keypoints = np.asarray(prediction.keypoints, dtype=np.float64)
         confidences = np.asarray(prediction.confidence, dtype=np.float64)
         measured = keypoints
@@ -462,9 +353,9 @@ class KeypointPoseEstimator:
         init = _batched_init(inits, len(boxes), runtime.model.num_basis)
         results = solve_pose(measured, confidences, K, runtime.model, init=init,
                              **self._solver_options())
-        return keypoints, confidences, masks, results
+        return keypoints, confidences, results
 
-    def _accept(self, runtime, request, keypoints, confidences, box, mask, results, i):
+    def _accept(self, runtime, request, keypoints, confidences, box, results, i):
         """Return an ObjectPose for batch row i if it passes the thresholds, else None."""
         limits = self.thresholds
         used = int(np.count_nonzero(confidences > limits.min_keypoint_confidence))
@@ -476,7 +367,7 @@ class KeypointPoseEstimator:
         single = _row(results, i)
         return ObjectPose(runtime.name, single.R, single.t, score, keypoints.copy(),
                           confidences.copy(), np.asarray(box, dtype=np.float64).copy(),
-                          request, single, mask)
+                          request, single)
 
     def set_thresholds(self, **changes):
         """Replace some thresholds (validated first; the old ones stay on error)."""
@@ -503,30 +394,3 @@ def _batched_init(inits, batch, num_basis):
 def _row(results, i):
     """Return batch row i of a batched numpy PoseResult as a single-problem PoseResult (a copy)."""
     return PoseResult(*(np.array(getattr(results, f)[i]) for f in PoseResult.__dataclass_fields__))
-
-
-def _suppress_duplicates(poses, diameter, max_instances):
-    """Keep the best-scoring pose of each group closer than 0.3 diameter, at most max_instances.
-
-    Poses from tracks win ties with new ones, so an instance keeps its identity.
-    """
-    keep = _distinct_best([p.t for p in poses], [p.score for p in poses],
-                          [p.request.source == 'track' for p in poses], diameter, max_instances)
-    return [poses[i] for i in keep]
-
-
-def _distinct_best(positions, scores, from_track, diameter, limit):
-    """Return indices, best score first (tracks +0.05), each > 0.3 diameter from those kept.
-
-    positions: (M, 3) metres; scores: (M,); from_track: (M,) bool; at most `limit` indices.
-    """
-    order = sorted(range(len(scores)), key=lambda i: scores[i] + (0.05 if from_track[i] else 0),
-                   reverse=True)
-    kept = []
-    for i in order:
-        if all(np.linalg.norm(np.subtract(positions[i], positions[j])) > 0.3 * diameter
-               for j in kept):
-            kept.append(i)
-        if len(kept) == limit:
-            break
-    return kept

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from pose_kp_ros import strict_json
+from pose_kp_ros.geometry.mesh import object_mesh
 from pose_kp_ros.geometry.metrics import (
     accuracy_auc,
     accuracy_under,
@@ -19,7 +20,6 @@ from pose_kp_ros.geometry.metrics import (
     translation_error,
 )
 from pose_kp_ros.geometry.object_model import ObjectModel
-from pose_kp_ros.pipeline.estimator import object_mesh
 
 
 @dataclass

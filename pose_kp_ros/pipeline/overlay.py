@@ -1,4 +1,4 @@
-"""Draw estimated poses on an image: keypoints, box, axes, labels, the visible mask's tint.
+"""Draw estimated poses on an image: keypoints, box, axes, labels.
 
 Used by the node's debug image, the demo and the evaluation mosaics (one drawing code path).
 """
@@ -27,15 +27,13 @@ def confidence_colour(confidence):
 
 
 def draw_pose(image_rgb, K, R, t, outline_points, keypoints=None, confidences=None,
-              label=None, axis_length=None, colour=(0, 200, 255), visible_mask=None):
+              label=None, axis_length=None, colour=(0, 200, 255)):
     """Draw one pose in place on an (H, W, 3) uint8 RGB image and return it.
 
     outline_points (P, 3) metres give the 3D box drawn around the object; keypoints (N, 2) pixels
     are drawn as dots coloured by confidence (N,); axes have `axis_length` metres (default: half
-    the box diagonal); a VisibleMask (pose.visible_mask) tints where the object is seen.
+    the box diagonal).
     """
-    if visible_mask is not None:
-        draw_visible_mask(image_rgb, visible_mask, colour)
     corners = box_corners(outline_points)
     uv = project_object_points(corners, R, t, K)
     if uv is not None:
@@ -59,19 +57,6 @@ def draw_pose(image_rgb, K, R, t, outline_points, keypoints=None, confidences=No
                     cv2.LINE_AA)
         cv2.putText(image_rgb, label, anchor, cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1,
                     cv2.LINE_AA)
-    return image_rgb
-
-
-def draw_visible_mask(image_rgb, visible_mask, colour, opacity=0.35):
-    """Tint in place the pixels of an RGB image where a VisibleMask's probability is > 0.5."""
-    height, width = image_rgb.shape[:2]
-    grid_from_image = np.asarray(visible_mask.grid_from_image, np.float64)
-    probability = np.ascontiguousarray(visible_mask.probability, np.float32)
-    seen = cv2.warpAffine(probability, grid_from_image, (width, height),
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.5
-    tinted = image_rgb[seen] * (1 - opacity) + np.asarray(colour, np.float64) * opacity
-    image_rgb[seen] = tinted.astype(np.uint8)
     return image_rgb
 
 

@@ -23,13 +23,8 @@ import threading
 
 import numpy as np
 
-from pose_kp_ros.pipeline.estimator import (
-    CropRequest,
-    box_iou,
-    grown_box,
-    projected_box,
-    valid_box,
-)
+from pose_kp_ros.geometry.boxes import box_iou, grown_box, projected_box, valid_box
+from pose_kp_ros.pipeline.estimator import CropRequest
 
 
 @dataclass(frozen=True)

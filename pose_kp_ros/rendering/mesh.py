@@ -10,47 +10,9 @@ points are NOT snapped to vertices: they lie exactly on triangles (snapping woul
 by up to one triangle size on coarse meshes and gains nothing).
 """
 
-from pathlib import Path
-
 import numpy as np
 from scipy.spatial import ConvexHull
 import trimesh
-
-from pose_kp_ros.data.package_data import PKGDATA_SCHEME, PackageDataError, resolve_pkgdata
-
-
-class MeshError(ValueError):
-    """A mesh file is missing, unreadable or has no triangles; the message names the file."""
-
-
-def load_mesh(mesh, scale=1.0):
-    """Load a PLY/OBJ mesh (vertex colours or texture kept) and scale its vertices to metres.
-
-    `mesh` is a file path or a `pkgdata:<package>/<path>` reference; `scale` multiplies vertex
-    coordinates (0.001 for a mesh in millimetres). Returns a `trimesh.Trimesh`; raises
-    `MeshError` naming the file. (Object models resolve their own mesh paths:
-    `ObjectModel.resolve_mesh_path`.)
-    """
-    path = Path(mesh)
-    if str(mesh).startswith(PKGDATA_SCHEME):
-        try:
-            path = resolve_pkgdata(str(mesh))
-        except PackageDataError as error:
-            raise MeshError(str(error)) from None
-    if not path.is_file():
-        raise MeshError(f'mesh file not found: {path}')
-    if not np.isfinite(scale) or scale <= 0:
-        raise MeshError(f'mesh_scale must be a positive number, got {scale} for {path}')
-    try:
-        loaded = trimesh.load(str(path), force='mesh', process=False)
-    except Exception as error:  # trimesh raises many types for unreadable files
-        raise MeshError(f'cannot read mesh {path}: {type(error).__name__}: {error}') from None
-    if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
-        raise MeshError(f'mesh {path} has no triangles (is it a mesh file?)')
-    if not np.all(np.isfinite(loaded.vertices)):
-        raise MeshError(f'mesh {path} has non-finite vertex coordinates')
-    loaded.apply_scale(scale)
-    return loaded
 
 
 def mesh_diameter(vertices):

@@ -30,9 +30,10 @@ import torch
 import trimesh
 
 from pose_kp_ros.geometry.camera import project
+from pose_kp_ros.geometry.mesh import load_mesh
 from pose_kp_ros.rendering.backgrounds import load_photos, random_background
 from pose_kp_ros.rendering.camera_noise import apply_camera_noise, random_jpeg_quality
-from pose_kp_ros.rendering.mesh import load_mesh, mesh_diameter
+from pose_kp_ros.rendering.mesh import mesh_diameter
 from pose_kp_ros.rendering.renderer import Light, Placement, SceneRenderer
 
 PRIMITIVE_COPIES = 2
@@ -56,8 +57,6 @@ class RenderSettings:
     min_visible_fraction: float = 0.3
     distractor_count: tuple = (0, 6)
     occluder_probability: float = 0.5
-    occluder_size: tuple = (0.15, 0.5)
-    """A primitive occluder's sides are drawn in this range, x the object's diameter."""
     visibility_tolerance: float = 0.04
     """A keypoint is occluded if the depth buffer is nearer than its depth by this x diameter."""
     max_attempts: int = 50
@@ -90,7 +89,7 @@ class RenderSettings:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f'{name} must be in [0, 1], got {getattr(self, name)}')
         for name in ('distance_m', 'distractor_count', 'elevation_deg', 'object_saturation',
-                     'object_brightness', 'occluder_size'):
+                     'object_brightness'):
             low, high = getattr(self, name)
             if not 0 <= low <= high:
                 raise ValueError(f'{name} must be [low, high] with 0 <= low <= high, got '
@@ -288,7 +287,7 @@ class SampleRenderer:
             if number == 0 and rng.random() < self.settings.occluder_probability:
                 position = occluder_position(rng, object_centre_cam, self.diameter, up_cam,
                                              self.settings.low_occluder_probability)
-                size_factor = self.settings.occluder_size
+                size_factor = (0.15, 0.5)
             elif rng.random() < self.settings.near_distractor_probability:
                 sideways, depth = NEAR_OFFSET_DIAMETERS
                 offset = rng.uniform(-1.0, 1.0, size=3) * self.diameter * np.array(

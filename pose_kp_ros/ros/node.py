@@ -430,8 +430,7 @@ class PoseKpNode(Node):
                 runtime = self.estimator.objects[item.pose.object_name]
                 draw_pose(overlay, camera.K, item.pose.R, item.pose.t, runtime.outline,
                           item.pose.keypoints, item.pose.confidences,
-                          label=f'{item.pose.object_name}_{item.track_id} {item.pose.score:.2f}',
-                          visible_mask=item.pose.visible_mask)
+                          label=f'{item.pose.object_name}_{item.track_id} {item.pose.score:.2f}')
             scale = self.params['debug_image_scale']
             if scale < 1.0:
                 overlay = cv2.resize(overlay, None, fx=scale, fy=scale,

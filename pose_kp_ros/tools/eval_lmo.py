@@ -29,9 +29,9 @@ from pose_kp_ros.data.package_data import (
     lmo_ground_truth,
     lmo_object_id,
 )
-from pose_kp_ros.network.dataset import load_records
+from pose_kp_ros.geometry.boxes import projected_box
 from pose_kp_ros.paths import data_path, portable_path
-from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator, projected_box
+from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator
 from pose_kp_ros.pipeline.evaluation import (
     frame_errors,
     model_points,
@@ -42,6 +42,7 @@ from pose_kp_ros.pipeline.evaluation import (
 )
 from pose_kp_ros.pipeline.overlay import draw_pose, mosaic
 from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
+from pose_kp_ros.training.records import load_records
 
 
 def parse_args(argv):
@@ -146,8 +147,7 @@ def main(argv=None):
             draw_pose(overlay, K, R_gt, t_gt, runtime.outline, colour=(255, 255, 255))
             if best is not None:
                 draw_pose(overlay, K, best.R, best.t, runtime.outline, best.keypoints,
-                          best.confidences, label=f'{args.object} {best.score:.2f}',
-                          visible_mask=best.visible_mask)
+                          best.confidences, label=f'{args.object} {best.score:.2f}')
             overlays.append(overlay)
     summary = summarize(results, model.diameter)
     summary.update({'object': args.object, 'boxes': args.boxes, 'tracking': args.tracking,

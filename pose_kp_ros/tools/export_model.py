@@ -1,8 +1,7 @@
 """`pose-kp export CHECKPOINT --out FILE`: export a checkpoint with torch.export for deployment.
 
 The exported program (a .pt2 archive, `torch.export.save`) maps normalised crops (B, 3, S, S),
-any batch size, to the last stack's heatmaps (B, N, H, H) (and the visible-mask logits as
-channel N when the architecture has visible_mask), with batch norm frozen (eval mode).
+any batch size, to the last stack's heatmaps (B, N, H, H), with batch norm frozen (eval mode).
 It carries the checkpoint's metadata as the extra file 'pose_kp_meta.json', also written as a
 sidecar FILE.json for people and tools without torch. Paths in it (exported_from, the graph's
 stack traces) are relative: the archive names no folder of the machine that exported it.
@@ -19,7 +18,8 @@ import sys
 import torch
 
 from pose_kp_ros import strict_json
-from pose_kp_ros.network.checkpoint import EXPORT_META_FILE, CheckpointError, load_checkpoint
+from pose_kp_ros.network.checkpoint import EXPORT_META_FILE, load_checkpoint
+from pose_kp_ros.network.checkpoint_format import CheckpointError
 from pose_kp_ros.network.hourglass import FinalHeatmaps
 from pose_kp_ros.paths import SOURCE_ROOT, portable_path
 

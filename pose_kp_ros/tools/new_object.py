@@ -15,14 +15,10 @@ import numpy as np
 import yaml
 
 from pose_kp_ros.data.package_data import PKGDATA_SCHEME
+from pose_kp_ros.geometry.mesh import MeshError, load_mesh
 from pose_kp_ros.geometry.object_model import ObjectModel, ObjectModelError
 from pose_kp_ros.geometry.symmetry import find_symmetries
-from pose_kp_ros.rendering.mesh import (
-    MeshError,
-    farthest_point_keypoints,
-    load_mesh,
-    mesh_diameter,
-)
+from pose_kp_ros.rendering.mesh import farthest_point_keypoints, mesh_diameter
 
 
 def read_keypoints_file(path, scale):

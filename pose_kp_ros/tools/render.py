@@ -20,8 +20,8 @@ from pose_kp_ros.data.package_data import (
     lmo_mesh_uris,
     resolve_pkgdata,
 )
+from pose_kp_ros.geometry.mesh import MeshError
 from pose_kp_ros.geometry.object_model import ObjectModel, ObjectModelError
-from pose_kp_ros.rendering.mesh import MeshError
 from pose_kp_ros.rendering.renderer import RendererUnavailableError
 from pose_kp_ros.rendering.scene import RenderSettings, SampleRejectedError
 

@@ -23,7 +23,8 @@ def write_untrained_pipeline(folder, preset, **overrides):
     import torch
 
     from pose_kp_ros.geometry.object_model import ObjectModel
-    from pose_kp_ros.network.checkpoint import make_meta, save_checkpoint
+    from pose_kp_ros.network.checkpoint import make_meta
+    from pose_kp_ros.network.checkpoint_format import save_checkpoint
     from pose_kp_ros.network.hourglass import HourglassConfig, HourglassNet
 
     model = ObjectModel.from_yaml(REPO_ROOT / 'objects' / 'driller.yaml')

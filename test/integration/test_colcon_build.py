@@ -59,10 +59,14 @@ def test_colcon_build_installs_executables_and_data(workspace, ros_env, repo_roo
     assert (share / 'package.xml').is_file()
     index = prefix / 'share' / 'ament_index' / 'resource_index' / 'packages'
     assert (index / 'pose_kp_ros').is_file()
-    for folder in ('launch', 'config', 'objects', 'models'):
+    for folder in ('launch', 'objects', 'models'):
         for source in sorted((repo_root / folder).glob('*')):
             if source.is_file() and source.name != '.gitkeep':
                 assert (share / folder / source.name).is_file(), f'{folder}/{source.name} missing'
+    # config/: only what a user runs; the training recipes stay in the repository
+    installed = sorted(p.name for p in (share / 'config').iterdir())
+    assert installed == ['pose_kp.rviz', 'pose_kp_node.yaml', 'train_detector_example.yaml',
+                         'train_example.yaml']
 
     # Every executable the launch files and the demo start (launch_graph) is installed.
     from pose_kp_ros.launch_graph import demo_graph, pose_kp_node_spec

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 import numpy as np
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
-from pose_kp_ros.pipeline.estimator import valid_box
+from pose_kp_ros.geometry.boxes import valid_box
 from pose_kp_ros.ros.messages import boxes_from_detection2d_array
 
 BOUNDARY = 'Detection2DArray handling'

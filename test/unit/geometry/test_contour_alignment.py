@@ -10,7 +10,6 @@ from scipy.spatial.transform import Rotation
 import trimesh
 
 from pose_kp_ros.geometry.contour_alignment import (
-    VisibleMask,
     edge_support,
     image_gradients,
     refine_pose,
@@ -110,33 +109,6 @@ def test_refinement_with_lens_distortion_samples_the_distorted_image():
                        distortion_model='plumb_bob')
     assert abs(t[2] / T_TRUE[2] - 1.0) < 0.005
     assert rotation_error_deg(R) < 1.0
-
-
-def test_visible_mask_keeps_hidden_outline_points_off_an_occluders_edges():
-    # An occluder covering the box's right half whose edge runs 7% outside the box's outline.
-    image = box_image(R_TRUE, T_TRUE)
-    box = image[:, :, 0] > 125
-    occluder = box_image(R_TRUE, T_TRUE * 0.93)[:, :, 0] > 125
-    occluder[:, :int(K[0, 0] * T_TRUE[0] / T_TRUE[2] + K[0, 2])] = False
-    image[occluder] = 230
-    seen = cv2.GaussianBlur((box & ~occluder).astype(np.float32), (0, 0), 2.0)
-    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    gradients = image_gradients(image)
-    for depth_factor in (1.0, 1.03, 0.97):
-        R, t = refine_pose(gradients, SURFACE, R_TRUE, T_TRUE * depth_factor, K, SEARCH_PX,
-                           visible=VisibleMask(seen, identity))
-        assert abs(t[2] / T_TRUE[2] - 1.0) < 0.005 and rotation_error_deg(R) < 0.5
-    R, t = refine_pose(gradients, SURFACE, R_TRUE, T_TRUE, K, SEARCH_PX)  # without the mask
-    assert abs(t[2] / T_TRUE[2] - 1.0) > 0.01 or rotation_error_deg(R) > 2.0
-
-
-def test_visible_mask_is_sampled_through_its_affine_and_is_one_off_the_grid():
-    probability = np.zeros((4, 8), np.float32)
-    probability[:, 4:] = 1.0  # seen on the grid's right half
-    half = np.array([[0.5, 0.0, -1.0], [0.0, 0.5, 0.0]])  # image (x, y) -> grid (x / 2 - 1, y / 2)
-    mask = VisibleMask(probability, half)
-    values = mask.at(np.array([[2.0, 2.0], [14.0, 4.0], [7.0, 2.0], [40.0, 2.0], [-9.0, 2.0]]))
-    np.testing.assert_allclose(values, [0.0, 1.0, 0.0, 1.0, 1.0], atol=1e-6)
 
 
 def test_featureless_image_leaves_the_pose_alone():

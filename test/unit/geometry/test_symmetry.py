@@ -55,7 +55,7 @@ def test_lmo_object_files_declare_the_symmetries_of_their_meshes(name, repo_root
     """Each shipped LM-O object file's symmetries are exactly those found on its mesh."""
     import trimesh
 
-    from pose_kp_ros.rendering.mesh import load_mesh
+    from pose_kp_ros.geometry.mesh import load_mesh
     model = ObjectModel.from_yaml(repo_root / 'objects' / f'{name}.yaml')
     mesh = load_mesh(model.mesh_path, model.mesh_scale)
     points = np.asarray(trimesh.sample.sample_surface(mesh, 20000, seed=1)[0])
@@ -81,8 +81,8 @@ def _angle_deg(R_a, R_b):
 def test_equivalent_poses_show_the_same_surface(repo_root):
     import trimesh
 
+    from pose_kp_ros.geometry.mesh import load_mesh
     from pose_kp_ros.geometry.symmetry import equivalent_poses, symmetry_group
-    from pose_kp_ros.rendering.mesh import load_mesh
     model = ObjectModel.from_yaml(repo_root / 'objects' / 'eggbox.yaml')
     group = symmetry_group(model.symmetries)
     assert len(group[0]) == 2

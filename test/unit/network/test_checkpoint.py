@@ -5,17 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from pose_kp_ros.network.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_model,
-    make_meta,
-    save_checkpoint,
-)
+from pose_kp_ros.network.checkpoint import load_checkpoint, load_model, make_meta
+from pose_kp_ros.network.checkpoint_format import CheckpointError, save_checkpoint
 from pose_kp_ros.network.crops import crop_boxes, low_pass_crops
-from pose_kp_ros.network.dataset import IMAGENET_MEAN, IMAGENET_STD
-from pose_kp_ros.network.heatmaps import decode_heatmaps
 from pose_kp_ros.network.hourglass import HourglassConfig, HourglassNet
+from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from pose_kp_ros.network.predictor import KeypointPredictor, normalise_crops
 from pose_kp_ros.tools.export_model import main as export_main
 
@@ -115,7 +109,6 @@ def test_predictor_returns_image_pixels_from_either_file(saved, exported):
     for result in results:
         assert result.keypoints.shape == (2, 4, 2) and result.confidence.shape == (2, 4)
         assert result.heatmaps.shape == (2, 4, 16, 16)
-        assert result.visible_masks is None  # no mask head
         assert np.isfinite(result.keypoints).all()
         # Keypoints lie in the padded square around each box (heatmaps cover only the crop).
         for box, points in zip(boxes, result.keypoints):
@@ -146,27 +139,3 @@ def test_predictor_low_pass_filters_its_crops_as_the_checkpoint_says(saved, tmp_
     assert KeypointPredictor.from_file(blurred_path, NAMES, 'kite').low_pass_px == 0.0
 
 
-def test_predictor_returns_the_visible_mask_of_a_mask_head_from_either_file(tmp_path):
-    torch.manual_seed(1)
-    config = HourglassConfig(num_keypoints=4, num_stacks=2, features=16, depth=2,
-                             input_size=32, heatmap_stride=2, visible_mask=True)
-    model = HourglassNet(config).eval()
-    meta = make_meta(config, 'kite', NAMES, 'tiny', 1.25, 2.0, IMAGENET_MEAN, IMAGENET_STD)
-    path = tmp_path / 'masked.pt'
-    save_checkpoint(path, model, meta)
-    exported = tmp_path / 'masked.pt2'
-    assert export_main([str(path), '--out', str(exported)]) == 0
-    image = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
-    boxes = [[10, 10, 40, 30], [50, 20, 70, 55]]
-    results = [KeypointPredictor.from_file(p, NAMES, 'kite').predict(image, boxes)
-               for p in (path, exported)]
-    for result in results:
-        assert result.heatmaps.shape == (2, 4, 16, 16)
-        assert result.visible_masks.shape == (2, 16, 16)
-        assert (result.visible_masks >= 0).all() and (result.visible_masks <= 1).all()
-        # heatmap_from_image takes the image keypoints back to their heatmap peaks.
-        back = np.einsum('bij,bnj->bni', result.heatmap_from_image[:, :, :2],
-                         result.keypoints) + result.heatmap_from_image[:, None, :, 2]
-        np.testing.assert_allclose(back, decode_heatmaps(result.heatmaps)[0].numpy(),
-                                   atol=1e-4)
-    np.testing.assert_allclose(results[0].visible_masks, results[1].visible_masks, atol=1e-5)

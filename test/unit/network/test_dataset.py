@@ -6,14 +6,10 @@ import pytest
 import torch
 
 from pose_kp_ros.network.crops import heatmap_to_crop_affine, transform_points
-from pose_kp_ros.network.dataset import (
-    AugmentConfig,
-    DatasetError,
-    KeypointDataset,
-    load_records,
-    split_records,
-)
 from pose_kp_ros.network.heatmaps import decode_heatmaps
+from pose_kp_ros.training.augmentation import AugmentConfig
+from pose_kp_ros.training.keypoint_dataset import KeypointDataset
+from pose_kp_ros.training.records import DatasetError, load_records, split_records
 
 
 def test_records_read_back_the_annotations(kite_dataset):
@@ -116,34 +112,6 @@ def test_jpeg_dataset_without_masks(tmp_path, make_kite_dataset):
     assert records[0].mask is None and records[0].image.endswith('.jpg')
     sample = KeypointDataset(records, 32, 16, augment=AugmentConfig(), seed=0)[1]
     assert torch.isfinite(sample['image']).all()
-    assert sample['has_mask'] == 0 and not sample['visible_mask'].any()
-
-
-def test_visible_mask_target_covers_the_object_minus_painted_occluders(kite_dataset):
-    _, _, records = load_records(kite_dataset)
-    plain = KeypointDataset(records, 64, 32, sigma=1.5)
-    to_heatmap = np.linalg.inv(np.vstack([heatmap_to_crop_affine(64, 32), [0, 0, 1]]))[:2]
-    for index in range(4):
-        sample = plain[index]
-        target = sample['visible_mask']
-        assert sample['has_mask'] == 1 and target.shape == (32, 32)
-        assert 0.0 <= target.min() and target.max() <= 1.0
-        u, v = transform_points(to_heatmap, sample['keypoints'][4:].numpy())[0].round().astype(int)
-        assert target[v, u] > 0.9  # the kite's centre keypoint lies on the kite
-        assert target[0, 0] == 0 and target[-1, -1] == 0  # the padded crop's corners do not
-    # Occluders painted by augmentation are taken out of the target, nothing else changes.
-    still = {'brightness': 0, 'contrast': 0, 'saturation': 0, 'hue_deg': 0, 'blur_prob': 0,
-             'noise_prob': 0, 'cutout_prob': 0, 'background_prob': 0}
-    without = KeypointDataset(records, 64, 32, seed=4,
-                              augment=AugmentConfig(occluder_prob=0, **still))
-    occluded = KeypointDataset(records, 64, 32, seed=4,
-                               augment=AugmentConfig(occluder_prob=1, **still))
-    lost = 0.0
-    for index in range(len(records)):
-        a, b = without[index]['visible_mask'], occluded[index]['visible_mask']
-        assert (b <= a + 1e-6).all()
-        lost += (a - b).sum().item()
-    assert lost > 5.0
 
 
 def _rewrite_first_instance(root, **changes):
@@ -193,7 +161,7 @@ def test_jpeg_and_truncation_augmentation(kite_dataset):
 
     The keypoints' mean leaves the crop centre by more than jitter alone allows.
     """
-    from pose_kp_ros.network.dataset import jpeg_compress
+    from pose_kp_ros.training.augmentation import jpeg_compress
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     compressed = jpeg_compress(image, 30)

@@ -14,30 +14,31 @@ import pytest
 import torch
 import yaml
 
-from pose_kp_ros.network.checkpoint import CheckpointError, save_checkpoint
+from pose_kp_ros.network.box_codec import (
+    decode_outputs,
+    letterbox,
+    map_boxes,
+    output_to_input_affine,
+)
+from pose_kp_ros.network.checkpoint_format import CheckpointError, save_checkpoint
 from pose_kp_ros.network.crops import compose_affines, invert_affines, transform_points
-from pose_kp_ros.network.detector import (
+from pose_kp_ros.network.detector import ObjectDetector
+from pose_kp_ros.network.detector_checkpoint import load_detector_checkpoint, make_detector_meta
+from pose_kp_ros.network.detector_model import (
     CenterNet,
-    DetectionEvaluator,
     DetectorConfig,
     DetectorConfigError,
-    ObjectDetector,
-    decode_outputs,
-    detection_losses,
-    encode_targets,
-    focal_loss,
     fold_batch_norm,
-    gaussian_radius,
-    letterbox,
-    load_detector_checkpoint,
-    make_detector_meta,
-    map_boxes,
-    match_detections,
-    output_to_input_affine,
-    pairwise_iou,
 )
 from pose_kp_ros.tools.cli import main as cli_main
-from pose_kp_ros.tools.train_detector import DetectionDataset, load_image_records
+from pose_kp_ros.training.detection_metrics import (
+    DetectionEvaluator,
+    match_detections,
+    pairwise_iou,
+)
+from pose_kp_ros.training.detector_dataset import DetectionDataset, load_image_records
+from pose_kp_ros.training.detector_targets import encode_targets, gaussian_radius
+from pose_kp_ros.training.losses import detection_losses, focal_loss
 
 TINY = {'input_width': 128, 'input_height': 96, 'stem_channels': 8,
         'stage_channels': [8, 16, 24, 24], 'stage_blocks': [1, 1, 1, 1], 'expansion': 2,
@@ -345,7 +346,7 @@ def test_train_detector_cli_then_resume(shape_datasets, tmp_path, capsys):
     tuned = tmp_path / 'tuned.yaml'
     tuned.write_text(yaml.safe_dump({**config, 'output_dir': 'tuned',
                                      'init_weights': str(run / 'best.pt')}))
-    from pose_kp_ros.tools.train_detector import DetectorTrainer, load_config
+    from pose_kp_ros.training.detector_training import DetectorTrainer, load_config
     trainer = DetectorTrainer(load_config(tuned), torch.device('cpu'), 0, 1)
     start, _, _ = load_detector_checkpoint(run / 'best.pt')
     for name, tensor in trainer.model.state_dict().items():

@@ -7,8 +7,9 @@ import yaml
 from pose_kp_ros.network.checkpoint import load_checkpoint
 from pose_kp_ros.network.mobilenet_v2 import imagenet_weights_path
 from pose_kp_ros.tools.cli import main as cli_main
-from pose_kp_ros.tools.train import Trainer, heatmap_loss, load_config
-from pose_kp_ros.tools.training_common import TrainConfigError, parse_overrides
+from pose_kp_ros.training.config import TrainConfigError, parse_overrides
+from pose_kp_ros.training.keypoint_training import KeypointTrainer, load_config
+from pose_kp_ros.training.losses import heatmap_loss
 
 KITE = ['tip', 'left', 'tail', 'right', 'centre']
 
@@ -31,7 +32,7 @@ def batch_norm_modes(module):
 def test_schedule_freezes_the_encoder_then_its_first_blocks(kite_dataset, tmp_path):
     config = load_config(write_config(tmp_path / 'a.yaml', kite_dataset,
                                       encoder_warmup_epochs=1, frozen_encoder_blocks=3))
-    trainer = Trainer(config, torch.device('cpu'), 0, 1)
+    trainer = KeypointTrainer(config, torch.device('cpu'), 0, 1)
     blocks = trainer.model.encoder.features
     trainer.model.train()
     trainer.apply_encoder_schedule()          # epoch 0: head only
@@ -51,7 +52,7 @@ def test_frozen_batch_norm_statistics_and_encoder_learning_rate(kite_dataset, tm
     config = load_config(write_config(tmp_path / 'b.yaml', kite_dataset, encoder_bn='frozen',
                                       encoder_lr_scale=0.25, lr=0.004,
                                       warmup_epochs=0))
-    trainer = Trainer(config, torch.device('cpu'), 0, 1)
+    trainer = KeypointTrainer(config, torch.device('cpu'), 0, 1)
     trainer.model.train()
     trainer.apply_encoder_schedule()
     assert batch_norm_modes(trainer.model.encoder) == {False}

@@ -7,7 +7,6 @@ from pose_kp_ros.network.hourglass import (
     HourglassConfig,
     HourglassConfigError,
     HourglassNet,
-    split_outputs,
     transfer_weights,
 )
 
@@ -81,33 +80,3 @@ def test_weights_transfer_between_heatmap_strides():
         transfer_weights(source, coarse, HourglassConfig(**{**fine.to_dict(), 'features': 32}))
 
 
-def test_visible_mask_adds_one_channel_to_the_last_stack_only():
-    plain = HourglassConfig(num_keypoints=3, num_stacks=2, features=16, depth=2, input_size=32,
-                            heatmap_stride=2)
-    masked = HourglassConfig(**{**plain.to_dict(), 'visible_mask': True})
-    model = HourglassNet(masked).eval()
-    with torch.no_grad():
-        outputs = model(torch.randn(2, 3, 32, 32))
-    assert [tuple(o.shape) for o in outputs] == [(2, 3, 16, 16), (2, 4, 16, 16)]
-    heatmaps, logits = split_outputs(outputs[-1], 3)
-    assert heatmaps.shape == (2, 3, 16, 16) and logits.shape == (2, 16, 16)
-    assert split_outputs(outputs[0], 3)[1] is None
-    with pytest.raises(HourglassConfigError, match='visible_mask'):
-        HourglassConfig(**{**plain.to_dict(), 'visible_mask': 'yes'})
-
-
-def test_adding_the_mask_head_keeps_the_heatmaps_of_the_trained_network():
-    plain = HourglassConfig(num_keypoints=3, num_stacks=2, features=16, depth=2, input_size=32,
-                            heatmap_stride=2)
-    masked = HourglassConfig(**{**plain.to_dict(), 'visible_mask': True})
-    torch.manual_seed(0)
-    source = HourglassNet(plain).eval()
-    target = HourglassNet(masked).eval()
-    missing, unexpected = target.load_state_dict(
-        transfer_weights(source.state_dict(), plain, masked), strict=False)
-    assert unexpected == [] and missing and all(k.startswith('to_mask.') for k in missing)
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(target(x)[-1][:, :3], source(x)[-1])
-    # And back: the mask head is dropped, everything else fits exactly.
-    HourglassNet(plain).load_state_dict(transfer_weights(target.state_dict(), masked, plain))

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from pose_kp_ros.network.checkpoint import load_checkpoint, load_model, make_meta, save_checkpoint
+from pose_kp_ros.network.checkpoint import load_checkpoint, load_model, make_meta
+from pose_kp_ros.network.checkpoint_format import save_checkpoint
 from pose_kp_ros.network.hourglass import HourglassConfig, HourglassConfigError, HourglassNet
 from pose_kp_ros.network.keypoint_net import EncoderHourglassNet, build_keypoint_network
 from pose_kp_ros.network.mobilenet_v2 import imagenet_weights_path

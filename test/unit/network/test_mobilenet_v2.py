@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from pose_kp_ros.network import mobilenet_v2
-from pose_kp_ros.network.dataset import IMAGENET_MEAN, IMAGENET_STD
 from pose_kp_ros.network.mobilenet_v2 import (
     MobileNetV2,
     PretrainedWeightsError,
     imagenet_weights_path,
     load_imagenet_weights,
 )
+from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _imagenet_input(image):

@@ -3,10 +3,11 @@
 import torch
 
 from pose_kp_ros.network.crops import heatmap_to_crop_affine, transform_points
-from pose_kp_ros.network.dataset import KeypointDataset, load_records
 from pose_kp_ros.network.heatmaps import decode_heatmaps
 from pose_kp_ros.network.hourglass import HourglassConfig, HourglassNet
-from pose_kp_ros.tools.train import heatmap_loss
+from pose_kp_ros.training.keypoint_dataset import KeypointDataset
+from pose_kp_ros.training.losses import heatmap_loss
+from pose_kp_ros.training.records import load_records
 
 
 def mean_keypoint_error(model, batch, crop_from_heatmap):

@@ -9,8 +9,9 @@ import yaml
 
 from pose_kp_ros.network.checkpoint import load_checkpoint
 from pose_kp_ros.tools.cli import main as cli_main
-from pose_kp_ros.tools.train import load_config
-from pose_kp_ros.tools.training_common import EpochSampler, TrainConfigError, learning_rate
+from pose_kp_ros.training.config import TrainConfigError, learning_rate
+from pose_kp_ros.training.distributed import EpochSampler
+from pose_kp_ros.training.keypoint_training import load_config
 
 
 def write_config(path, dataset, **extra):
@@ -89,10 +90,10 @@ def test_init_weights_fine_tunes_from_a_checkpoint(kite_dataset, tmp_path, capsy
     start = tmp_path / 'run' / 'best.pt'
     import torch
 
-    from pose_kp_ros.tools.train import Trainer
+    from pose_kp_ros.training.keypoint_training import KeypointTrainer
     config = load_config(write_config(tmp_path / 'second.yaml', kite_dataset,
                                       output_dir='run2', init_weights=str(start)))
-    trainer = Trainer(config, torch.device('cpu'), 0, 1)
+    trainer = KeypointTrainer(config, torch.device('cpu'), 0, 1)
     expected = load_checkpoint(start).model.state_dict()
     for name, tensor in trainer.model.state_dict().items():
         assert torch.equal(tensor, expected[name]), name
@@ -110,45 +111,9 @@ def test_init_weights_fine_tunes_from_a_checkpoint(kite_dataset, tmp_path, capsy
                                       architecture={'num_stacks': 2, 'features': 16,
                                                     'depth': 2, 'input_size': 32,
                                                     'heatmap_stride': 4}))
-    trainer = Trainer(coarse, torch.device('cpu'), 0, 1)
+    trainer = KeypointTrainer(coarse, torch.device('cpu'), 0, 1)
     assert trainer.net_config.heatmap_size == 8
     assert sorted(t.sum().item() for t in trainer.model.state_dict().values()) == sorted(
         t.sum().item() for t in expected.values())
 
 
-def test_mask_head_trains_from_a_plain_checkpoint_and_reports_its_iou(kite_dataset, tmp_path):
-    import torch
-
-    from pose_kp_ros.tools.train import Trainer
-    plain = write_config(tmp_path / 'plain.yaml', kite_dataset)
-    assert cli_main(['train', '--config', str(plain), '--device', 'cpu']) == 0
-    start = tmp_path / 'run' / 'best.pt'
-    architecture = {'num_stacks': 2, 'features': 16, 'depth': 2, 'input_size': 32,
-                    'visible_mask': True}
-    masked = write_config(tmp_path / 'masked.yaml', kite_dataset, output_dir='masked',
-                          init_weights=str(start), architecture=architecture)
-    trainer = Trainer(load_config(masked), torch.device('cpu'), 0, 1)
-    expected = load_checkpoint(start).model.state_dict()
-    for name, tensor in trainer.model.state_dict().items():  # all but the new head carried over
-        assert name.startswith('to_mask.') or torch.equal(tensor, expected[name]), name
-    assert cli_main(['train', '--config', str(masked), '--device', 'cpu']) == 0
-    history = json.loads((tmp_path / 'masked' / 'metrics.json').read_text())
-    assert 0.0 <= history[0]['val_mask_iou'] <= 1.0
-    assert history[0]['train_mask_loss'] > 0 and history[0]['train_heatmap_loss'] > 0
-    checkpoint = load_checkpoint(tmp_path / 'masked' / 'best.pt')
-    assert checkpoint.meta['architecture']['visible_mask'] is True
-
-
-def test_mask_loss_counts_only_samples_with_a_mask():
-    import torch
-
-    from pose_kp_ros.tools.train import mask_loss
-    targets = torch.zeros(2, 4, 4)
-    targets[:, :2] = 1.0
-    right = torch.where(targets > 0.5, 8.0, -8.0)
-    wrong = -right
-    assert mask_loss(right, targets, torch.ones(2)) < 0.01 < mask_loss(wrong, targets,
-                                                                       torch.ones(2))
-    both = torch.stack([right[0], wrong[1]])
-    torch.testing.assert_close(mask_loss(both, targets, torch.tensor([1.0, 0.0])),
-                               mask_loss(right, targets, torch.ones(2)))

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from pose_kp_ros.geometry.mesh import load_mesh
 from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.pipeline.evaluation import (
     frame_errors,
@@ -13,7 +14,6 @@ from pose_kp_ros.pipeline.evaluation import (
     summary_table,
     write_results,
 )
-from pose_kp_ros.rendering.mesh import load_mesh
 
 K = np.array([[572.4, 0.0, 325.3], [0.0, 573.6, 242.0], [0.0, 0.0, 1.0]])
 POINTS = np.random.default_rng(0).uniform(-0.1, 0.1, (200, 3))

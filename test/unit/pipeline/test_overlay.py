@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from pose_kp_ros.geometry.contour_alignment import VisibleMask
-from pose_kp_ros.pipeline.overlay import confidence_colour, draw_pose, draw_visible_mask, mosaic
+from pose_kp_ros.pipeline.overlay import confidence_colour, draw_pose, mosaic
 
 K = np.array([[572.4, 0.0, 320.0], [0.0, 573.6, 240.0], [0.0, 0.0, 1.0]])
 CUBE = np.array([[x, y, z] for x in (-0.05, 0.05) for y in (-0.05, 0.05) for z in (-0.05, 0.05)])
@@ -24,18 +23,6 @@ def test_pose_behind_the_camera_draws_only_keypoints():
     draw_pose(image, K, np.eye(3), np.array([0.0, 0.0, -1.0]), CUBE,
               keypoints=np.array([[50.0, 50.0]]), label='x')
     assert image.sum() == image[45:56, 45:56].sum() > 0
-
-
-def test_visible_mask_is_tinted_where_it_lies_in_the_image():
-    probability = np.zeros((8, 8), np.float32)
-    probability[:, :4] = 1.0  # seen on the grid's left half
-    # The grid covers image pixels x 100..260, y 50..210 (20 image pixels per grid pixel).
-    grid_from_image = np.array([[0.05, 0.0, -100 * 0.05 - 0.475], [0.0, 0.05, -50 * 0.05 - 0.475]])
-    image = np.full((480, 640, 3), 100, np.uint8)
-    draw_visible_mask(image, VisibleMask(probability, grid_from_image), (0, 255, 0))
-    assert image[130, 140, 1] > 150 and image[130, 140, 0] < 100   # left half tinted green
-    assert tuple(image[130, 220]) == (100, 100, 100)                # right half untouched
-    assert tuple(image[300, 140]) == (100, 100, 100)                # off the grid untouched
 
 
 def test_mosaic_tiles_and_pads():

@@ -14,18 +14,12 @@ import pytest
 import torch
 import trimesh
 
+from pose_kp_ros.geometry.boxes import box_iou, projected_box, valid_box
 from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.geometry.rotations import so3_exp
 from pose_kp_ros.network.predictor import KeypointPrediction
 from pose_kp_ros.pipeline.config import PipelineConfig, PipelineConfigError, Thresholds
-from pose_kp_ros.pipeline.estimator import (
-    CropRequest,
-    KeypointPoseEstimator,
-    ObjectRuntime,
-    box_iou,
-    projected_box,
-    valid_box,
-)
+from pose_kp_ros.pipeline.estimator import CropRequest, KeypointPoseEstimator, ObjectRuntime
 from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
 
 K = np.array([[572.4114, 0.0, 325.2611], [0.0, 573.57043, 242.04899], [0.0, 0.0, 1.0]])
@@ -41,11 +35,10 @@ def make_model():
 class OraclePredictor:
     """Projects the true keypoints of `pose` (with optional lens distortion) for every box."""
 
-    def __init__(self, model, R, t, distortion=None, confidence=0.9, masks=False):
+    def __init__(self, model, R, t, distortion=None, confidence=0.9):
         self.model, self.R, self.t = model, R, t
         self.distortion = distortion
         self.confidence = confidence
-        self.masks = masks  # also return visible masks, filled with calls / 10
         self.calls = 0
 
     def predict(self, image_rgb, boxes_xyxy):
@@ -58,13 +51,8 @@ class OraclePredictor:
             uv = cv2.projectPoints(points, np.zeros(3), np.zeros(3), K, self.distortion)[0][:, 0]
         count = len(boxes_xyxy)
         confidence = np.full((count, len(uv)), self.confidence, np.float32)
-        masks = affines = None
-        if self.masks:
-            masks = np.full((count, 4, 4), self.calls / 10, np.float32)
-            affines = np.repeat([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], count, 0)
         return KeypointPrediction(keypoints=np.repeat(uv[None], count, 0), confidence=confidence,
-                                  heatmaps=None, crop_affines=None, visible_masks=masks,
-                                  heatmap_from_image=affines)
+                                  heatmaps=None, crop_affines=None)
 
 
 def ground_truth():
@@ -168,20 +156,6 @@ def test_refine_pass_recrops_around_the_fitted_pose():
     pose = estimator(IMAGE, K, boxes=[loose])[0]
     assert predictor.calls == 2
     assert box_iou(pose.box_xyxy, projected_box(model.keypoints, R, t, K)) > 0.8
-
-
-@pytest.mark.parametrize('refine_iou_below, calls', [(0.0, 1), (0.8, 2)])
-def test_a_pose_carries_the_visible_mask_of_the_crop_it_was_fitted_in(refine_iou_below, calls):
-    model = make_model()
-    R, t = ground_truth()
-    predictor = OraclePredictor(model, R, t, masks=True)
-    estimator = estimator_with(predictor, model, refine_iou_below=refine_iou_below)
-    loose = true_box(model, R, t) + np.array([-80, -60, 90, 70])
-    pose = estimator(IMAGE, K, boxes=[loose])[0]
-    assert predictor.calls == calls
-    np.testing.assert_allclose(pose.visible_mask.probability, calls / 10)
-    assert estimator_with(OraclePredictor(model, R, t), model)(
-        IMAGE, K, boxes=[loose])[0].visible_mask is None
 
 
 def test_refine_pass_only_for_the_best_pose_of_each_instance():

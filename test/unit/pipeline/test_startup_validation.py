@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from pose_kp_ros.geometry.object_model import ObjectModelError
-from pose_kp_ros.network.checkpoint import CheckpointError
+from pose_kp_ros.network.checkpoint_format import CheckpointError
 from pose_kp_ros.pipeline.config import PipelineConfigError, Thresholds
 from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator
 from pose_kp_ros.ros.parameters import SPECS
@@ -34,7 +34,8 @@ def _tiny_checkpoint(path, object_name, keypoint_names):
     """Write an untrained one-stack keypoint checkpoint for `keypoint_names` to path."""
     import torch
 
-    from pose_kp_ros.network.checkpoint import make_meta, save_checkpoint
+    from pose_kp_ros.network.checkpoint import make_meta
+    from pose_kp_ros.network.checkpoint_format import save_checkpoint
     from pose_kp_ros.network.hourglass import HourglassConfig, HourglassNet
 
     torch.manual_seed(0)
@@ -300,7 +301,8 @@ CASES = [
          'not a pose_kp_ros checkpoint (not a torch.save file)'),
     Case('checkpoint-is-detector', 'keypoint_model pointing at the detector checkpoint',
          lambda ws: _set('objects.0.keypoint_model', ws.config['detector'])(ws), 'detector',
-         'not a pose_kp_ros checkpoint (no pose_kp_ros.keypoint_checkpoint metadata)'),
+         "not a pose_kp_ros checkpoint (format 'pose_kp_ros.detector_checkpoint', expected "
+         "'pose_kp_ros.keypoint_checkpoint')"),
     Case('detector-is-exported', 'detector pointing at an exported keypoint model (.pt2)',
          _set('detector', str(REPO_ROOT / 'models' / 'driller' / 'keypoints.pt2')), 'detector',
          'an exported model (.pt2), not a training checkpoint'),

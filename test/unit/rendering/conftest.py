@@ -29,5 +29,5 @@ def driller_uri():
 @pytest.fixture(scope='session')
 def driller_mesh(driller_uri):
     """Return the driller mesh in metres."""
-    from pose_kp_ros.rendering.mesh import load_mesh
+    from pose_kp_ros.geometry.mesh import load_mesh
     return load_mesh(driller_uri, 0.001)

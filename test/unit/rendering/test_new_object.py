@@ -5,13 +5,9 @@ import pytest
 import trimesh
 
 from pose_kp_ros.data.package_data import LMO_DIAMETERS_MM, PackageDataError, resolve_pkgdata
+from pose_kp_ros.geometry.mesh import MeshError, load_mesh
 from pose_kp_ros.geometry.object_model import ObjectModel
-from pose_kp_ros.rendering.mesh import (
-    MeshError,
-    farthest_point_keypoints,
-    load_mesh,
-    mesh_diameter,
-)
+from pose_kp_ros.rendering.mesh import farthest_point_keypoints, mesh_diameter
 from pose_kp_ros.tools import new_object
 
 BOP_DRILLER_DIAMETER_M = LMO_DIAMETERS_MM[8] / 1000.0

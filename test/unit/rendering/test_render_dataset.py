@@ -67,7 +67,7 @@ def test_dataset_files_follow_the_format(one_worker):
 
 
 def test_the_training_reader_accepts_the_dataset(one_worker):
-    from pose_kp_ros.network.dataset import load_records
+    from pose_kp_ros.training.records import load_records
     name, keypoint_names, records = load_records(one_worker)
     assert name == 'driller' and len(keypoint_names) == 10 and len(records) == COUNT
 

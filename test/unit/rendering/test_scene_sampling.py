@@ -1,13 +1,10 @@
 """Scene sampling of `pose-kp render`: upright poses, settings validation, colour jitter."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
 from pose_kp_ros.rendering.scene import (
     RenderSettings,
-    SampleRenderer,
     object_colour_jitter,
     occluder_position,
     rotation_between,
@@ -95,21 +92,6 @@ def test_low_occluders_sit_below_the_object_centre_and_in_front():
     height = lambda points: (np.array(points) - centre) @ up_cam  # noqa: E731
     assert np.all(np.array(low)[:, 2] < centre[2]) and np.all(np.array(plain)[:, 2] < centre[2])
     assert np.median(height(low)) < np.median(height(plain)) - 0.1 * diameter
-
-
-def test_primitive_occluders_take_their_size_from_the_settings():
-    settings = RenderSettings(distractor_count=(1, 1), occluder_probability=1.0,
-                              occluder_size=(0.6, 0.9))
-    # only the attributes the placement draw reads: the scene settings and the mesh catalogue
-    scene = SimpleNamespace(settings=settings, primitives={'box0': None}, distractors={},
-                            diameter=0.2)
-    for seed in range(20):
-        [occluder] = SampleRenderer._distractor_placements(
-            scene, np.random.default_rng(seed), np.array([0.0, 0.0, 1.0]))
-        assert np.all((np.array(occluder.scale) >= 0.12) & (np.array(occluder.scale) <= 0.18))
-        assert occluder.t[2] < 0.9  # between the camera and the object
-    with pytest.raises(ValueError, match='occluder_size must be'):
-        RenderSettings(occluder_size=(0.9, 0.3))
 
 
 def test_occluder_position_without_the_option_draws_what_it_always_drew():

@@ -17,7 +17,8 @@ def untrained_pipeline_for(object_yaml, folder):
     import torch
 
     from pose_kp_ros.geometry.object_model import ObjectModel
-    from pose_kp_ros.network.checkpoint import make_meta, save_checkpoint
+    from pose_kp_ros.network.checkpoint import make_meta
+    from pose_kp_ros.network.checkpoint_format import save_checkpoint
     from pose_kp_ros.network.hourglass import HourglassConfig, HourglassNet
 
     model = ObjectModel.from_yaml(object_yaml)

@@ -1,0 +1,51 @@
+"""Axis-aligned image boxes: IoU, projection, growth, usability.
+
+Boxes are (x0, y0, x1, y1) in pixels, at the pixels' outer edges.
+"""
+
+import numpy as np
+
+from pose_kp_ros.geometry.camera import project_object_points
+
+
+def box_iou(a, b):
+    """Return IoU of boxes a (4,) and b (4,) in xyxy pixels (0 when either is empty)."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def projected_box(outline_points, R, t, K):
+    """Return the xyxy box (4,) of object points (P, 3) metres seen at pose R, t through K.
+
+    Returns None when the pose puts any point at or behind the camera.
+    """
+    uv = project_object_points(outline_points, R, t, K)
+    if uv is None:
+        return None
+    return np.array([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()])
+
+
+def grown_box(box, margin):
+    """Return the xyxy box grown by `margin` times its width and height on each side."""
+    box = np.asarray(box, dtype=np.float64)
+    size = np.array([box[2] - box[0], box[3] - box[1]])
+    return box + margin * np.concatenate([-size, size])
+
+
+def valid_box(box, width, height, min_side_px=8.0, max_side_factor=4.0):
+    """Return True when box (4,) is usable for a crop.
+
+    Usable: finite, at least min_side_px wide and high, overlapping the image, and at most
+    max_side_factor times the image's larger side.
+    """
+    box = np.asarray(box, dtype=np.float64)
+    limit_coordinate = 1e6 * max(width, height, 1)  # beyond this no box can be usable
+    if box.shape != (4,) or not np.all(np.abs(box) < limit_coordinate):  # also NaN and inf
+        return False
+    w, h = box[2] - box[0], box[3] - box[1]
+    limit = max_side_factor * max(width, height)
+    return (min_side_px <= w <= limit and min_side_px <= h <= limit
+            and box[2] > 0 and box[3] > 0 and box[0] < width and box[1] < height)

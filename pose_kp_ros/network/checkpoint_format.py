@@ -1,0 +1,92 @@
+"""The checkpoint format both networks share: a `torch.save` dict, written atomically, read safely.
+
+A checkpoint is {'meta': dict, 'model': state_dict, 'training': dict or None}. `meta` holds plain
+types only (loadable with weights_only=True) and names its `format` and `format_version`; each
+network adds its own keys (network/checkpoint.py, network/detector_checkpoint.py).
+"""
+
+import os
+from pathlib import Path
+import subprocess
+import zipfile
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unreadable or does not match the object (one-line message)."""
+
+
+def code_version():
+    """Return pose_kp_ros.__version__, plus `git describe` of the source tree when available."""
+    from pose_kp_ros import __version__
+    try:
+        described = subprocess.run(
+            ['git', 'describe', '--always', '--dirty', '--tags'], capture_output=True, text=True,
+            timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        described = ''
+    return f'{__version__} ({described})' if described else __version__
+
+
+def save_checkpoint(path, model, meta, training=None):
+    """Write a checkpoint atomically (temporary file in the same folder, then rename).
+
+    Args:
+        path: destination file.
+        model: the network (or a DDP wrapper of one).
+        meta: dict from make_meta.
+        training: optional dict of optimizer / scheduler / scaler states for resuming.
+    """
+    model = getattr(model, 'module', model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    try:
+        torch.save({'meta': meta, 'model': model.state_dict(), 'training': training}, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_checkpoint_file(path):
+    """Return torch.load(path) with weights_only, or raise CheckpointError naming the file."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f'{path}: checkpoint file not found')
+    if is_exported_program(path):
+        raise CheckpointError(f'{path}: an exported model (.pt2), not a training checkpoint')
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f'{path}: not a pose_kp_ros checkpoint (not a torch.save file)')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:  # torch raises many types for foreign or corrupt files
+        lines = str(error).strip().splitlines()
+        reason = lines[0][:160] if lines else type(error).__name__
+        raise CheckpointError(f'{path}: not a pose_kp_ros checkpoint ({reason})') from None
+
+
+def check_format(meta, format_name, format_version, required_keys, path, what):
+    """Return meta if it is metadata of `format_name` this code reads, else raise CheckpointError.
+
+    what: the kind of checkpoint in the message ('pose_kp_ros', 'pose_kp_ros detector').
+    """
+    if not isinstance(meta, dict) or meta.get('format') != format_name:
+        found = meta.get('format') if isinstance(meta, dict) else None
+        raise CheckpointError(f'{path}: not a {what} checkpoint (format {found!r}, expected '
+                              f'{format_name!r})')
+    if meta.get('format_version', 0) > format_version:
+        raise CheckpointError(f"{path}: {what} format_version {meta['format_version']} is "
+                              f'newer than this code reads ({format_version})')
+    missing = [key for key in required_keys if key not in meta]
+    if missing:
+        raise CheckpointError(f'{path}: {what} checkpoint metadata lacks {missing}')
+    return meta
+
+
+def is_exported_program(path):
+    """Return True if `path` is a torch.export archive (a zip holding archive_format)."""
+    if not os.path.isfile(path) or not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith('/archive_format') for name in archive.namelist())

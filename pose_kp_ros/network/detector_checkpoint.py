@@ -1,0 +1,71 @@
+"""Detector checkpoints: metadata (format 'pose_kp_ros.detector_checkpoint') and loading.
+
+A checkpoint is a `torch.save` dict {'meta', 'model', 'training'} like the keypoint network's
+(`pose_kp_ros.network.checkpoint_format`).
+"""
+
+from pose_kp_ros.network.checkpoint_format import (
+    CheckpointError,
+    check_format,
+    code_version,
+    read_checkpoint_file,
+)
+from pose_kp_ros.network.detector_model import OUTPUT_STRIDE, CenterNet, DetectorConfig
+from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
+
+FORMAT = 'pose_kp_ros.detector_checkpoint'
+FORMAT_VERSION = 1
+_META_KEYS = ('class_names', 'architecture', 'input_size', 'mean', 'std', 'pad_value',
+              'score_threshold')
+
+
+def make_detector_meta(config, class_names, score_threshold=0.3, training_config=None,
+                       epoch=0, metrics=None, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """Return the metadata dict of a detector checkpoint (plain types only).
+
+    Keys: format, format_version, class_names (heatmap order), architecture
+    (DetectorConfig.to_dict()), input_size [W, H], output_stride, mean, std (RGB in [0, 1]),
+    pad_value (letterbox RGB 0-255), score_threshold (default of ObjectDetector),
+    training_config, epoch (completed), metrics (last validation), code_version.
+    """
+    if len(class_names) != config.num_classes:
+        raise CheckpointError(f'{len(class_names)} class names for a detector with '
+                              f'{config.num_classes} heatmaps')
+    return {
+        'format': FORMAT, 'format_version': FORMAT_VERSION,
+        'class_names': [str(n) for n in class_names], 'architecture': config.to_dict(),
+        'input_size': [config.input_width, config.input_height], 'output_stride': OUTPUT_STRIDE,
+        'mean': [float(m) for m in mean], 'std': [float(s) for s in std],
+        'pad_value': [int(round(255 * m)) for m in mean],
+        'score_threshold': float(score_threshold), 'training_config': training_config or {},
+        'epoch': int(epoch), 'metrics': metrics or {}, 'code_version': code_version()}
+
+
+def load_detector_checkpoint(path, object_names=None):
+    """Read a detector checkpoint and build its network (on the CPU, eval mode).
+
+    Returns:
+        (model CenterNet, meta dict, training dict or None).
+
+    Raises:
+        CheckpointError: missing file, not a detector checkpoint, weights that do not fit, or a
+        name of `object_names` that is not among the checkpoint's classes.
+    """
+    path = str(path)
+    data = read_checkpoint_file(path)
+    meta = check_format(data.get('meta') if isinstance(data, dict) else None, FORMAT,
+                        FORMAT_VERSION, _META_KEYS, path, 'pose_kp_ros detector')
+    if not isinstance(data.get('model'), dict):
+        raise CheckpointError(f'{path}: detector checkpoint lacks the model weights')
+    absent = [n for n in (object_names or []) if n not in meta['class_names']]
+    if absent:
+        raise CheckpointError(f"{path}: detector has no class {absent} (its classes: "
+                              f"{meta['class_names']})")
+    try:
+        model = CenterNet(DetectorConfig.from_dict(meta['architecture']))
+        model.load_state_dict(data['model'])
+    except (ValueError, RuntimeError, TypeError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise CheckpointError(f'{path}: weights do not fit the recorded detector architecture '
+                              f'({first_line})') from None
+    return model.eval(), meta, data.get('training')

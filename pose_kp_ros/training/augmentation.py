@@ -1,0 +1,142 @@
+"""Augmentation settings and the photometric steps both training sets share."""
+
+from dataclasses import asdict, dataclass, fields
+
+import cv2
+import numpy as np
+
+from pose_kp_ros.training.config import TrainConfigError
+from pose_kp_ros.training.records import DatasetError
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation; ranges are uniform, probabilities per sample.
+
+    Attributes:
+        enabled: False turns every augmentation off (validation samples).
+        box_jitter: crop centre shift, fraction of the region side.
+        scale_range: multiplier range of the region side.
+        rotation_deg: in-plane rotation range +- degrees.
+        brightness, contrast, saturation: relative ranges +-.
+        hue_deg: hue shift range +- degrees.
+        blur_prob, blur_sigma_max: Gaussian blur probability and largest sigma (crop pixels).
+        noise_prob, noise_std_max: additive Gaussian noise probability and largest std (0-255).
+        occluder_prob: probability of 1-2 random polygons over the crop.
+        cutout_prob: probability of one rectangle of noise over the crop.
+        background_prob: probability of replacing the background where a mask exists.
+        background_dirs: folders of images for backgrounds (procedural backgrounds if empty).
+        truncation_prob, truncation_max: probability of moving the crop so that part of the
+            object falls outside it, and the largest shift (fraction of the region side).
+        jpeg_prob, jpeg_quality: probability of JPEG re-compression and its quality range.
+    """
+
+    enabled: bool = True
+    box_jitter: float = 0.08
+    scale_range: tuple = (0.85, 1.2)
+    rotation_deg: float = 30.0
+    brightness: float = 0.3
+    contrast: float = 0.3
+    saturation: float = 0.3
+    hue_deg: float = 8.0
+    blur_prob: float = 0.3
+    blur_sigma_max: float = 1.5
+    noise_prob: float = 0.3
+    noise_std_max: float = 8.0
+    occluder_prob: float = 0.4
+    cutout_prob: float = 0.2
+    background_prob: float = 0.5
+    background_dirs: tuple = ()
+    truncation_prob: float = 0.0
+    truncation_max: float = 0.4
+    jpeg_prob: float = 0.0
+    jpeg_quality: tuple = (30, 95)
+
+    @classmethod
+    def from_dict(cls, values):
+        """Build from a config dict, naming unknown keys."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values or {}) - known)
+        if unknown:
+            raise DatasetError(f'unknown augmentation keys {unknown}; known: {sorted(known)}')
+        values = dict(values or {})
+        for key in ('scale_range', 'background_dirs', 'jpeg_quality'):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    def to_dict(self):
+        """Return a plain dict (for checkpoints)."""
+        values = asdict(self)
+        values['scale_range'] = list(self.scale_range)
+        values['background_dirs'] = list(self.background_dirs)
+        values['jpeg_quality'] = list(self.jpeg_quality)
+        return values
+
+
+def jitter_colour(crop, rng, aug):
+    """Return the crop with random brightness, contrast, saturation and hue (uint8 RGB)."""
+    hsv = cv2.cvtColor(crop, cv2.COLOR_RGB2HSV_FULL).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + rng.uniform(-aug.hue_deg, aug.hue_deg) * 256 / 360) % 256
+    hsv[..., 1] *= 1 + rng.uniform(-aug.saturation, aug.saturation)
+    out = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB_FULL)
+    out = out.astype(np.float32) * (1 + rng.uniform(-aug.brightness, aug.brightness))
+    mean = out.mean()
+    out = (out - mean) * (1 + rng.uniform(-aug.contrast, aug.contrast)) + mean
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def jpeg_compress(image, quality):
+    """Return a uint8 RGB image after a JPEG encode/decode round trip at `quality` (1-100)."""
+    ok, data = cv2.imencode('.jpg', image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1].copy() if ok else image
+
+
+@dataclass(frozen=True)
+class DetectorAugmentConfig:
+    """Whole-image training augmentation; ranges are uniform, probabilities per image.
+
+    Attributes:
+        enabled: False turns every augmentation off (validation samples).
+        scale_range: zoom range relative to the letterbox (>1 enlarges and cuts the border).
+        translate: shift range +- as a fraction of the input width / height.
+        flip_prob: horizontal flip probability (fine for boxes).
+        brightness, contrast, saturation: relative ranges +-.
+        hue_deg: hue shift range +- degrees.
+        blur_prob, blur_sigma_max: Gaussian blur probability and largest sigma (input px).
+        noise_prob, noise_std_max: additive Gaussian noise probability and largest std (0-255).
+        jpeg_prob, jpeg_quality: probability of JPEG re-compression and its quality range.
+    """
+
+    enabled: bool = True
+    scale_range: tuple = (0.6, 1.5)
+    translate: float = 0.2
+    flip_prob: float = 0.5
+    brightness: float = 0.3
+    contrast: float = 0.3
+    saturation: float = 0.3
+    hue_deg: float = 8.0
+    blur_prob: float = 0.3
+    blur_sigma_max: float = 1.2
+    noise_prob: float = 0.3
+    noise_std_max: float = 8.0
+    jpeg_prob: float = 0.0
+    jpeg_quality: tuple = (30, 95)
+
+    @classmethod
+    def from_dict(cls, values):
+        """Build from a config dict, naming unknown keys."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values or {}) - known)
+        if unknown:
+            raise TrainConfigError(f'unknown augmentation keys {unknown}; known: {sorted(known)}')
+        values = dict(values or {})
+        for key in ('scale_range', 'jpeg_quality'):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    def to_dict(self):
+        """Return a plain dict."""
+        return {**asdict(self), 'scale_range': list(self.scale_range),
+                'jpeg_quality': list(self.jpeg_quality)}

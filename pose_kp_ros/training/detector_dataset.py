@@ -1,0 +1,152 @@
+"""Whole-image training samples of the detector: letterboxed, augmented images, their targets."""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from pose_kp_ros.network.box_codec import (
+    letterbox_geometry,
+    map_boxes,
+    output_to_input_affine,
+    resize_into_canvas,
+    scale_affine,
+)
+from pose_kp_ros.network.crops import invert_affines
+from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
+from pose_kp_ros.training.augmentation import DetectorAugmentConfig, jitter_colour, jpeg_compress
+from pose_kp_ros.training.detector_targets import encode_targets
+from pose_kp_ros.training.records import DatasetError, load_records, read_image, split_records
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image with its annotated boxes.
+
+    Attributes:
+        image: absolute image path.
+        boxes: tuple of (x0, y0, x1, y1) tight boxes of the visible objects, image pixels.
+        classes: tuple of class indices (into the class names), one per box.
+    """
+
+    image: str
+    boxes: tuple
+    classes: tuple
+
+
+def load_image_records(roots, class_names=None, val_fraction=0.0, seed=0):
+    """Read dataset folders (one object each, any objects) into per-image box records.
+
+    Args:
+        roots: dataset folders.
+        class_names: the classes to use (default: the sorted object names of the folders);
+            a folder of another object is an error.
+        val_fraction: also split off this seeded fraction of each folder's images.
+
+    Returns:
+        (class_names, train records, validation records).
+    """
+    per_folder = []
+    for root in roots:
+        object_name, _, instances = load_records([root])
+        per_folder.append((root, object_name, instances))
+    names = sorted({name for _, name, _ in per_folder}) if class_names is None \
+        else list(class_names)
+    train, val = [], []
+    for root, object_name, instances in per_folder:
+        if object_name not in names:
+            raise DatasetError(f'{root}: object {object_name!r} is not among the classes {names}')
+        parts = split_records(instances, val_fraction, seed) if val_fraction else (instances, [])
+        for part, out in zip(parts, (train, val)):
+            grouped = {}
+            for record in part:
+                grouped.setdefault(record.image, []).append(record.box_xyxy)
+            out += [ImageRecord(image, tuple(boxes), (names.index(object_name),) * len(boxes))
+                    for image, boxes in grouped.items()]
+    return names, train, val
+
+
+class DetectionDataset(torch.utils.data.Dataset):
+    """Letterboxed, augmented whole images with CenterNet targets.
+
+    Each item is a dict of tensors: image (3, Hin, Win) normalised; heatmap (C, Hout, Wout);
+    indices (K,), mask (K,), size (K, 2), offset (K, 2) (encode_targets); gt_boxes (K, 4)
+    image pixels and gt_classes (K,) (-1 in unused slots) of the un-augmented image;
+    image_to_input (2, 3) float64 affine of the sample. A sample is a pure function of
+    (seed, epoch, index): call set_epoch before each epoch.
+    """
+
+    def __init__(self, records, num_classes, config, augment=None, seed=0, max_objects=32,
+                 min_overlap=0.7, min_box_px=2.0, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        self.records, self.num_classes, self.config = list(records), num_classes, config
+        self.augment = augment or DetectorAugmentConfig(enabled=False)
+        self.seed, self.max_objects = seed, max_objects
+        self.min_overlap, self.min_box_px = min_overlap, min_box_px
+        self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        self.pad_value = [int(round(255 * m)) for m in mean]
+        self.input_from_output = output_to_input_affine()
+        self.epoch = 0
+
+    def __len__(self):
+        """Return the number of images."""
+        return len(self.records)
+
+    def set_epoch(self, epoch):
+        """Select the epoch whose random augmentation is drawn."""
+        self.epoch = int(epoch)
+
+    def __getitem__(self, index):
+        """Return the sample of image `index` for the current epoch."""
+        record = self.records[index]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        image = read_image(record.image)
+        height, width = image.shape[:2]
+        in_w, in_h = self.config.input_width, self.config.input_height
+        scaled_w, scaled_h, shift_x, shift_y = letterbox_geometry(width, height, in_w, in_h)
+        aug = self.augment
+        if aug.enabled:
+            zoom = rng.uniform(*aug.scale_range)
+            scaled_w, scaled_h = max(round(scaled_w * zoom), 1), max(round(scaled_h * zoom), 1)
+            shift_x = round((in_w - scaled_w) / 2 + rng.uniform(-1, 1) * aug.translate * in_w)
+            shift_y = round((in_h - scaled_h) / 2 + rng.uniform(-1, 1) * aug.translate * in_h)
+        canvas = resize_into_canvas(image, scaled_w, scaled_h, shift_x, shift_y, in_w, in_h,
+                                    self.pad_value)
+        image_to_input = scale_affine(width, height, scaled_w, scaled_h, shift_x, shift_y)
+        gt_boxes = np.asarray(record.boxes, np.float64).reshape(-1, 4)
+        gt_classes = np.asarray(record.classes, np.int64)
+        boxes = map_boxes(image_to_input, gt_boxes)
+        if aug.enabled:
+            if rng.random() < aug.flip_prob:
+                canvas = np.ascontiguousarray(canvas[:, ::-1])
+                boxes[:, [0, 2]] = in_w - 1 - boxes[:, [2, 0]]
+            canvas = self._photometric(canvas, rng)
+        boxes = np.clip(boxes, -0.5, [in_w - 0.5, in_h - 0.5, in_w - 0.5, in_h - 0.5])
+        keep = ((boxes[:, 2:] - boxes[:, :2]) >= self.min_box_px).all(1)
+        output_boxes = map_boxes(invert_affines(self.input_from_output), boxes[keep])
+        targets = encode_targets(output_boxes, gt_classes[keep], self.num_classes,
+                                 self.config.output_size, self.max_objects, self.min_overlap)
+        count = min(len(gt_boxes), self.max_objects)
+        padded_boxes = np.zeros((self.max_objects, 4), np.float32)
+        padded_classes = np.full(self.max_objects, -1, np.int64)
+        padded_boxes[:count], padded_classes[:count] = gt_boxes[:count], gt_classes[:count]
+        pixels = (canvas.astype(np.float32) / 255 - self.mean) / self.std
+        sample = {name: torch.from_numpy(value) for name, value in targets.items()}
+        sample.update(image=torch.from_numpy(pixels.transpose(2, 0, 1).copy()),
+                      gt_boxes=torch.from_numpy(padded_boxes),
+                      gt_classes=torch.from_numpy(padded_classes),
+                      image_to_input=torch.from_numpy(image_to_input))
+        return sample
+
+    def _photometric(self, canvas, rng):
+        """Apply colour jitter, blur and noise to a uint8 image."""
+        aug = self.augment
+        canvas = jitter_colour(canvas, rng, aug)
+        if rng.random() < aug.blur_prob:
+            canvas = cv2.GaussianBlur(canvas, (0, 0), rng.uniform(0.3, aug.blur_sigma_max))
+        if rng.random() < aug.noise_prob:
+            noise = rng.normal(0, rng.uniform(0, aug.noise_std_max), canvas.shape)
+            canvas = np.clip(canvas + noise, 0, 255).astype(np.uint8)
+        if aug.jpeg_prob and rng.random() < aug.jpeg_prob:
+            canvas = jpeg_compress(canvas, rng.integers(*aug.jpeg_quality, endpoint=True))
+        return canvas

@@ -1,0 +1,174 @@
+"""Augmented training samples of the keypoint network, cut from instance records.
+
+`KeypointDataset(records, ...)` turns each record into one sample: a square crop around the
+instance's box (with jitter, scale and in-plane rotation), photometric augmentation (colour,
+blur, noise), random occluders and cutout, background replacement where a mask exists, and
+Gaussian heatmap targets. Keypoints go through the same affine as the pixels
+(`pose_kp_ros.network.crops`). Samples are a pure function of (seed, epoch, index), so the
+result does not depend on the number of DataLoader workers; call `set_epoch` before each epoch.
+"""
+
+import cv2
+import numpy as np
+import torch
+
+from pose_kp_ros.network.crops import (
+    crop_affines,
+    heatmap_to_crop_affine,
+    invert_affines,
+    low_pass_crops,
+    square_regions,
+    transform_points,
+    warp_crops,
+)
+from pose_kp_ros.network.heatmaps import keypoint_weights, render_heatmaps
+from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
+from pose_kp_ros.training.augmentation import AugmentConfig, jitter_colour, jpeg_compress
+from pose_kp_ros.training.records import DatasetError, _list_images, read_image
+
+
+class KeypointDataset(torch.utils.data.Dataset):
+    """Training samples cut from instance records.
+
+    Each item is a dict of tensors:
+        image (3, S, S) float normalised; heatmaps (N, H, H) Gaussian targets; weights (N,);
+        keypoints (N, 2) crop pixels; visibility (N,); box_size () longer side of the tight box,
+        image pixels; crop_scale () crop pixels per image pixel; index () record index.
+    """
+
+    def __init__(self, records, input_size, heatmap_size, sigma=2.0, padding=1.25,
+                 augment=None, seed=0, min_visibility=1, occluded_peak=1.0, low_pass_px=0.0,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        if not 0.0 < occluded_peak <= 1.0:
+            raise DatasetError(f'occluded_peak: expected (0, 1], got {occluded_peak!r}')
+        if not 0.0 <= low_pass_px <= 10.0:
+            raise DatasetError(f'low_pass_px: expected [0, 10] image pixels, got {low_pass_px!r}')
+        self.records = list(records)
+        self.input_size = input_size
+        self.heatmap_size = heatmap_size
+        self.sigma = sigma
+        self.padding = padding
+        self.augment = augment or AugmentConfig(enabled=False)
+        self.seed = seed
+        self.min_visibility = min_visibility
+        self.occluded_peak = float(occluded_peak)
+        self.low_pass_px = float(low_pass_px)
+        self.mean = np.asarray(mean, np.float32)
+        self.std = np.asarray(std, np.float32)
+        self.epoch = 0
+        self.crop_from_heatmap = heatmap_to_crop_affine(input_size, heatmap_size)
+        self.backgrounds = _list_images(self.augment.background_dirs)
+
+    def __len__(self):
+        """Return the number of instance records."""
+        return len(self.records)
+
+    def set_epoch(self, epoch):
+        """Select the epoch whose random augmentation is drawn."""
+        self.epoch = int(epoch)
+
+    def __getitem__(self, index):
+        """Return the sample of record `index` for the current epoch."""
+        record = self.records[index]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        image = read_image(record.image)
+        mask = None if record.mask is None else _read_mask(record.mask, image.shape[:2])
+        box = np.asarray(record.box_xyxy)
+        centers, sides = square_regions(box[None], self.padding)
+        aug = self.augment
+        rotation = 0.0
+        if aug.enabled:
+            centers = centers + rng.uniform(-1, 1, 2) * aug.box_jitter * sides
+            if aug.truncation_prob and rng.random() < aug.truncation_prob:
+                angle = rng.uniform(0, 2 * np.pi)
+                shift = rng.uniform(0.15, aug.truncation_max) * sides
+                centers = centers + shift * np.array([np.cos(angle), np.sin(angle)])
+            sides = sides * rng.uniform(*aug.scale_range)
+            rotation = np.deg2rad(rng.uniform(-aug.rotation_deg, aug.rotation_deg))
+        affine = crop_affines(centers, sides, self.input_size, [rotation])
+        crop = warp_crops(image, affine, self.input_size)[0]
+        crop_mask = (np.zeros(crop.shape[:2], np.uint8) if mask is None
+                     else warp_crops(mask, affine, self.input_size)[0])
+        if aug.enabled:
+            crop = self._augment_pixels(crop, crop_mask, rng)
+        crop = low_pass_crops(crop[None], affine, self.low_pass_px)[0]
+        keypoints = transform_points(affine[0], np.asarray(record.keypoints))
+        visibility = torch.tensor(record.visibility)
+        keypoints_hm = transform_points(invert_affines(self.crop_from_heatmap), keypoints)
+        keypoints_hm = torch.from_numpy(keypoints_hm).float()
+        weights = keypoint_weights(keypoints_hm[None], visibility[None], self.min_visibility)
+        heatmaps = render_heatmaps(keypoints_hm[None], weights, self.heatmap_size, self.sigma)
+        heatmaps[0, visibility == 1] *= self.occluded_peak
+        pixels = (crop.astype(np.float32) / 255 - self.mean) / self.std
+        return {
+            'image': torch.from_numpy(pixels.transpose(2, 0, 1).copy()),
+            'heatmaps': heatmaps[0],
+            'weights': weights[0],
+            'keypoints': torch.from_numpy(keypoints).float(),
+            'visibility': visibility,
+            'box_size': torch.tensor(float(max(box[2] - box[0], box[3] - box[1]))),
+            'crop_scale': torch.tensor(float(self.input_size / sides[0])),
+            'index': torch.tensor(index),
+        }
+
+    def _augment_pixels(self, crop, crop_mask, rng):
+        """Apply background replacement, occluders, cutout, colour, blur and noise.
+
+        crop: (S, S, 3) uint8; crop_mask: (S, S) uint8 object mask (all zero: none known).
+        Returns the augmented crop.
+        """
+        aug, size = self.augment, self.input_size
+        if crop_mask.any() and rng.random() < aug.background_prob:
+            alpha = (crop_mask.astype(np.float32) / 255)[..., None]
+            background = self._background(rng)
+            crop = (alpha * crop + (1 - alpha) * background).astype(np.uint8)
+        if rng.random() < aug.occluder_prob:
+            for _ in range(rng.integers(1, 3)):
+                centre = rng.uniform(0, size, 2)
+                radius = rng.uniform(0.1, 0.3) * size
+                angles = np.sort(rng.uniform(0, 2 * np.pi, rng.integers(3, 8)))
+                points = centre + radius * np.stack([np.cos(angles), np.sin(angles)], 1)
+                colour = rng.integers(0, 256, 3).tolist()
+                polygon = [np.round(points).astype(np.int32)]
+                cv2.fillPoly(crop, polygon, colour)
+        if rng.random() < aug.cutout_prob:
+            w, h = (rng.uniform(0.1, 0.35, 2) * size).astype(int)
+            x, y = rng.integers(0, size - w), rng.integers(0, size - h)
+            crop[y:y + h, x:x + w] = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        crop = jitter_colour(crop, rng, aug)
+        if rng.random() < aug.blur_prob:
+            crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(0.3, aug.blur_sigma_max))
+        if rng.random() < aug.noise_prob:
+            noise = rng.normal(0, rng.uniform(0, aug.noise_std_max), crop.shape)
+            crop = np.clip(crop + noise, 0, 255).astype(np.uint8)
+        if aug.jpeg_prob and rng.random() < aug.jpeg_prob:
+            crop = jpeg_compress(crop, rng.integers(*aug.jpeg_quality, endpoint=True))
+        return crop
+
+    def _background(self, rng):
+        """Return a random (S, S, 3) uint8 background: a photo crop or smooth random colours."""
+        size = self.input_size
+        if self.backgrounds:
+            photo = read_image(self.backgrounds[rng.integers(len(self.backgrounds))])
+            side = rng.uniform(0.2, 1.0) * min(photo.shape[:2])
+            centre = rng.uniform(side / 2, np.array(photo.shape[1::-1]) - side / 2 + 1e-9)
+            affine = crop_affines(centre[None], [side], size, [rng.uniform(-np.pi, np.pi)])
+            return warp_crops(photo, affine, size)[0]
+        cells = int(rng.integers(2, 9))
+        coarse = rng.integers(0, 256, (cells, cells, 3)).astype(np.uint8)
+        background = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
+        for _ in range(rng.integers(0, 6)):
+            start, end = rng.integers(0, size, (2, 2))
+            cv2.line(background, start.tolist(), end.tolist(), rng.integers(0, 256, 3).tolist(),
+                     int(rng.integers(1, 6)))
+        return background
+
+
+def _read_mask(path, shape):
+    """Read a uint8 mask (H, W) of the image's shape or raise DatasetError."""
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise DatasetError(f'{path}: cannot be read as a mask image')
+    if mask.shape != shape:
+        raise DatasetError(f'{path}: mask size {mask.shape} differs from its image {shape}')
+    return mask

@@ -1,0 +1,226 @@
+"""Training of the keypoint network: config keys and defaults, validation metrics, the trainer."""
+
+import torch
+
+from pose_kp_ros.network.checkpoint import load_checkpoint, make_meta
+from pose_kp_ros.network.checkpoint_format import CheckpointError
+from pose_kp_ros.network.crops import heatmap_to_crop_affine, transform_points
+from pose_kp_ros.network.heatmaps import decode_heatmaps
+from pose_kp_ros.network.hourglass import (
+    HourglassConfig,
+    HourglassConfigError,
+    transfer_weights,
+)
+from pose_kp_ros.network.keypoint_net import build_keypoint_network
+from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
+from pose_kp_ros.training.augmentation import AugmentConfig
+from pose_kp_ros.training.config import (
+    ENCODER_DEFAULTS,
+    TrainConfigError,
+    read_config,
+    recorded_config,
+    resolve_path,
+)
+from pose_kp_ros.training.distributed import all_reduce_sums
+from pose_kp_ros.training.epoch_loop import EpochTrainer, plot_curves
+from pose_kp_ros.training.keypoint_dataset import KeypointDataset
+from pose_kp_ros.training.losses import heatmap_loss
+from pose_kp_ros.training.records import DatasetError, load_records, split_records
+
+DEFAULTS = {
+    'object': None,             # optional object YAML: its keypoint names must match the data
+    'datasets': None,           # required: dataset folder or list of folders
+    'val_datasets': [],         # optional validation folders; else val_fraction of the images
+    'val_fraction': 0.1,
+    'output_dir': None,         # required
+    'seed': 0,
+    'preset': 'cpu',
+    'architecture': {},         # overrides of the preset's HourglassConfig fields
+    'sigma': 2.0,               # Gaussian target sigma, heatmap pixels
+    'padding': 1.25,            # crop side / longer box side
+    'min_visibility': 1,        # supervise keypoints with visibility >= this
+    'occluded_peak': 1.0,       # target peak of hidden keypoints (visibility 1); < 1: lower conf
+    'low_pass_px': 0.0,         # Gaussian blur of every crop, image pixels (saved in checkpoints)
+    'eval_min_visibility': 2,   # metrics over keypoints with visibility >= this
+    'epochs': 50,
+    'batch_size': 16,           # per process
+    'workers': 2,               # DataLoader workers per process
+    'lr': 1e-3,
+    'weight_decay': 0.0,
+    'lr_schedule': 'cosine',    # cosine | step | constant
+    'warmup_epochs': 1,
+    'lr_milestones': [],        # step schedule: epochs where lr *= lr_gamma
+    'lr_gamma': 0.1,
+    'min_lr_fraction': 0.01,    # cosine schedule floor, fraction of lr
+    'augmentation': {},         # AugmentConfig fields
+    'save_every_minutes': 10,   # also save last.pt mid-epoch (0: only at epoch end)
+    'amp': True,                # mixed precision on CUDA
+    'threads': 0,               # torch CPU threads (0: all cores this process may use)
+    'init_weights': None,       # start from this checkpoint's weights (fine-tuning; same net)
+    'foreground_weight': 0.0,   # squared error weighted by 1 + this x target (leaves the
+                                # all-zero plateau of plain MSE early; 0: plain MSE)
+    **ENCODER_DEFAULTS,         # architecture encoder: ImageNet start and freezing schedule
+}
+
+
+REQUIRED = ('datasets', 'output_dir')
+PCK_THRESHOLDS = (0.05, 0.1)
+
+
+def load_config(path, epochs=None, overrides=None):
+    """Read a training config YAML over DEFAULTS; relative paths are relative to the file."""
+    config = read_config(path, DEFAULTS, REQUIRED, epochs, overrides)
+    if config['object']:
+        config['object'] = resolve_path(path, config['object'])
+    augmentation = dict(config['augmentation'] or {})
+    if augmentation.get('background_dirs'):
+        augmentation['background_dirs'] = [resolve_path(path, p)
+                                           for p in augmentation['background_dirs']]
+    config['augmentation'] = augmentation
+    return config
+
+
+def keypoint_error_sums(heatmaps, batch, crop_from_heatmap, min_visibility):
+    """Return sums for validation metrics of one batch (crop and image pixels, PCK counts).
+
+    Keypoints with visibility >= min_visibility count. Image-pixel error = crop error / crop
+    scale; PCK@a counts errors <= a * longer side of the tight box.
+    """
+    decoded, _ = decode_heatmaps(heatmaps)
+    predicted = transform_points(torch.as_tensor(crop_from_heatmap, dtype=torch.float32),
+                                 decoded.cpu())
+    error_crop = (predicted - batch['keypoints']).norm(dim=-1)
+    error_image = error_crop / batch['crop_scale'][:, None]
+    counted = batch['visibility'] >= min_visibility
+    sums = {'count': counted.sum().item(),
+            'error_crop_px': error_crop[counted].sum().item(),
+            'error_image_px': error_image[counted].sum().item()}
+    for alpha in PCK_THRESHOLDS:
+        hit = error_image <= alpha * batch['box_size'][:, None]
+        sums[f'pck@{alpha}'] = (hit & counted).sum().item()
+    return sums
+
+
+class KeypointTrainer(EpochTrainer):
+    """Training run of a stacked-hourglass keypoint network (best.pt: PCK@0.1, then error)."""
+
+    def build_data(self):
+        """Read the datasets, check the object, build the network config and datasets."""
+        config = self.config
+        object_name, names, records = load_records(config['datasets'])
+        if config['object']:
+            from pose_kp_ros.geometry.object_model import ObjectModel
+            model = ObjectModel.from_yaml(config['object'])
+            if model.name != object_name or list(model.keypoint_names) != names:
+                raise DatasetError(f"{config['object']}: object {model.name!r} with keypoints "
+                                   f'{list(model.keypoint_names)} does not match the datasets '
+                                   f'({object_name!r}, {names})')
+        if config['val_datasets']:
+            _, _, val_records = load_records(config['val_datasets'], names, object_name)
+            train_records = records
+        else:
+            train_records, val_records = split_records(records, config['val_fraction'],
+                                                       config['seed'])
+        if not train_records or not val_records:
+            raise DatasetError(f'need training and validation instances, got '
+                               f'{len(train_records)} and {len(val_records)} (set val_fraction '
+                               f'or val_datasets)')
+        self.object_name, self.keypoint_names = object_name, names
+        self.net_config = net = HourglassConfig.from_preset(config['preset'], len(names),
+                                                            **config['architecture'])
+        self.crop_from_heatmap = heatmap_to_crop_affine(net.input_size, net.heatmap_size)
+        common = {'input_size': net.input_size, 'heatmap_size': net.heatmap_size,
+                  'sigma': config['sigma'], 'padding': config['padding'],
+                  'seed': config['seed'], 'min_visibility': config['min_visibility'],
+                  'occluded_peak': config['occluded_peak'], 'low_pass_px': config['low_pass_px']}
+        self.train_set = KeypointDataset(
+            train_records, augment=AugmentConfig.from_dict(config['augmentation']), **common)
+        self.val_set = KeypointDataset(val_records, augment=None, **common)
+
+    def build_model(self):
+        """Return a new keypoint network (encoder from ImageNet when `imagenet` and no init)."""
+        imagenet = bool(self.config['imagenet']) and not self.config['init_weights']
+        if imagenet and self.net_config.encoder == 'none':
+            raise TrainConfigError('imagenet: true needs a pretrained encoder (preset mobilenet, '
+                                   'or architecture encoder: mobilenet_v2)')
+        return build_keypoint_network(self.net_config, imagenet=imagenet)
+
+    def encoder_blocks(self):
+        """Return the pretrained encoder's blocks, or None for the plain hourglass."""
+        encoder = getattr(getattr(self.model, 'module', self.model), 'encoder', None)
+        return None if encoder is None else encoder.features
+
+    def loss(self, outputs, batch):
+        """Return (heatmap loss summed over stacks, {}) of one batch."""
+        targets = batch['heatmaps'].to(self.device, non_blocking=True)
+        weights = batch['weights'].to(self.device, non_blocking=True)
+        return heatmap_loss(outputs, targets, weights, self.config['foreground_weight']), {}
+
+    def evaluate(self, results):
+        """Return mean error in crop/image px, counted keypoints and PCK over all ranks."""
+        sums = dict.fromkeys(('count', 'error_crop_px', 'error_image_px',
+                              *(f'pck@{alpha}' for alpha in PCK_THRESHOLDS)), 0)
+        for outputs, batch in results:
+            batch_sums = keypoint_error_sums(outputs[-1].float(), batch, self.crop_from_heatmap,
+                                             self.config['eval_min_visibility'])
+            for key, value in batch_sums.items():
+                sums[key] += value
+        sums = all_reduce_sums(sums, self.device, self.world_size)
+        count = max(sums['count'], 1)
+        metrics = {'val_mean_error_px': sums['error_image_px'] / count,
+                   'val_mean_error_crop_px': sums['error_crop_px'] / count,
+                   'val_keypoints': int(sums['count'])}
+        for alpha in PCK_THRESHOLDS:
+            metrics[f'val_pck@{alpha}'] = sums[f'pck@{alpha}'] / count
+        return metrics
+
+    def score(self, metrics):
+        """Return (PCK@0.1, -mean image error): best.pt has the best PCK, then error."""
+        return metrics['val_pck@0.1'], -metrics['val_mean_error_px']
+
+    def meta(self, metrics=None):
+        """Return the checkpoint metadata for the current state."""
+        return make_meta(self.net_config, self.object_name, self.keypoint_names,
+                         self.config['preset'], self.config['padding'], self.config['sigma'],
+                         IMAGENET_MEAN, IMAGENET_STD,
+                         training_config=recorded_config(self.config),
+                         epoch=self.epoch, metrics=metrics,
+                         low_pass_px=self.config['low_pass_px'])
+
+    def load_weights(self, path):
+        """Load checkpoint `path` into the model; return its training state.
+
+        The checkpoint must have the same keypoints and architecture, or one that differs only
+        in heatmap_stride (its weights are then transferred, see transfer_weights).
+        """
+        checkpoint = load_checkpoint(path, self.keypoint_names, self.object_name)
+        source = HourglassConfig.from_dict(checkpoint.meta['architecture'])
+        try:
+            weights = transfer_weights(checkpoint.model.state_dict(), source, self.net_config)
+        except HourglassConfigError as error:
+            raise CheckpointError(f'{path}: architecture {source.to_dict()} does not fit the '
+                                  f"config's {self.net_config.to_dict()}: {error}") from None
+        model = getattr(self.model, 'module', self.model)
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(f'{path}: weights do not fit the network (missing '
+                                  f'{missing[:3]}, unexpected {unexpected[:3]})')
+        return checkpoint.training
+
+    def summary(self, train_metrics, metrics):
+        """Return losses, mean image error and PCK of the epoch."""
+        return (f"train loss {train_metrics['train_loss']:.5f}, val loss "
+                f"{metrics['val_loss']:.5f}, error {metrics['val_mean_error_px']:.2f} px, "
+                f"PCK@0.05 {metrics['val_pck@0.05']:.3f}, PCK@0.1 {metrics['val_pck@0.1']:.3f}")
+
+    def describe(self):
+        """Return object, instance counts, preset and architecture."""
+        return (f'{self.object_name}: {len(self.train_set)} training / {len(self.val_set)} '
+                f"validation instances, preset {self.config['preset']} "
+                f'{self.net_config.to_dict()}')
+
+    def plot_history(self, path):
+        """Save loss and PCK curves over epochs as a PNG."""
+        series = [(f'val_pck@{alpha}', f'PCK@{alpha}') for alpha in PCK_THRESHOLDS]
+        plot_curves(self.history, path, 'loss (heatmaps summed over stacks)', series,
+                    ylabel='fraction', title='Validation PCK (of box size)')
