@@ -34,13 +34,14 @@ from pose_kp_ros.data.package_data import (
     lmo_mesh_uri,
     lmo_object_id,
 )
+from pose_kp_ros.geometry.boxes import pairwise_iou
 from pose_kp_ros.geometry.camera import project_object_points
 from pose_kp_ros.geometry.mesh import load_mesh
 from pose_kp_ros.network.detector import ObjectDetector
 from pose_kp_ros.network.detector_checkpoint import load_detector_checkpoint, make_detector_meta
 from pose_kp_ros.network.detector_model import CenterNet, DetectorConfig
 from pose_kp_ros.paths import portable_path
-from pose_kp_ros.training.detection_metrics import DetectionEvaluator, pairwise_iou
+from pose_kp_ros.training.detection_metrics import DetectionEvaluator
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,13 +8,22 @@ import numpy as np
 from pose_kp_ros.geometry.camera import project_object_points
 
 
-def box_iou(a, b):
+def pairwise_iou(boxes_a, boxes_b) -> np.ndarray:
+    """Return IoU (M, N) between xyxy boxes (M, 4) and (N, 4) pixels (0 for empty boxes)."""
+    a = np.asarray(boxes_a, np.float64).reshape(-1, 1, 4)
+    b = np.asarray(boxes_b, np.float64).reshape(1, -1, 4)
+    inter = (np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+             * np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0,
+                       None))
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    union = area_a + area_b - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def box_iou(a, b) -> float:
     """Return IoU of boxes a (4,) and b (4,) in xyxy pixels (0 when either is empty)."""
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+    return float(pairwise_iou(a, b)[0, 0])
 
 
 def projected_box(outline_points, R, t, K):

@@ -2,18 +2,7 @@
 
 import numpy as np
 
-
-def pairwise_iou(boxes_a, boxes_b):
-    """Return IoU (M, N) between xyxy boxes (M, 4) and (N, 4) (0 for empty boxes)."""
-    a = np.asarray(boxes_a, np.float64).reshape(-1, 1, 4)
-    b = np.asarray(boxes_b, np.float64).reshape(1, -1, 4)
-    inter = (np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-             * np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0,
-                       None))
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    union = area_a + area_b - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+from pose_kp_ros.geometry.boxes import pairwise_iou
 
 
 def match_detections(boxes, scores, classes, gt_boxes, gt_classes, iou_threshold=0.5):

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from pose_kp_ros.geometry.boxes import pairwise_iou
 from pose_kp_ros.network.box_codec import (
     decode_outputs,
     letterbox,
@@ -31,11 +32,7 @@ from pose_kp_ros.network.detector_model import (
     fold_batch_norm,
 )
 from pose_kp_ros.tools.cli import main as cli_main
-from pose_kp_ros.training.detection_metrics import (
-    DetectionEvaluator,
-    match_detections,
-    pairwise_iou,
-)
+from pose_kp_ros.training.detection_metrics import DetectionEvaluator, match_detections
 from pose_kp_ros.training.detector_dataset import DetectionDataset, load_image_records
 from pose_kp_ros.training.detector_targets import encode_targets, gaussian_radius
 from pose_kp_ros.training.losses import detection_losses, focal_loss
