@@ -148,3 +148,19 @@ def canonical_pose(R: np.ndarray, t: np.ndarray, group: tuple,
     closeness = np.einsum('kij,ij->k', rotations, target)   # trace(target^T R_k)
     best = int(np.argmax(closeness))
     return rotations[best], translations[best]
+
+
+def canonical_pose_covariance(R: np.ndarray, t: np.ndarray, covariance: np.ndarray,
+                              group: tuple, reference: np.ndarray = None) -> tuple:
+    """Return canonical_pose's (R, t) and the pose covariance (6, 6) carried to it.
+
+    The covariance's order is (tx, ty, tz, rx, ry, rz) with the rotation applied on the left
+    (R <- exp(r) R, camera axes): the same r moves the equivalent pose, whose translation
+    R s + t then also moves by r x (R s), so cov' = J cov J^T with J = [[I, -[R s]x], [0, I]].
+    """
+    R_new, t_new = canonical_pose(R, t, group, reference)
+    offset = t_new - t                              # R s of the chosen symmetry
+    jacobian = np.eye(6)
+    jacobian[:3, 3:] = -np.array([[0, -offset[2], offset[1]], [offset[2], 0, -offset[0]],
+                                  [-offset[1], offset[0], 0]])
+    return R_new, t_new, jacobian @ np.asarray(covariance, np.float64) @ jacobian.T

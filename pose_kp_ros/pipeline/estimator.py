@@ -29,6 +29,7 @@ from pose_kp_ros.geometry.instances import distinct_best, suppress_duplicates
 from pose_kp_ros.geometry.mesh import mesh_outline_points, object_mesh, surface_points
 from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.geometry.solver import PoseResult, evaluate_pose, fit_weights, solve_pose
+from pose_kp_ros.geometry.symmetry import symmetry_group
 from pose_kp_ros.network.predictor import KeypointPredictor
 from pose_kp_ros.pipeline.config import (
     DEVICE_PATTERN,
@@ -36,6 +37,7 @@ from pose_kp_ros.pipeline.config import (
     PipelineConfigError,
     Thresholds,
 )
+from pose_kp_ros.pipeline.symmetric_poses import published_pose
 
 LOGGER = logging.getLogger(__name__)
 
@@ -131,6 +133,7 @@ class ObjectRuntime:
         mesh = object_mesh(model)
         self.outline = mesh_outline_points(model, mesh)
         self.surface = None if mesh is None else surface_points(mesh)
+        self.symmetry_group = symmetry_group(model.symmetries) if model.symmetries else None
 
     @property
     def name(self):
@@ -263,7 +266,8 @@ class KeypointPoseEstimator:
                 found = self._estimate_object(runtime, image_rgb, K, mine, D, distortion_model)
                 poses.extend(suppress_duplicates(found, runtime.model.diameter,
                                                   runtime.max_instances))
-        return self._refine_on_silhouettes(image_rgb, K, poses, D, distortion_model)
+        refined = self._refine_on_silhouettes(image_rgb, K, poses, D, distortion_model)
+        return [published_pose(p, self.objects[p.object_name].symmetry_group) for p in refined]
 
     def _refine_on_silhouettes(self, image_rgb, K, poses, D, distortion_model):
         """Return the poses refined on the image edges of their silhouettes (where possible).

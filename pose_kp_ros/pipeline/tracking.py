@@ -25,6 +25,7 @@ import numpy as np
 
 from pose_kp_ros.geometry.boxes import box_iou, grown_box, projected_box, valid_box
 from pose_kp_ros.pipeline.estimator import CropRequest
+from pose_kp_ros.pipeline.symmetric_poses import published_pose
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,8 @@ class PoseTracker:
             if match is None:
                 match = Track(pose.object_name, next(self._ids[pose.object_name]), pose, hits=0)
                 tracks.append(match)
+            pose = published_pose(pose, self.estimator.objects[pose.object_name].symmetry_group,
+                                  match.pose.R)  # stay with the track's equivalent
             match.pose, match.misses, match.hits = pose, 0, match.hits + 1
             continued.add((match.object_name, match.track_id))
             tracked.append(TrackedPose(match.track_id, pose))

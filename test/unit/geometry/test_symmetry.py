@@ -123,3 +123,30 @@ def test_a_symmetric_pose_sequence_stays_continuous(repo_root):
     assert max(steps) < 4.5                  # the true motion is 4 degrees per frame
     flips = sum(_angle_deg(R, canonical_pose(R, t, group, R)[0]) > 1 for R, t in published)
     assert flips == 0
+
+
+def test_the_covariance_follows_the_equivalent_pose():
+    """Perturbed poses mapped by the same symmetry spread as the carried covariance says."""
+    from scipy.spatial.transform import Rotation
+
+    from pose_kp_ros.geometry.symmetry import canonical_pose_covariance, symmetry_group
+    group = symmetry_group([Symmetry(np.array([0.0, 0, 1]), 180.0, np.array([0.05, 0.02, 0]))])
+    R, t = _rotation([1, 1, 0], 30), np.array([0.0, 0.1, 0.8])
+    reference = R @ group[0][1]                               # ask for the other equivalent
+    std = np.array([0.002, 0.002, 0.004, 0.02, 0.03, 0.01])
+    R_new, t_new, covariance = canonical_pose_covariance(R, t, np.diag(std ** 2), group,
+                                                         reference)
+    assert not np.allclose(R_new, R)
+    rng = np.random.default_rng(4)
+    samples = rng.normal(0, std, (20000, 6))
+    R_s, t_s = group[0][1], group[1][1]
+    deviations = []
+    for dt, r in zip(samples[:, :3], samples[:, 3:]):
+        R_p, t_p = Rotation.from_rotvec(r).as_matrix() @ R, t + dt
+        R_e, t_e = R_p @ R_s, R_p @ t_s + t_p
+        deviations.append([*(t_e - t_new), *Rotation.from_matrix(R_e @ R_new.T).as_rotvec()])
+    empirical = np.cov(np.array(deviations).T)
+    scale = np.sqrt(np.outer(np.diag(covariance), np.diag(covariance)))
+    assert np.abs(empirical - covariance).max() > 0 and np.all(
+        np.abs(empirical - covariance) < 0.03 * scale)           # sampling error ~1%
+    assert abs(covariance[0, 4]) > 0.1 * scale[0, 4]           # the carry mattered
