@@ -46,8 +46,9 @@ def check_noiseless_solve(model, seed, depth):
     np.testing.assert_allclose(result.t, t, atol=1e-5 * depth)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason='known weakness: a flat 6 cm object at 3 m (about 11 px '
-                   'across) gets no valid pose in one of these noiseless problems')
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason='known weakness: a flat 6 cm object at 3 m (about 11 px across) '
+                          'gets no valid pose in one of these noiseless problems')
 def test_tiny_flat_object_far_away():
     """The case hypothesis found once: keypoints on a plane, seen from 3 m, all noiseless."""
     seed, extents = 3739604, np.array([0.0625, 0.0546875, 0.0])
