@@ -54,24 +54,31 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, values):
-        """Build from a config dict, naming unknown keys."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values or {}) - known)
-        if unknown:
-            raise DatasetError(f'unknown augmentation keys {unknown}; known: {sorted(known)}')
-        values = dict(values or {})
-        for key in ('scale_range', 'background_dirs', 'jpeg_quality'):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
+        """Build from a config dict, naming unknown keys (DatasetError)."""
+        return settings_from_dict(cls, values, DatasetError)
 
     def to_dict(self):
         """Return a plain dict (for checkpoints)."""
-        values = asdict(self)
-        values['scale_range'] = list(self.scale_range)
-        values['background_dirs'] = list(self.background_dirs)
-        values['jpeg_quality'] = list(self.jpeg_quality)
-        return values
+        return plain_dict(self)
+
+
+def settings_from_dict(cls, values, error):
+    """Build dataclass `cls` from a config dict; unknown keys raise `error`.
+
+    Lists become tuples where the field's default is a tuple.
+    """
+    known = {f.name: f.default for f in fields(cls)}
+    unknown = sorted(set(values or {}) - set(known))
+    if unknown:
+        raise error(f'unknown augmentation keys {unknown}; known: {sorted(known)}')
+    return cls(**{key: tuple(value) if isinstance(known[key], tuple) else value
+                  for key, value in (values or {}).items()})
+
+
+def plain_dict(settings):
+    """Return a settings dataclass as a plain dict, its tuples as lists (YAML, checkpoints)."""
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key, value in asdict(settings).items()}
 
 
 def jitter_colour(crop, rng, aug):
@@ -125,18 +132,9 @@ class DetectorAugmentConfig:
 
     @classmethod
     def from_dict(cls, values):
-        """Build from a config dict, naming unknown keys."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values or {}) - known)
-        if unknown:
-            raise TrainConfigError(f'unknown augmentation keys {unknown}; known: {sorted(known)}')
-        values = dict(values or {})
-        for key in ('scale_range', 'jpeg_quality'):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
+        """Build from a config dict, naming unknown keys (TrainConfigError)."""
+        return settings_from_dict(cls, values, TrainConfigError)
 
     def to_dict(self):
         """Return a plain dict."""
-        return {**asdict(self), 'scale_range': list(self.scale_range),
-                'jpeg_quality': list(self.jpeg_quality)}
+        return plain_dict(self)
