@@ -170,7 +170,7 @@ class Separable(Bottleneck):
         self.body[5] = nn.Conv2d(mid, mid, 3, padding=1, groups=mid, bias=False)
 
 
-def _blocks(block, in_channels, out_channels, count):
+def residual_blocks(block, in_channels, out_channels, count):
     """Return `count` residual blocks in sequence, the first changing the channel count."""
     layers = [block(in_channels, out_channels)]
     layers += [block(out_channels, out_channels) for _ in range(count - 1)]
@@ -182,12 +182,12 @@ class Hourglass(nn.Module):
 
     def __init__(self, block, features, depth, blocks_per_stage):
         super().__init__()
-        self.skip = _blocks(block, features, features, blocks_per_stage)
+        self.skip = residual_blocks(block, features, features, blocks_per_stage)
         self.down = nn.Sequential(nn.MaxPool2d(2),
-                                  _blocks(block, features, features, blocks_per_stage))
+                                  residual_blocks(block, features, features, blocks_per_stage))
         self.inner = (Hourglass(block, features, depth - 1, blocks_per_stage) if depth > 1
-                      else _blocks(block, features, features, blocks_per_stage))
-        self.up = nn.Sequential(_blocks(block, features, features, blocks_per_stage),
+                      else residual_blocks(block, features, features, blocks_per_stage))
+        self.up = nn.Sequential(residual_blocks(block, features, features, blocks_per_stage),
                                 nn.Upsample(scale_factor=2, mode='nearest'))
 
     def forward(self, x):
@@ -214,7 +214,7 @@ class HourglassNet(nn.Module):
             Hourglass(block, c, config.depth, config.blocks_per_stage)
             for _ in range(config.num_stacks))
         self.heads = nn.ModuleList(
-            nn.Sequential(_blocks(block, c, c, config.blocks_per_stage),
+            nn.Sequential(residual_blocks(block, c, c, config.blocks_per_stage),
                           nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c),
                           nn.ReLU(inplace=True))
             for _ in range(config.num_stacks))

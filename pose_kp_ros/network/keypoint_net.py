@@ -26,7 +26,7 @@ from pose_kp_ros.network.hourglass import (
     HourglassConfig,
     HourglassNet,
     Separable,
-    _blocks,
+    residual_blocks,
 )
 from pose_kp_ros.network.mobilenet_v2 import MobileNetV2, load_imagenet_weights
 
@@ -56,12 +56,13 @@ class EncoderHourglassNet(nn.Module):
         channels = self.encoder.tap_channels(ENCODER_STRIDES)
         self.laterals = nn.ModuleList(_conv_bn_relu(ch, c) for ch in channels[1:])
         block = {'bottleneck': Bottleneck, 'separable': Separable}[config.block]
-        self.neck = _blocks(block, c, c, 1)
+        self.neck = residual_blocks(block, c, c, 1)
         self.hourglasses = nn.ModuleList(
             Hourglass(block, c, config.depth, config.blocks_per_stage)
             for _ in range(config.num_stacks))
         self.heads = nn.ModuleList(
-            nn.Sequential(_blocks(block, c, c, config.blocks_per_stage), _conv_bn_relu(c, c))
+            nn.Sequential(residual_blocks(block, c, c, config.blocks_per_stage),
+                          _conv_bn_relu(c, c))
             for _ in range(config.num_stacks))
         self.skip = _conv_bn_relu(channels[0], SKIP_CHANNELS)
         self.reduce = nn.ModuleList(_conv_bn_relu(c, SKIP_CHANNELS)
