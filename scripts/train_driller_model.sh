@@ -5,8 +5,10 @@
 #
 #   scripts/train_driller_model.sh                 # renders + keypoints + detector
 #   ABLATION=1 scripts/train_driller_model.sh      # + scratch / frozen / partly frozen / hourglass
+#   RUNS="keypoints ablation_partly_frozen" scripts/train_driller_model.sh   # just these runs
 #
-# Settings (environment): PYTHON (default python3), RENDER_WORKERS (default: all cores),
+# Settings (environment): RUNS (names above), PYTHON (default python3),
+# RENDER_WORKERS (default: all cores),
 # TRAIN_V2 / TRAIN_V3 / VAL_V2 image counts (8000 / 6000 / 400), EPOCHS (each config's),
 # TRAIN_WORKERS (data-loading processes per training; each config's),
 # DEADLINE_S (stop each training after this many seconds, keeping its last saved checkpoint;
@@ -42,22 +44,27 @@ start() {  # log name, pose-kp arguments...
   runs+=($!)
   echo "[recipe] $name: pid $! (log runs/logs/$name.log)"
 }
-start keypoints train --config "$KEYPOINTS" --resume "${EPOCH_ARGS[@]}"
-start detector train-detector --config config/train_detector_driller_mobilenet.yaml \
-  --resume "${EPOCH_ARGS[@]}"
-if [[ "${ABLATION:-0}" == 1 ]]; then
-  scratch=(--set imagenet=false --set encoder_warmup_epochs=0 --set encoder_lr_scale=1.0)
-  start ablation_scratch train --config "$KEYPOINTS" --resume "${EPOCH_ARGS[@]}" \
-    --set output_dir=../runs/ablation_scratch "${scratch[@]}"
-  start ablation_frozen train --config "$KEYPOINTS" --resume "${EPOCH_ARGS[@]}" \
-    --set output_dir=../runs/ablation_frozen --set frozen_encoder_blocks=14 \
-    --set encoder_bn=frozen
-  start ablation_partly_frozen train --config "$KEYPOINTS" --resume "${EPOCH_ARGS[@]}" \
-    --set output_dir=../runs/ablation_partly_frozen --set frozen_encoder_blocks=7 \
-    --set encoder_bn=frozen
-  start ablation_hourglass train --config "$KEYPOINTS" --resume "${EPOCH_ARGS[@]}" \
-    --set output_dir=../runs/ablation_hourglass --set preset=cpu "${scratch[@]}"
-fi
+runs_to_start="${RUNS:-keypoints detector}"
+[[ "${ABLATION:-0}" == 1 ]] && runs_to_start+=" ablation_scratch ablation_frozen \
+ablation_partly_frozen ablation_hourglass"
+scratch=(--set imagenet=false --set encoder_warmup_epochs=0 --set encoder_lr_scale=1.0)
+ablation() {  # run name, --set overrides...
+  local name="$1"; shift
+  start "$name" train --config "$KEYPOINTS" --resume "${EPOCH_ARGS[@]}" \
+    --set "output_dir=../runs/$name" "$@"
+}
+for run in $runs_to_start; do
+  case "$run" in
+    keypoints) start keypoints train --config "$KEYPOINTS" --resume "${EPOCH_ARGS[@]}" ;;
+    detector) start detector train-detector --config config/train_detector_driller_mobilenet.yaml \
+      --resume "${EPOCH_ARGS[@]}" ;;
+    ablation_scratch) ablation "$run" "${scratch[@]}" ;;
+    ablation_frozen) ablation "$run" --set frozen_encoder_blocks=14 --set encoder_bn=frozen ;;
+    ablation_partly_frozen) ablation "$run" --set frozen_encoder_blocks=7 --set encoder_bn=frozen ;;
+    ablation_hourglass) ablation "$run" --set preset=cpu "${scratch[@]}" ;;
+    *) echo "[recipe] unknown run '$run'" >&2; exit 2 ;;
+  esac
+done
 
 status=0
 for pid in "${runs[@]}"; do wait "$pid" || status=$?; done
