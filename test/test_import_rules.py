@@ -17,7 +17,8 @@ MAY_IMPORT = {
     'training': {'geometry', 'network', 'paths'},
     'rendering': {'geometry', 'data', 'paths'},
     'pipeline': {'geometry', 'network'},
-    'ros': {'geometry', 'data', 'paths', 'pipeline'},
+    'runtime': set(),
+    'ros': {'geometry', 'data', 'paths', 'pipeline', 'runtime'},
     'tools': {'geometry', 'data', 'paths', 'launch_graph', 'network', 'pipeline', 'rendering',
               'training'},
 }
