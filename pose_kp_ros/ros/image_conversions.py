@@ -1,12 +1,15 @@
 """sensor_msgs/Image <-> numpy, written against the message definition (no cv_bridge).
 
+`decode_image` also takes sensor_msgs/CompressedImage (JPEG, PNG; decoded with OpenCV).
+
 Supported encodings: rgb8, bgr8, rgba8, bgra8, mono8 (and mono16 / 16UC1 for depth-like images).
 `step` (bytes per row, may include padding) and `is_bigendian` are honoured; every size mismatch
 raises `ImageConversionError` with a one-line reason, so a node can log it and keep serving.
 """
 
+import cv2
 import numpy as np
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
 # encoding -> (channels, numpy dtype of one channel)
 ENCODINGS = {
@@ -91,3 +94,23 @@ def image_to_rgb(msg):
     if msg.encoding == 'mono8':
         return np.repeat(pixels[:, :, None], 3, axis=2)
     raise ImageConversionError(f"encoding '{msg.encoding}' is not a colour image")
+
+
+def decode_image(msg, max_pixels):
+    """Return the (H, W, 3) uint8 RGB image of an Image or CompressedImage (JPEG, PNG) message.
+
+    Images of more than `max_pixels` pixels raise ImageConversionError (protects memory).
+    """
+    if isinstance(msg, CompressedImage):
+        data = np.frombuffer(msg.data, np.uint8)
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        if bgr is None:
+            raise ImageConversionError(f"cannot decode compressed image ('{msg.format}')")
+        image = np.ascontiguousarray(bgr[:, :, ::-1])
+    else:
+        if msg.width * msg.height > max_pixels:
+            raise ImageConversionError(f'{msg.width}x{msg.height} exceeds max_image_pixels')
+        image = image_to_rgb(msg)
+    if image.shape[0] * image.shape[1] > max_pixels:
+        raise ImageConversionError(f'{image.shape[1]}x{image.shape[0]} exceeds max_image_pixels')
+    return image

@@ -25,6 +25,11 @@ from vision_msgs.msg import (
 from pose_kp_ros.geometry.rotations import matrix_to_quaternion_xyzw
 
 
+def stamp_seconds(stamp):
+    """Return a builtin_interfaces/Time as float seconds."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
 def pose_msg(R, t):
     """Return geometry_msgs/Pose for rotation R (3, 3) and translation t (3,) metres."""
     msg = Pose()
