@@ -43,6 +43,7 @@ from pose_kp_ros.pipeline.evaluation import (
 )
 from pose_kp_ros.pipeline.overlay import mosaic
 from pose_kp_ros.ros.image_conversions import ImageConversionError, image_to_rgb
+from pose_kp_ros.ros.messages import stamp_seconds
 
 
 def pose_from_msg(msg):
@@ -98,7 +99,7 @@ class PoseEvaluatorNode(Node):
     def _on_pose(self, msg, info):
         received_ns = info.get('received_timestamp') or self.get_clock().now().nanoseconds
         arrival = received_ns * 1e-9
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        stamp = stamp_seconds(msg.header.stamp)
         self.estimates[stamp_key(msg.header.stamp)] = (*pose_from_msg(msg),
                                                        (arrival - stamp) * 1e3)
         self.last_news = time.monotonic()
