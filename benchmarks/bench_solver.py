@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from pose_kp_ros import strict_json
 from pose_kp_ros.geometry.metrics import accuracy_under, add, rotation_error_deg, translation_error
-from pose_kp_ros.geometry.rotations import so3_exp
+from pose_kp_ros.geometry.rotations import hat, so3_exp
 from pose_kp_ros.geometry.solver import PoseResult, solve_pose
 from pose_kp_ros.geometry.synthetic import (
     LMO_K,
@@ -61,7 +61,7 @@ def previous_frame(rng, R, t, angle_deg=2.0, shift_m=0.01):
     shift = rng.normal(size=t.shape)
     shift *= shift_m / np.linalg.norm(shift, axis=1, keepdims=True)
     count = len(R)
-    return PoseResult(R=so3_exp(torch.as_tensor(w)).numpy() @ R, t=t + shift,
+    return PoseResult(R=so3_exp(w) @ R, t=t + shift,
                       coeffs=np.zeros((count, 0)), cost=np.zeros(count),
                       rms_px=np.zeros(count), iterations=np.zeros(count, int),
                       valid=np.ones(count, bool), covariance=np.zeros((count, 6, 6)))
@@ -124,6 +124,7 @@ def run_adam(uv, conf, model, rng, lr=0.01, rel_tol=1e-7, max_iterations=20000):
     """
     K = torch.as_tensor(LMO_K)
     points = torch.as_tensor(model.keypoints)
+    generators = torch.as_tensor(hat(np.eye(3)))  # exp(sum_i w_i G_i): differentiable rotation
     R_all, t_all, seconds, iterations = [], [], [], []
     for b in range(len(uv)):
         target = torch.as_tensor(uv[b])
@@ -135,7 +136,8 @@ def run_adam(uv, conf, model, rng, lr=0.01, rel_tol=1e-7, max_iterations=20000):
         previous = None
         for iteration in range(max_iterations):  # noqa: B007 (read after the loop)
             optimiser.zero_grad()
-            camera = points @ so3_exp(w).T + t
+            rotation = torch.linalg.matrix_exp(torch.einsum('i,ijk->jk', w, generators))
+            camera = points @ rotation.T + t
             pixels = camera @ K.T
             pixels = pixels[:, :2] / pixels[:, 2:]
             loss = (weight * ((pixels - target) ** 2).sum(-1)).sum()
@@ -147,7 +149,7 @@ def run_adam(uv, conf, model, rng, lr=0.01, rel_tol=1e-7, max_iterations=20000):
             previous = value
         seconds.append(time.perf_counter() - start)
         iterations.append(iteration + 1)
-        R_all.append(so3_exp(w.detach()).numpy())
+        R_all.append(so3_exp(w.detach().numpy()))
         t_all.append(t.detach().numpy().copy())
     return (np.array(R_all), np.array(t_all), np.ones(len(uv), bool), np.array(seconds),
             np.array(iterations))

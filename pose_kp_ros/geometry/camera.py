@@ -1,4 +1,4 @@
-"""Pinhole camera projection in torch, batched, with its analytic Jacobian.
+"""Pinhole camera projection over numpy arrays, batched, with its analytic Jacobian.
 
 Pixels follow OpenCV's convention: (u, v) = (K X) / Z, pixel (0, 0)'s centre is at (0.0, 0.0).
 K is (..., 3, 3) with last row (0, 0, 1); a skew term K[0, 1] is honoured. Lens distortion is
@@ -6,22 +6,22 @@ not modelled: undistort keypoints before solving.
 """
 
 import numpy as np
-import torch
 
 MIN_DEPTH_M = 1e-6
 """Points with camera-frame depth Z at or below this (metres) count as behind the camera."""
+_E3 = np.array([0.0, 0.0, 1.0])
 
 
 def project(points, K):
     """Project camera-frame points (..., N, 3) metres with K (..., 3, 3) to pixels (..., N, 2).
 
-    Points at or behind the camera (Z <= MIN_DEPTH_M) are projected as if Z were 1: check
+    Points at or behind the camera (Z <= MIN_DEPTH_M) get finite pixels of no meaning: check
     `points[..., 2] > MIN_DEPTH_M` where that matters.
 
     Example:
-        >>> K = torch.tensor([[500.0, 0.0, 320.0], [0.0, 500.0, 240.0], [0.0, 0.0, 1.0]])
-        >>> project(torch.tensor([[0.1, 0.0, 1.0]]), K)
-        tensor([[370., 240.]])
+        >>> K = np.array([[500.0, 0.0, 320.0], [0.0, 500.0, 240.0], [0.0, 0.0, 1.0]])
+        >>> project([[0.1, 0.0, 1.0]], K)
+        array([[370., 240.]])
     """
     return project_with_jacobian(points, K)[0]
 
@@ -30,25 +30,24 @@ def project_with_jacobian(points, K):
     """Project points and return (uv (..., N, 2), d uv / d X (..., N, 2, 3), in_front (..., N)).
 
     The Jacobian is taken with respect to the camera-frame point X = (x, y, z) in metres, in
-    pixels per metre: d uv / d X = [K2 | -(uv - c)] / z, with K2 the upper-left 2x2 block of K
-    and c = (cx, cy).
+    pixels per metre: d uv / d X = [K2 | -(uv - c)] / z = (K[:2] - uv e3^T) / z, with K2 the
+    upper-left 2x2 block of K and c = (cx, cy).
     """
-    depth = points[..., 2:]
+    points, K = np.asarray(points, dtype=np.float64), np.asarray(K, dtype=np.float64)
+    homogeneous = points @ np.swapaxes(K, -1, -2)  # its third column is z: K[2] = (0, 0, 1)
+    depth = homogeneous[..., 2:]
     in_front = depth > MIN_DEPTH_M
-    inv_z = 1.0 / torch.where(in_front, depth, 1.0)
-    K_top = K[..., None, :2, :]
-    uv_centred = (points[..., None, :2] * K_top[..., :2]).sum(-1) * inv_z
-    uv = uv_centred + K_top[..., 2]
-    jac = torch.cat([K_top[..., :2].expand(uv.shape + (2,)), -uv_centred[..., None]], -1)
-    return uv, jac * inv_z[..., None], in_front[..., 0]
+    inv_z = 1.0 / np.where(in_front, depth, 1.0)
+    uv = homogeneous[..., :2] * inv_z
+    jac = (K[..., None, :2, :] - uv[..., None] * _E3) * inv_z[..., None]
+    return uv, jac, in_front[..., 0]
 
 
 def intrinsics_ok(K):
-    """Return a bool tensor (...,): K (..., 3, 3) is finite, fx, fy > 0, last row (0, 0, 1)."""
-    finite = torch.isfinite(K).flatten(-2).all(-1)
-    last_row = torch.tensor([0.0, 0.0, 1.0], dtype=K.dtype, device=K.device)
-    return (finite & (K[..., 0, 0] > 0) & (K[..., 1, 1] > 0) & (K[..., 1, 0] == 0)
-            & (K[..., 2, :] == last_row).all(-1))
+    """Return a bool array (...,): K (..., 3, 3) is finite, fx, fy > 0, last row (0, 0, 1)."""
+    K = np.asarray(K, dtype=np.float64)
+    return (np.isfinite(K).all((-2, -1)) & (K[..., (0, 1), (0, 1)] > 0).all(-1)
+            & (K[..., (1, 2, 2, 2), (0, 0, 1, 2)] == (0.0, 0.0, 0.0, 1.0)).all(-1))
 
 
 def project_object_points(points, R, t, K):

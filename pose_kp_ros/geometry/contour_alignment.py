@@ -23,7 +23,6 @@ distorted positions of the contour points.
 
 import cv2
 import numpy as np
-import torch
 
 from pose_kp_ros.geometry.camera import project_object_points, project_with_jacobian
 from pose_kp_ros.geometry.distortion import distort_pixels, has_distortion
@@ -209,7 +208,7 @@ def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
                                       distortion_model)
         if refined is None:
             continue
-        turned = float(rotation_angle(torch.from_numpy(refined[0] @ R0.T)))
+        turned = float(rotation_angle(refined[0] @ R0.T))
         if abs(refined[1][2] / t0[2] - 1.0) <= max_depth_change \
                 and np.degrees(turned) <= max_rotation_change_deg:
             accepted.append(refined)
@@ -255,7 +254,7 @@ def _gauss_newton_steps(gradients, surface_points, R, t, K, search_px, keypoint_
             return None
         if not np.all(np.isfinite(step)):
             return None
-        R = so3_exp(torch.from_numpy(step[3:])).numpy() @ R
+        R = so3_exp(step[3:]) @ R
         t = t + step[:3]
     return R, t
 
@@ -266,9 +265,6 @@ def _projection_jacobian(object_points, R, t, K):
     Object points (P, 3) metres at pose R, t; the update is R <- exp(w) R, t <- t + dt.
     """
     rotated = object_points @ R.T
-    uv, jacobian, in_front = project_with_jacobian(torch.from_numpy(rotated + t),
-                                                   torch.from_numpy(K))
-    jacobian = jacobian.numpy()  # (P, 2, 3) d uv / d X
-    minus_cross = -hat(torch.from_numpy(rotated)).numpy()  # d X / d w = -[R p]_x
-    return (uv.numpy(), np.concatenate([jacobian, jacobian @ minus_cross], axis=2),
-            in_front.numpy())
+    uv, jacobian, in_front = project_with_jacobian(rotated + t, K)  # jacobian: d uv / d X
+    minus_cross = -hat(rotated)  # d X / d w = -[R p]_x
+    return uv, np.concatenate([jacobian, jacobian @ minus_cross], axis=2), in_front

@@ -8,7 +8,6 @@ Pose Estimation", ECCV 2018) where it has them.
 
 import numpy as np
 from scipy.spatial import cKDTree
-import torch
 
 from pose_kp_ros.geometry.rotations import rotation_angle
 
@@ -26,7 +25,7 @@ def rotation_error_deg(R_est, R_gt):
     (computed with atan2, accurate for small angles, unlike arccos of the trace).
     """
     relative = np.asarray(R_est, float) @ np.swapaxes(np.asarray(R_gt, float), -1, -2)
-    return np.degrees(rotation_angle(torch.as_tensor(relative)).numpy())
+    return np.degrees(rotation_angle(relative))
 
 
 def translation_error(t_est, t_gt):

@@ -1,7 +1,6 @@
 """Object model: named 3D keypoints (metres), optional PCA shape basis, mesh, diameter, symmetry.
 
-The YAML format is documented in docs/object_config.md. Arrays are numpy float64; the solver
-converts them to torch itself.
+The YAML format is documented in docs/object_config.md. Arrays are numpy float64.
 
 Example:
     >>> import numpy as np

@@ -1,4 +1,4 @@
-"""Batched SO(3) helpers: skew matrices, exp and log maps (torch), quaternions (numpy).
+"""Batched SO(3) helpers over numpy arrays: skew matrices, exp and log maps, quaternions.
 
 Rotation vectors (axis-angle) are in radians, shape (..., 3); rotation matrices are (..., 3, 3).
 Formulas: Rodrigues' rotation formula and its inverse, e.g. Barfoot, "State Estimation for
@@ -6,36 +6,48 @@ Robotics" (2017), section 7.1.
 """
 
 import numpy as np
-import torch
 
 _SMALL_ANGLE_SQ = 1e-10
+_EYE3 = np.eye(3)
+_LEVI_CIVITA = np.zeros((3, 3, 3))
+for _i, _j, _k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
+    _LEVI_CIVITA[_i, _j, _k], _LEVI_CIVITA[_i, _k, _j] = 1.0, -1.0
+_HAT_BASIS = _LEVI_CIVITA.transpose(1, 0, 2).reshape(3, 9)
+"""hat(w) = w @ _HAT_BASIS reshaped: [w]_x[j, k] = sum_i eps[j, i, k] w_i."""
 
 
 def hat(w):
     """Return skew-symmetric matrices [w]_x (..., 3, 3), [w]_x v = w x v, for w (..., 3)."""
-    # Row i of [w]_x is e_i x w.
-    eye = torch.eye(3, dtype=w.dtype, device=w.device)
-    return torch.linalg.cross(eye.expand(w.shape[:-1] + (3, 3)), w[..., None, :].expand(
-        w.shape[:-1] + (3, 3)))
+    w = np.asarray(w, dtype=np.float64)
+    return (w @ _HAT_BASIS).reshape(w.shape[:-1] + (3, 3))
 
 
 def so3_exp(w):
     """Return rotation matrices (..., 3, 3) for rotation vectors w (..., 3) in radians.
 
+    R = I + (sin theta / theta) W + ((1 - cos theta) / theta^2) W^2 with W = [w]_x, written
+    with the half angle h = theta / 2 (sin theta / theta = s cos h and (1 - cos theta) / theta^2
+    = s^2 / 2 for s = sin h / h): accurate for small angles, with a series below 1e-5 rad.
+
     Example:
-        >>> R = so3_exp(torch.tensor([0.0, 0.0, torch.pi / 2]))
-        >>> torch.allclose(R @ torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0]),
-        ...                atol=1e-6)
+        >>> R = so3_exp([0.0, 0.0, np.pi / 2])
+        >>> np.allclose(R @ [1.0, 0.0, 0.0], [0.0, 1.0, 0.0])
         True
     """
-    theta_sq = (w * w).sum(-1, keepdim=True)[..., None]
+    w = np.asarray(w, dtype=np.float64)
+    theta_sq = (w * w).sum(-1)[..., None, None]
     small = theta_sq < _SMALL_ANGLE_SQ
-    theta = torch.where(small, torch.ones_like(theta_sq), theta_sq).sqrt()
-    a = torch.where(small, 1.0 - theta_sq / 6.0, theta.sin() / theta)
-    b = torch.where(small, 0.5 - theta_sq / 24.0, (1.0 - theta.cos()) / (theta * theta))
+    half = 0.5 * np.sqrt(theta_sq)
+    safe_half = np.where(small, 1.0, half)
+    s = np.where(small, 1.0 - theta_sq / 24.0, np.sin(safe_half) / safe_half)
     W = hat(w)
-    eye = torch.eye(3, dtype=w.dtype, device=w.device)
-    return eye + a * W + b * (W @ W)
+    return _EYE3 + (s * np.cos(half)) * W + (0.5 * s * s) * (W @ W)
+
+
+def _vee_of_antisymmetric_part(R):
+    """Return (..., 3): the vector of R - R^T, i.e. 2 sin(theta) times the rotation axis."""
+    return np.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0],
+                     R[..., 1, 0] - R[..., 0, 1]], -1)
 
 
 def rotation_angle(R):
@@ -43,11 +55,10 @@ def rotation_angle(R):
 
     Uses atan2 of the sine and cosine parts, accurate near 0 and near pi.
     """
-    cos = (R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0
-    vee = torch.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0],
-                       R[..., 1, 0] - R[..., 0, 1]], -1)
-    sin = vee.norm(dim=-1) / 2.0
-    return torch.atan2(sin, cos)
+    R = np.asarray(R, dtype=np.float64)
+    cos = (np.trace(R, axis1=-2, axis2=-1) - 1.0) / 2.0
+    sin = np.linalg.norm(_vee_of_antisymmetric_part(R), axis=-1) / 2.0
+    return np.arctan2(sin, cos)
 
 
 def so3_log(R):
@@ -55,25 +66,23 @@ def so3_log(R):
 
     The angle is in [0, pi]; near pi the axis is taken from the symmetric part of R.
     """
+    R = np.asarray(R, dtype=np.float64)
     theta = rotation_angle(R)[..., None]
-    vee = torch.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0],
-                       R[..., 1, 0] - R[..., 0, 1]], -1)
-    sin = theta.sin()
+    vee = _vee_of_antisymmetric_part(R)
     small = theta < 1e-4
-    scale = torch.where(small, 0.5 + theta * theta / 12.0,
-                        theta / (2.0 * torch.where(small, torch.ones_like(sin), sin)))
+    scale = np.where(small, 0.5 + theta * theta / 12.0,
+                     theta / (2.0 * np.where(small, 1.0, np.sin(theta))))
     w_generic = scale * vee
     # Near pi: sym(R) + I = (1 + cos) I + (1 - cos) a a^T ~ 2 a a^T; take its largest column.
-    eye = torch.eye(3, dtype=R.dtype, device=R.device)
-    sym = (R + R.transpose(-1, -2)) / 2.0 + eye
-    col_index = sym.diagonal(dim1=-2, dim2=-1).argmax(-1)
-    col = torch.gather(sym, -1, col_index[..., None, None].expand(sym.shape[:-1] + (1,)))[..., 0]
-    axis = col / col.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    sym = (R + np.swapaxes(R, -1, -2)) / 2.0 + np.eye(3)
+    col_index = np.diagonal(sym, axis1=-2, axis2=-1).argmax(-1)
+    col = np.take_along_axis(sym, col_index[..., None, None], -1)[..., 0]
+    axis = col / np.maximum(np.linalg.norm(col, axis=-1, keepdims=True), 1e-12)
     # Sign: keep the axis that agrees with the (small) antisymmetric part.
-    sign = torch.where((axis * vee).sum(-1, keepdim=True) < 0, -1.0, 1.0).to(R.dtype)
+    sign = np.where((axis * vee).sum(-1, keepdims=True) < 0, -1.0, 1.0)
     w_near_pi = sign * axis * theta
-    near_pi = theta > torch.pi - 1e-3
-    return torch.where(near_pi, w_near_pi, w_generic)
+    near_pi = theta > np.pi - 1e-3
+    return np.where(near_pi, w_near_pi, w_generic)
 
 
 def matrix_to_quaternion_xyzw(R):

@@ -5,7 +5,6 @@ cx 325.26, cy 242.05, 640x480).
 """
 
 import numpy as np
-import torch
 
 from pose_kp_ros.geometry.camera import project
 from pose_kp_ros.geometry.object_model import ObjectModel
@@ -37,7 +36,7 @@ def random_poses(rng, count, depth_m=(0.6, 1.4), K=LMO_K, margin_px=(120, 100)):
 def project_points(R, t, points, K=LMO_K):
     """Return pixels (B, N, 2) of object points (N, 3) or (B, N, 3) metres under poses (R, t)."""
     camera = np.asarray(points, float) @ np.swapaxes(R, -1, -2) + np.asarray(t)[:, None, :]
-    return project(torch.as_tensor(camera), torch.as_tensor(K, dtype=torch.float64)).numpy()
+    return project(camera, K)
 
 
 def random_keypoint_model(rng, num_keypoints=10, size_m=0.25, name='random_object'):

@@ -285,10 +285,9 @@ class KeypointPoseEstimator:
             measured = pose.keypoints
             if D is not None and has_distortion(D):
                 measured = undistort_pixels(measured, K, D, distortion_model)
-            weights = fit_weights(
-                torch.from_numpy(measured), torch.from_numpy(pose.confidences),
-                self.thresholds.min_keypoint_confidence,
-                self.solver_options.get('confidence_power', 1.0)).numpy()
+            weights = fit_weights(measured, pose.confidences,
+                                  self.thresholds.min_keypoint_confidence,
+                                  self.solver_options.get('confidence_power', 1.0))
             model = self.objects[pose.object_name].model
             R, t = refine_pose(gradients, surface, pose.R, pose.t, K, self.contour_search_px,
                                measured, model.shape(pose.result.coeffs), weights,

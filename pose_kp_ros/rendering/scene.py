@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
-import torch
 import trimesh
 
 from pose_kp_ros.geometry.camera import project
@@ -179,8 +178,7 @@ def occluder_position(rng, object_centre_cam, diameter, up_cam=None, low_probabi
 def project_points(points_obj, R, t, K):
     """Project object points (N, 3) metres with pose (R, t) and K; return uv (N, 2), z (N,)."""
     points_cam = points_obj @ np.asarray(R).T + np.asarray(t)
-    uv = project(torch.from_numpy(points_cam), torch.from_numpy(np.asarray(K, np.float64)))
-    return uv.numpy(), points_cam[:, 2]
+    return project(points_cam, K), points_cam[:, 2]
 
 
 def keypoint_visibility(uv, z, depth, tolerance_m):

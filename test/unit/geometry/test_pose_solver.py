@@ -22,7 +22,7 @@ def _perturbed(result, rng, angle_rad=0.03, shift_m=0.01):
     """Return a PoseResult like `result` moved by a small random motion (a previous frame)."""
     w = rng.normal(size=(len(result.R), 3))
     w *= angle_rad / np.linalg.norm(w, axis=1, keepdims=True)
-    R = so3_exp(torch.as_tensor(w)).numpy() @ result.R
+    R = so3_exp(w) @ result.R
     t = result.t + rng.normal(size=result.t.shape) * shift_m / np.sqrt(3)
     return PoseResult(R, t, result.coeffs, result.cost, result.rms_px, result.iterations,
                       result.valid, result.covariance)

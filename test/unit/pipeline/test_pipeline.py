@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-import torch
 import trimesh
 
 from pose_kp_ros.geometry.boxes import box_iou, projected_box, valid_box
@@ -56,8 +55,7 @@ class OraclePredictor:
 
 
 def ground_truth():
-    R = so3_exp(torch.tensor([[0.4, -0.3, 0.2]], dtype=torch.float64))
-    return R[0].numpy(), np.array([0.05, -0.02, 0.9])
+    return so3_exp([0.4, -0.3, 0.2]), np.array([0.05, -0.02, 0.9])
 
 
 def estimator_with(predictor, model, **kwargs):
@@ -136,7 +134,7 @@ def test_warm_start_from_a_nearby_pose_and_mixed_batches():
                                max_instances=2)
     box = true_box(model, R, t)
     previous = estimator(IMAGE, K, boxes=[box])[0].result
-    nudge = so3_exp(torch.tensor([[0.05, -0.04, 0.03]], dtype=torch.float64))[0].numpy()
+    nudge = so3_exp([0.05, -0.04, 0.03])
     previous.R, previous.t = nudge @ previous.R, previous.t + np.array([0.02, -0.01, 0.03])
     far_box = box + np.array([300, 0, 300, 0])  # a second request, without warm start
     poses = estimator.estimate(IMAGE, K, [CropRequest('widget', box, init=previous,
@@ -523,7 +521,7 @@ def test_a_symmetric_object_is_published_without_flips():
     rng = np.random.default_rng(6)
     published = []
     for frame in range(12):
-        R_true = so3_exp(torch.tensor([[0.0, 0.0, 0.05 * frame]]))[0].numpy() @ R
+        R_true = so3_exp([0.0, 0.0, 0.05 * frame]) @ R
         predictor.R = R_true @ turn if rng.random() < 0.5 else R_true  # either equivalent
         tracked = tracker.update(IMAGE, K)
         assert len(tracked) == 1

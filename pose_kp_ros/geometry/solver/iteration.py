@@ -1,0 +1,115 @@
+"""The solver's iteration: batched Levenberg-Marquardt from closed-form or warm starts.
+
+Per problem: Marquardt damping H + mu diag(H), a step accepted only if it lowers the robust
+cost (and keeps every keypoint in front of the camera), mu x0.2 on acceptance and x10 on
+rejection; a problem stops when a step changes the cost by at most tolerance x (cost + 1e-4 px^2
+x sum D), when mu exceeds 1e10, or after max_iterations. Masks keep finished problems frozen,
+so a problem's answer does not depend on the rest of its batch.
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from pose_kp_ros.geometry.rotations import so3_exp
+from pose_kp_ros.geometry.solver.problem import Problem, evaluate, solve_rows
+from pose_kp_ros.geometry.solver.start import closed_form_candidates
+
+MU_START_COLD = 1e-3
+MU_START_WARM = 1e-4
+MU_MAX = 1e10
+NOISE_FLOOR_PX2 = 1e-4
+
+
+class Fit(NamedTuple):
+    """State of a batched fit: parameters, cost, normal matrix, squared errors, iterations."""
+
+    R: np.ndarray           # (B, 3, 3)
+    t: np.ndarray           # (B, 3) metres
+    c: np.ndarray           # (B, M)
+    cost: np.ndarray        # (B,)
+    H: np.ndarray           # (B, 6 + M, 6 + M)
+    sq: np.ndarray          # (B, N) squared pixel errors
+    iterations: np.ndarray  # (B,) int64
+
+
+def levenberg_marquardt(problem: Problem, active: np.ndarray, R, t, c, mu: np.ndarray,
+                        max_iterations: int, tolerance: float) -> Fit:
+    """Run batched LM from (R (B, 3, 3), t (B, 3), c (B, M)) for the active (B,) problems."""
+    cost, H, g, sq = evaluate(R, t, c, problem)
+    active = active & np.isfinite(cost)
+    floor = NOISE_FLOOR_PX2 * problem.weight.sum(-1)
+    iterations = np.zeros(len(active), dtype=np.int64)
+    eye = np.eye(H.shape[-1])
+    for _ in range(max_iterations):
+        if not active.any():
+            break
+        damping = mu[:, None] * (np.diagonal(H, 0, 1, 2) + 1e-12)
+        step = solve_rows(H + damping[..., None] * eye, -g[..., None])[..., 0]
+        R_new = so3_exp(step[:, 3:6]) @ R
+        t_new = t + step[:, :3]
+        c_new = c + step[:, 6:]
+        cost_new, H_new, g_new, sq_new = evaluate(R_new, t_new, c_new, problem)
+        accept = active & (cost_new < cost)
+        converged = np.abs(cost - cost_new) <= tolerance * (cost + floor)
+        iterations += active
+        if accept.all():  # the common case, and the same values as the masked merge below
+            R, t, c, H, g, sq, cost = R_new, t_new, c_new, H_new, g_new, sq_new, cost_new
+        elif accept.any():
+            rows = accept[:, None]
+            R = np.where(rows[..., None], R_new, R)
+            t, c, g, sq = (np.where(rows, new, old) for new, old in
+                           ((t_new, t), (c_new, c), (g_new, g), (sq_new, sq)))
+            H = np.where(rows[..., None], H_new, H)
+            cost = np.where(accept, cost_new, cost)
+        mu = np.where(accept, mu * 0.2, mu * 10.0)
+        active = active & ~converged & (mu < MU_MAX)
+    return Fit(R, t, c, cost, H, sq, iterations)
+
+
+def cold_solve(problem: Problem, ok: np.ndarray, max_iterations: int, tolerance: float) -> Fit:
+    """Solve the ok (B,) problems from their closed-form candidate of lowest cost."""
+    candidates = closed_form_candidates(problem, ok)
+    c = np.zeros((len(ok), len(problem.prior)))
+    R, t = candidates[0]
+    cost = evaluate(R, t, c, problem)[0]
+    for R_other, t_other in candidates[1:]:
+        cost_other = evaluate(R_other, t_other, c, problem)[0]
+        better = cost_other < cost
+        R = np.where(better[:, None, None], R_other, R)
+        t = np.where(better[:, None], t_other, t)
+        cost = np.where(better, cost_other, cost)
+    mu = np.full(len(ok), MU_START_COLD)
+    return levenberg_marquardt(problem, ok, R, t, c, mu, max_iterations, tolerance)
+
+
+def warm_solve(problem: Problem, ok: np.ndarray, init: tuple, max_iterations: int,
+               tolerance: float, fallback_rms_px: float) -> Fit:
+    """Solve from init (R, t, c, init_ok) (see start.warm_start); re-solve poor rows cold.
+
+    Rows whose init is unusable or whose warm fit ends with a robust RMS sqrt(cost / sum D)
+    above fallback_rms_px are solved again from the closed form; the lower cost wins. With
+    fallback_rms_px inf, rows without a usable init stay unsolved (cost inf: invalid).
+    """
+    R, t, c, init_ok = init
+    mu = np.full(len(ok), MU_START_WARM)
+    warm = levenberg_marquardt(problem, ok & init_ok, R, t, c, mu, max_iterations, tolerance)
+    if math.isinf(fallback_rms_px):
+        return warm._replace(cost=np.where(init_ok, warm.cost, np.inf))
+    # Robust RMS: outliers the kernel down-weights must not trigger a cold re-solve.
+    robust_rms = np.sqrt(warm.cost / np.maximum(problem.weight.sum(-1), 1e-300))
+    retry = ok & (~init_ok | ~np.isfinite(warm.cost) | ~(robust_rms <= fallback_rms_px))
+    index = np.flatnonzero(retry)
+    if len(index) == 0:
+        return warm
+    cold = cold_solve(problem.select(index), ok[index], max_iterations, tolerance)
+    cold = cold._replace(iterations=cold.iterations + warm.iterations[index])
+    better = cold.cost < warm.cost[index]
+    merged = []
+    for warm_field, cold_field in zip(warm, cold):
+        field = np.array(warm_field)
+        field[index] = np.where(better.reshape((-1,) + (1,) * (cold_field.ndim - 1)),
+                                cold_field, warm_field[index])
+        merged.append(field)
+    return Fit(*merged)

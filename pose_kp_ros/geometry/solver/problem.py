@@ -1,0 +1,190 @@
+"""The solver's problem: sanitised inputs, the robust objective and its normal equations.
+
+Plain functions over batched numpy float64 arrays (B problems of N keypoints, M shape
+coefficients, P = 6 + M parameters ordered (t, w, c)); see docs/solver.md for the objective.
+"""
+
+from dataclasses import dataclass
+import functools
+
+import numpy as np
+
+from pose_kp_ros.geometry.camera import intrinsics_ok, project_with_jacobian
+from pose_kp_ros.geometry.rotations import hat
+
+ROBUST_KERNELS = ('huber', 'cauchy', None)
+COLLINEAR_RATIO = 1e-8
+"""Layouts whose second/first principal variance (lambda2 / lambda1) is below this are lines."""
+
+
+@dataclass
+class Problem:
+    """Arrays of one batched solve.
+
+    Attributes:
+        uv: (B, N, 2) observed pixels, 0 where unusable.
+        weight: (B, N) keypoint weights D (conf ** confidence_power), 0 where unusable.
+        used: (B, N) bool, the keypoint is usable.
+        K: (B, 3, 3) camera matrices (the identity where K was invalid).
+        mean: (N, 3) mean shape B0, metres.
+        basis: (M, N, 3) shape basis, metres per unit coefficient.
+        prior: (M,) shape prior precisions lambda / s_j^2, px^2.
+        robust: robust kernel name (ROBUST_KERNELS).
+        robust_scale_px: kernel scale k, pixels.
+    """
+
+    uv: np.ndarray
+    weight: np.ndarray
+    used: np.ndarray
+    K: np.ndarray
+    mean: np.ndarray
+    basis: np.ndarray
+    prior: np.ndarray
+    robust: str | None
+    robust_scale_px: float
+
+    def select(self, index: np.ndarray) -> 'Problem':
+        """Return the sub-problem of the batch rows `index` (a 1-D integer array)."""
+        return Problem(self.uv[index], self.weight[index], self.used[index], self.K[index],
+                       self.mean, self.basis, self.prior, self.robust, self.robust_scale_px)
+
+
+def usable(uv: np.ndarray, conf: np.ndarray, min_confidence: float) -> np.ndarray:
+    """Return (..., N) True for keypoints the fit uses: finite, confidence > min_confidence."""
+    return np.isfinite(uv).all(-1) & np.isfinite(conf) & (conf > min_confidence)
+
+
+def fit_weights(uv: np.ndarray, conf: np.ndarray, min_confidence: float = 0.0,
+                confidence_power: float = 1.0) -> np.ndarray:
+    """Return the fit's keypoint weights (..., N): conf ** confidence_power, 0 where unused.
+
+    uv (..., N, 2) pixels and conf (..., N) confidences, numpy arrays.
+    """
+    uv, conf = np.asarray(uv, dtype=np.float64), np.asarray(conf, dtype=np.float64)
+    with np.errstate(invalid='ignore'):
+        return _weights(usable(uv, conf, min_confidence), conf, confidence_power)
+
+
+def _weights(used, conf, confidence_power):
+    """Return conf ** confidence_power where used, else 0 (both (..., N))."""
+    return np.where(used, conf, 0.0) ** float(confidence_power)
+
+
+def prepare(uv, conf, K, model, min_confidence, confidence_power, robust, robust_scale_px,
+            shape_prior_weight) -> tuple[Problem, np.ndarray]:
+    """Sanitise inputs into a Problem and return it with ok (B,): solvable at all.
+
+    uv (B, N, 2) px, conf (B, N), K (B, 3, 3) float64 arrays; model an ObjectModel. A problem
+    is not solvable with fewer than 4 usable keypoints, a collinear usable layout or invalid K.
+    """
+    used = usable(uv, conf, min_confidence)
+    K_ok = intrinsics_ok(K)
+    mean = model.keypoints
+    if used.all():  # the common case: the same values as below, with fewer array operations
+        layout_ok = len(mean) >= 4 and not _all_collinear(mean.tobytes())
+        solvable = np.full(len(used), layout_ok)
+    else:
+        uv = np.where(used[..., None], uv, 0.0)
+        solvable = (used.sum(-1) >= 4) & ~collinear(mean, used)
+    problem = Problem(uv=uv, weight=_weights(used, conf, confidence_power), used=used,
+                      K=K if K_ok.all() else np.where(K_ok[:, None, None], K, np.eye(3)),
+                      mean=mean, basis=model.basis,
+                      prior=shape_prior_weight / model.prior_scale ** 2, robust=robust,
+                      robust_scale_px=float(robust_scale_px))
+    return problem, K_ok & solvable
+
+
+@functools.lru_cache(maxsize=64)
+def _all_collinear(points: bytes) -> bool:
+    """Return collinear() of a whole layout, given as the bytes of its float64 (N, 3) points."""
+    layout = np.frombuffer(points).reshape(-1, 3)
+    return bool(collinear(layout, np.ones((1, len(layout)), bool))[0])
+
+
+def collinear(points: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """Return (B,) True where the used points (N, 3) of used (B, N) lie on a line or coincide.
+
+    With S the scatter matrix, lambda1 lambda2 <= I2 = ((tr S)^2 - tr(S^2)) / 2 <= 3 lambda1
+    lambda2 and tr S <= 3 lambda1, so I2 / tr(S)^2 bounds lambda2 / lambda1 within a factor 9.
+    """
+    mask = used[..., None].astype(np.float64)
+    count = np.maximum(mask.sum(1, keepdims=True), 1.0)
+    centred = (points - (points * mask).sum(1, keepdims=True) / count) * mask
+    scatter = np.swapaxes(centred, 1, 2) @ centred
+    trace = np.trace(scatter, axis1=1, axis2=2)
+    invariant2 = (trace * trace - (scatter * scatter).sum((1, 2))) / 2.0
+    return ~(invariant2 > COLLINEAR_RATIO * trace * trace)
+
+
+def robust_kernel(sq: np.ndarray, robust: str | None, scale_px: float):
+    """Return (rho(sq), d rho / d sq) for squared pixel errors sq (B, N), px^2.
+
+    Huber with r = max(sqrt(sq), k): rho' = k / r (exactly 1 for inliers) and rho = sq rho'
+    (2 - rho'), which is sq for inliers and 2 k sqrt(sq) - k^2 beyond k.
+    """
+    if robust is None:
+        return sq, np.ones_like(sq)
+    k2 = scale_px * scale_px
+    if robust == 'huber':
+        grad = scale_px / np.sqrt(np.maximum(sq, k2))
+        return sq * grad * (2.0 - grad), grad
+    ratio = sq / k2
+    return k2 * np.log1p(ratio), 1.0 / (1.0 + ratio)
+
+
+def evaluate(R: np.ndarray, t: np.ndarray, c: np.ndarray, problem: Problem):
+    """Return cost (B,), normal matrix H (B, P, P), gradient g (B, P), squared errors (B, N).
+
+    At rotations R (B, 3, 3), translations t (B, 3) metres and shape coefficients c (B, M).
+    cost is inf where a used point is at or behind the camera. H is the IRLS Gauss-Newton
+    matrix J^T W J (W: D_i rho'(s_i)) plus the shape prior; the rotation parameters w move R
+    on the left, R <- exp([w]x) R, so d X / d w = -[R P]x.
+    """
+    batch, num_kp = problem.used.shape
+    num_basis = len(problem.prior)
+    shape = problem.mean if num_basis == 0 else \
+        problem.mean + (c @ problem.basis.reshape(num_basis, -1)).reshape(batch, num_kp, 3)
+    rotated = shape @ R.transpose(0, 2, 1)
+    uv_hat, jac_x, in_front = project_with_jacobian(rotated + t[:, None], problem.K)
+    error = uv_hat - problem.uv
+    sq = (error * error).sum(-1)
+    rho, rho_grad = robust_kernel(sq, problem.robust, problem.robust_scale_px)
+    parts = [jac_x, jac_x @ hat(-rotated)]
+    if num_basis:
+        parts.append(jac_x @ (R[:, None] @ problem.basis.transpose(1, 2, 0)))
+    jac = np.concatenate(parts, -1)  # (B, N, 2, P)
+    jac_t_w = (jac * (problem.weight * rho_grad)[..., None, None]).reshape(
+        batch, -1, 6 + num_basis).transpose(0, 2, 1)
+    H = jac_t_w @ jac.reshape(batch, -1, 6 + num_basis)
+    g = (jac_t_w @ error.reshape(batch, -1, 1))[..., 0]
+    cost = (problem.weight * rho).sum(-1)
+    if num_basis:
+        cost = cost + (problem.prior * c * c).sum(-1)
+        H[:, 6:, 6:] += np.diag(problem.prior)
+        g[:, 6:] += problem.prior * c
+    return np.where((in_front | ~problem.used).all(-1), cost, np.inf), H, g, sq
+
+
+def all_finite(*arrays: np.ndarray) -> np.ndarray:
+    """Return (B,) True where every value of the row is finite, for arrays (B, ...)."""
+    return np.isfinite(np.concatenate([a.reshape(len(a), -1) for a in arrays], 1)).all(1)
+
+
+def solve_rows(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return x (B, P, K) solving A x = b per row, A (B, P, P), b (B, P, K) or (P, K).
+
+    Rows whose A is singular get NaN.
+
+    Each row is solved by the same LAPACK routine as alone, so a row's answer does not depend
+    on the other rows of the batch.
+    """
+    try:
+        return np.linalg.solve(A, b)
+    except np.linalg.LinAlgError:
+        x = np.full(A.shape[:1] + b.shape[-2:], np.nan)
+        for row, (A_row, b_row) in enumerate(zip(A, np.broadcast_to(b, x.shape))):
+            try:
+                x[row] = np.linalg.solve(A_row, b_row)
+            except np.linalg.LinAlgError:
+                pass
+        return x

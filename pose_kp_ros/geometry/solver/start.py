@@ -1,0 +1,87 @@
+"""The solver's starting poses: closed-form candidates (OpenCV) and warm starts.
+
+Closed form: OpenCV's SQPnP (Terzakis and Lourakis, ECCV 2020) on the mean shape, and AP3P for
+4-point sets; warm: a previous PoseResult's rotation, translation and shape coefficients.
+"""
+
+import cv2
+import numpy as np
+
+from pose_kp_ros.geometry.solver.problem import Problem, all_finite
+
+INIT_RELATIVE_CONFIDENCE = 0.5
+"""The closed-form start uses keypoints with conf >= this times the problem's largest conf."""
+ROTATION_TOLERANCE = 1e-3
+"""A warm start's R counts as a rotation when |R R^T - I| stays below this everywhere."""
+
+
+def closed_form_candidates(problem: Problem, ok: np.ndarray) -> list:
+    """Return closed-form starts on the mean shape, on confident and on all usable keypoints.
+
+    Every solution of SQPnP (and, for 4 points, of AP3P) is a candidate; this per-problem
+    OpenCV call is the solver's only Python loop over problems.
+
+    Returns a list of C (R (B, 3, 3), t (B, 3) metres) slots; rows with fewer than C solutions
+    (or none) are padded with R = I, t = (0, 0, -1), which is infeasible (cost inf).
+    """
+    solutions = [[] for _ in range(len(ok))]
+    for b in np.flatnonzero(ok):
+        weight = problem.weight[b]
+        usable = weight > 0
+        confident = weight >= INIT_RELATIVE_CONFIDENCE * weight.max()
+        subsets = [usable] if confident.sum() < 4 or confident.sum() == usable.sum() else \
+            [confident, usable]
+        for subset in subsets:
+            # SQPnP misses the pose of ~2% of noiseless 4-point sets; AP3P does not.
+            methods = (cv2.SOLVEPNP_SQPNP,) + ((cv2.SOLVEPNP_AP3P,) if subset.sum() == 4 else ())
+            for method in methods:
+                try:
+                    _, rvecs, tvecs, _ = cv2.solvePnPGeneric(
+                        problem.mean[subset], problem.uv[b, subset], problem.K[b], None,
+                        flags=method)
+                except cv2.error:
+                    continue
+                solutions[b] += [(cv2.Rodrigues(r)[0], tv[:, 0]) for r, tv in zip(rvecs, tvecs)
+                                 if np.isfinite(r).all() and np.isfinite(tv).all()]
+    slots = max(1, max(len(found) for found in solutions))
+    R = np.tile(np.eye(3), (slots, len(ok), 1, 1))
+    t = np.tile([0.0, 0.0, -1.0], (slots, len(ok), 1))
+    for b, found in enumerate(solutions):
+        for k, (R_found, t_found) in enumerate(found):
+            R[k, b], t[k, b] = R_found, t_found
+    return list(zip(R, t))
+
+
+def warm_start(R, t, coeffs, valid, batch: int, num_basis: int):
+    """Return (R (B, 3, 3), t (B, 3), c (B, M), ok (B,)) from a previous pose of batch B or 1.
+
+    R, t, coeffs, valid: a PoseResult's fields as numpy arrays, batched or single. Rows that
+    are invalid, not finite or not a rotation (LM moves R on SO(3), it cannot repair a
+    non-rotation) get ok False and the harmless values R = I, t = (1, 1, 1), c = 0.
+
+    Raises:
+        ValueError: for a batch other than B or 1, or a number of coefficients other than M.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    lift = (lambda x: x[None]) if R.ndim == 2 else (lambda x: x)
+    R = lift(R)
+    t = lift(np.asarray(t, dtype=np.float64))
+    c = lift(np.asarray(coeffs, dtype=np.float64)).reshape(R.shape[0], -1)
+    valid = lift(np.asarray(valid, dtype=bool)).reshape(-1)
+    if R.shape[0] not in (1, batch) or t.shape != (R.shape[0], 3) or c.shape[1] != num_basis:
+        raise ValueError(f'init: expected a PoseResult of batch {batch} (or 1) with {num_basis} '
+                         f'shape coefficients, got R {tuple(R.shape)}, t {tuple(t.shape)}, '
+                         f'coeffs {tuple(c.shape)}')
+    eye = np.eye(3)
+    ok = valid & all_finite(R, t, c)
+    if not ok.all():
+        R = np.where(ok[:, None, None], R, eye)
+    ok &= (np.abs(R @ R.transpose(0, 2, 1) - eye).max((1, 2)) < ROTATION_TOLERANCE) \
+        & (np.linalg.det(R) > 0)
+    if not ok.all():
+        R = np.where(ok[:, None, None], R, eye)
+        t = np.where(ok[:, None], t, 1.0)
+        c = np.where(ok[:, None], c, 0.0)
+    if len(ok) != batch:  # one previous pose for every problem
+        R, t, c, ok = (np.broadcast_to(x, (batch,) + x.shape[1:]) for x in (R, t, c, ok))
+    return R, t, c, ok
