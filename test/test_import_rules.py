@@ -71,6 +71,14 @@ def test_only_the_ros_side_imports_ros():
     assert not wrong, 'ROS imports outside pose_kp_ros.ros:\n' + '\n'.join(wrong)
 
 
+def test_geometry_is_numpy_only():
+    """Layer 1 computes in numpy; solve_pose takes and returns tensors without importing torch."""
+    wrong = sorted(f'{path.relative_to(ROOT)}: {module}'
+                   for path in (PACKAGE / 'geometry').rglob('*.py')
+                   for module, _ in imports(path) if module.split('.')[0] == 'torch')
+    assert not wrong, 'torch imported in pose_kp_ros.geometry:\n' + '\n'.join(wrong)
+
+
 def test_benchmarks_and_scripts_use_public_names_only():
     files = [*(ROOT / 'benchmarks').glob('*.py'), *(ROOT / 'scripts').glob('*.py')]
     wrong = sorted(f'{path.relative_to(ROOT)}: {module}.{name}'
