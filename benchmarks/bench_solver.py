@@ -124,7 +124,7 @@ def run_adam(uv, conf, model, rng, lr=0.01, rel_tol=1e-7, max_iterations=20000):
     """
     K = torch.as_tensor(LMO_K)
     points = torch.as_tensor(model.keypoints)
-    generators = torch.as_tensor(hat(np.eye(3)))  # exp(sum_i w_i G_i): differentiable rotation
+    generators = torch.as_tensor(hat(np.eye(3)))  # [w]x = sum_i w_i G_i
     R_all, t_all, seconds, iterations = [], [], [], []
     for b in range(len(uv)):
         target = torch.as_tensor(uv[b])
@@ -136,7 +136,10 @@ def run_adam(uv, conf, model, rng, lr=0.01, rel_tol=1e-7, max_iterations=20000):
         previous = None
         for iteration in range(max_iterations):  # noqa: B007 (read after the loop)
             optimiser.zero_grad()
-            rotation = torch.linalg.matrix_exp(torch.einsum('i,ijk->jk', w, generators))
+            theta = w.norm()  # Rodrigues' formula, differentiable (w is never 0 here)
+            axis = torch.einsum('i,ijk->jk', w / theta, generators)
+            rotation = torch.eye(3, dtype=w.dtype) + theta.sin() * axis \
+                + (1.0 - theta.cos()) * (axis @ axis)
             camera = points @ rotation.T + t
             pixels = camera @ K.T
             pixels = pixels[:, :2] / pixels[:, 2:]
