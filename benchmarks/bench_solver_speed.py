@@ -155,8 +155,14 @@ def main(argv=None):
     parser.add_argument('--output', default=str(REPO / 'results' / 'bench_solver_speed.json'))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # the old solver's setting in bench_solver.py: tiny tensors
-    commit = None if args.baseline == 'none' else args.baseline or baseline_commit()
-    old_solve = None if commit is None else load_baseline(commit)
+    commit, old_solve = None, None
+    if args.baseline != 'none':
+        try:
+            commit = args.baseline or baseline_commit()
+            old_solve = load_baseline(commit)
+        except (OSError, subprocess.CalledProcessError) as error:  # no git, or no such commit
+            print(f'no baseline solver ({error}); timing the current one only')
+            commit = None
     rng = np.random.default_rng(args.seed)
     model = random_keypoint_model(rng, 10, 0.25, name='bench_object')
     count = max(args.problems, max(args.batches, default=1) * 2)
