@@ -17,7 +17,7 @@ from pose_kp_ros.network.crops import invert_affines
 from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from pose_kp_ros.training.augmentation import DetectorAugmentConfig, jitter_colour, jpeg_compress
 from pose_kp_ros.training.detector_targets import encode_targets
-from pose_kp_ros.training.records import DatasetError, load_records, read_image, split_records
+from pose_kp_ros.training.records import DatasetError, read_dataset, read_image, split_records
 
 
 @dataclass(frozen=True)
@@ -36,33 +36,36 @@ class ImageRecord:
 
 
 def load_image_records(roots, class_names=None, val_fraction=0.0, seed=0):
-    """Read dataset folders (one object each, any objects) into per-image box records.
+    """Read dataset folders (of one or several objects each) into per-image box records.
 
     Args:
         roots: dataset folders.
-        class_names: the classes to use (default: the sorted object names of the folders);
-            a folder of another object is an error.
+        class_names: the classes to use (default: the objects in the order the folders list
+            them); instances of other objects are left out (background), and a folder with no
+            instance of any class is an error.
         val_fraction: also split off this seeded fraction of each folder's images.
 
     Returns:
-        (class_names, train records, validation records).
+        (class_names, train records, validation records): every instance of a class in an
+        image, its box with its class index.
     """
-    per_folder = []
-    for root in roots:
-        object_name, _, instances = load_records([root])
-        per_folder.append((root, object_name, instances))
-    names = sorted({name for _, name, _ in per_folder}) if class_names is None \
-        else list(class_names)
+    per_folder = [(root, *read_dataset([root])) for root in roots]
+    names = list(class_names) if class_names is not None else list(dict.fromkeys(
+        item.name for _, objects, _ in per_folder for item in objects))
     train, val = [], []
-    for root, object_name, instances in per_folder:
-        if object_name not in names:
-            raise DatasetError(f'{root}: object {object_name!r} is not among the classes {names}')
+    for root, objects, instances in per_folder:
+        instances = [record for record in instances if record.object_name in names]
+        if not instances:
+            raise DatasetError(f'{root}: none of its objects {[item.name for item in objects]} '
+                               f'is among the classes {names}')
         parts = split_records(instances, val_fraction, seed) if val_fraction else (instances, [])
         for part, out in zip(parts, (train, val)):
             grouped = {}
             for record in part:
-                grouped.setdefault(record.image, []).append(record.box_xyxy)
-            out += [ImageRecord(image, tuple(boxes), (names.index(object_name),) * len(boxes))
+                grouped.setdefault(record.image, []).append(
+                    (record.box_xyxy, names.index(record.object_name)))
+            out += [ImageRecord(image, tuple(box for box, _ in boxes),
+                                tuple(number for _, number in boxes))
                     for image, boxes in grouped.items()]
     return names, train, val
 

@@ -1,7 +1,8 @@
 """Augmented training samples of the keypoint network, cut from instance records.
 
-`KeypointDataset(records, ...)` turns each record into one sample: a square crop around the
-instance's box (with jitter, scale and in-plane rotation), photometric augmentation (colour,
+`KeypointDataset(records, ...)` turns each record (of any object; instances below
+`min_visible_fraction` visible are left out) into one sample: a square crop around the instance's
+box (with jitter, scale and in-plane rotation), photometric augmentation (colour,
 blur, noise), random occluders and cutout, background replacement where a mask exists, and
 Gaussian heatmap targets. Keypoints go through the same affine as the pixels
 (`pose_kp_ros.network.crops`). Samples are a pure function of (seed, epoch, index), so the
@@ -24,7 +25,12 @@ from pose_kp_ros.network.crops import (
 from pose_kp_ros.network.heatmaps import keypoint_weights, render_heatmaps
 from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from pose_kp_ros.training.augmentation import AugmentConfig, jitter_colour, jpeg_compress
-from pose_kp_ros.training.records import DatasetError, _list_images, read_image
+from pose_kp_ros.training.records import (
+    DatasetError,
+    _list_images,
+    read_image,
+    read_instance_mask,
+)
 
 
 class KeypointDataset(torch.utils.data.Dataset):
@@ -33,17 +39,21 @@ class KeypointDataset(torch.utils.data.Dataset):
     Each item is a dict of tensors:
         image (3, S, S) float normalised; heatmaps (N, H, H) Gaussian targets; weights (N,);
         keypoints (N, 2) crop pixels; visibility (N,); box_size () longer side of the tight box,
-        image pixels; crop_scale () crop pixels per image pixel; index () record index.
+        image pixels; crop_scale () crop pixels per image pixel; index () index into
+        `self.records`; object_index () the record's object (`read_dataset`'s objects).
+    Records whose `visible_fraction` is below `min_visible_fraction` are left out (records
+    without one are kept); a batch needs records of one keypoint count N.
     """
 
     def __init__(self, records, input_size, heatmap_size, sigma=2.0, padding=1.25,
                  augment=None, seed=0, min_visibility=1, occluded_peak=1.0, low_pass_px=0.0,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                 min_visible_fraction=0.0, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         if not 0.0 < occluded_peak <= 1.0:
             raise DatasetError(f'occluded_peak: expected (0, 1], got {occluded_peak!r}')
         if not 0.0 <= low_pass_px <= 10.0:
             raise DatasetError(f'low_pass_px: expected [0, 10] image pixels, got {low_pass_px!r}')
-        self.records = list(records)
+        self.records = [record for record in records if record.visible_fraction is None
+                        or record.visible_fraction >= min_visible_fraction]
         self.input_size = input_size
         self.heatmap_size = heatmap_size
         self.sigma = sigma
@@ -60,7 +70,7 @@ class KeypointDataset(torch.utils.data.Dataset):
         self.backgrounds = _list_images(self.augment.background_dirs)
 
     def __len__(self):
-        """Return the number of instance records."""
+        """Return the number of instance records (those visible enough)."""
         return len(self.records)
 
     def set_epoch(self, epoch):
@@ -72,7 +82,7 @@ class KeypointDataset(torch.utils.data.Dataset):
         record = self.records[index]
         rng = np.random.default_rng((self.seed, self.epoch, index))
         image = read_image(record.image)
-        mask = None if record.mask is None else _read_mask(record.mask, image.shape[:2])
+        mask = None if record.mask is None else read_instance_mask(record, image.shape[:2])
         box = np.asarray(record.box_xyxy)
         centers, sides = square_regions(box[None], self.padding)
         aug = self.augment
@@ -109,6 +119,7 @@ class KeypointDataset(torch.utils.data.Dataset):
             'box_size': torch.tensor(float(max(box[2] - box[0], box[3] - box[1]))),
             'crop_scale': torch.tensor(float(self.input_size / sides[0])),
             'index': torch.tensor(index),
+            'object_index': torch.tensor(record.object_index),
         }
 
     def _augment_pixels(self, crop, crop_mask, rng):
@@ -163,12 +174,3 @@ class KeypointDataset(torch.utils.data.Dataset):
                      int(rng.integers(1, 6)))
         return background
 
-
-def _read_mask(path, shape):
-    """Read a uint8 mask (H, W) of the image's shape or raise DatasetError."""
-    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if mask is None:
-        raise DatasetError(f'{path}: cannot be read as a mask image')
-    if mask.shape != shape:
-        raise DatasetError(f'{path}: mask size {mask.shape} differs from its image {shape}')
-    return mask

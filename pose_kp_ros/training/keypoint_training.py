@@ -28,7 +28,8 @@ from pose_kp_ros.training.losses import heatmap_loss
 from pose_kp_ros.training.records import DatasetError, load_records, split_records
 
 DEFAULTS = {
-    'object': None,             # optional object YAML: its keypoint names must match the data
+    'object': None,             # object YAML: whose instances to train on (needed when the
+                                # datasets label several objects); its keypoints must match
     'datasets': None,           # required: dataset folder or list of folders
     'val_datasets': [],         # optional validation folders; else val_fraction of the images
     'val_fraction': 0.1,
@@ -39,6 +40,7 @@ DEFAULTS = {
     'sigma': 2.0,               # Gaussian target sigma, heatmap pixels
     'padding': 1.25,            # crop side / longer box side
     'min_visibility': 1,        # supervise keypoints with visibility >= this
+    'min_visible_fraction': 0.1,  # leave out instances less visible (scenes of several objects)
     'occluded_peak': 1.0,       # target peak of hidden keypoints (visibility 1); < 1: lower conf
     'low_pass_px': 0.0,         # Gaussian blur of every crop, image pixels (saved in checkpoints)
     'eval_min_visibility': 2,   # metrics over keypoints with visibility >= this
@@ -107,14 +109,16 @@ class KeypointTrainer(EpochTrainer):
     def build_data(self):
         """Read the datasets, check the object, build the network config and datasets."""
         config = self.config
-        object_name, names, records = load_records(config['datasets'])
+        model = None
         if config['object']:
             from pose_kp_ros.geometry.object_model import ObjectModel
             model = ObjectModel.from_yaml(config['object'])
-            if model.name != object_name or list(model.keypoint_names) != names:
-                raise DatasetError(f"{config['object']}: object {model.name!r} with keypoints "
-                                   f'{list(model.keypoint_names)} does not match the datasets '
-                                   f'({object_name!r}, {names})')
+        object_name, names, records = load_records(
+            config['datasets'], object_name=None if model is None else model.name)
+        if model is not None and list(model.keypoint_names) != names:
+            raise DatasetError(f"{config['object']}: object {model.name!r} with keypoints "
+                               f'{list(model.keypoint_names)} does not match the datasets '
+                               f'({object_name!r}, {names})')
         if config['val_datasets']:
             _, _, val_records = load_records(config['val_datasets'], names, object_name)
             train_records = records
@@ -132,7 +136,8 @@ class KeypointTrainer(EpochTrainer):
         common = {'input_size': net.input_size, 'heatmap_size': net.heatmap_size,
                   'sigma': config['sigma'], 'padding': config['padding'],
                   'seed': config['seed'], 'min_visibility': config['min_visibility'],
-                  'occluded_peak': config['occluded_peak'], 'low_pass_px': config['low_pass_px']}
+                  'occluded_peak': config['occluded_peak'], 'low_pass_px': config['low_pass_px'],
+                  'min_visible_fraction': config['min_visible_fraction']}
         self.train_set = KeypointDataset(
             train_records, augment=AugmentConfig.from_dict(config['augmentation']), **common)
         self.val_set = KeypointDataset(val_records, augment=None, **common)

@@ -1,9 +1,12 @@
 """Reader of the dataset folder format (docs/dataset_format.md): per-instance records.
 
-`load_records(roots)` reads one or more dataset folders into InstanceRecords;
-`split_records` holds out a share of the images for validation.
+`read_dataset(roots)` reads one or more dataset folders (format version 1 or 2) into the objects
+they label and one InstanceRecord per labelled instance; `load_records(roots)` keeps one
+object's instances; `split_records` holds out a share of the images for validation;
+`read_instance_mask` reads the pixels where an instance is seen.
 """
 
+import dataclasses
 from dataclasses import dataclass
 import json
 import os
@@ -13,6 +16,8 @@ import cv2
 import numpy as np
 import yaml
 
+FORMAT_VERSIONS = (1, 2)
+"""Dataset format versions this reader reads (dataset.yaml `format_version`; absent: 1)."""
 _IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 
 
@@ -21,18 +26,38 @@ class DatasetError(ValueError):
 
 
 @dataclass(frozen=True)
+class DatasetObject:
+    """An object that datasets label.
+
+    Attributes:
+        name: object name.
+        keypoint_names: its N keypoint names, in heatmap order.
+        file: absolute path of the object model YAML the dataset records (mesh, symmetries),
+            or None when it names none.
+    """
+
+    name: str
+    keypoint_names: tuple
+    file: str | None = None
+
+
+@dataclass(frozen=True)
 class InstanceRecord:
     """One annotated object instance: what a training sample is cut from.
 
     Attributes:
         image: absolute image path.
-        mask: absolute path of the instance's binary mask, or None.
+        mask: absolute path of the instance's mask image, or None.
         box_xyxy: (4,) tight box of the visible object, image pixels.
         keypoints: (N, 2) keypoints (u, v), image pixels.
         visibility: (N,) 2 visible, 1 occluded inside the image, 0 outside.
         K, R, t: the image's intrinsics (3, 3) pixels and the instance's object-to-camera pose
             (3, 3), (3,) metres, when the annotation has them (evaluation), else None.
         visible_fraction: fraction of the object's silhouette that is visible, when annotated.
+        object_name: the instance's object.
+        object_index: its object's index in the objects `read_dataset` returns.
+        mask_id: the instance's value in an instance-id mask, or None for a mask of its own
+            (non-zero where it is seen).
     """
 
     image: str
@@ -44,38 +69,82 @@ class InstanceRecord:
     R: tuple = None
     t: tuple = None
     visible_fraction: float = None
+    object_name: str = None
+    object_index: int = 0
+    mask_id: int = None
+
+
+def _as_folders(roots):
+    """Return one folder or a list of folders as a non-empty list of Paths."""
+    roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
+    if not roots:
+        raise DatasetError('no dataset folder given')
+    return [Path(root) for root in roots]
+
+
+def read_dataset(roots) -> tuple[list[DatasetObject], list[InstanceRecord]]:
+    """Read dataset folders: the objects they label and every labelled instance.
+
+    Args:
+        roots: one folder or a list of folders in the dataset format (version 1 or 2).
+
+    Returns:
+        (objects, records): the objects in the order the folders list them (an object in
+        several folders once; its keypoint names must agree), and one InstanceRecord per
+        instance, its `object_index` indexing `objects`.
+    """
+    objects, records = [], []
+    for root in _as_folders(roots):
+        folder_objects, folder_records = _read_folder(root)
+        for item in folder_objects:
+            known = next((seen for seen in objects if seen.name == item.name), None)
+            if known is None:
+                objects.append(item)
+            elif known.keypoint_names != item.keypoint_names:
+                raise DatasetError(f'{root}/dataset.yaml: keypoint_names of {item.name!r} '
+                                   f'{list(item.keypoint_names)} differ from '
+                                   f'{list(known.keypoint_names)} in an earlier folder')
+        index = {item.name: number for number, item in enumerate(objects)}
+        records += [dataclasses.replace(record, object_index=index[record.object_name])
+                    for record in folder_records]
+    return objects, records
 
 
 def load_records(roots, keypoint_names=None, object_name=None):
-    """Read dataset folders into instance records.
+    """Read the instances of one object from dataset folders.
 
     Args:
         roots: one folder or a list of folders in the dataset format.
-        keypoint_names: expected keypoint names in order (default: the first dataset's).
-        object_name: expected object name (default: the first dataset's).
+        keypoint_names: expected keypoint names in order (default: the object's).
+        object_name: the object (default: the only object the folders label; an error when
+            they label several).
 
     Returns:
         (object_name, keypoint_names, records) with records a list of InstanceRecord.
     """
-    roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
-    if not roots:
-        raise DatasetError('no dataset folder given')
-    records = []
-    for root in roots:
-        name, names, root_records = _read_folder(Path(root))
-        object_name = object_name or name
-        keypoint_names = list(keypoint_names or names)
-        if name != object_name:
-            raise DatasetError(f'{root}/dataset.yaml: object_name {name!r} != {object_name!r}')
-        if names != keypoint_names:
-            raise DatasetError(f'{root}/dataset.yaml: keypoint_names {names} differ from '
-                               f'expected {keypoint_names}')
-        records += root_records
-    return object_name, keypoint_names, records
+    folders = _as_folders(roots)
+    objects, records = read_dataset(folders)
+    if object_name is None:
+        if len(objects) > 1:
+            raise DatasetError(f'{folders[0]}: the datasets label several objects '
+                               f'{[item.name for item in objects]}: name the one to read')
+        object_name = objects[0].name
+    chosen = next((item for item in objects if item.name == object_name), None)
+    if chosen is None:
+        raise DatasetError(f'{folders[0]}/dataset.yaml: object_name {objects[0].name!r} != '
+                           f'{object_name!r}')
+    names = list(keypoint_names or chosen.keypoint_names)
+    if list(chosen.keypoint_names) != names:
+        raise DatasetError(f'{folders[0]}/dataset.yaml: keypoint_names '
+                           f'{list(chosen.keypoint_names)} differ from expected {names}')
+    records = [record for record in records if record.object_name == object_name]
+    if not records:
+        raise DatasetError(f'{folders[0]}/annotations.jsonl: no instances of {object_name!r}')
+    return object_name, names, records
 
 
-def _read_folder(root):
-    """Read one dataset folder; return (object_name, keypoint_names, records)."""
+def _read_meta(root):
+    """Read one folder's dataset.yaml; return (format version, [DatasetObject])."""
     meta_path, ann_path = root / 'dataset.yaml', root / 'annotations.jsonl'
     for path in (root, meta_path, ann_path):
         if not path.exists():
@@ -87,27 +156,60 @@ def _read_folder(root):
         raise DatasetError(f'{meta_path}: not valid YAML ({error})') from None
     if not isinstance(meta, dict):
         raise DatasetError(f'{meta_path}: expected a mapping')
-    for key in ('object_name', 'keypoint_names'):
-        if key not in meta:
-            raise DatasetError(f'{meta_path}: missing field {key!r}')
-    names = meta['keypoint_names']
-    if (not isinstance(names, list) or not names or len(set(names)) != len(names)
-            or not all(isinstance(n, str) for n in names)):
-        raise DatasetError(f'{meta_path}: keypoint_names must be a list of unique strings')
-    object_name = str(meta['object_name'])
+    version = meta.get('format_version', 1)
+    if version not in FORMAT_VERSIONS:
+        raise DatasetError(f'{meta_path}: format_version {version!r} is not one this reader '
+                           f'knows {list(FORMAT_VERSIONS)}')
+    if version == 1:
+        entries = [{'name': meta.get('object_name'), 'keypoint_names': meta.get('keypoint_names'),
+                    'file': meta.get('object')}]
+        fields = ('object_name', 'keypoint_names')
+    else:
+        entries = meta.get('objects')
+        if not isinstance(entries, list) or not entries or not all(
+                isinstance(entry, dict) for entry in entries):
+            raise DatasetError(f"{meta_path}: missing field 'objects' (a list of mappings)")
+        fields = ('name', 'keypoint_names')
+    objects = []
+    for number, entry in enumerate(entries):
+        for field, key in zip(fields, ('name', 'keypoint_names')):
+            if entry.get(key) is None:
+                where = '' if version == 1 else f'objects[{number}].'
+                raise DatasetError(f'{meta_path}: missing field {where + field!r}')
+        names = entry['keypoint_names']
+        if (not isinstance(names, list) or not names or len(set(names)) != len(names)
+                or not all(isinstance(n, str) for n in names)):
+            raise DatasetError(f'{meta_path}: keypoint_names must be a list of unique strings')
+        file = entry.get('file')
+        objects.append(DatasetObject(str(entry['name']), tuple(names),
+                                     None if file is None else str(root / file)))
+    if len({item.name for item in objects}) != len(objects):
+        raise DatasetError(f'{meta_path}: objects must name each object once')
+    return version, objects
+
+
+def _read_folder(root):
+    """Read one dataset folder; return ([DatasetObject], records)."""
+    version, objects = _read_meta(root)
+    ann_path = root / 'annotations.jsonl'
+    keypoint_counts = {item.name: len(item.keypoint_names) for item in objects}
     records = []
     with open(ann_path) as lines:
         for line_number, line in enumerate(lines, 1):
             if line.strip():
                 where = f'{ann_path}:{line_number}'
-                records += _parse_line(root, line, where, object_name, len(names))
+                records += _parse_line(root, line, where, keypoint_counts, version)
     if not records:
-        raise DatasetError(f'{ann_path}: no instances of {object_name!r}')
-    return object_name, names, records
+        raise DatasetError(f'{ann_path}: no instances of {[item.name for item in objects]}')
+    return objects, records
 
 
-def _parse_line(root, line, where, object_name, num_keypoints):
-    """Parse one annotations.jsonl line into the records of `object_name`'s instances."""
+def _parse_line(root, line, where, keypoint_counts, version):
+    """Parse one annotations.jsonl line into the records of the labelled objects' instances.
+
+    keypoint_counts: {object name: N}; version 1 skips instances of other objects (an instance
+    without `object` is the folder's object), version 2 refuses them.
+    """
     try:
         entry = json.loads(line)
     except json.JSONDecodeError as error:
@@ -118,36 +220,71 @@ def _parse_line(root, line, where, object_name, num_keypoints):
     if not image.is_file():
         raise DatasetError(f'{where}: image {image} not found')
     records = []
+    only = next(iter(keypoint_counts))
     for i, instance in enumerate(entry['instances']):
-        if instance.get('object', object_name) != object_name:
-            continue
         field = f'{where}: instances[{i}]'
-        try:
-            box = np.asarray(instance['box_xyxy'], dtype=np.float64)
-            uvv = np.asarray(instance['keypoints_uvv'], dtype=np.float64)
-        except (KeyError, TypeError, ValueError) as error:
-            raise DatasetError(f'{field}: box_xyxy and keypoints_uvv must be numbers '
-                               f'({error!r})') from None
-        if box.shape != (4,) or not np.isfinite(box).all() or (box[2:] <= box[:2]).any():
-            raise DatasetError(f'{field}.box_xyxy must be [x0, y0, x1, y1] with x1 > x0 and '
-                               f'y1 > y0, got {instance["box_xyxy"]}')
-        if uvv.shape != (num_keypoints, 3):
-            raise DatasetError(f'{field}.keypoints_uvv must have {num_keypoints} rows of '
-                               f'[u, v, vis], got shape {uvv.shape}')
-        mask = instance.get('mask')
-        if mask is not None:
-            mask = root / mask
-            if not mask.is_file():
-                raise DatasetError(f'{field}.mask {mask} not found')
-        records.append(InstanceRecord(
-            image=str(image), mask=None if mask is None else str(mask),
-            box_xyxy=tuple(box.tolist()), keypoints=tuple(map(tuple, uvv[:, :2].tolist())),
-            visibility=tuple(int(v) for v in uvv[:, 2]),
-            K=_optional_matrix(entry.get('K'), (3, 3)),
-            R=_optional_matrix(instance.get('R'), (3, 3)),
-            t=_optional_matrix(instance.get('t'), (3,)),
-            visible_fraction=_optional_fraction(instance.get('visible_fraction'))))
+        name = instance.get('object', only if version == 1 else None)
+        if name not in keypoint_counts:
+            if version == 1:
+                continue
+            raise DatasetError(f'{field}.object {name!r} is not among the objects of '
+                               f'dataset.yaml {list(keypoint_counts)}')
+        records.append(_parse_instance(root, entry, instance, field, name,
+                                       keypoint_counts[name]))
     return records
+
+
+def _parse_instance(root, entry, instance, field, name, num_keypoints):
+    """Return the InstanceRecord of one instance of object `name` (entry: its image's line)."""
+    try:
+        box = np.asarray(instance['box_xyxy'], dtype=np.float64)
+        uvv = np.asarray(instance['keypoints_uvv'], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as error:
+        raise DatasetError(f'{field}: box_xyxy and keypoints_uvv must be numbers '
+                           f'({error!r})') from None
+    if box.shape != (4,) or not np.isfinite(box).all() or (box[2:] <= box[:2]).any():
+        raise DatasetError(f'{field}.box_xyxy must be [x0, y0, x1, y1] with x1 > x0 and '
+                           f'y1 > y0, got {instance["box_xyxy"]}')
+    if uvv.shape != (num_keypoints, 3):
+        raise DatasetError(f'{field}.keypoints_uvv must have {num_keypoints} rows of '
+                           f'[u, v, vis], got shape {uvv.shape}')
+    mask, mask_id = instance.get('mask'), instance.get('mask_id')
+    if mask is not None:
+        mask = root / mask
+        if not mask.is_file():
+            raise DatasetError(f'{field}.mask {mask} not found')
+    if mask_id is not None and (mask is None or not isinstance(mask_id, int)
+                                or isinstance(mask_id, bool) or not 0 < mask_id < 65536):
+        raise DatasetError(f'{field}.mask_id must be an integer 1-65535 with a mask, got '
+                           f'{mask_id!r}')
+    return InstanceRecord(
+        image=str(root / entry['image']), mask=None if mask is None else str(mask),
+        box_xyxy=tuple(box.tolist()), keypoints=tuple(map(tuple, uvv[:, :2].tolist())),
+        visibility=tuple(int(v) for v in uvv[:, 2]),
+        K=_optional_matrix(entry.get('K'), (3, 3)),
+        R=_optional_matrix(instance.get('R'), (3, 3)),
+        t=_optional_matrix(instance.get('t'), (3,)),
+        visible_fraction=_optional_fraction(instance.get('visible_fraction')),
+        object_name=name, mask_id=mask_id)
+
+
+def read_instance_mask(record: InstanceRecord, shape: tuple) -> np.ndarray:
+    """Return the pixels where an instance is seen: (H, W) uint8, 0 or up to 255.
+
+    record: an InstanceRecord with a mask; shape: (H, W) of its image. An instance-id mask
+    (record.mask_id set) gives 255 where it holds mask_id; a mask of the instance's own is
+    returned as stored (grey). Raises DatasetError for an unreadable mask or another size.
+    """
+    flags = cv2.IMREAD_GRAYSCALE if record.mask_id is None else cv2.IMREAD_UNCHANGED
+    mask = cv2.imread(str(record.mask), flags)
+    if mask is None or mask.ndim != 2:
+        raise DatasetError(f'{record.mask}: cannot be read as a mask image')
+    if mask.shape != tuple(shape):
+        raise DatasetError(f'{record.mask}: mask size {mask.shape} differs from its image '
+                           f'{tuple(shape)}')
+    if record.mask_id is None:
+        return mask
+    return np.where(mask == record.mask_id, 255, 0).astype(np.uint8)
 
 
 def _optional_fraction(value):

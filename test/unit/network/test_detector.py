@@ -330,7 +330,7 @@ def test_train_detector_cli_then_resume(shape_datasets, tmp_path, capsys):
     history = json.loads((run / 'metrics.json').read_text())
     assert [h['epoch'] for h in history] == [1, 2]
     _, meta, training = load_detector_checkpoint(run / 'last.pt', ['disc', 'square'])
-    assert meta['class_names'] == ['disc', 'square'] and meta['epoch'] == 2
+    assert meta['class_names'] == ['square', 'disc'] and meta['epoch'] == 2  # as listed
     assert training['batches_done'] == 0 and meta['training_config']['epochs'] == 2
     assert meta['training_config']['output_dir'] == 'run'  # relative to the config file
     assert meta['training_config']['datasets'] == [
