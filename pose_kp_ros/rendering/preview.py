@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from pose_kp_ros.rendering.labels import keypoint_visibility, project_points
 from pose_kp_ros.rendering.renderer import Light, Placement, SceneRenderer
-from pose_kp_ros.rendering.scene import keypoint_visibility, project_points
 
 VIEWS_DEG = ((0.0, 0.0, 0.0), (90.0, 0.0, 0.0), (0.0, 90.0, 0.0), (-35.0, 45.0, 20.0))
 """Euler angles (xyz, degrees) of the four views: front, top/bottom, side, three-quarter."""

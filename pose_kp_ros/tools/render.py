@@ -1,8 +1,10 @@
-"""`pose-kp render`: synthetic training images of one object in the dataset folder format.
+"""`pose-kp render`: synthetic training images of one or more objects (dataset folder format).
 
-Example (the default driller training set, resumable: run it again to continue):
+Examples (resumable: run the same command again to continue):
     nice -n 10 pose-kp render --object objects/driller.yaml --out data/driller_train
         --count 20000 --workers 2 --seed 0
+    pose-kp render --object objects/ape.yaml --object objects/can.yaml ... (the eight LM-O
+        objects) --settings config/render_lmo_all.yaml --out data/lmo_all_train --count 20000
 """
 
 import argparse
@@ -23,7 +25,8 @@ from pose_kp_ros.data.package_data import (
 from pose_kp_ros.geometry.mesh import MeshError
 from pose_kp_ros.geometry.object_model import ObjectModel, ObjectModelError
 from pose_kp_ros.rendering.renderer import RendererUnavailableError
-from pose_kp_ros.rendering.scene import RenderSettings, SampleRejectedError
+from pose_kp_ros.rendering.scene import SampleRejectedError
+from pose_kp_ros.rendering.settings import RenderSettings
 
 
 def camera_from_args(args):
@@ -51,14 +54,14 @@ def camera_from_args(args):
     return K, size
 
 
-def default_distractors(model):
-    """Return the LM-O meshes other than the object's own, as (pkgdata reference, 0.001) pairs."""
+def default_distractors(models):
+    """Return the LM-O meshes not among the objects' own, as (pkgdata reference, 0.001) pairs."""
     try:
         uris = lmo_mesh_uris()
     except PackageDataError:
         return []
-    own = model.resolve_mesh_path()
-    return [(uri, 0.001) for uri in uris.values() if resolve_pkgdata(uri).resolve() != own]
+    own = {model.resolve_mesh_path() for model in models}
+    return [(uri, 0.001) for uri in uris.values() if resolve_pkgdata(uri).resolve() not in own]
 
 
 def load_settings(path, distance=None, min_visible=None):
@@ -96,10 +99,13 @@ def main(argv=None):
     defaults = RenderSettings()
     parser = argparse.ArgumentParser(
         prog='pose-kp render',
-        description='Render random annotated scenes of one object (random pose, lights, real-'
-                    'photo backgrounds, distractors, camera noise) into a dataset folder. '
-                    'Resumable: existing samples are kept.')
-    parser.add_argument('--object', required=True, help='object model YAML (with a mesh)')
+        description='Render random annotated scenes of one or more objects (random poses, '
+                    'lights, real-photo backgrounds, distractors, camera noise) into a dataset '
+                    'folder. Resumable: existing samples are kept.')
+    parser.add_argument('--object', required=True, action='append',
+                        help='object model YAML (with a mesh); repeat it for scenes of several '
+                             'objects (setting objects_per_scene), their order is the '
+                             "dataset's object order")
     parser.add_argument('--out', required=True, help='dataset folder to write or continue')
     parser.add_argument('--count', type=int, required=True, help='number of images')
     parser.add_argument('--workers', type=int, default=1, help='render processes (default 1)')
@@ -129,8 +135,8 @@ def main(argv=None):
     from pose_kp_ros.rendering.dataset_writer import DatasetWriteError, render_dataset
     try:
         K, size = camera_from_args(args)
-        model = ObjectModel.from_yaml(args.object)
-        distractors = [] if args.no_lmo_distractors else default_distractors(model)
+        models = [ObjectModel.from_yaml(path) for path in args.object]
+        distractors = [] if args.no_lmo_distractors else default_distractors(models)
         distractors += [parse_distractor(text) for text in args.distractor_mesh]
         settings = load_settings(args.settings, args.distance, args.min_visible)
         rendered = render_dataset(args.object, args.out, args.count, seed=args.seed,

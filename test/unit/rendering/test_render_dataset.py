@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pose_kp_ros.rendering.dataset_writer import DatasetWriteError, render_dataset
-from pose_kp_ros.rendering.scene import RenderSettings
+from pose_kp_ros.rendering.settings import RenderSettings
 from pose_kp_ros.tools import render
 
 COUNT = 6
@@ -42,11 +42,13 @@ def folder_bytes(root):
 
 def test_dataset_files_follow_the_format(one_worker):
     meta = yaml.safe_load((one_worker / 'dataset.yaml').read_text())
-    assert meta['object_name'] == 'driller' and meta['count'] == COUNT
+    assert meta['format_version'] == 2 and meta['count'] == COUNT
     assert meta['image_size'] == [640, 480] and meta['seed'] == 7
     assert meta['generator'].startswith('pose-kp render')
-    assert meta['keypoint_names'] == [f'kp{i:02d}' for i in range(10)]
-    assert yaml.safe_load((one_worker / meta['object']).read_text())['name'] == 'driller'
+    (item,) = meta['objects']
+    assert item['name'] == 'driller'
+    assert item['keypoint_names'] == [f'kp{i:02d}' for i in range(10)]
+    assert yaml.safe_load((one_worker / item['file']).read_text())['name'] == 'driller'
     lines = read_lines(one_worker)
     assert [line['image'] for line in lines] == [f'images/{i:06d}.jpg' for i in range(COUNT)]
     for line in lines:
@@ -58,7 +60,7 @@ def test_dataset_files_follow_the_format(one_worker):
         assert instance['object'] == 'driller'
         mask = cv2.imread(str(one_worker / instance['mask']), cv2.IMREAD_UNCHANGED)
         assert mask.shape == (480, 640) and mask.dtype == np.uint8
-        assert set(np.unique(mask)) <= {0, 255}
+        assert instance['mask_id'] == 1 and set(np.unique(mask)) == {0, 1}
         R, t = np.array(instance['R']), np.array(instance['t'])
         np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-7)
         assert np.linalg.det(R) == pytest.approx(1.0) and 0.3 < t[2] < 1.7
@@ -75,7 +77,7 @@ def test_the_training_reader_accepts_the_dataset(one_worker):
 def test_box_mask_and_keypoints_agree(one_worker):
     for line in read_lines(one_worker):
         (instance,) = line['instances']
-        mask = cv2.imread(str(one_worker / instance['mask']), cv2.IMREAD_UNCHANGED) > 0
+        mask = cv2.imread(str(one_worker / instance['mask']), cv2.IMREAD_UNCHANGED) == 1
         rows, cols = np.nonzero(mask)
         assert instance['box_xyxy'] == [cols.min() - 0.5, rows.min() - 0.5, cols.max() + 0.5,
                                         rows.max() + 0.5]
@@ -109,10 +111,54 @@ def test_resume_renders_only_what_is_missing(one_worker, tmp_path, repo_root):
     lines = annotations.read_text().splitlines(keepends=True)
     # an interrupted run: the last two samples missing, the one before half written
     annotations.write_text(''.join(lines[:3]) + lines[3][:40])
-    for name in ('images/000004.jpg', 'masks/000005_0.png'):
+    for name in ('images/000004.jpg', 'masks/000005.png'):
         (tmp_path / name).unlink()
     assert render_cli(repo_root, tmp_path) == 0
     assert folder_bytes(tmp_path) == folder_bytes(one_worker)
+
+
+def as_format_1(root):
+    """Rewrite a one-object render folder as the version before format 2 wrote it."""
+    config = yaml.safe_load((root / 'render_config.yaml').read_text())
+    config['object'] = config.pop('objects')[0]
+    for key in ('object_colours', 'objects_per_scene', 'table_spacing', 'table_probability'):
+        del config['settings'][key]
+    (root / 'render_config.yaml').write_text(yaml.safe_dump(config))
+    meta = yaml.safe_load((root / 'dataset.yaml').read_text())
+    (item,) = meta.pop('objects')
+    del meta['format_version']
+    meta.update(object='object.yaml', object_name=item['name'],
+                keypoint_names=item['keypoint_names'])
+    (root / 'dataset.yaml').write_text(yaml.safe_dump(meta))
+    lines = []
+    for line in read_lines(root):
+        (instance,) = line['instances']
+        ids = cv2.imread(str(root / instance['mask']), cv2.IMREAD_UNCHANGED)
+        (root / instance['mask']).unlink()
+        instance['mask'] = instance['mask'].replace('.png', '_0.png')
+        cv2.imwrite(str(root / instance['mask']), (ids == instance.pop('mask_id')) * np.uint8(255))
+        lines.append(json.dumps(line) + '\n')
+    (root / 'annotations.jsonl').write_text(''.join(lines))
+
+
+def test_a_folder_of_format_1_is_read_and_continued(one_worker, tmp_path, repo_root):
+    from pose_kp_ros.training.records import load_records, read_instance_mask
+    shutil.copytree(one_worker, tmp_path, dirs_exist_ok=True)
+    as_format_1(tmp_path)
+    _, _, records = load_records(tmp_path)
+    assert len(records) == COUNT and {record.mask_id for record in records} == {None}
+    annotations = tmp_path / 'annotations.jsonl'
+    annotations.write_text(''.join(annotations.read_text().splitlines(keepends=True)[:4]))
+    assert render_cli(repo_root, tmp_path) == 0  # the same options: continued as format 2
+    for name in ('images/000004.jpg', 'images/000005.jpg', 'masks/000005.png'):
+        assert (tmp_path / name).read_bytes() == (one_worker / name).read_bytes()
+    _, _, records = load_records(tmp_path)
+    assert [record.mask_id for record in records] == [None] * 4 + [1, 1]
+    for record, expected in zip(records, load_records(one_worker)[2]):
+        np.testing.assert_array_equal(read_instance_mask(record, (480, 640)),
+                                      read_instance_mask(expected, (480, 640)))
+    assert yaml.safe_load((tmp_path / 'dataset.yaml').read_text())['format_version'] == 2
+    assert render_cli(repo_root, tmp_path, '--min-visible', '0.5') == 1  # other options
 
 
 def test_resume_with_other_settings_is_refused(one_worker, tmp_path, repo_root):
@@ -151,8 +197,8 @@ def test_mesh_files_are_recorded_relative_to_the_dataset(tmp_path, repo_root, re
                         '--count', '1', '--quiet', '--no-lmo-distractors',
                         '--distractor-mesh', f'{mesh}@0.001']) == 0
     config = yaml.safe_load((out / 'render_config.yaml').read_text())
-    assert config['object']['mesh'] == '../../meshes/driller.ply'  # from the dataset folder
+    assert config['objects'][0]['mesh'] == '../../meshes/driller.ply'  # from the dataset folder
     assert config['distractor_meshes'] == [['../../meshes/driller.ply', 0.001]]
-    copied = ObjectModel.from_yaml(out / 'object.yaml')
-    assert copied.mesh_path == '../../meshes/driller.ply'
+    copied = ObjectModel.from_yaml(out / 'objects' / 'driller.yaml')  # named by its name
+    assert copied.mesh_path == '../../../meshes/driller.ply'  # from the copy's folder
     assert copied.resolve_mesh_path().resolve() == mesh.resolve()

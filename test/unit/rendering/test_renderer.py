@@ -9,8 +9,8 @@ import trimesh
 
 from pose_kp_ros.data.package_data import lmo_camera
 from pose_kp_ros.geometry.mesh import load_mesh
+from pose_kp_ros.rendering.labels import keypoint_visibility, project_points
 from pose_kp_ros.rendering.renderer import Light, Placement, SceneRenderer
-from pose_kp_ros.rendering.scene import keypoint_visibility, project_points
 
 SUPERSAMPLE = 16
 

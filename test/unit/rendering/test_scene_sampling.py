@@ -1,15 +1,21 @@
-"""Scene sampling of `pose-kp render`: upright poses, settings validation, colour jitter."""
+"""Scene sampling of `pose-kp render`: upright poses, tables, settings, colour jitter."""
 
+import cv2
 import numpy as np
 import pytest
 
-from pose_kp_ros.rendering.scene import (
-    RenderSettings,
-    object_colour_jitter,
+from pose_kp_ros.rendering.poses import (
+    camera_from_table,
     occluder_position,
+    outline,
+    plane_under,
+    rest_on,
     rotation_between,
-    upright_rotation,
+    side_by_side,
+    table_rotation,
 )
+from pose_kp_ros.rendering.scene import object_colour_jitter
+from pose_kp_ros.rendering.settings import RenderSettings
 from pose_kp_ros.tools.render import load_settings
 
 
@@ -21,6 +27,12 @@ def test_rotation_between_turns_a_onto_b(a, b):
     np.testing.assert_allclose(R @ a, b, atol=1e-12)
     np.testing.assert_allclose(R.T @ R, np.eye(3), atol=1e-12)
     assert np.linalg.det(R) == pytest.approx(1.0)
+
+
+def upright_rotation(rng, upright_axis, elevation_deg, tilt_deg, roll_deg):
+    """Return the rotation of an object standing on its axis, seen from a camera looking down."""
+    table_from_object = table_rotation(rng, upright_axis, tilt_deg)
+    return camera_from_table(rng, elevation_deg, roll_deg) @ table_from_object
 
 
 def test_upright_rotation_stands_the_object_up_under_a_camera_looking_down():
@@ -99,3 +111,68 @@ def test_occluder_position_without_the_option_draws_what_it_always_drew():
     occluder_position(first, np.array([0.0, 0.0, 1.0]), 0.2, np.array([0.0, -1.0, 0.0]), 0.0)
     second.uniform(0.55, 0.85), second.uniform(-0.5, 0.5, size=2)
     assert first.random() == second.random()
+
+
+def test_side_by_side_places_outlines_close_without_overlap():
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        outlines = []
+        for _ in range(6):  # rotated rectangles of 4-20 cm
+            corners = cv2.boxPoints(((0.0, 0.0), tuple(rng.uniform(0.04, 0.2, 2)),
+                                     rng.uniform(0, 180)))
+            outlines.append(corners.astype(np.float32))
+        offsets = side_by_side(rng, outlines, (0.6, 1.1))
+        assert len(offsets) == 6 and np.array_equal(offsets[0], [0.0, 0.0])
+        placed = [(o, shape) for o, shape in zip(offsets, outlines) if o is not None]
+        assert len(placed) >= 4
+        for i, (a, first) in enumerate(placed):
+            for b, second in placed[i + 1:]:
+                area, _ = cv2.intersectConvexConvex((first + a).astype(np.float32),
+                                                    (second + b).astype(np.float32))
+                assert area <= 1e-9
+        radius = [np.linalg.norm(shape, axis=1).max() for _, shape in placed]
+        for i in range(1, len(placed)):  # each beside one placed before it
+            gaps = [np.linalg.norm(placed[i][0] - placed[j][0]) / (radius[i] + radius[j])
+                    for j in range(i)]
+            assert min(gaps) <= 1.1 + 1e-6
+
+
+def test_objects_rest_on_the_plane_under_the_first():
+    table = camera_from_table(np.random.default_rng(2), (30, 30), 0)
+    cube = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]) * 0.05
+    first = cube @ table.T + [0.0, 0.1, 0.8]  # standing square on the table
+    plane = plane_under(first, table)
+    assert (first @ plane.up).min() == pytest.approx(plane.height) and plane.height < 0
+    lifted = cube * 2 + [0.1, 0.3, 0.9]
+    lifted = lifted + rest_on(plane, lifted)
+    assert (lifted @ plane.up).min() == pytest.approx(plane.height)
+    assert outline(plane, cube @ table.T).shape == (4, 2)  # a square from above
+
+
+def test_scene_settings_of_several_objects_are_validated():
+    with pytest.raises(ValueError, match='objects_per_scene must lie in'):
+        RenderSettings(objects_per_scene=(0, 3))
+    with pytest.raises(ValueError, match='objects_per_scene must be'):
+        RenderSettings(objects_per_scene=(4, 3))
+    with pytest.raises(ValueError, match=r"object_colours.ape: unknown field\(s\) \['hue'\]"):
+        RenderSettings(object_colours={'ape': {'hue': [0, 1]}})
+    with pytest.raises(ValueError, match='object_colours.ape.object_saturation must be'):
+        RenderSettings(object_colours={'ape': {'object_saturation': [2, 1]}})
+    settings = RenderSettings(object_colours={'ape': {'object_hue_shift_deg': [-5, 5]}})
+    assert settings.colour_ranges('ape') == ((1.0, 2.2), (0.8, 1.3), (-5, 5))
+    assert settings.colour_ranges('can') == ((1.0, 2.2), (0.8, 1.3), (0.0, 0.0))
+    assert settings.to_dict()['object_colours'] == {'ape': {'object_hue_shift_deg': [-5, 5]}}
+    settings.check_objects(['ape', 'can'])
+    with pytest.raises(ValueError, match=r"not rendered: \['ape'\]"):
+        settings.check_objects(['can'])
+    with pytest.raises(ValueError, match='once each'):
+        settings.check_objects(['can', 'can'])
+
+
+def test_lmo_scene_settings_load(repo_root):
+    settings = load_settings(repo_root / 'config' / 'render_lmo_all.yaml')
+    assert settings.objects_per_scene == (3, 8) and settings.upright_axis == (0, 0, 1)
+    assert set(settings.object_colours) == {'driller'}
+    driller = load_settings(repo_root / 'config' / 'render_driller.yaml')
+    assert settings.colour_ranges('driller') == driller.colour_ranges('driller')
+    assert settings.colour_ranges('ape') == RenderSettings().colour_ranges('ape')
