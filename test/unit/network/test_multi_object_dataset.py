@@ -142,3 +142,20 @@ def test_format_errors_name_the_field(tmp_path, kite_dataset):
     meta_path.write_text(yaml.safe_dump({'format_version': 2}))
     with pytest.raises(DatasetError, match="missing field 'objects'"):
         read_dataset(other)
+
+
+def test_mosaic_script_draws_the_labels(two_objects, tmp_path, repo_root):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'make_render_mosaic', repo_root / 'scripts' / 'make_render_mosaic.py')
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / 'mosaic.png'
+    assert script.main([str(two_objects), '--columns', '2', '--scale', '1',
+                        '--out', str(out)]) == 0
+    picture = cv2.imread(str(out))
+    assert picture.shape == (2 * SIZE[1], 2 * SIZE[0], 3)  # 3 images, one blank tile
+    plain = cv2.imread(str(two_objects / 'images' / '000000.png'))
+    assert (picture[:SIZE[1], :SIZE[0]] != plain).any()  # boxes and keypoints drawn
+    assert (picture[SIZE[1]:, SIZE[0]:] == 255).all()
+    assert script.main([str(two_objects), '--first', '5', '--out', str(out)]) == 1
