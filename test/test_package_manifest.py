@@ -3,9 +3,10 @@
 import xml.etree.ElementTree as ET
 
 # rosdep keys of the third-party Python packages the node imports at run time (layer 1-3 and the
-# ROS node: network, solver, silhouette refinement, config files)
+# ROS node: network, solver, silhouette refinement, config files); onnxruntime has no distribution
+# package: rosdep's key installs it with pip
 NODE_RUNTIME_KEYS = ('python3-numpy', 'python3-opencv', 'python3-scipy', 'python3-yaml',
-                     'python3-torch', 'python3-trimesh')
+                     'python3-torch', 'python3-trimesh', 'python3-onnxruntime-pip')
 
 
 def test_package_xml_lists_the_node_runtime_dependencies(repo_root):
