@@ -8,8 +8,10 @@ A checkpoint is a `torch.save` dict {'meta': dict, 'model': state_dict, 'trainin
     padding (crop side / box side), sigma (heatmap px), mean, std (RGB in [0, 1]),
     training_config, epoch (completed epochs), metrics (last validation), code_version.
 
-An exported model (pose_kp_ros.tools.export_model) is a `torch.export` program archive (.pt2)
-carrying the same `meta` as the extra file 'pose_kp_meta.json'; `load_model` reads either kind.
+An exported model (pose_kp_ros.tools.export_model) is an ONNX model (.onnx, run by ONNX Runtime:
+network/onnx_runtime.py) carrying the same `meta` as JSON in its metadata_props, or a
+`torch.export` program archive (.pt2) carrying it as the extra file 'pose_kp_meta.json';
+`load_model` reads all three kinds.
 """
 
 from dataclasses import dataclass
@@ -22,10 +24,12 @@ from pose_kp_ros.network.checkpoint_format import (
     check_format,
     code_version,
     is_exported_program,
+    is_onnx_model,
     read_checkpoint_file,
 )
 from pose_kp_ros.network.hourglass import FinalHeatmaps, HourglassConfig
 from pose_kp_ros.network.keypoint_net import build_keypoint_network
+from pose_kp_ros.network.onnx_runtime import load_onnx_model
 
 FORMAT = 'pose_kp_ros.keypoint_checkpoint'
 FORMAT_VERSION = 1
@@ -131,16 +135,28 @@ def load_checkpoint(path, expected_keypoint_names=None, object_name=None, device
 
 
 def load_model(path, expected_keypoint_names=None, object_name=None, device='cpu'):
-    """Load a checkpoint or an exported program (.pt2, pose-kp export) for inference.
+    """Load a checkpoint or an exported model (.onnx or .pt2, pose-kp export) for inference.
 
     Returns:
         (model, meta): model maps normalised crops (B, 3, S, S) to the final heatmaps
-        (B, N, H, H), in inference mode (batch norm frozen) on `device`; meta is the metadata.
+        (B, N, H, H), in inference mode (batch norm frozen) on `device`: a torch module, or an
+        OnnxNetwork (ONNX Runtime, network/onnx_runtime.py) for .onnx; meta is the metadata.
     """
     path = str(path)
-    if not is_exported_program(path):
+    if is_onnx_model(path):
+        model, meta = load_onnx_model(path, device)
+    elif is_exported_program(path):
+        model, meta = load_exported_program(path, device)
+    else:
         checkpoint = load_checkpoint(path, expected_keypoint_names, object_name, device)
         return FinalHeatmaps(checkpoint.model).eval(), checkpoint.meta
+    meta = check_format(meta, FORMAT, FORMAT_VERSION, _META_KEYS, path, 'pose_kp_ros')
+    check_keypoints(meta, expected_keypoint_names, object_name, path)
+    return model, meta
+
+
+def load_exported_program(path, device='cpu'):
+    """Return (module on `device`, recorded metadata or None) of a torch.export archive (.pt2)."""
     extra = {EXPORT_META_FILE: ''}
     try:
         program = torch.export.load(path, extra_files=extra)
@@ -149,8 +165,4 @@ def load_model(path, expected_keypoint_names=None, object_name=None, device='cpu
         lines = str(error).strip().splitlines()
         reason = lines[0] if lines else type(error).__name__
         raise CheckpointError(f'{path}: unreadable exported model ({reason})') from None
-    meta = check_format(meta, FORMAT, FORMAT_VERSION, _META_KEYS, path, 'pose_kp_ros')
-    check_keypoints(meta, expected_keypoint_names, object_name, path)
     return program.module().to(device), meta
-
-

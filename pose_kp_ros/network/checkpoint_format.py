@@ -54,8 +54,9 @@ def read_checkpoint_file(path):
     """Return torch.load(path) with weights_only, or raise CheckpointError naming the file."""
     if not os.path.isfile(path):
         raise CheckpointError(f'{path}: checkpoint file not found')
-    if is_exported_program(path):
-        raise CheckpointError(f'{path}: an exported model (.pt2), not a training checkpoint')
+    if is_exported_program(path) or is_onnx_model(path):
+        kind = '.onnx' if is_onnx_model(path) else '.pt2'
+        raise CheckpointError(f'{path}: an exported model ({kind}), not a training checkpoint')
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f'{path}: not a pose_kp_ros checkpoint (not a torch.save file)')
     try:
@@ -90,3 +91,8 @@ def is_exported_program(path):
         return False
     with zipfile.ZipFile(path) as archive:
         return any(name.endswith('/archive_format') for name in archive.namelist())
+
+
+def is_onnx_model(path) -> bool:
+    """Return True if `path` names an ONNX model (by its .onnx suffix)."""
+    return str(path).lower().endswith('.onnx')

@@ -2,7 +2,9 @@
 
 A small CenterNet ("Objects as Points", Zhou et al. 2019; docs/detector.md): the network is in
 detector_model.py, the letterbox maps and the decoding in box_codec.py, checkpoints in
-detector_checkpoint.py; training lives in pose_kp_ros.training.
+detector_checkpoint.py; training lives in pose_kp_ros.training. An exported detector (.onnx,
+`pose-kp export`) runs the network's three output maps in ONNX Runtime (onnx_runtime.py); the
+decoding stays here and in box_codec.py.
 
     >>> detector = ObjectDetector.from_file('models/detector.pt', object_names=['driller'])
     >>> found = detector.detect(image_rgb)   # doctest: +SKIP
@@ -20,9 +22,11 @@ from pose_kp_ros.network.box_codec import (
     map_boxes,
     output_to_input_affine,
 )
+from pose_kp_ros.network.checkpoint_format import is_onnx_model
 from pose_kp_ros.network.crops import compose_affines, invert_affines
-from pose_kp_ros.network.detector_checkpoint import load_detector_checkpoint
+from pose_kp_ros.network.detector_checkpoint import check_detector_meta, load_detector_checkpoint
 from pose_kp_ros.network.detector_model import fold_batch_norm
+from pose_kp_ros.network.onnx_runtime import load_onnx_model
 
 
 @dataclass
@@ -47,11 +51,14 @@ class ObjectDetector:
                  max_detections=10):
         """Wrap a network and its checkpoint meta.
 
+        model: a CenterNet (batch norm folded here, moved to `device`) or an OnnxNetwork;
         object_names: report only these classes (None: all); score_threshold: None uses the
         checkpoint's; max_detections: at most this many boxes per image over all classes.
         """
         self.device = torch.device(device)
-        self.model = fold_batch_norm(model.eval()).to(self.device)
+        if isinstance(model, torch.nn.Module):
+            model = fold_batch_norm(model.eval()).to(self.device)
+        self.model = model
         self.meta = meta
         self.class_names = list(meta['class_names'])
         self.object_names = list(object_names) if object_names else list(self.class_names)
@@ -68,8 +75,12 @@ class ObjectDetector:
     @classmethod
     def from_file(cls, path, object_names=None, device='cpu', score_threshold=None,
                   max_detections=10):
-        """Load a detector checkpoint; CheckpointError (one line, naming the file) on failure."""
-        model, meta, _ = load_detector_checkpoint(path, object_names)
+        """Load a detector checkpoint or exported .onnx; CheckpointError (one line) on failure."""
+        if is_onnx_model(path):
+            model, meta = load_onnx_model(path, device)
+            meta = check_detector_meta(meta, str(path), object_names)
+        else:
+            model, meta, _ = load_detector_checkpoint(path, object_names)
         return cls(model, meta, object_names, device, score_threshold, max_detections)
 
     @torch.inference_mode()

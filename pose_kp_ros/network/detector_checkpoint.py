@@ -41,6 +41,21 @@ def make_detector_meta(config, class_names, score_threshold=0.3, training_config
         'epoch': int(epoch), 'metrics': metrics or {}, 'code_version': code_version()}
 
 
+def check_detector_meta(meta, path, object_names=None):
+    """Return meta if it is detector metadata having every class of `object_names`.
+
+    Raises:
+        CheckpointError: not detector metadata, or a name of `object_names` that is not among
+        its classes.
+    """
+    meta = check_format(meta, FORMAT, FORMAT_VERSION, _META_KEYS, path, 'pose_kp_ros detector')
+    absent = [n for n in (object_names or []) if n not in meta['class_names']]
+    if absent:
+        raise CheckpointError(f"{path}: detector has no class {absent} (its classes: "
+                              f"{meta['class_names']})")
+    return meta
+
+
 def load_detector_checkpoint(path, object_names=None):
     """Read a detector checkpoint and build its network (on the CPU, eval mode).
 
@@ -53,14 +68,10 @@ def load_detector_checkpoint(path, object_names=None):
     """
     path = str(path)
     data = read_checkpoint_file(path)
-    meta = check_format(data.get('meta') if isinstance(data, dict) else None, FORMAT,
-                        FORMAT_VERSION, _META_KEYS, path, 'pose_kp_ros detector')
+    meta = check_detector_meta(data.get('meta') if isinstance(data, dict) else None, path,
+                               object_names)
     if not isinstance(data.get('model'), dict):
         raise CheckpointError(f'{path}: detector checkpoint lacks the model weights')
-    absent = [n for n in (object_names or []) if n not in meta['class_names']]
-    if absent:
-        raise CheckpointError(f"{path}: detector has no class {absent} (its classes: "
-                              f"{meta['class_names']})")
     try:
         model = CenterNet(DetectorConfig.from_dict(meta['architecture']))
         model.load_state_dict(data['model'])

@@ -117,8 +117,8 @@ NODE_PARAMETERS = (
                   'warning (protects memory).', low=1, high=10**9),
     ParameterSpec('diagnostics_period_s', 1.0, "Period of the '/diagnostics' status, seconds.",
                   low=0.05, high=3600.0),
-    ParameterSpec('torch_threads', 0, 'CPU threads for torch; 0: torch default.',
-                  low=0, high=256),
+    ParameterSpec('torch_threads', 0, 'CPU threads for torch, and for ONNX Runtime when a model '
+                  'is .onnx; 0: torch default.', low=0, high=256),
 )
 
 SPECS = {spec.name: spec for spec in NODE_PARAMETERS}

@@ -1,12 +1,22 @@
-"""`pose-kp export CHECKPOINT --out FILE`: export a checkpoint with torch.export for deployment.
+"""`pose-kp export CHECKPOINT --out FILE`: export a trained network for deployment.
 
-The exported program (a .pt2 archive, `torch.export.save`) maps normalised crops (B, 3, S, S),
-any batch size, to the last stack's heatmaps (B, N, H, H), with batch norm frozen (eval mode).
-It carries the checkpoint's metadata as the extra file 'pose_kp_meta.json', also written as a
-sidecar FILE.json for people and tools without torch. Paths in it (exported_from, the graph's
-stack traces) are relative: the archive names no folder of the machine that exported it.
-`load_model` and `KeypointPredictor` read it like a checkpoint. (TorchScript is deprecated in
-torch 2.13, hence torch.export.)
+The format follows FILE's suffix:
+
+- `.onnx` (keypoint or detector checkpoint): an ONNX model that ONNX Runtime runs
+  (network/onnx_runtime.py). A keypoint network maps normalised crops (B, 3, S, S) to the last
+  stack's heatmaps 'heatmaps' (B, N, H, H); a detector maps a normalised letterboxed image
+  (B, 3, H, W) to its raw output maps 'heatmap' (logits), 'size' and 'offset' (decoding stays in
+  box_codec.py). Any batch size, batch norm frozen (eval mode). The checkpoint's metadata is
+  JSON in the model's metadata_props (key onnx_runtime.META_KEY); the exporter's debugging
+  annotations (source stack traces) are removed.
+- `.pt2` (keypoint checkpoint only): a `torch.export` program archive with the metadata as the
+  extra file 'pose_kp_meta.json'; the graph's stack traces name files relative to their import
+  root.
+
+Either way the metadata is also written as a sidecar FILE.json for people and tools without the
+runtime, `exported_from` is a relative path, and the file names no folder of the machine that
+exported it. `load_model`, `KeypointPredictor` and `ObjectDetector.from_file` read the exports
+like checkpoints. (TorchScript is deprecated in torch 2.13, hence ONNX and torch.export.)
 """
 
 import argparse
@@ -19,9 +29,14 @@ import torch
 
 from pose_kp_ros import strict_json
 from pose_kp_ros.network.checkpoint import EXPORT_META_FILE, load_checkpoint
-from pose_kp_ros.network.checkpoint_format import CheckpointError
+from pose_kp_ros.network.checkpoint_format import CheckpointError, read_checkpoint_file
+from pose_kp_ros.network.detector_checkpoint import FORMAT as DETECTOR_FORMAT
+from pose_kp_ros.network.detector_checkpoint import load_detector_checkpoint
 from pose_kp_ros.network.hourglass import FinalHeatmaps
+from pose_kp_ros.network.onnx_runtime import META_KEY
 from pose_kp_ros.paths import SOURCE_ROOT, portable_path
+
+MAX_BATCH = 4096
 
 
 def import_relative(file_name: str) -> str:
@@ -45,38 +60,99 @@ def portable_stack_traces(program: torch.export.ExportedProgram) -> None:
                 trace)
 
 
-def export_program(checkpoint_path, out_path):
-    """Export the checkpoint's network with torch.export to `out_path`; return its metadata."""
-    checkpoint = load_checkpoint(checkpoint_path)
-    model = FinalHeatmaps(checkpoint.model).eval()
+def checkpoint_network(path) -> tuple[torch.nn.Module, dict, torch.Tensor, list[str]]:
+    """Return the network of a keypoint or detector checkpoint, ready to export.
+
+    Returns:
+        (module in eval mode, checkpoint meta, example input (2, 3, H, W), output names).
+    """
+    data = read_checkpoint_file(str(path))
+    meta = data.get('meta') if isinstance(data, dict) else None
+    if isinstance(meta, dict) and meta.get('format') == DETECTOR_FORMAT:
+        model, meta, _ = load_detector_checkpoint(path)
+        width, height = meta['input_size']
+        return model, meta, torch.zeros(2, 3, height, width), list(model.heads)
+    checkpoint = load_checkpoint(path)  # anything else: the keypoint checkpoint's errors
     size = checkpoint.meta['input_size']
-    example = torch.zeros(2, 3, size, size)
-    batch = torch.export.Dim('batch', min=1, max=4096)
-    program = torch.export.export(model, (example,), dynamic_shapes={'images': {0: batch}})
+    return (FinalHeatmaps(checkpoint.model).eval(), checkpoint.meta,
+            torch.zeros(2, 3, size, size), ['heatmaps'])
+
+
+def write_onnx(model, example, output_names, meta_text, out_path):
+    """Export `model` with torch.onnx (dynamic batch) to out_path, metadata in metadata_props."""
+    batch = torch.export.Dim('batch', min=1, max=MAX_BATCH)
+    program = torch.onnx.export(model, (example,), input_names=['images'],
+                                output_names=output_names, dynamic_shapes=({0: batch},),
+                                dynamo=True, verbose=False)
+    graph = program.model.graph
+    graph.metadata_props.clear()  # the exporter's annotations: absolute source paths among them
+    for node in graph.all_nodes():
+        node.metadata_props.clear()
+        for value in node.outputs:
+            value.metadata_props.clear()
+    for value in [*graph.inputs, *graph.initializers.values()]:
+        value.metadata_props.clear()
+    program.model.metadata_props[META_KEY] = meta_text
+    program.save(str(out_path))
+
+
+def write_program(model, example, meta_text, out_path):
+    """Export `model` with torch.export (dynamic batch) to a .pt2 archive carrying meta_text."""
+    batch = torch.export.Dim('batch', min=1, max=MAX_BATCH)
+    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
     portable_stack_traces(program)
-    meta = {**checkpoint.meta, 'exported_from': portable_path(checkpoint_path),
-            'export': 'torch.export'}
-    text = strict_json.dumps(meta, indent=1)
+    torch.export.save(program, str(out_path), extra_files={EXPORT_META_FILE: meta_text})
+
+
+def export_model(checkpoint_path, out_path):
+    """Export a checkpoint to `out_path` (.onnx, or .pt2 for a keypoint network); return meta.
+
+    Raises:
+        CheckpointError: unreadable checkpoint, or a suffix this checkpoint cannot export to.
+    """
     out_path = Path(out_path)
+    suffix = out_path.suffix.lower()
+    if suffix not in ('.onnx', '.pt2'):
+        raise CheckpointError(f'{out_path}: --out must end in .onnx or .pt2')
+    model, meta, example, output_names = checkpoint_network(checkpoint_path)
+    if meta['format'] == DETECTOR_FORMAT and suffix == '.pt2':
+        raise CheckpointError(f'{checkpoint_path}: a detector exports to .onnx only')
+    export = 'onnx' if suffix == '.onnx' else 'torch.export'
+    meta = {**meta, 'exported_from': portable_path(checkpoint_path), 'export': export}
+    text = strict_json.dumps(meta, indent=1)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.export.save(program, str(out_path), extra_files={EXPORT_META_FILE: text})
+    if export == 'onnx':
+        write_onnx(model, example, output_names, text, out_path)
+    else:
+        write_program(model, example, text, out_path)
     Path(f'{out_path}.json').write_text(text)
     return meta
+
+
+def describe(meta):
+    """Return a short description of an exported network's metadata."""
+    if meta['format'] == DETECTOR_FORMAT:
+        width, height = meta['input_size']
+        return f"detector of {meta['class_names']}, input {width}x{height}"
+    return (f"{meta['object_name']}, {len(meta['keypoint_names'])} keypoints, "
+            f"input {meta['input_size']}")
 
 
 def main(argv=None):
     """Run `pose-kp export`; return the exit code."""
     parser = argparse.ArgumentParser(prog='pose-kp export', description=__doc__.split('\n')[0])
-    parser.add_argument('checkpoint', help='checkpoint written by pose-kp train (best.pt)')
-    parser.add_argument('--out', required=True, help='program archive to write (e.g. model.pt2)')
+    parser.add_argument('checkpoint', help='checkpoint written by pose-kp train or '
+                        'train-detector (best.pt)')
+    parser.add_argument('--out', required=True,
+                        help='file to write: model.onnx (ONNX Runtime) or model.pt2 '
+                        '(torch.export, keypoint networks only)')
     args = parser.parse_args(argv)
     try:
-        meta = export_program(args.checkpoint, args.out)
+        meta = export_model(args.checkpoint, args.out)
     except CheckpointError as error:
         print(f'pose-kp export: error: {error}', file=sys.stderr)
         return 2
-    print(f"exported {args.checkpoint} ({meta['object_name']}, {len(meta['keypoint_names'])} "
-          f"keypoints, input {meta['input_size']}) to {args.out} (+ {args.out}.json)")
+    print(f'exported {args.checkpoint} ({describe(meta)}) to {args.out} (+ {args.out}.json)')
     return 0
 
 

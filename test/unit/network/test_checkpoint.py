@@ -1,4 +1,6 @@
+import json
 from pathlib import Path
+import sys
 import zipfile
 
 import numpy as np
@@ -10,6 +12,11 @@ from pose_kp_ros.network.checkpoint_format import CheckpointError, save_checkpoi
 from pose_kp_ros.network.crops import crop_boxes, low_pass_crops
 from pose_kp_ros.network.hourglass import HourglassConfig, HourglassNet
 from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
+from pose_kp_ros.network.onnx_runtime import (
+    OnnxNetwork,
+    execution_providers,
+    load_onnx_model,
+)
 from pose_kp_ros.network.predictor import KeypointPredictor, normalise_crops
 from pose_kp_ros.tools.export_model import main as export_main
 
@@ -34,6 +41,14 @@ def saved(tmp_path_factory):
 def exported(saved):
     path, _ = saved
     out = path.parent / 'exported.pt2'
+    assert export_main([str(path), '--out', str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope='module')
+def exported_onnx(saved):
+    path, _ = saved
+    out = path.parent / 'exported.onnx'
     assert export_main([str(path), '--out', str(out)]) == 0
     return out
 
@@ -100,12 +115,12 @@ def test_export_gives_same_heatmaps_and_metadata(saved, exported, tmp_path):
     assert export_main([str(tmp_path / 'absent.pt'), '--out', str(tmp_path / 'x.pt2')]) == 2
 
 
-def test_predictor_returns_image_pixels_from_either_file(saved, exported):
+def test_predictor_returns_image_pixels_from_any_file(saved, exported, exported_onnx):
     path, _ = saved
     image = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
     boxes = [[10, 10, 40, 30], [50, 20, 70, 55]]
     results = [KeypointPredictor.from_file(p, NAMES, 'kite').predict(image, boxes)
-               for p in (path, exported)]
+               for p in (path, exported, exported_onnx)]
     for result in results:
         assert result.keypoints.shape == (2, 4, 2) and result.confidence.shape == (2, 4)
         assert result.heatmaps.shape == (2, 4, 16, 16)
@@ -115,7 +130,72 @@ def test_predictor_returns_image_pixels_from_either_file(saved, exported):
             half = 1.25 * max(box[2] - box[0], box[3] - box[1]) / 2
             centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
             assert (np.abs(points - centre) <= half + 1e-6).all()
-    np.testing.assert_allclose(results[0].keypoints, results[1].keypoints, atol=1e-4)
+    for result in results[1:]:
+        torch.testing.assert_close(result.heatmaps, results[0].heatmaps, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(result.keypoints, results[0].keypoints, atol=1e-4)
+        np.testing.assert_allclose(result.confidence, results[0].confidence, atol=1e-5)
+
+
+def test_onnx_export_gives_same_heatmaps_and_metadata(saved, exported_onnx):
+    path, model = saved
+    network, meta = load_model(exported_onnx, NAMES, 'kite')
+    assert isinstance(network, OnnxNetwork)
+    assert meta == {**load_checkpoint(path).meta, 'export': 'onnx',
+                    'exported_from': meta['exported_from']}
+    assert json.loads(exported_onnx.with_name('exported.onnx.json').read_text()) == meta
+    assert (Path.cwd() / meta['exported_from']).resolve() == path.resolve()
+    assert not Path(meta['exported_from']).is_absolute()
+    # The model (the exporter's stack traces removed) names no absolute path of this machine.
+    data = exported_onnx.read_bytes()
+    assert str(Path(__file__).resolve().parents[3]).encode() not in data
+    assert str(Path(torch.__file__).parent.parent).encode() not in data
+    for batch in (1, 3, 8):
+        x = torch.randn(batch, 3, 32, 32)
+        with torch.no_grad():
+            torch.testing.assert_close(network(x), model(x)[-1], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize('names, object_name, message', [
+    (NAMES[::-1], None, 'keypoint order mismatch at index 0'),
+    (['tip', 'left', 'tail', 'nose'], None, 'keypoint name mismatch'),
+    (None, 'driller', "trained for object 'kite', not 'driller'"),
+])
+def test_onnx_model_for_other_keypoints_fails_in_one_line(exported_onnx, names, object_name,
+                                                          message):
+    with pytest.raises(CheckpointError, match=message) as caught:
+        load_model(exported_onnx, names, object_name)
+    assert str(caught.value).startswith(str(exported_onnx)) and '\n' not in str(caught.value)
+
+
+def test_onnx_loading_errors_are_one_line(saved, exported_onnx, tmp_path, monkeypatch):
+    with pytest.raises(CheckpointError, match=r'an exported model \(\.onnx\), not a training'):
+        load_checkpoint(exported_onnx)
+    with pytest.raises(CheckpointError, match='absent.onnx: model file not found'):
+        load_model(tmp_path / 'absent.onnx')
+    garbage = tmp_path / 'garbage.onnx'
+    garbage.write_bytes(b'not a model at all' * 10)
+    with pytest.raises(CheckpointError, match='garbage.onnx: unreadable ONNX model'):
+        load_model(garbage)
+    assert export_main([str(exported_onnx), '--out', str(tmp_path / 'x.onnx')]) == 2
+    assert export_main([str(saved[0]), '--out', str(tmp_path / 'x.ts')]) == 2
+    monkeypatch.setitem(sys.modules, 'onnxruntime', None)  # as if not installed
+    with pytest.raises(CheckpointError, match='onnxruntime is not installed') as caught:
+        load_model(exported_onnx, NAMES)
+    assert '\n' not in str(caught.value)
+
+
+def test_onnx_runtime_threads_and_providers(exported_onnx):
+    network, _ = load_onnx_model(exported_onnx)
+    assert network.session.get_providers() == ['CPUExecutionProvider']
+    assert network.session.get_session_options().intra_op_num_threads == torch.get_num_threads()
+    network, _ = load_onnx_model(exported_onnx, threads=2)
+    assert network.session.get_session_options().intra_op_num_threads == 2
+    gpu = ['TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider']
+    assert execution_providers('cpu', gpu) == ['CPUExecutionProvider']
+    assert execution_providers('cuda:1', gpu) == [
+        ('TensorrtExecutionProvider', {'device_id': 1}),
+        ('CUDAExecutionProvider', {'device_id': 1}), 'CPUExecutionProvider']
+    assert execution_providers('cuda', ['CPUExecutionProvider']) == ['CPUExecutionProvider']
 
 
 def test_predictor_low_pass_filters_its_crops_as_the_checkpoint_says(saved, tmp_path):

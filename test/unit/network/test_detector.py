@@ -252,7 +252,11 @@ def test_matching_and_metrics():
     assert not matched.any()
 
 
-def test_overfit_reaches_full_recall(shape_datasets):
+@pytest.fixture(scope='module')
+def overfit_disc_detector(shape_datasets):
+    """Return (CenterNet overfitted on the disc images, class names, image records)."""
+    threads = torch.get_num_threads()  # a module fixture starts before the autouse one_thread
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     names, records, _ = load_image_records([shape_datasets['disc']])
     config = DetectorConfig(num_classes=1, **TINY)
@@ -265,10 +269,22 @@ def test_overfit_reaches_full_recall(shape_datasets):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    detector = ObjectDetector(model, make_detector_meta(config, names), object_names=['disc'])
+    torch.set_num_threads(threads)
+    return model.eval(), names, records
+
+
+def read_rgb(path):
+    """Return the RGB image (H, W, 3) uint8 of a file."""
+    return cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+
+
+def test_overfit_reaches_full_recall(overfit_disc_detector):
+    model, names, records = overfit_disc_detector
+    detector = ObjectDetector(model, make_detector_meta(model.config, names),
+                              object_names=['disc'])
     evaluator = DetectionEvaluator(1)
     for record in records:
-        image = cv2.cvtColor(cv2.imread(record.image), cv2.COLOR_BGR2RGB)
+        image = read_rgb(record.image)
         found = detector.detect(image)
         assert all(d.object_name == 'disc' and 0.3 <= d.score <= 1 for d in found)
         assert detector.detect(image, score_threshold=1.01) == []
@@ -278,6 +294,37 @@ def test_overfit_reaches_full_recall(shape_datasets):
     summary = evaluator.summary(0.3)
     assert summary['recall'] == 1.0, summary
     assert summary['mean_iou'] > 0.7, summary
+
+
+def test_onnx_export_finds_the_same_boxes(overfit_disc_detector, tmp_path, capsys):
+    model, names, records = overfit_disc_detector
+    meta = make_detector_meta(model.config, names)
+    save_checkpoint(tmp_path / 'detector.pt', model, meta)
+    assert cli_main(['export', str(tmp_path / 'detector.pt'), '--out',
+                     str(tmp_path / 'detector.onnx')]) == 0
+    assert "detector of ['disc'], input 128x96" in capsys.readouterr().out
+    detectors = [ObjectDetector.from_file(tmp_path / name, ['disc'], score_threshold=0.05)
+                 for name in ('detector.pt', 'detector.onnx')]
+    exported_meta = detectors[1].meta
+    assert exported_meta == {**meta, 'code_version': exported_meta['code_version'],
+                             'exported_from': exported_meta['exported_from'], 'export': 'onnx'}
+    assert str(Path(__file__).resolve().parents[3]).encode() not in \
+        (tmp_path / 'detector.onnx').read_bytes()
+    found = 0
+    for record in records:
+        torch_boxes, onnx_boxes = (detector.detect(read_rgb(record.image))
+                                   for detector in detectors)
+        assert [d.object_name for d in onnx_boxes] == [d.object_name for d in torch_boxes]
+        for ours, theirs in zip(onnx_boxes, torch_boxes):
+            np.testing.assert_allclose(ours.box_xyxy, theirs.box_xyxy, atol=1e-3)
+            assert abs(ours.score - theirs.score) < 1e-5
+        found += len(torch_boxes)
+    assert found >= len(records)
+    with pytest.raises(CheckpointError, match=r"detector.onnx: detector has no class \['kite'\]"):
+        ObjectDetector.from_file(tmp_path / 'detector.onnx', ['kite'])
+    assert cli_main(['export', str(tmp_path / 'detector.pt'), '--out',
+                     str(tmp_path / 'detector.pt2')]) == 2
+    assert 'a detector exports to .onnx only' in capsys.readouterr().err
 
 
 def test_checkpoint_round_trip_and_errors(tmp_path):

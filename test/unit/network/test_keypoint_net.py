@@ -42,12 +42,13 @@ def test_checkpoint_and_export_round_trip(tmp_path):
     with torch.inference_mode():
         expected = network(images)[-1]
         assert torch.equal(loaded.model(images)[-1], expected)
-    from pose_kp_ros.tools.export_model import export_program
-    export_program(tmp_path / 'net.pt', tmp_path / 'net.pt2')
-    exported, exported_meta = load_model(tmp_path / 'net.pt2', ['a', 'b', 'c'], 'thing')
-    assert exported_meta['architecture']['encoder'] == 'mobilenet_v2'
-    with torch.inference_mode():
-        assert torch.allclose(exported(images), expected, atol=1e-5)
+    from pose_kp_ros.tools.export_model import export_model
+    for name in ('net.pt2', 'net.onnx'):
+        export_model(tmp_path / 'net.pt', tmp_path / name)
+        exported, exported_meta = load_model(tmp_path / name, ['a', 'b', 'c'], 'thing')
+        assert exported_meta['architecture']['encoder'] == 'mobilenet_v2'
+        with torch.inference_mode():
+            assert torch.allclose(exported(images), expected, atol=1e-5), name
 
 
 @pytest.mark.parametrize('change, message', [
