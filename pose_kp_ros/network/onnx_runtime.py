@@ -54,7 +54,8 @@ class OnnxNetwork:
         return outputs[0] if len(outputs) == 1 else dict(zip(self.output_names, outputs))
 
 
-def load_onnx_model(path, device='cpu', threads: int | None = None) -> tuple[OnnxNetwork, dict]:
+def load_onnx_model(path, device='cpu',
+                    threads: int | None = None) -> tuple[OnnxNetwork, dict | None]:
     """Open an exported model with ONNX Runtime.
 
     Args:

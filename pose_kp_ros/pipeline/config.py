@@ -4,7 +4,7 @@
 device: auto                      # auto (CUDA when present, else CPU) | cpu | cuda | cuda:1
 objects:
   - object: ../objects/driller.yaml    # object model YAML (paths relative to this file)
-    keypoint_model: ../models/driller/keypoints.pt
+    keypoint_model: ../models/driller/keypoints.pt   # or its export: .onnx (ONNX Runtime), .pt2
     max_instances: 1              # poses kept per frame for this object
 detector: ../models/driller/detector.pt   # optional: full-image search (no external boxes)
 thresholds:

@@ -37,20 +37,21 @@ def saved(tmp_path_factory):
     return path, model
 
 
+def export_beside(saved, name):
+    """Export the saved checkpoint with `pose-kp export` to `name` beside it; return the path."""
+    out = saved[0].parent / name
+    assert export_main([str(saved[0]), '--out', str(out)]) == 0
+    return out
+
+
 @pytest.fixture(scope='module')
 def exported(saved):
-    path, _ = saved
-    out = path.parent / 'exported.pt2'
-    assert export_main([str(path), '--out', str(out)]) == 0
-    return out
+    return export_beside(saved, 'exported.pt2')
 
 
 @pytest.fixture(scope='module')
 def exported_onnx(saved):
-    path, _ = saved
-    out = path.parent / 'exported.onnx'
-    assert export_main([str(path), '--out', str(out)]) == 0
-    return out
+    return export_beside(saved, 'exported.onnx')
 
 
 def test_save_load_round_trip(saved):
