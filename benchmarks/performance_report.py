@@ -139,12 +139,35 @@ def node_section(results):
     return lines
 
 
+def runtime_table(network):
+    """Return the torch / ONNX Runtime comparison of bench_network.json (none in older files)."""
+    rows = [row for row in network['presets'] if 'onnx_1thread_ms_per_crop_b1' in row]
+    if not rows:
+        return []
+    start, end = (network[f'load_average_1_5_15_{when}'][0] for when in ('start', 'end'))
+    lines = [f"The same networks in torch and in ONNX Runtime {network['onnxruntime']} (as "
+             '`pose-kp export --out FILE.onnx` writes them), one thread, ms per crop; both '
+             f"run the same inputs alternately in one run ({network['cpu_model']}, 1-minute "
+             f'load average {start:.1f} at the start, {end:.1f} at the end: other jobs share '
+             'the 2 cores, the ratios are steadier than the times):', '',
+             '| preset | batch | torch | ONNX Runtime | torch / ONNX Runtime |',
+             '|---|---|---|---|---|']
+    for row in rows:
+        for batch in (1, 3, 8):
+            lines.append(f"| {row['preset']} | {batch} | "
+                         f"{number(row[f'cpu_1thread_ms_per_crop_b{batch}'])} | "
+                         f"{number(row[f'onnx_1thread_ms_per_crop_b{batch}'])} | "
+                         f"{number(row[f'torch_over_onnx_b{batch}'], 2)}x |")
+    return lines + ['']
+
+
 def parts_section(results):
     """Return the solver, network and detector speed figures."""
     lines = ['## Parts', '']
     network = read(results / 'bench_network.json')
     if network is not None:
-        lines += ['Keypoint network (`python benchmarks/bench_network.py`), ms per crop on CPU:',
+        lines += ['Keypoint network (`python benchmarks/bench_network.py`), ms per crop on CPU, '
+                  f"torch with {network['threads']} threads (the last column with one):",
                   '', '| preset | parameters | input -> heatmap | batch 1 | batch 8 | '
                   'batch 8, 1 thread |', '|---|---|---|---|---|---|']
         for row in network['presets']:
@@ -153,7 +176,7 @@ def parts_section(results):
                          f"{number(row['cpu_ms_per_crop_b1'])} | "
                          f"{number(row['cpu_ms_per_crop_b8'])} | "
                          f"{number(row.get('cpu_1thread_ms_per_crop_b8'))} |")
-        lines.append('')
+        lines += [''] + runtime_table(network)
     detector = read(results / 'bench_detector.json')
     if detector is not None:
         speed = detector['speed_640x480']['1_threads']
