@@ -10,7 +10,7 @@ With --lmo OBJECT the same is measured on the real LM-O photos instead (boxes an
 projected from the ground-truth poses; no masks, so visibility is unknown): the sim-to-real
 comparison, never used for choosing anything.
 
-    python benchmarks/keypoint_calibration.py [--model models/driller/keypoints.pt2]
+    python benchmarks/keypoint_calibration.py [--model models/driller/keypoints.onnx]
         [--dataset data/driller_val_v2 | --lmo driller] [--instances 400]
         [--out results/keypoint_calibration]
 
@@ -138,7 +138,7 @@ def plot(summary, path, title):
 def main():
     """Measure, write JSON and PNG, print the table; return 0."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--model', default='models/driller/keypoints.pt2')
+    parser.add_argument('--model', default='models/driller/keypoints.onnx')
     parser.add_argument('--dataset', default='data/driller_val_v2')
     parser.add_argument('--lmo', default='', metavar='OBJECT',
                         help='measure on the real LM-O photos of this object instead')

@@ -3,8 +3,9 @@
     python scripts/package_default_model.py [--keypoints runs/driller_keypoints_s6/best.pt]
                                             [--detector runs/detector_driller_v2/best.pt]
 
-The keypoint network is exported with `pose-kp export` (torch.export .pt2, metadata inside);
-the detector checkpoint is copied without its optimizer state. Training curves and metrics come
+Both networks are exported with `pose-kp export` to ONNX (keypoints.onnx, detector.onnx: what
+the pipeline runs, metadata inside); the detector checkpoint is also copied without its optimizer
+state (for fine-tuning and its parameter count). Training curves and metrics come
 along so models/driller/ records how the shipped files were made.
 """
 
@@ -28,8 +29,9 @@ def main():
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, '-m', 'pose_kp_ros.tools.cli', 'export', args.keypoints,
-                    '--out', str(out / 'keypoints.pt2')], check=True)
+    for checkpoint_path, name in ((args.keypoints, 'keypoints'), (args.detector, 'detector')):
+        subprocess.run([sys.executable, '-m', 'pose_kp_ros.tools.cli', 'export', checkpoint_path,
+                        '--out', str(out / f'{name}.onnx')], check=True)
     checkpoint = torch.load(args.detector, map_location='cpu', weights_only=False)
     checkpoint['training'] = None
     torch.save(checkpoint, out / 'detector.pt')

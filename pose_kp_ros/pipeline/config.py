@@ -6,7 +6,7 @@ objects:
   - object: ../objects/driller.yaml    # object model YAML (paths relative to this file)
     keypoint_model: ../models/driller/keypoints.pt   # or its export: .onnx (ONNX Runtime), .pt2
     max_instances: 1              # poses kept per frame for this object
-detector: ../models/driller/detector.pt   # optional: full-image search (no external boxes)
+detector: ../models/driller/detector.onnx # optional: full-image search (no external boxes)
 thresholds:
   min_keypoint_confidence: 0.1    # keypoints at or below are ignored by the fit
   min_valid_keypoints: 5          # fewer usable keypoints: no pose

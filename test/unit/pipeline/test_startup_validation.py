@@ -303,9 +303,9 @@ CASES = [
          lambda ws: _set('objects.0.keypoint_model', ws.config['detector'])(ws), 'detector',
          "not a pose_kp_ros checkpoint (format 'pose_kp_ros.detector_checkpoint', expected "
          "'pose_kp_ros.keypoint_checkpoint')"),
-    Case('detector-is-exported', 'detector pointing at an exported keypoint model (.pt2)',
-         _set('detector', str(REPO_ROOT / 'models' / 'driller' / 'keypoints.pt2')), 'detector',
-         'an exported model (.pt2), not a training checkpoint'),
+    Case('detector-is-exported', 'detector pointing at an exported keypoint model (.onnx)',
+         _set('detector', str(REPO_ROOT / 'models' / 'driller' / 'keypoints.onnx')), 'detector',
+         "not a pose_kp_ros detector checkpoint (format 'pose_kp_ros.keypoint_checkpoint'"),
     Case('detector-is-keypoints', 'detector pointing at a keypoint checkpoint',
          _set('detector', 'keypoints.pt'), 'keypoints',
          'not a pose_kp_ros detector checkpoint'),
