@@ -23,6 +23,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from pose_kp_ros.data.package_data import lmo_camera, lmo_ground_truth, lmo_object_id
 from pose_kp_ros.ros.image_conversions import numpy_to_image
 from pose_kp_ros.ros.messages import pose_msg
+from pose_kp_ros.ros.spin import spin_node
 
 
 def camera_info_msg(K, size, header):
@@ -106,22 +107,17 @@ class LmoCameraNode(Node):
         return published
 
 
+def _replay(node: LmoCameraNode) -> None:
+    """Wait briefly for subscribers, then publish the frames."""
+    if not node.wait_for_subscribers():
+        node.get_logger().warning('image or ground truth has no subscriber: publishing anyway')
+    count = node.run()
+    node.get_logger().info(f'published {count} frames')
+
+
 def main(args=None):
     """Replay the frames once (or `loops` times) and exit."""
-    rclpy.init(args=args)
-    node = LmoCameraNode()
-    try:
-        if not node.wait_for_subscribers():
-            node.get_logger().warning('image or ground truth has no subscriber: publishing anyway')
-        count = node.run()
-        node.get_logger().info(f'published {count} frames')
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return spin_node(LmoCameraNode, args, work=_replay)
 
 
 if __name__ == '__main__':

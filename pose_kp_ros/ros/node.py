@@ -21,9 +21,7 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
-import rclpy
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -38,6 +36,7 @@ from pose_kp_ros.ros.camera_info import CameraInfoError, intrinsics_from_camera_
 from pose_kp_ros.ros.image_conversions import ImageConversionError, decode_image
 from pose_kp_ros.ros.parameters import NODE_PARAMETERS, SPECS, THRESHOLD_PARAMETERS
 from pose_kp_ros.ros.publishers import Publishers
+from pose_kp_ros.ros.spin import spin_node
 from pose_kp_ros.runtime.frame_scheduler import CameraChange, FrameScheduler, ParameterChange
 from pose_kp_ros.runtime.throttle import Throttle
 
@@ -288,28 +287,11 @@ class PoseKpNode(Node):
 
 def main(args=None):
     """Run the node until SIGINT/SIGTERM; exit 1 with a one-line message if it cannot start."""
-    rclpy.init(args=args)
-    node = None
     try:
-        node = PoseKpNode()
-        rclpy.spin(node)
+        return spin_node(PoseKpNode, args, cleanup=PoseKpNode.stop)
     except StartupError as error:
         print(f'pose_kp_node: {error}', file=sys.stderr)
         return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():
-            raise
-        # SIGINT during start-up shut the context down before spin() made its executor: a clean
-        # shutdown, not an error.
-    finally:
-        if node is not None:
-            node.stop()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
 
 
 if __name__ == '__main__':

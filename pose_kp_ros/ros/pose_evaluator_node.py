@@ -44,6 +44,7 @@ from pose_kp_ros.pipeline.evaluation import (
 from pose_kp_ros.pipeline.overlay import mosaic
 from pose_kp_ros.ros.image_conversions import ImageConversionError, image_to_rgb
 from pose_kp_ros.ros.messages import stamp_seconds
+from pose_kp_ros.ros.spin import spin_node
 
 
 def pose_from_msg(msg):
@@ -142,6 +143,11 @@ class PoseEvaluatorNode(Node):
         if finished or now - self.started > self.settings['timeout_s']:
             self.done = True
 
+    def spin_until_done(self) -> None:
+        """Take callbacks until the evaluation is done (see the module docstring) or shutdown."""
+        while rclpy.ok() and not self.done:
+            rclpy.spin_once(self, timeout_sec=0.1)
+
     def write(self):
         """Write the result files and print the summary; return the summary dict."""
         results = self.results()
@@ -165,19 +171,8 @@ class PoseEvaluatorNode(Node):
 
 def main(args=None):
     """Evaluate until done (see the module docstring), write results, exit 0."""
-    rclpy.init(args=args)
-    node = PoseEvaluatorNode()
-    try:
-        while rclpy.ok() and not node.done:
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.write()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return spin_node(PoseEvaluatorNode, args, work=PoseEvaluatorNode.spin_until_done,
+                     cleanup=PoseEvaluatorNode.write)
 
 
 if __name__ == '__main__':
