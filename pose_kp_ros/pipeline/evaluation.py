@@ -5,7 +5,9 @@ A frame without an estimate counts as a failure (its errors are NaN).
 """
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+import cv2
 import numpy as np
 
 from pose_kp_ros import strict_json
@@ -20,6 +22,7 @@ from pose_kp_ros.geometry.metrics import (
     translation_error,
 )
 from pose_kp_ros.geometry.object_model import ObjectModel
+from pose_kp_ros.pipeline.overlay import mosaic
 
 
 @dataclass
@@ -164,6 +167,20 @@ def write_results(results, summary, folder, stem):
     lines = [','.join(header)] + [','.join(str(row[k]) for k in header) for row in rows]
     (folder / f'{stem}_frames.csv').write_text('\n'.join(lines) + '\n')
     strict_json.write(folder / f'{stem}_summary.json', summary)
+
+
+def write_evaluation(results: list, summary: dict, diameter: float, folder: Path, stem: str,
+                     title: str, tiles: list) -> None:
+    """Write a run's files into folder: results (write_results), accuracy plot and mosaic.
+
+    `<stem>_accuracy.png` (plot_accuracy, titled `title`) is written when there are results,
+    `<stem>_mosaic.png` when there are tiles (uint8 RGB overlays).
+    """
+    write_results(results, summary, folder, stem)
+    if results:
+        plot_accuracy(results, diameter, folder / f'{stem}_accuracy.png', title)
+    if tiles:
+        cv2.imwrite(str(folder / f'{stem}_mosaic.png'), mosaic(tiles)[:, :, ::-1])
 
 
 def plot_accuracy(results, diameter, path, title):

@@ -21,7 +21,6 @@ from pathlib import Path
 import sys
 import time
 
-import cv2
 from geometry_msgs.msg import PoseStamped
 import numpy as np
 import rclpy
@@ -36,12 +35,10 @@ from pose_kp_ros.paths import data_path
 from pose_kp_ros.pipeline.evaluation import (
     frame_errors,
     model_points,
-    plot_accuracy,
     summarize,
     summary_table,
-    write_results,
+    write_evaluation,
 )
-from pose_kp_ros.pipeline.overlay import mosaic
 from pose_kp_ros.ros.image_conversions import ImageConversionError, image_to_rgb
 from pose_kp_ros.ros.messages import stamp_seconds
 from pose_kp_ros.ros.spin import spin_node
@@ -158,12 +155,8 @@ class PoseEvaluatorNode(Node):
                         'model_points': len(self.points)})
         folder = Path(self.settings['output_dir'])
         stem = self.settings['stem']
-        write_results(results, summary, folder, stem)
-        if results:
-            plot_accuracy(results, self.model.diameter, folder / f'{stem}_accuracy.png',
-                          f'{self.model.name} (live)')
-        if self.tiles:
-            cv2.imwrite(str(folder / f'{stem}_mosaic.png'), mosaic(self.tiles)[:, :, ::-1])
+        write_evaluation(results, summary, self.model.diameter, folder, stem,
+                         f'{self.model.name} (live)', self.tiles)
         print(summary_table(summary), flush=True)
         print(f'[evaluator] wrote {folder}/{stem}_*', flush=True)
         return summary

@@ -35,12 +35,11 @@ from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator
 from pose_kp_ros.pipeline.evaluation import (
     frame_errors,
     model_points,
-    plot_accuracy,
     summarize,
     summary_table,
-    write_results,
+    write_evaluation,
 )
-from pose_kp_ros.pipeline.overlay import draw_pose, mosaic
+from pose_kp_ros.pipeline.overlay import draw_pose
 from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
 from pose_kp_ros.training.records import load_records
 
@@ -159,11 +158,9 @@ def main(argv=None):
     folder = Path(args.output_dir)
     stem = (f'{args.object}_{"renders_" if args.dataset else ""}{args.boxes}'
             f'{"_tracking" if args.tracking else ""}')
-    write_results(results, summary, folder, stem)
-    plot_accuracy(results, model.diameter, folder / f'{stem}_accuracy.png',
-                  f'{"renders" if args.dataset else "LM-O"} {args.object} ({args.boxes} boxes)')
-    if overlays:
-        cv2.imwrite(str(folder / f'{stem}_mosaic.png'), mosaic(overlays)[:, :, ::-1])
+    write_evaluation(results, summary, model.diameter, folder, stem,
+                     f'{"renders" if args.dataset else "LM-O"} {args.object} ({args.boxes} boxes)',
+                     overlays)
     print(summary_table(summary))
     print(strict_json.dumps({k: v for k, v in summary.items() if isinstance(v, (int, float))}))
     print(f'wrote {folder}/{stem}_*')
