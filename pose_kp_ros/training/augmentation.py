@@ -99,6 +99,23 @@ def jpeg_compress(image, quality):
     return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1].copy() if ok else image
 
 
+
+def photometric(image: np.ndarray, rng: np.random.Generator, aug) -> np.ndarray:
+    """Return a uint8 RGB image after colour jitter, blur, noise and JPEG re-compression.
+
+    aug: an AugmentConfig or DetectorAugmentConfig (their colour, blur, noise and JPEG fields);
+    each step is drawn from `rng` in that order.
+    """
+    image = jitter_colour(image, rng, aug)
+    if rng.random() < aug.blur_prob:
+        image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, aug.blur_sigma_max))
+    if rng.random() < aug.noise_prob:
+        noise = rng.normal(0, rng.uniform(0, aug.noise_std_max), image.shape)
+        image = np.clip(image + noise, 0, 255).astype(np.uint8)
+    if aug.jpeg_prob and rng.random() < aug.jpeg_prob:
+        image = jpeg_compress(image, rng.integers(*aug.jpeg_quality, endpoint=True))
+    return image
+
 @dataclass(frozen=True)
 class DetectorAugmentConfig:
     """Whole-image training augmentation; ranges are uniform, probabilities per image.

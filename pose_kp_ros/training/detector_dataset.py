@@ -2,7 +2,6 @@
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 
@@ -15,9 +14,10 @@ from pose_kp_ros.network.box_codec import (
 )
 from pose_kp_ros.network.crops import invert_affines
 from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
-from pose_kp_ros.training.augmentation import DetectorAugmentConfig, jitter_colour, jpeg_compress
+from pose_kp_ros.training.augmentation import DetectorAugmentConfig, photometric
 from pose_kp_ros.training.detector_targets import encode_targets
-from pose_kp_ros.training.records import DatasetError, read_dataset, read_image, split_records
+from pose_kp_ros.training.epoch_loop import EpochDataset
+from pose_kp_ros.training.records import DatasetError, read_dataset, split_records
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def load_image_records(roots, class_names=None, val_fraction=0.0, seed=0):
     return names, train, val
 
 
-class DetectionDataset(torch.utils.data.Dataset):
+class DetectionDataset(EpochDataset):
     """Letterboxed, augmented whole images with CenterNet targets.
 
     Each item is a dict of tensors: image (3, Hin, Win) normalised; heatmap (C, Hout, Wout);
@@ -91,19 +91,9 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.input_from_output = output_to_input_affine()
         self.epoch = 0
 
-    def __len__(self):
-        """Return the number of images."""
-        return len(self.records)
-
-    def set_epoch(self, epoch):
-        """Select the epoch whose random augmentation is drawn."""
-        self.epoch = int(epoch)
-
     def __getitem__(self, index):
         """Return the sample of image `index` for the current epoch."""
-        record = self.records[index]
-        rng = np.random.default_rng((self.seed, self.epoch, index))
-        image = read_image(record.image)
+        record, rng, image = self.open_record(index)
         height, width = image.shape[:2]
         in_w, in_h = self.config.input_width, self.config.input_height
         scaled_w, scaled_h, shift_x, shift_y = letterbox_geometry(width, height, in_w, in_h)
@@ -123,7 +113,7 @@ class DetectionDataset(torch.utils.data.Dataset):
             if rng.random() < aug.flip_prob:
                 canvas = np.ascontiguousarray(canvas[:, ::-1])
                 boxes[:, [0, 2]] = in_w - 1 - boxes[:, [2, 0]]
-            canvas = self._photometric(canvas, rng)
+            canvas = photometric(canvas, rng, aug)
         boxes = np.clip(boxes, -0.5, [in_w - 0.5, in_h - 0.5, in_w - 0.5, in_h - 0.5])
         keep = ((boxes[:, 2:] - boxes[:, :2]) >= self.min_box_px).all(1)
         output_boxes = map_boxes(invert_affines(self.input_from_output), boxes[keep])
@@ -140,16 +130,3 @@ class DetectionDataset(torch.utils.data.Dataset):
                       gt_classes=torch.from_numpy(padded_classes),
                       image_to_input=torch.from_numpy(image_to_input))
         return sample
-
-    def _photometric(self, canvas, rng):
-        """Apply colour jitter, blur and noise to a uint8 image."""
-        aug = self.augment
-        canvas = jitter_colour(canvas, rng, aug)
-        if rng.random() < aug.blur_prob:
-            canvas = cv2.GaussianBlur(canvas, (0, 0), rng.uniform(0.3, aug.blur_sigma_max))
-        if rng.random() < aug.noise_prob:
-            noise = rng.normal(0, rng.uniform(0, aug.noise_std_max), canvas.shape)
-            canvas = np.clip(canvas + noise, 0, 255).astype(np.uint8)
-        if aug.jpeg_prob and rng.random() < aug.jpeg_prob:
-            canvas = jpeg_compress(canvas, rng.integers(*aug.jpeg_quality, endpoint=True))
-        return canvas

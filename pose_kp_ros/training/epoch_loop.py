@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 import time
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -12,6 +13,33 @@ from pose_kp_ros import strict_json
 from pose_kp_ros.network.checkpoint_format import save_checkpoint
 from pose_kp_ros.training.config import learning_rate
 from pose_kp_ros.training.distributed import EpochSampler, all_reduce_sums, worker_init
+from pose_kp_ros.training.records import read_image
+
+
+class EpochDataset(torch.utils.data.Dataset):
+    """A training set of `self.records` (one sample each) whose augmentation is drawn per epoch.
+
+    A sample is a pure function of (seed, epoch, index): the loop calls set_epoch before each
+    epoch. Subclasses set `records`, `seed` and `epoch` and start __getitem__ with `open_record`.
+    """
+
+    records: list
+    seed: int
+    epoch: int
+
+    def __len__(self) -> int:
+        """Return the number of records (samples)."""
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random augmentation is drawn."""
+        self.epoch = int(epoch)
+
+    def open_record(self, index: int) -> tuple:
+        """Return (record, rng, image): record `index`, its epoch's random draws, its RGB image."""
+        record = self.records[index]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        return record, rng, read_image(record.image)
 
 
 def write_json_atomic(path, data):

@@ -24,7 +24,8 @@ from pose_kp_ros.network.crops import (
 )
 from pose_kp_ros.network.heatmaps import keypoint_weights, render_heatmaps
 from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
-from pose_kp_ros.training.augmentation import AugmentConfig, jitter_colour, jpeg_compress
+from pose_kp_ros.training.augmentation import AugmentConfig, photometric
+from pose_kp_ros.training.epoch_loop import EpochDataset
 from pose_kp_ros.training.records import (
     DatasetError,
     _list_images,
@@ -33,7 +34,7 @@ from pose_kp_ros.training.records import (
 )
 
 
-class KeypointDataset(torch.utils.data.Dataset):
+class KeypointDataset(EpochDataset):
     """Training samples cut from instance records.
 
     Each item is a dict of tensors:
@@ -69,19 +70,9 @@ class KeypointDataset(torch.utils.data.Dataset):
         self.crop_from_heatmap = heatmap_to_crop_affine(input_size, heatmap_size)
         self.backgrounds = _list_images(self.augment.background_dirs)
 
-    def __len__(self):
-        """Return the number of instance records (those visible enough)."""
-        return len(self.records)
-
-    def set_epoch(self, epoch):
-        """Select the epoch whose random augmentation is drawn."""
-        self.epoch = int(epoch)
-
     def __getitem__(self, index):
         """Return the sample of record `index` for the current epoch."""
-        record = self.records[index]
-        rng = np.random.default_rng((self.seed, self.epoch, index))
-        image = read_image(record.image)
+        record, rng, image = self.open_record(index)
         mask = None if record.mask is None else read_instance_mask(record, image.shape[:2])
         box = np.asarray(record.box_xyxy)
         centers, sides = square_regions(box[None], self.padding)
@@ -146,15 +137,7 @@ class KeypointDataset(torch.utils.data.Dataset):
             w, h = (rng.uniform(0.1, 0.35, 2) * size).astype(int)
             x, y = rng.integers(0, size - w), rng.integers(0, size - h)
             crop[y:y + h, x:x + w] = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        crop = jitter_colour(crop, rng, aug)
-        if rng.random() < aug.blur_prob:
-            crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(0.3, aug.blur_sigma_max))
-        if rng.random() < aug.noise_prob:
-            noise = rng.normal(0, rng.uniform(0, aug.noise_std_max), crop.shape)
-            crop = np.clip(crop + noise, 0, 255).astype(np.uint8)
-        if aug.jpeg_prob and rng.random() < aug.jpeg_prob:
-            crop = jpeg_compress(crop, rng.integers(*aug.jpeg_quality, endpoint=True))
-        return crop
+        return photometric(crop, rng, aug)
 
     def _background(self, rng):
         """Return a random (S, S, 3) uint8 background: a photo crop or smooth random colours."""
