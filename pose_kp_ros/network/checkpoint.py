@@ -21,6 +21,7 @@ import torch
 
 from pose_kp_ros.network.checkpoint_format import (
     CheckpointError,
+    build_with_weights,
     check_format,
     code_version,
     is_exported_program,
@@ -123,13 +124,9 @@ def load_checkpoint(path, expected_keypoint_names=None, object_name=None, device
     if not isinstance(data.get('model'), dict):
         raise CheckpointError(f'{path}: not a pose_kp_ros checkpoint (no model weights)')
     check_keypoints(meta, expected_keypoint_names, object_name, path)
-    try:
-        model = build_keypoint_network(HourglassConfig.from_dict(meta['architecture']))
-        model.load_state_dict(data['model'])
-    except (ValueError, RuntimeError, TypeError) as error:
-        first_line = str(error).strip().splitlines()[0]
-        raise CheckpointError(f'{path}: weights do not fit the recorded architecture '
-                              f'({first_line})') from None
+    model = build_with_weights(
+        lambda architecture: build_keypoint_network(HourglassConfig.from_dict(architecture)),
+        meta['architecture'], data['model'], path, 'architecture')
     return Checkpoint(model=model.to(device).eval(), meta=meta, training=data.get('training'),
                       path=path)
 

@@ -5,6 +5,7 @@ types only (loadable with weights_only=True) and names its `format` and `format_
 network adds its own keys (network/checkpoint.py, network/detector_checkpoint.py).
 """
 
+from collections.abc import Callable
 import os
 from pathlib import Path
 import subprocess
@@ -65,6 +66,25 @@ def read_checkpoint_file(path):
         lines = str(error).strip().splitlines()
         reason = lines[0][:160] if lines else type(error).__name__
         raise CheckpointError(f'{path}: not a pose_kp_ros checkpoint ({reason})') from None
+
+
+def build_with_weights(build: Callable[[dict], torch.nn.Module], architecture: dict,
+                       weights: dict, path: str, what: str) -> torch.nn.Module:
+    """Return build(architecture) with the state dict `weights` loaded.
+
+    what: the architecture's kind in the message ('architecture', 'detector architecture').
+
+    Raises:
+        CheckpointError: the architecture cannot be built or the weights do not fit it.
+    """
+    try:
+        model = build(architecture)
+        model.load_state_dict(weights)
+    except (ValueError, RuntimeError, TypeError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise CheckpointError(f'{path}: weights do not fit the recorded {what} '
+                              f'({first_line})') from None
+    return model
 
 
 def check_format(meta, format_name, format_version, required_keys, path, what):

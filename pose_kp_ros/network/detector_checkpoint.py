@@ -6,6 +6,7 @@ A checkpoint is a `torch.save` dict {'meta', 'model', 'training'} like the keypo
 
 from pose_kp_ros.network.checkpoint_format import (
     CheckpointError,
+    build_with_weights,
     check_format,
     code_version,
     read_checkpoint_file,
@@ -72,11 +73,7 @@ def load_detector_checkpoint(path, object_names=None):
                                object_names)
     if not isinstance(data.get('model'), dict):
         raise CheckpointError(f'{path}: detector checkpoint lacks the model weights')
-    try:
-        model = CenterNet(DetectorConfig.from_dict(meta['architecture']))
-        model.load_state_dict(data['model'])
-    except (ValueError, RuntimeError, TypeError) as error:
-        first_line = str(error).strip().splitlines()[0]
-        raise CheckpointError(f'{path}: weights do not fit the recorded detector architecture '
-                              f'({first_line})') from None
+    model = build_with_weights(
+        lambda architecture: CenterNet(DetectorConfig.from_dict(architecture)),
+        meta['architecture'], data['model'], path, 'detector architecture')
     return model.eval(), meta, data.get('training')
