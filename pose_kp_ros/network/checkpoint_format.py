@@ -6,6 +6,7 @@ network adds its own keys (network/checkpoint.py, network/detector_checkpoint.py
 """
 
 from collections.abc import Callable
+from dataclasses import fields
 import os
 from pathlib import Path
 import subprocess
@@ -66,6 +67,20 @@ def read_checkpoint_file(path):
         lines = str(error).strip().splitlines()
         reason = lines[0][:160] if lines else type(error).__name__
         raise CheckpointError(f'{path}: not a pose_kp_ros checkpoint ({reason})') from None
+
+
+def architecture_from_dict(cls: type, values: dict, error: type[Exception], what: str):
+    """Return dataclass `cls` (a network's architecture config) built from `values`.
+
+    Raises:
+        error: `values` has keys that are not fields of cls (named with the known ones, `what`
+            naming the kind of config: 'hourglass config', 'detector architecture').
+    """
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise error(f'unknown {what} keys {unknown}; known: {sorted(known)}')
+    return cls(**values)
 
 
 def build_with_weights(build: Callable[[dict], torch.nn.Module], architecture: dict,

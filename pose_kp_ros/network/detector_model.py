@@ -7,13 +7,14 @@ offset of the centre from its cell.
 """
 
 import copy
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 import math
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
+from pose_kp_ros.network.checkpoint_format import architecture_from_dict
 from pose_kp_ros.network.mobilenet_v2 import MobileNetV2
 
 OUTPUT_STRIDE = 4
@@ -94,12 +95,8 @@ class DetectorConfig:
     @classmethod
     def from_dict(cls, values):
         """Build from a dict, naming unknown keys."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise DetectorConfigError(f'unknown detector architecture keys {unknown}; '
-                                      f'known: {sorted(known)}')
-        return cls(**values)
+        return architecture_from_dict(cls, values, DetectorConfigError,
+                                      'detector architecture')
 
 
 def _conv_bn(cin, cout, kernel=1, stride=1, groups=1, relu=True):

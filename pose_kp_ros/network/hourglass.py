@@ -11,9 +11,11 @@ prediction and all of them are supervised during training.
     [torch.Size([1, 8, 64, 64]), torch.Size([1, 8, 64, 64])]
 """
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 
 from torch import nn
+
+from pose_kp_ros.network.checkpoint_format import architecture_from_dict
 
 BLOCK_TYPES = ('bottleneck', 'separable')
 ENCODERS = ('none', 'mobilenet_v2')
@@ -102,12 +104,7 @@ class HourglassConfig:
         values = dict(values)
         if values.get('visible_mask') is False:
             del values['visible_mask']
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise HourglassConfigError(f'unknown hourglass config keys {unknown}; '
-                                       f'known: {sorted(known)}')
-        return cls(**values)
+        return architecture_from_dict(cls, values, HourglassConfigError, 'hourglass config')
 
     @classmethod
     def from_preset(cls, preset, num_keypoints, **overrides):
