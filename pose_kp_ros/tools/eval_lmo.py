@@ -4,6 +4,7 @@
                      [--boxes detector|ground-truth] [--tracking [--verify-interval N]]
                      [--frames N] [--frame-step K] [--device cpu]
                      [--dataset DIR]
+    pose-kp eval-lmo --object all [--pipeline-config CONFIG] [the options above but --dataset]
 
 Runs find (the pipeline's detector, or ground-truth boxes to isolate keypoints + solver), crop,
 network and solver on every frame showing the object (with --dataset: on the images of a
@@ -11,14 +12,14 @@ rendered dataset folder with poses, e.g. held-out renders, instead), and writes 
 `<stem>_summary.json` (ADD < 0.1 d, ADD AUC, median rotation/translation errors, 2D projection
 < 5 px, detection rate, runtime per frame), `<stem>_frames.{csv,json}`, `<stem>_accuracy.png`
 (accuracy vs threshold) and `<stem>_mosaic.png` (overlays). The photos are never used for training.
+`--object all`: every LM-O object with a model, one table beside the published figures
+(tools/eval_lmo_all.py).
 """
 
 import argparse
 from pathlib import Path
 import sys
-import time
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -29,27 +30,30 @@ from pose_kp_ros.data.package_data import (
     lmo_ground_truth,
     lmo_object_id,
 )
-from pose_kp_ros.geometry.boxes import projected_box
 from pose_kp_ros.paths import data_path, portable_path
 from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator
 from pose_kp_ros.pipeline.evaluation import (
-    frame_errors,
     model_points,
     summarize,
     summary_table,
     write_evaluation,
 )
-from pose_kp_ros.pipeline.overlay import draw_pose
+from pose_kp_ros.pipeline.multi_evaluation import EvalFrame, evaluate_frames
 from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
+from pose_kp_ros.tools import eval_lmo_all
+from pose_kp_ros.tools.eval_lmo_all import select
 from pose_kp_ros.training.records import load_records
 
 
 def parse_args(argv):
     """Return the parsed command-line options."""
     parser = argparse.ArgumentParser(prog='pose-kp eval-lmo', description=__doc__.split('\n')[0])
-    parser.add_argument('--object', default='driller', choices=sorted(LMO_OBJECT_IDS))
+    parser.add_argument('--object', default='driller', choices=sorted(LMO_OBJECT_IDS) + ['all'],
+                        help='an LM-O object, or all: every LM-O object the pipeline config '
+                             'has a model for, in one pass over the photos, in one table')
     parser.add_argument('--pipeline-config', default='',
-                        help='pipeline YAML (default: models/<object>/pipeline.yaml)')
+                        help='pipeline YAML (default: models/<object>/pipeline.yaml; with '
+                             f'--object all: {eval_lmo_all.DEFAULT_CONFIG})')
     parser.add_argument('--boxes', default='detector', choices=('detector', 'ground-truth'),
                         help='where crops come from (ground-truth: isolates keypoints + solver)')
     parser.add_argument('--tracking', action='store_true',
@@ -98,17 +102,18 @@ def dataset_frames(folder, object_name):
 
 
 def main(argv=None):
-    """Evaluate and write the results; return 0."""
+    """Evaluate and write the results; return 0 (2: a bad option or missing data)."""
     args = parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
+    if args.object == 'all':
+        return eval_lmo_all.main(args)
     config = args.pipeline_config or str(data_path('models', args.object, 'pipeline.yaml'))
     estimator = KeypointPoseEstimator.from_config(config, device=args.device)
     if args.object not in estimator.objects:
         print(f'pose-kp eval-lmo: {config} has no object {args.object!r}', file=sys.stderr)
         return 2
-    runtime = estimator.objects[args.object]
-    model = runtime.model
+    model = estimator.objects[args.object].model
     points = model_points(model)
     try:
         frames = dataset_frames(args.dataset, args.object) if args.dataset \
@@ -116,38 +121,15 @@ def main(argv=None):
     except (ValueError, OSError) as error:  # DatasetError, PackageDataError
         print(f'pose-kp eval-lmo: {error}', file=sys.stderr)
         return 2
-    if args.frames:
-        frames = frames[:args.frames]
-    frames = frames[::max(args.frame_step, 1)]
+    frames = [EvalFrame(name, path, K, {args.object: (R, t, visible)})
+              for name, path, K, R, t, visible in select(frames, args)]
     tracker = None
     if args.tracking:
         tracker = PoseTracker(estimator, TrackingConfig(verify_interval=args.verify_interval))
-    results, overlays = [], []
-    show_every = max(1, len(frames) // max(1, args.mosaic_frames))
-    for index, (name, path, K, R_gt, t_gt, visible) in enumerate(
-            tqdm(frames, desc=f'eval {args.object}')):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
-        boxes = None
-        if args.boxes == 'ground-truth':
-            boxes = {args.object: projected_box(runtime.outline, R_gt, t_gt, K)[None]}
-        start = time.perf_counter()
-        if tracker is not None:
-            poses = [tracked.pose for tracked in tracker.update(image, K, boxes)]
-        else:
-            poses = estimator(image, K, boxes)
-        runtime_ms = (time.perf_counter() - start) * 1e3
-        mine = [p for p in poses if p.object_name == args.object]
-        best = max(mine, key=lambda p: p.score) if mine else None
-        results.append(frame_errors(name, best.R if best else None, best.t if best else None,
-                                    R_gt, t_gt, points, K, model.symmetric,
-                                    runtime_ms=runtime_ms, visible_fraction=visible))
-        if index % show_every == 0 and len(overlays) < args.mosaic_frames:
-            overlay = image.copy()
-            draw_pose(overlay, K, R_gt, t_gt, runtime.outline, colour=(255, 255, 255))
-            if best is not None:
-                draw_pose(overlay, K, best.R, best.t, runtime.outline, best.keypoints,
-                          best.confidences, label=f'{args.object} {best.score:.2f}')
-            overlays.append(overlay)
+    results, overlays = evaluate_frames(
+        estimator, frames, [args.object], {args.object: points}, args.boxes, tracker,
+        args.mosaic_frames, lambda items: tqdm(items, desc=f'eval {args.object}'))
+    results = results[args.object]
     summary = summarize(results, model.diameter)
     summary.update({'object': args.object, 'boxes': args.boxes, 'tracking': args.tracking,
                     'verify_interval': args.verify_interval if args.tracking else None,

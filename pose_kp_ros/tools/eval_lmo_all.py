@@ -1,0 +1,124 @@
+"""`pose-kp eval-lmo --object all`: every LM-O object with a model, one pass, one table.
+
+Every LM-O object the pipeline config (default: the shipped one; a config may list several
+objects) has a keypoint model for is measured on the LM-O photos showing it, with one pipeline
+call per photo for all of them (as the node runs); the others are 'no model' rows, left out of
+the mean. Metric per object: ADD, or ADD-S for objects whose YAML declares symmetries (eggbox,
+glue), at 0.1 d. Written to --output-dir: `all_<boxes>[_tracking]_summary.json` (rows, mean,
+the published figures), `all_<boxes>[_tracking]_accuracy.png` (bars), `..._mosaic.png`, and per
+object the files of a single-object run in the folder `all_<boxes>[_tracking]/`.
+"""
+
+from pathlib import Path
+import sys
+
+import cv2
+from tqdm import tqdm
+
+from pose_kp_ros import strict_json
+from pose_kp_ros.data.package_data import LMO_OBJECT_IDS, lmo_camera, lmo_ground_truth
+from pose_kp_ros.geometry.object_model import ObjectModel
+from pose_kp_ros.paths import data_path, portable_path
+from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator
+from pose_kp_ros.pipeline.evaluation import model_points, summarize, write_evaluation
+from pose_kp_ros.pipeline.multi_evaluation import (
+    EvalFrame,
+    error_metric,
+    evaluate_frames,
+    mean_row,
+    object_row,
+    objects_table,
+    plot_objects,
+    published_json,
+)
+from pose_kp_ros.pipeline.overlay import mosaic
+from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
+
+DEFAULT_CONFIG = 'models/driller/pipeline.yaml'
+"""The shipped pipeline config, relative to the package data (--object all's default)."""
+
+
+def select(frames, args):
+    """Return the frames the options keep: the first --frames, then every --frame-step-th."""
+    if args.frames:
+        frames = frames[:args.frames]
+    return frames[::max(args.frame_step, 1)]
+
+
+def lmo_photos(object_names):
+    """Return the LM-O photos showing any of object_names as EvalFrames, in frame order."""
+    K, _ = lmo_camera()
+    photos = {}
+    for name in object_names:
+        for path, R, t in lmo_ground_truth(LMO_OBJECT_IDS[name]):
+            photos.setdefault(path, EvalFrame(path.stem, path, K)).truths[name] = (
+                R, t, float('nan'))
+    return [photos[path] for path in sorted(photos)]
+
+
+def object_metric(name):
+    """Return the metric ('ADD' or 'ADD-S') of an LM-O object from objects/<name>.yaml."""
+    return error_metric(ObjectModel.from_yaml(data_path('objects', f'{name}.yaml')))
+
+
+def main(args):
+    """Evaluate every LM-O object the config has a model for (parsed eval-lmo options)."""
+    if args.dataset:
+        print('pose-kp eval-lmo: --object all evaluates the LM-O photos; --dataset takes one '
+              'object', file=sys.stderr)
+        return 2
+    config = args.pipeline_config or str(data_path(*DEFAULT_CONFIG.split('/')))
+    estimator = KeypointPoseEstimator.from_config(config, device=args.device)
+    names = [name for name in sorted(LMO_OBJECT_IDS) if name in estimator.objects]
+    if not names:
+        print(f'pose-kp eval-lmo: {config} has no LM-O object (known: '
+              f'{", ".join(sorted(LMO_OBJECT_IDS))})', file=sys.stderr)
+        return 2
+    try:
+        frames = select(lmo_photos(names), args)
+    except OSError as error:  # PackageDataError
+        print(f'pose-kp eval-lmo: {error}', file=sys.stderr)
+        return 2
+    points = {name: model_points(estimator.objects[name].model) for name in names}
+    tracker = None
+    if args.tracking:
+        tracker = PoseTracker(estimator, TrackingConfig(verify_interval=args.verify_interval))
+    results, overlays = evaluate_frames(
+        estimator, frames, names, points, args.boxes, tracker, args.mosaic_frames,
+        lambda items: tqdm(items, desc=f'eval {", ".join(names)}'))
+    stem = f'all_{args.boxes}{"_tracking" if args.tracking else ""}'
+    folder = Path(args.output_dir)
+    common = {'boxes': args.boxes, 'tracking': args.tracking,
+              'verify_interval': args.verify_interval if args.tracking else None,
+              'frames_source': 'LM-O test photos', 'pipeline_config': portable_path(config),
+              'device': str(estimator.device), 'threads': args.threads}
+    training = ('synthetic renders only (the shipped models)' if portable_path(config)
+                == DEFAULT_CONFIG else "what the pipeline config's models were trained on")
+    rows = []
+    for name in sorted(LMO_OBJECT_IDS):
+        if name not in names:
+            rows.append(object_row(name, object_metric(name)))
+            continue
+        model = estimator.objects[name].model
+        summary = summarize(results[name], model.diameter)
+        summary.update({'object': name, **common, 'model_points': len(points[name]),
+                        'metric': error_metric(model)})
+        object_stem = f'{name}_{args.boxes}{"_tracking" if args.tracking else ""}'
+        write_evaluation(results[name], summary, model.diameter, folder / stem, object_stem,
+                         f'LM-O {name} ({args.boxes} boxes, {error_metric(model)})', [])
+        rows.append(object_row(name, error_metric(model), summary,
+                               f'{stem}/{object_stem}_summary.json'))
+    mean = mean_row(rows)
+    combined = {'objects_evaluated': mean['objects'], 'objects_total': mean['of'],
+                'photos': len(frames), **common, 'threshold': '0.1 d (ADD, ADD-S for objects '
+                'with symmetries)', 'training_data': training,
+                'rows': rows, 'mean': mean, 'published': published_json()}
+    folder.mkdir(parents=True, exist_ok=True)
+    strict_json.write(folder / f'{stem}_summary.json', combined)
+    plot_objects(rows, mean, folder / f'{stem}_accuracy.png',
+                 f'LM-O, {len(frames)} photos ({args.boxes} boxes): ADD(-S) < 0.1 d per object')
+    if overlays:
+        cv2.imwrite(str(folder / f'{stem}_mosaic.png'), mosaic(overlays)[:, :, ::-1])
+    print(objects_table(rows, mean, len(frames), training))
+    print(f'wrote {folder}/{stem}_* and {folder / stem}/')
+    return 0
