@@ -1,5 +1,7 @@
 """`pose-kp eval-lmo` runs the whole pipeline on real LM-O frames and writes every output.
 
+`--object all`: the shipped config gives the single-object driller row and 'no model' rows.
+
 An untrained network is used, so only the tool's behaviour is checked (frames, outputs, fields);
 the accuracy of the shipped model is measured by the tool itself (models/driller/README.md).
 """
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pose_kp_ros.data.package_data import LMO_OBJECT_IDS
 from pose_kp_ros.tools.eval_lmo import main
 
 
@@ -104,3 +107,69 @@ def test_dataset_option_evaluates_rendered_frames(untrained_pipeline, tmp_path, 
     assert main(['--pipeline-config', str(untrained_pipeline),
                  '--dataset', str(tmp_path / 'nowhere')]) == 2
     assert 'nowhere' in capsys.readouterr().err
+
+
+def strict(path):
+    """Parse path as strict JSON (NaN or Infinity fail)."""
+    def refuse(constant):
+        raise ValueError(f'{path}: {constant} is not JSON')
+    return json.loads(Path(path).read_text(), parse_constant=refuse)
+
+
+def test_shipped_config_gives_the_single_object_driller_row_and_no_model_rows(tmp_path,
+                                                                             capsys):
+    options = ['--frames', '3', '--threads', '1', '--mosaic-frames', '1']
+    assert main(['--object', 'all', '--output-dir', str(tmp_path / 'all'), *options]) == 0
+    printed = capsys.readouterr().out
+    assert main(['--object', 'driller', '--output-dir', str(tmp_path / 'one'), *options]) == 0
+    combined = strict(tmp_path / 'all' / 'all_detector_summary.json')
+    rows = {row['object']: row for row in combined['rows']}
+    assert list(rows) == sorted(LMO_OBJECT_IDS)
+    assert combined['objects_evaluated'] == 1 and combined['objects_total'] == 8
+    assert combined['mean']['objects'] == 1 and combined['photos'] == 3
+    assert {name for name, row in rows.items() if row['status'] == 'no model'} == \
+        set(LMO_OBJECT_IDS) - {'driller'}
+    assert rows['eggbox']['metric'] == rows['glue']['metric'] == 'ADD-S'
+    assert rows['driller']['metric'] == 'ADD'
+    one = strict(tmp_path / 'one' / 'driller_detector_summary.json')
+    per_object = strict(tmp_path / 'all' / rows['driller']['summary'])
+    timing = {'runtime_median_ms', 'runtime_p95_ms'}
+    assert {k: v for k, v in per_object.items() if k not in timing | {'metric'}} == \
+        {k: v for k, v in one.items() if k not in timing}
+    assert rows['driller']['accuracy_0.1d'] == one['add_0.1d_accuracy']
+    assert combined['mean']['accuracy_0.1d'] == one['add_0.1d_accuracy']
+    assert combined['pipeline_config'] == 'models/driller/pipeline.yaml'
+    assert not Path(rows['driller']['summary']).is_absolute()
+    assert [p['method'] for p in combined['published']][-1] == 'ZebraPose'
+    assert 'mean (1 of 8)' in printed and 'ZebraPose' in printed
+    for name in ('all_detector_accuracy.png', 'all_detector_mosaic.png'):
+        assert (tmp_path / 'all' / name).stat().st_size > 1000
+
+
+def test_a_config_with_several_objects_measures_each_with_its_metric(tmp_path, repo_root):
+    lines = ['objects:']
+    for name in ('driller', 'eggbox'):
+        folder = tmp_path / name
+        folder.mkdir()
+        untrained_pipeline_for(repo_root / 'objects' / f'{name}.yaml', folder)
+        lines += [f'  - object: {repo_root / "objects" / f"{name}.yaml"}',
+                  f'    keypoint_model: {folder / "keypoints.pt"}']
+    config = tmp_path / 'pipeline.yaml'
+    config.write_text('\n'.join(lines) + '\nthresholds: {min_score: 0.0, '
+                      'max_reprojection_error_px: 1000.0}\n')
+    out = tmp_path / 'out'
+    assert main(['--object', 'all', '--pipeline-config', str(config), '--boxes',
+                 'ground-truth', '--frames', '2', '--mosaic-frames', '0',
+                 '--output-dir', str(out)]) == 0
+    combined = strict(out / 'all_ground-truth_summary.json')
+    rows = {row['object']: row for row in combined['rows']}
+    assert combined['objects_evaluated'] == 2 and combined['mean']['objects'] == 2
+    assert rows['eggbox']['status'] == 'evaluated' and rows['eggbox']['frames'] == 2
+    assert strict(out / 'all_ground-truth' / 'eggbox_ground-truth_summary.json')[
+        'metric'] == 'ADD-S'
+    assert "pipeline config's models" in combined['training_data']
+
+
+def test_dataset_is_refused_with_all(tmp_path, capsys):
+    assert main(['--object', 'all', '--dataset', str(tmp_path)]) == 2
+    assert '--dataset' in capsys.readouterr().err
