@@ -22,6 +22,7 @@ from pose_kp_ros.geometry.metrics import (
     translation_error,
 )
 from pose_kp_ros.geometry.object_model import ObjectModel
+from pose_kp_ros.geometry.symmetry import canonical_pose, symmetry_group
 from pose_kp_ros.pipeline.overlay import mosaic
 
 
@@ -73,11 +74,19 @@ VISIBILITY_BINS = ((0.0, 0.5), (0.5, 0.7), (0.7, 0.9), (0.9, 1.0))
 
 def frame_errors(frame, R_est, t_est, R_gt, t_gt, model_points, K, symmetric=False,
                  latency_ms=float('nan'), runtime_ms=float('nan'),
-                 visible_fraction=float('nan')):
-    """Return the FrameResult of one estimate (R_est None: not detected)."""
+                 visible_fraction=float('nan'), symmetries=()):
+    """Return the FrameResult of one estimate (R_est None: not detected).
+
+    symmetric: ADD-S instead of ADD. symmetries (the object's Symmetry list): the rotation,
+    translation and 2D errors are measured against the equivalent ground-truth pose nearest to
+    the estimate, so a right answer in another equivalent frame is not a 180 deg error.
+    """
     if R_est is None:
         return FrameResult(str(frame), False, *([float('nan')] * 4), latency_ms, runtime_ms,
                            visible_fraction)
+    if symmetries:
+        R_gt, t_gt = canonical_pose(R_gt, t_gt, symmetry_group(symmetries),
+                                    reference=np.asarray(R_est))
     args = (np.asarray(R_est)[None], np.asarray(t_est)[None], np.asarray(R_gt)[None],
             np.asarray(t_gt)[None])
     distance = (add_s if symmetric else add)(*args, model_points)[0]

@@ -96,7 +96,7 @@ def evaluate_frames(estimator, frames, object_names, points, boxes='detector', t
             results[name].append(frame_errors(
                 frame.name, best.R if best else None, best.t if best else None, R_gt, t_gt,
                 points[name], frame.K, error_metric(model) == 'ADD-S', runtime_ms=runtime_ms,
-                visible_fraction=visible))
+                visible_fraction=visible, symmetries=model.symmetries))
             if overlay is not None:
                 outline = estimator.objects[name].outline
                 draw_pose(overlay, frame.K, R_gt, t_gt, outline, colour=(255, 255, 255))

@@ -121,7 +121,8 @@ class PoseEvaluatorNode(Node):
             R_gt, t_gt = self.truth[key]
             R, t, latency = self.estimates.get(key, (None, None, float('nan')))
             results.append(frame_errors(index, R, t, R_gt, t_gt, self.points, self.K,
-                                        self.model.symmetric, latency_ms=latency))
+                                        self.model.symmetric, latency_ms=latency,
+                                        symmetries=self.model.symmetries))
         return results
 
     def _progress(self):

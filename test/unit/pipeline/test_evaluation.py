@@ -84,3 +84,19 @@ def test_result_files_are_strict_json_with_null_for_unmeasured(tmp_path):
     assert written['runtime_median_ms'] is None and written['median_add_mm'] is None
     frames = strict_json((tmp_path / 'run_frames.json').read_text())
     assert frames[0]['add_m'] is None and frames[0]['detected'] is False
+
+
+def test_symmetric_object_errors_against_the_nearest_equivalent_pose():
+    """An eggbox-like 180 deg symmetry: the flipped answer is right (ADD-S 0, rotation 0 deg)."""
+    from pose_kp_ros.geometry.symmetry import Symmetry
+    flip = Symmetry(axis=np.array([0.0, 0.0, 1.0]), angle_deg=180.0, point=np.zeros(3))
+    eye, T = np.eye(3), np.array([0.0, 0.0, 0.5])
+    R_flipped = flip.rotation
+    symmetric_points = np.concatenate([POINTS, POINTS @ R_flipped.T])
+    plain = frame_errors('a', R_flipped, T, eye, T, symmetric_points, K, symmetric=True)
+    aware = frame_errors('a', R_flipped, T, eye, T, symmetric_points, K, symmetric=True,
+                         symmetries=[flip])
+    assert plain.add_m < 1e-9 and aware.add_m < 1e-9
+    assert plain.rotation_deg == pytest.approx(180.0)
+    assert aware.rotation_deg == pytest.approx(0.0, abs=1e-6)
+    assert aware.translation_m == pytest.approx(0.0, abs=1e-9)
