@@ -1,0 +1,160 @@
+"""Where a frame's time goes: wall time per named stage, and medians over many frames.
+
+    >>> timer = StageTimer()
+    >>> with timer.stage('network'):
+    ...     with timer.stage('crops'):  # nested: recorded as 'network/crops'
+    ...         pass
+    >>> sorted(timer.milliseconds())
+    ['network', 'network/crops']
+
+A stage entered again in the same frame accumulates (its count says how often it ran). Nested
+stages are named after their parents ('second pass/network'), so the stages without a '/' never
+overlap and their sum is the timed part of the frame. `reset` starts a new frame. No global
+state: each estimator owns its timer; one thread uses a timer at a time. `StageHistory` keeps
+frames' stage times (thread-safe) for medians and means.
+"""
+
+from collections import deque
+from contextlib import contextmanager
+import platform
+import subprocess
+import threading
+import time
+
+import numpy as np
+
+
+class StageTimer:
+    """Accumulates time.perf_counter() seconds and entry counts per named stage."""
+
+    def __init__(self):
+        self.seconds = {}
+        self.counts = {}
+        self.tallies = {}
+        self._open = []
+
+    def reset(self):
+        """Forget the stages timed so far (a new frame starts)."""
+        self.seconds, self.counts, self.tallies, self._open = {}, {}, {}, []
+
+    def tally(self, name, number):
+        """Add `number` to the count `name` of this frame (e.g. crops from tracks)."""
+        self.tallies[name] = self.tallies.get(name, 0) + int(number)
+
+    @contextmanager
+    def stage(self, name):
+        """Time the block as stage `name` (inside another stage: 'parent/name')."""
+        full = '/'.join([*self._open[-1:], name])
+        self.seconds.setdefault(full, 0.0)  # listed in the order the stages start
+        self.counts.setdefault(full, 0)
+        self._open.append(full)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(full, time.perf_counter() - start)
+            self._open.pop()
+
+    def add(self, name, seconds, count=1):
+        """Add `seconds` (and `count` entries) to stage `name` as it is (no parent prefix)."""
+        self.seconds[name] = self.seconds.get(name, 0.0) + float(seconds)
+        self.counts[name] = self.counts.get(name, 0) + int(count)
+
+    def merge(self, other):
+        """Add every stage of another StageTimer to this one."""
+        for name, seconds in other.seconds.items():
+            self.add(name, seconds, other.counts[name])
+        for name, number in other.tallies.items():
+            self.tally(name, number)
+
+    def milliseconds(self):
+        """Return {stage: milliseconds} of the stages timed since the last reset."""
+        return {name: seconds * 1e3 for name, seconds in self.seconds.items()}
+
+
+class StageHistory:
+    """The stage times of the last `maxlen` frames (None: all), for medians and means.
+
+    A stage a frame did not run counts as 0 ms in that frame (e.g. the detector on a tracked
+    frame), so the medians of the top-level stages are comparable with the frame's total.
+    """
+
+    def __init__(self, maxlen=None):
+        self._frames = deque(maxlen=maxlen)
+        self._lock = threading.Lock()
+
+    def add(self, timer):
+        """Record one frame: the stages and tallies of a StageTimer."""
+        with self._lock:
+            self._frames.append((timer.milliseconds(), dict(timer.tallies)))
+
+    def __len__(self):
+        """Return how many frames are recorded."""
+        with self._lock:
+            return len(self._frames)
+
+    def summary(self):
+        """Return {stage: {'median_ms', 'mean_ms', 'frames_run'}} over the recorded frames.
+
+        'frames_run' counts the frames in which the stage ran. Stages are in first-seen order.
+        """
+        with self._lock:
+            frames = [stages for stages, _ in self._frames]
+        names = list(dict.fromkeys(name for frame in frames for name in frame))
+        table = {}
+        for name in names:
+            values = np.array([frame.get(name, 0.0) for frame in frames])
+            table[name] = {'median_ms': float(np.median(values)),
+                           'mean_ms': float(values.mean()),
+                           'frames_run': int(sum(name in frame for frame in frames))}
+        return table
+
+    def tallies(self):
+        """Return {tally: mean per frame} over the recorded frames (0 where not tallied)."""
+        with self._lock:
+            frames = [tallies for _, tallies in self._frames]
+        names = list(dict.fromkeys(name for frame in frames for name in frame))
+        return {name: float(np.mean([frame.get(name, 0) for frame in frames]))
+                for name in names}
+
+
+TOTAL = 'frame total'  # the stage name under which callers record a frame's whole time
+
+
+def top_level_sum(summary, key='median_ms'):
+    """Return the sum of `key` over the top-level stages (no '/') of a summary, TOTAL excluded."""
+    return sum(row[key] for name, row in summary.items() if '/' not in name and name != TOTAL)
+
+
+def stage_table(summary, tallies=None):
+    """Return the text table of a StageHistory.summary() (nested stages indented).
+
+    The TOTAL row, when recorded, comes last with the untimed rest above it; `tallies`
+    (StageHistory.tallies()) are listed below as means per frame.
+    """
+    lines = [f'{"stage":<36} {"median ms":>10} {"mean ms":>10} {"frames":>7}']
+    for name, row in summary.items():
+        if name == TOTAL:
+            continue
+        label = '  ' * name.count('/') + name.rsplit('/', 1)[-1]
+        lines.append(f'{label:<36} {row["median_ms"]:>10.2f} {row["mean_ms"]:>10.2f} '
+                     f'{row["frames_run"]:>7}')
+    if TOTAL in summary:
+        row = summary[TOTAL]
+        lines.append(f'{"untimed rest (mean)":<36} {"":>10} '
+                     f'{row["mean_ms"] - top_level_sum(summary, "mean_ms"):>10.2f}')
+        lines.append(f'{TOTAL:<36} {row["median_ms"]:>10.2f} {row["mean_ms"]:>10.2f} '
+                     f'{row["frames_run"]:>7}')
+    for name, mean in (tallies or {}).items():
+        lines.append(f'{name + " per frame (mean)":<36} {"":>10} {mean:>10.2f}')
+    return '\n'.join(lines)
+
+
+def cpu_model():
+    """Return lscpu's 'Model name' (else the platform's processor string): timings' machine."""
+    try:
+        lines = subprocess.run(['lscpu'], capture_output=True, text=True).stdout.splitlines()
+    except OSError:
+        lines = []
+    names = [line.split(':', 1)[1].strip() for line in lines if line.startswith('Model name')]
+    return names[0] if names else (platform.processor() or platform.machine())
