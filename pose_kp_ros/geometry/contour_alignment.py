@@ -21,6 +21,8 @@ Pixels are pinhole pixels (undistorted); with lens distortion the edges are samp
 distorted positions of the contour points.
 """
 
+from contextlib import nullcontext
+
 import cv2
 import numpy as np
 
@@ -171,7 +173,8 @@ def edge_support(gradients, surface_points, R, t, K, D=None, distortion_model='p
 def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
                 keypoint_points=None, keypoint_weights=None, contour_balance=10.0,
                 keypoint_huber_px=4.0, D=None, distortion_model='plumb_bob',
-                max_depth_change=0.15, max_rotation_change_deg=20.0, depth_starts=(1.0,)):
+                max_depth_change=0.15, max_rotation_change_deg=20.0, depth_starts=(1.0,),
+                timer=None):
     """Return (R, t) refined jointly on the silhouette's edges and the keypoints (6 DoF).
 
     Args:
@@ -190,6 +193,8 @@ def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
             viewing ray) and, of those accepted, the one whose outline has the most
             `edge_support` is returned (a keypoint depth several percent off is out of reach
             of the edge search from one start).
+        timer: optional stage timer (pose_kp_ros.pipeline.stage_timer.StageTimer): each start
+            is timed as stage 'depth start <factor>', the choice among them as 'edge support'.
 
     Rotation updates on the left, in the camera frame (as in solve_pose). Returns the input
     pose when the silhouette is unusable, the fit is not finite or every refinement moves too far.
@@ -201,11 +206,13 @@ def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
     keypoint_terms = (np.asarray(keypoints, dtype=np.float64),
                       np.asarray(keypoint_points, dtype=np.float64),
                       np.asarray(keypoint_weights, dtype=np.float64))
+    stage = timer.stage if timer is not None else nullcontext
     accepted = []
     for factor in depth_starts:
-        refined = _gauss_newton_steps(gradients, surface_points, R0, t0 * factor, K, search_px,
-                                      keypoint_terms, contour_balance, keypoint_huber_px, D,
-                                      distortion_model)
+        with stage(f'depth start {factor:g}'):
+            refined = _gauss_newton_steps(gradients, surface_points, R0, t0 * factor, K,
+                                          search_px, keypoint_terms, contour_balance,
+                                          keypoint_huber_px, D, distortion_model)
         if refined is None:
             continue
         turned = float(rotation_angle(refined[0] @ R0.T))
@@ -216,8 +223,9 @@ def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
         return R0, t0
     if len(accepted) == 1:
         return accepted[0]
-    return max(accepted, key=lambda pose: edge_support(gradients, surface_points, *pose, K, D,
-                                                         distortion_model))
+    with stage('edge support'):
+        return max(accepted, key=lambda pose: edge_support(gradients, surface_points, *pose, K,
+                                                             D, distortion_model))
 
 
 def _gauss_newton_steps(gradients, surface_points, R, t, K, search_px, keypoint_terms,

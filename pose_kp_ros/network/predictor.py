@@ -11,6 +11,7 @@ model forward (one batch) -> `decode_heatmaps` (heatmaps.py) -> `heatmap_to_imag
 `transform_points` back to image pixels.
 """
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,19 +81,24 @@ class KeypointPredictor:
         return cls(model, meta, device)
 
     @torch.inference_mode()
-    def predict(self, image_rgb, boxes_xyxy):
+    def predict(self, image_rgb, boxes_xyxy, timer=None):
         """Predict keypoints for boxes in one image.
 
         Args:
             image_rgb: (H, W, 3) uint8 RGB image.
             boxes_xyxy: (B, 4) boxes in image pixels (B >= 1).
+            timer: optional stage timer (pose_kp_ros.pipeline.stage_timer.StageTimer): the
+                stages 'crops' (cut, low-pass, normalise) and 'network' (forward, decode).
         """
-        crops, affines = crop_boxes(image_rgb, boxes_xyxy, self.input_size, self.padding)
-        crops = low_pass_crops(crops, affines, self.low_pass_px)
-        images = normalise_crops(crops, self.meta['mean'], self.meta['std'], self.device)
-        heatmaps = self.model(images).float().cpu()
-        keypoints_hm, confidence = decode_heatmaps(heatmaps)
-        to_image = heatmap_to_image_affines(affines, self.input_size, self.heatmap_size)
-        keypoints = transform_points(to_image, keypoints_hm.double().numpy())
+        stage = timer.stage if timer is not None else nullcontext
+        with stage('crops'):
+            crops, affines = crop_boxes(image_rgb, boxes_xyxy, self.input_size, self.padding)
+            crops = low_pass_crops(crops, affines, self.low_pass_px)
+            images = normalise_crops(crops, self.meta['mean'], self.meta['std'], self.device)
+        with stage('network'):
+            heatmaps = self.model(images).float().cpu()
+            keypoints_hm, confidence = decode_heatmaps(heatmaps)
+            to_image = heatmap_to_image_affines(affines, self.input_size, self.heatmap_size)
+            keypoints = transform_points(to_image, keypoints_hm.double().numpy())
         return KeypointPrediction(keypoints=keypoints, confidence=confidence.numpy(),
                                   heatmaps=heatmaps, crop_affines=affines)

@@ -37,6 +37,7 @@ from pose_kp_ros.pipeline.config import (
     PipelineConfigError,
     Thresholds,
 )
+from pose_kp_ros.pipeline.stage_timer import StageTimer
 from pose_kp_ros.pipeline.symmetric_poses import published_pose
 
 LOGGER = logging.getLogger(__name__)
@@ -159,6 +160,7 @@ class KeypointPoseEstimator:
         self.contour_balance = float(contour_balance)
         self.contour_depth_starts = tuple(contour_depth_starts)
         self.device = device
+        self.timer = StageTimer()  # where the last frame's time went (see `__call__`)
 
     @classmethod
     def from_config(cls, path_or_dict, device=None):
@@ -209,7 +211,12 @@ class KeypointPoseEstimator:
             boxes: None (full-image search with the detector), an (M, 4) array of xyxy boxes
                 (single-object pipelines), or {object_name: (M, 4)}.
             D, distortion_model: lens distortion of the image (None or zeros: pinhole).
+
+        `self.timer` then holds the frame's stages (detector, crops, network, solver, second
+        pass, silhouette refinement; pose_kp_ros.pipeline.stage_timer). It is reset here and by
+        PoseTracker.update; `search` and `estimate` called on their own add to it.
         """
+        self.timer.reset()
         if boxes is None:
             requests = self.search(image_rgb)
         else:
@@ -231,7 +238,8 @@ class KeypointPoseEstimator:
         if self.detector is None:
             return []
         names = set(object_names or self.object_names)
-        found = self.detector.detect(image_rgb, self.thresholds.min_detection_score)
+        with self.timer.stage('detector'):
+            found = self.detector.detect(image_rgb, self.thresholds.min_detection_score)
         requests = []
         for name in [n for n in self.object_names if n in names]:
             limit = self.search_candidates * self.objects[name].max_instances
@@ -259,6 +267,7 @@ class KeypointPoseEstimator:
                 LOGGER.debug('invalid box %s skipped', request.box_xyxy)
             else:
                 usable.append(request)
+                self.timer.tally(f'crops from {request.source}', 1)
         poses = []
         for name, runtime in self.objects.items():
             mine = [r for r in usable if r.object_name == name]
@@ -275,13 +284,23 @@ class KeypointPoseEstimator:
         A refined pose gets the keypoint fit's rms_px and covariance evaluated where it now is,
         and is dropped if that breaks max_reprojection_error_px (or leaves it unusable).
         """
+        if self.contour_search_px and poses:
+            with self.timer.stage('silhouette refinement'):
+                return self._refine_poses_on_silhouettes(image_rgb, K, poses, D,
+                                                         distortion_model)
+        return poses
+
+    def _refine_poses_on_silhouettes(self, image_rgb, K, poses, D, distortion_model):
+        """Return the poses refined on their silhouettes (see _refine_on_silhouettes)."""
         gradients, aligned = None, []
         for pose in poses:
             surface = self.objects[pose.object_name].surface
             if not self.contour_search_px or surface is None:
                 aligned.append(pose)
                 continue
-            gradients = gradients or image_gradients(image_rgb)
+            if gradients is None:
+                with self.timer.stage('image gradients'):
+                    gradients = image_gradients(image_rgb)
             measured = pose.keypoints
             if D is not None and has_distortion(D):
                 measured = undistort_pixels(measured, K, D, distortion_model)
@@ -293,9 +312,11 @@ class KeypointPoseEstimator:
                                measured, model.shape(pose.result.coeffs), weights,
                                self.contour_balance,
                                self.solver_options.get('robust_scale_px', 4.0), D,
-                               distortion_model, depth_starts=self.contour_depth_starts)
-            result = evaluate_pose(measured, pose.confidences, K, model,
-                                   replace(pose.result, R=R, t=t), **self._solver_options())
+                               distortion_model, depth_starts=self.contour_depth_starts,
+                               timer=self.timer)
+            with self.timer.stage('evaluation'):
+                result = evaluate_pose(measured, pose.confidences, K, model,
+                                       replace(pose.result, R=R, t=t), **self._solver_options())
             if result.valid and result.rms_px <= self.thresholds.max_reprojection_error_px:
                 aligned.append(replace(pose, R=result.R, t=result.t, result=result))
         return aligned
@@ -307,33 +328,41 @@ class KeypointPoseEstimator:
 
     def _estimate_object(self, runtime, image_rgb, K, requests, D, distortion_model):
         """Run network + solver for one object's requests (one batch each), with refinement."""
-        height, width = image_rgb.shape[:2]
         boxes = np.stack([r.box_xyxy for r in requests])
         inits = [r.init for r in requests]
         keypoints, confidences, results = self._keypoints_and_fit(
             runtime, image_rgb, K, boxes, inits, D, distortion_model)
         if self.refine_iou_below > 0:
-            redo = []
-            for i in self._refine_candidates(runtime, requests, confidences, results):
-                box = projected_box(runtime.outline, results.R[i], results.t[i], K)
-                box = None if box is None else grown_box(box, requests[i].margin)
-                if box is not None and valid_box(box, width, height) \
-                        and box_iou(box, boxes[i]) < self.refine_iou_below:
-                    redo.append((i, box))
-            if redo:
-                index = [i for i, _ in redo]
-                new_boxes = np.stack([box for _, box in redo])
-                kp2, conf2, res2 = self._keypoints_and_fit(
-                    runtime, image_rgb, K, new_boxes, [_row(results, i) for i in index], D,
-                    distortion_model)
-                for j, i in enumerate(index):
-                    if res2.valid[j] and res2.rms_px[j] <= max(1.5 * results.rms_px[i], 2.0):
-                        keypoints[i], confidences[i], boxes[i] = kp2[j], conf2[j], new_boxes[j]
-                        for f in PoseResult.__dataclass_fields__:
-                            getattr(results, f)[i] = getattr(res2, f)[j]
+            with self.timer.stage('second pass'):
+                self._second_pass(runtime, image_rgb, K, requests, boxes, keypoints,
+                                  confidences, results, D, distortion_model)
         return [pose for pose in (self._accept(runtime, requests[i], keypoints[i],
                                                confidences[i], boxes[i], results, i)
                                   for i in range(len(requests))) if pose is not None]
+
+    def _second_pass(self, runtime, image_rgb, K, requests, boxes, keypoints, confidences,
+                     results, D, distortion_model):
+        """Re-crop around the fitted poses and keep the better fits (arrays updated in place)."""
+        height, width = image_rgb.shape[:2]
+        redo = []
+        for i in self._refine_candidates(runtime, requests, confidences, results):
+            box = projected_box(runtime.outline, results.R[i], results.t[i], K)
+            box = None if box is None else grown_box(box, requests[i].margin)
+            if box is not None and valid_box(box, width, height) \
+                    and box_iou(box, boxes[i]) < self.refine_iou_below:
+                redo.append((i, box))
+        if redo:
+            self.timer.tally('crops of the second pass', len(redo))
+            index = [i for i, _ in redo]
+            new_boxes = np.stack([box for _, box in redo])
+            kp2, conf2, res2 = self._keypoints_and_fit(
+                runtime, image_rgb, K, new_boxes, [_row(results, i) for i in index], D,
+                distortion_model)
+            for j, i in enumerate(index):
+                if res2.valid[j] and res2.rms_px[j] <= max(1.5 * results.rms_px[i], 2.0):
+                    keypoints[i], confidences[i], boxes[i] = kp2[j], conf2[j], new_boxes[j]
+                    for f in PoseResult.__dataclass_fields__:
+                        getattr(results, f)[i] = getattr(res2, f)[j]
 
     @staticmethod
     def _refine_candidates(runtime, requests, confidences, results):
@@ -347,15 +376,16 @@ class KeypointPoseEstimator:
 
     def _keypoints_and_fit(self, runtime, image_rgb, K, boxes, inits, D, distortion_model):
         """Return keypoints (B, N, 2), confidences (B, N) and the fit (a batched PoseResult)."""
-        prediction = runtime.predictor.predict(image_rgb, boxes)
+        prediction = runtime.predictor.predict(image_rgb, boxes, timer=self.timer)
         keypoints = np.asarray(prediction.keypoints, dtype=np.float64)
         confidences = np.asarray(prediction.confidence, dtype=np.float64)
-        measured = keypoints
-        if D is not None and has_distortion(D):
-            measured = undistort_pixels(keypoints, K, D, distortion_model)
-        init = _batched_init(inits, len(boxes), runtime.model.num_basis)
-        results = solve_pose(measured, confidences, K, runtime.model, init=init,
-                             **self._solver_options())
+        with self.timer.stage('solver'):
+            measured = keypoints
+            if D is not None and has_distortion(D):
+                measured = undistort_pixels(keypoints, K, D, distortion_model)
+            init = _batched_init(inits, len(boxes), runtime.model.num_basis)
+            results = solve_pose(measured, confidences, K, runtime.model, init=init,
+                                 **self._solver_options())
         return keypoints, confidences, results
 
     def _accept(self, runtime, request, keypoints, confidences, box, results, i):

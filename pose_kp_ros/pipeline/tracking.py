@@ -107,19 +107,25 @@ class PoseTracker:
 
         `boxes` is None or {object_name: (M, 4) xyxy}, e.g. from a detection topic. A reset
         during the call keeps this frame's poses out of the tracks (they belong to the old camera).
+        The estimator's timer then holds the frame's stages, 'tracking' (the tracks' own
+        book-keeping) among them.
         """
+        timer = self.estimator.timer
+        timer.reset()
         with self._state_lock:
             generation, frame_index = self._generation, self.frame_index
             tracks = [replace(track) for track in self.tracks]
             lost, last_search = set(self._lost), dict(self._last_search)
-        height, width = np.asarray(image_rgb).shape[:2]
-        requests = self._track_requests(tracks, K, width, height)
-        given = self._given_requests(boxes or {}, requests)
-        requests += given
-        wanted = self._search_wanted(tracks, given, lost, last_search, frame_index)
+        with timer.stage('tracking'):
+            height, width = np.asarray(image_rgb).shape[:2]
+            requests = self._track_requests(tracks, K, width, height)
+            given = self._given_requests(boxes or {}, requests)
+            requests += given
+            wanted = self._search_wanted(tracks, given, lost, last_search, frame_index)
         requests += self.estimator.search(image_rgb, wanted) if wanted else []
         poses = self.estimator.estimate(image_rgb, K, requests, D, distortion_model)
-        tracked, kept, lost = self._assign(tracks, poses)
+        with timer.stage('tracking'):
+            tracked, kept, lost = self._assign(tracks, poses)
         with self._state_lock:
             if self._generation == generation:
                 self.tracks, self._lost = kept, lost

@@ -40,7 +40,7 @@ class OraclePredictor:
         self.confidence = confidence
         self.calls = 0
 
-    def predict(self, image_rgb, boxes_xyxy):
+    def predict(self, image_rgb, boxes_xyxy, timer=None):
         self.calls += 1
         self.boxes = np.array(boxes_xyxy)
         points = self.model.keypoints @ self.R.T + self.t
@@ -360,8 +360,8 @@ class CropBiasedPredictor(OraclePredictor):
     Keypoints move with the box centre; confidence is high only for a crop centred on the object.
     """
 
-    def predict(self, image_rgb, boxes_xyxy):
-        prediction = super().predict(image_rgb, boxes_xyxy)
+    def predict(self, image_rgb, boxes_xyxy, timer=None):
+        prediction = super().predict(image_rgb, boxes_xyxy, timer)
         truth = true_box(self.model, self.R, self.t)
         for i, box in enumerate(np.asarray(boxes_xyxy)):
             shift = (box[:2] + box[2:]) / 2 - (truth[:2] + truth[2:]) / 2
@@ -400,8 +400,8 @@ def test_verify_interval_spaces_searches_while_tracked():
 class CropLimitedPredictor(CropBiasedPredictor):
     """Finds nothing (confidence 0) in crops whose centre is more than 40 px off the object."""
 
-    def predict(self, image_rgb, boxes_xyxy):
-        prediction = super().predict(image_rgb, boxes_xyxy)
+    def predict(self, image_rgb, boxes_xyxy, timer=None):
+        prediction = super().predict(image_rgb, boxes_xyxy, timer)
         truth = true_box(self.model, self.R, self.t)
         for i, box in enumerate(np.asarray(boxes_xyxy)):
             if np.linalg.norm((box[:2] + box[2:]) / 2 - (truth[:2] + truth[2:]) / 2) > 40:
@@ -430,8 +430,8 @@ class ResettingPredictor(OraclePredictor):
     tracker = None
     reset_on_call = None
 
-    def predict(self, image_rgb, boxes_xyxy):
-        prediction = super().predict(image_rgb, boxes_xyxy)
+    def predict(self, image_rgb, boxes_xyxy, timer=None):
+        prediction = super().predict(image_rgb, boxes_xyxy, timer)
         if self.calls == self.reset_on_call:
             resetter = threading.Thread(target=self.tracker.reset)
             resetter.start()
