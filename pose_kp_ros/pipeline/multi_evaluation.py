@@ -16,6 +16,7 @@ import numpy as np
 from pose_kp_ros.geometry.boxes import projected_box
 from pose_kp_ros.pipeline.evaluation import frame_errors
 from pose_kp_ros.pipeline.overlay import draw_pose
+from pose_kp_ros.pipeline.stage_timer import TOTAL
 
 PUBLISHED_LMO = (
     ('PoseCNN', 'Xiang et al., RSS 2018', 24.9, 'real LINEMOD photos + synthetic renders'),
@@ -56,7 +57,7 @@ class EvalFrame:
 
 
 def evaluate_frames(estimator, frames, object_names, points, boxes='detector', tracker=None,
-                    mosaic_frames=16, progress=iter):
+                    mosaic_frames=16, progress=iter, stages=None):
     """Run the pipeline on every frame once; return ({object: [FrameResult]}, overlays).
 
     object_names: the objects measured (each one of estimator.objects); points: {object: (P, 3)
@@ -65,7 +66,8 @@ def evaluate_frames(estimator, frames, object_names, points, boxes='detector', t
     or None. Each object is measured on the frames whose truths name it, by its best-scored
     pose (none: a failure); runtime_ms is the whole frame's pipeline call. overlays: up to
     mosaic_frames RGB images spread over the frames, ground truth white, estimates coloured.
-    progress wraps the frame list (e.g. tqdm).
+    progress wraps the frame list (e.g. tqdm). stages: a StageHistory that receives each frame's
+    stage times (the estimator's timer, plus the whole call as TOTAL), or None.
     """
     results = {name: [] for name in object_names}
     overlays = []
@@ -84,6 +86,9 @@ def evaluate_frames(estimator, frames, object_names, points, boxes='detector', t
         else:
             poses = estimator(image, frame.K, requested)
         runtime_ms = (time.perf_counter() - start) * 1e3
+        if stages is not None:
+            estimator.timer.add(TOTAL, runtime_ms * 1e-3)
+            stages.add(estimator.timer)
         overlay = None
         if index % show_every == 0 and len(overlays) < mosaic_frames:
             overlay = image.copy()

@@ -10,7 +10,8 @@ Runs find (the pipeline's detector, or ground-truth boxes to isolate keypoints +
 network and solver on every frame showing the object (with --dataset: on the images of a
 rendered dataset folder with poses, e.g. held-out renders, instead), and writes to --output-dir:
 `<stem>_summary.json` (ADD < 0.1 d, ADD AUC, median rotation/translation errors, 2D projection
-< 5 px, detection rate, runtime per frame), `<stem>_frames.{csv,json}`, `<stem>_accuracy.png`
+< 5 px, detection rate, runtime per frame and per stage: 'stages', median/mean ms, with crops per
+frame in 'tallies_per_frame'), `<stem>_frames.{csv,json}`, `<stem>_accuracy.png`
 (accuracy vs threshold) and `<stem>_mosaic.png` (overlays). The photos are never used for training.
 `--object all`: every LM-O object with a model, one table beside the published figures
 (tools/eval_lmo_all.py).
@@ -39,6 +40,7 @@ from pose_kp_ros.pipeline.evaluation import (
     write_evaluation,
 )
 from pose_kp_ros.pipeline.multi_evaluation import EvalFrame, evaluate_frames
+from pose_kp_ros.pipeline.stage_timer import StageHistory, cpu_model, stage_table
 from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
 from pose_kp_ros.tools import eval_lmo_all
 from pose_kp_ros.tools.eval_lmo_all import select
@@ -126,9 +128,10 @@ def main(argv=None):
     tracker = None
     if args.tracking:
         tracker = PoseTracker(estimator, TrackingConfig(verify_interval=args.verify_interval))
+    stages = StageHistory()
     results, overlays = evaluate_frames(
         estimator, frames, [args.object], {args.object: points}, args.boxes, tracker,
-        args.mosaic_frames, lambda items: tqdm(items, desc=f'eval {args.object}'))
+        args.mosaic_frames, lambda items: tqdm(items, desc=f'eval {args.object}'), stages)
     results = results[args.object]
     summary = summarize(results, model.diameter)
     summary.update({'object': args.object, 'boxes': args.boxes, 'tracking': args.tracking,
@@ -136,7 +139,9 @@ def main(argv=None):
                     'frames_source': portable_path(args.dataset) if args.dataset
                     else 'LM-O test photos',
                     'pipeline_config': portable_path(config), 'device': str(estimator.device),
-                    'threads': args.threads, 'model_points': len(points)})
+                    'threads': args.threads, 'cpu_model': cpu_model(),
+                    'model_points': len(points),
+                    'stages': stages.summary(), 'tallies_per_frame': stages.tallies()})
     folder = Path(args.output_dir)
     stem = (f'{args.object}_{"renders_" if args.dataset else ""}{args.boxes}'
             f'{"_tracking" if args.tracking else ""}')
@@ -144,6 +149,7 @@ def main(argv=None):
                      f'{"renders" if args.dataset else "LM-O"} {args.object} ({args.boxes} boxes)',
                      overlays)
     print(summary_table(summary))
+    print(stage_table(summary['stages'], summary['tallies_per_frame']))
     print(strict_json.dumps({k: v for k, v in summary.items() if isinstance(v, (int, float))}))
     print(f'wrote {folder}/{stem}_*')
     return 0

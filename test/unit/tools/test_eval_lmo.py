@@ -55,12 +55,19 @@ def test_writes_summary_frames_plot_and_mosaic(untrained_pipeline, tmp_path, cap
     for key in ('add_0.1d_accuracy', 'add_auc_0.1d', 'median_rotation_deg',
                 'projection_5px_accuracy', 'detection_rate', 'runtime_median_ms'):
         assert key in summary
+    stages = summary['stages']  # where a frame's time goes, median / mean ms per stage
+    assert {'crops', 'network', 'solver', 'silhouette refinement', 'frame total'} <= set(stages)
+    assert all(set(row) == {'median_ms', 'mean_ms', 'frames_run'} for row in stages.values())
+    assert stages['frame total']['frames_run'] == 3 and 'detector' not in stages  # given boxes
+    assert summary['tallies_per_frame']['crops from boxes'] == 1.0
+    assert summary['cpu_model']
     frames = json.loads((out / f'{stem}_frames.json').read_text())
     assert len(frames) == 3 and all(set(f) >= {'frame', 'detected', 'add_m'} for f in frames)
     assert (out / f'{stem}_frames.csv').read_text().count('\n') == 4
     assert (out / f'{stem}_accuracy.png').stat().st_size > 1000
     assert (out / f'{stem}_mosaic.png').stat().st_size > 1000
-    assert 'ADD < 0.1 d' in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert 'ADD < 0.1 d' in printed and 'frame total' in printed
 
 
 def test_another_lmo_object_from_new_object_is_evaluated(tmp_path):
