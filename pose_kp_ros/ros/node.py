@@ -13,6 +13,7 @@ input is logged (throttled), counted in /diagnostics, and skipped.
 from dataclasses import replace
 import sys
 import threading
+import time
 
 import numpy as np
 from rcl_interfaces.msg import (
@@ -30,6 +31,7 @@ from vision_msgs.msg import Detection2DArray
 from pose_kp_ros.paths import data_path
 from pose_kp_ros.pipeline.config import PipelineConfigError
 from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator
+from pose_kp_ros.pipeline.stage_timer import TOTAL, StageHistory, StageTimer
 from pose_kp_ros.pipeline.tracking import PoseTracker, TrackedPose, TrackingConfig
 from pose_kp_ros.ros import messages
 from pose_kp_ros.ros.camera_info import CameraInfoError, intrinsics_from_camera_info
@@ -42,6 +44,7 @@ from pose_kp_ros.runtime.throttle import Throttle
 
 WARN_PERIOD_S = 5.0
 HELD_FRAME_MAX_AGE_S = 1.0  # an image waiting for the first camera_info expires after this
+STAGE_HISTORY_FRAMES = 100  # /diagnostics reports stage medians over the last this many frames
 
 
 class StartupError(RuntimeError):
@@ -80,6 +83,8 @@ class PoseKpNode(Node):
         self.scheduler = FrameScheduler(held_max_age_s=HELD_FRAME_MAX_AGE_S)
         self._throttle = Throttle(WARN_PERIOD_S)
         self._camera = None  # CameraIntrinsics in force (worker thread)
+        self._stages = StageTimer()  # the frame in progress (worker thread)
+        self.stage_history = StageHistory(STAGE_HISTORY_FRAMES)  # answered frames
         self._create_interfaces(params)
         self._worker = threading.Thread(target=self._work, name='pose_kp_worker', daemon=True)
         self._worker.start()
@@ -202,7 +207,8 @@ class PoseKpNode(Node):
         self.scheduler.add_detections(messages.stamp_seconds(msg.header.stamp), msg)
 
     def _publish_diagnostics(self):
-        self.outputs.publish_diagnostics(self.scheduler.snapshot(), str(self.estimator.device))
+        self.outputs.publish_diagnostics(self.scheduler.snapshot(), str(self.estimator.device),
+                                         self.stage_history.summary())
 
     # ---------------------------------------------------------------- worker thread
     def _work(self):
@@ -229,9 +235,14 @@ class PoseKpNode(Node):
         self.params.update(change.values)
 
     def _process(self, frame):
+        """Estimate and publish one frame; its stages go to `stage_history` when answered."""
+        stages = self._stages
+        stages.reset()
+        start = time.perf_counter()
         camera, msg = self._camera, frame.message
         try:
-            image = decode_image(msg, self.params['max_image_pixels'])
+            with stages.stage('conversion'):
+                image = decode_image(msg, self.params['max_image_pixels'])
         except ImageConversionError as error:
             self._record_error(f'image rejected: {error}', key='bad_image')
             return
@@ -248,7 +259,11 @@ class PoseKpNode(Node):
         else:
             poses = self.estimator(image, camera.K, boxes or None, D, camera.distortion_model)
             tracked = [TrackedPose(index, pose) for index, pose in enumerate(poses)]
-        self.outputs.publish(msg.header, tracked, image, camera.K, self.params)
+        stages.merge(self.estimator.timer)
+        with stages.stage('publishing'):
+            self.outputs.publish(msg.header, tracked, image, camera.K, self.params, stages)
+        stages.add(TOTAL, time.perf_counter() - start)
+        self.stage_history.add(stages)
         self.scheduler.frame_answered(frame)
 
     def _boxes_for(self, frame):

@@ -6,6 +6,7 @@ types and QoS are documented in docs/node.md.
 """
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -54,12 +55,13 @@ class Publishers:
         self.diagnostics = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
     def publish(self, header: Header, tracked: list, image: np.ndarray, K: np.ndarray,
-                params: Mapping) -> None:
+                params: Mapping, timer=None) -> None:
         """Publish the outputs of one frame: its TrackedPoses, RGB image and intrinsics (3, 3).
 
         `params`: the node's parameters in force (publish_tf, tf_prefix, marker_mesh,
-        debug_image_scale).
+        debug_image_scale); `timer`: optional StageTimer (stages 'markers' and 'overlay').
         """
+        stage = timer.stage if timer is not None else nullcontext
         best = {}
         for item in tracked:
             name = item.pose.object_name
@@ -86,9 +88,11 @@ class Publishers:
                                                 i.track_id), i.pose.R, i.pose.t)
                 for i in tracked]))
         if self.markers.get_subscription_count() > 0:
-            self._publish_markers(header, tracked, params['marker_mesh'])
+            with stage('markers'):
+                self._publish_markers(header, tracked, params['marker_mesh'])
         if self.debug_image.get_subscription_count() > 0:
-            self._publish_overlay(header, tracked, image, K, params['debug_image_scale'])
+            with stage('overlay'):
+                self._publish_overlay(header, tracked, image, K, params['debug_image_scale'])
 
     def _publish_markers(self, header, tracked, with_mesh):
         lists = []
@@ -119,8 +123,12 @@ class Publishers:
             overlay = cv2.resize(overlay, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         self.debug_image.publish(numpy_to_image(overlay, 'rgb8', header))
 
-    def publish_diagnostics(self, snapshot: Snapshot, device: str) -> None:
-        """Publish one /diagnostics status: rates, latency, counters, camera_info state, errors."""
+    def publish_diagnostics(self, snapshot: Snapshot, device: str, stages=None) -> None:
+        """Publish one /diagnostics status: rates, latency, counters, camera_info state, errors.
+
+        `stages`: optional StageHistory.summary() of the last frames: each stage's median
+        milliseconds as 'stage_ms/<stage>' (nested stages 'stage_ms/<parent>/<stage>').
+        """
         status = DiagnosticStatus(name=f'{self.node.get_name()}: pose estimation',
                                   hardware_id=self.node.get_fully_qualified_name())
         status.level, status.message = DiagnosticStatus.OK, 'ok'
@@ -139,6 +147,8 @@ class Publishers:
             'camera_info_age_s': 'never' if camera_age is None else f'{camera_age:.1f}',
         }
         values.update((name, str(snapshot.counters[name])) for name in COUNTERS)
+        values.update((f'stage_ms/{name}', f"{row['median_ms']:.2f}")
+                      for name, row in (stages or {}).items())
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.node.get_clock().now().to_msg()

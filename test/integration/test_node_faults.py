@@ -126,6 +126,11 @@ def test_image_before_first_camera_info_is_held_for_it(case, start_node, run_dri
     if case == 'processed':  # the newest image is answered with the new intrinsics
         assert sent[-1] in answered and answered <= set(sent[-2:]), (answered, sent)
         assert counter(final, 'frames_processed') == len(answered)
+        # where the answered frame's time went (median ms of the node's stages)
+        stages = {key: float(value) for key, value in final.items()
+                  if key.startswith('stage_ms/')}
+        assert {'stage_ms/conversion', 'stage_ms/publishing', 'stage_ms/frame total'} \
+            <= set(stages) and all(ms >= 0.0 for ms in stages.values()), final
     elif case == 'expired':  # held longer than 1 s: skipped, counted
         assert not answered and counter(final, 'frames_without_camera_info') == received
     else:  # the held 320x240 image meets a 640x480 camera_info: the size check skips it
