@@ -5,7 +5,9 @@
 Starts the LM-O camera replay (real photos, looping) and the pose node as separate processes
 (the demo's NodeSpecs), receives the node's PoseStamped in this process, and reports: end-to-end
 latency (image stamp -> pose received here) median / p95, output rate at the given input rate,
-the node's CPU load (% of one core) and resident memory over the run. Writes
+the node's CPU load (% of one core) and resident memory over the run, and where the node's frame
+time goes: the per-stage medians of its last 100 frames, as its /diagnostics reports them
+('stage_ms/<stage>', the last status received before the camera stops). Writes
 results/bench_node.json and prints a table. No assertions: figures only.
 """
 
@@ -15,6 +17,7 @@ from pathlib import Path
 import sys
 import time
 
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from node_harness import (
     camera_and_node,
@@ -28,6 +31,9 @@ import rclpy
 
 from pose_kp_ros import strict_json
 from pose_kp_ros.paths import portable_path
+from pose_kp_ros.pipeline.stage_timer import cpu_model
+
+STAGE = 'stage_ms/'  # the node's /diagnostics keys of stage medians
 
 
 def main():
@@ -52,6 +58,17 @@ def main():
         arrivals.append(time.monotonic())
 
     listener.create_subscription(PoseStamped, '/pose_kp/pose/driller', on_pose, 50)
+    stages = {}
+
+    def on_diagnostics(msg):
+        for status in msg.status:
+            values = {v.key: v.value for v in status.values}
+            if any(k.startswith(STAGE) for k in values):  # the pose node's status
+                stages.clear()
+                stages.update((k[len(STAGE):], float(v)) for k, v in values.items()
+                              if k.startswith(STAGE))
+
+    listener.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, 10)
     # the camera also waits for a ground-truth subscriber: this listener takes that role
     listener.create_subscription(PoseStamped, '/lmo_camera/ground_truth/driller',
                                  lambda msg: None, 50)
@@ -81,14 +98,20 @@ def main():
         'node_cpu_percent_of_one_core': float(cpu_percent),
         'node_rss_mb_start': float(warm[0, 2]), 'node_rss_mb_end': float(warm[-1, 2]),
         'node_rss_mb_max': float(samples[:, 2].max()),
-        'load_average_1_5_15': list(os.getloadavg()),
+        'load_average_1_5_15': list(os.getloadavg()), 'cpu_model': cpu_model(),
         'pipeline_config': portable_path(args.pipeline_config) if args.pipeline_config
         else 'models/driller/pipeline.yaml',
+        'stages_median_ms_last_100_frames': dict(stages),
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     strict_json.write(args.output, result)
     for key, value in result.items():
+        if key == 'stages_median_ms_last_100_frames':
+            continue
         print(f'{key:<32} {value:.2f}' if isinstance(value, float) else f'{key:<32} {value}')
+    print('node stage medians over its last 100 frames (ms):')
+    for name, ms in stages.items():
+        print(f"  {'  ' * name.count('/') + name.rsplit('/', 1)[-1]:<34} {ms:8.2f}")
     return 0
 
 
