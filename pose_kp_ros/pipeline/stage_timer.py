@@ -96,13 +96,13 @@ class StageHistory:
     def summary(self):
         """Return {stage: {'median_ms', 'mean_ms', 'frames_run'}} over the recorded frames.
 
-        'frames_run' counts the frames in which the stage ran. Stages are in first-seen order.
+        'frames_run' counts the frames in which the stage ran. Stages are in first-seen order,
+        each followed by its nested stages.
         """
         with self._lock:
             frames = [stages for stages, _ in self._frames]
-        names = list(dict.fromkeys(name for frame in frames for name in frame))
         table = {}
-        for name in names:
+        for name in parents_first(dict.fromkeys(name for frame in frames for name in frame)):
             values = np.array([frame.get(name, 0.0) for frame in frames])
             table[name] = {'median_ms': float(np.median(values)),
                            'mean_ms': float(values.mean()),
@@ -116,6 +116,18 @@ class StageHistory:
         names = list(dict.fromkeys(name for frame in frames for name in frame))
         return {name: float(np.mean([frame.get(name, 0) for frame in frames]))
                 for name in names}
+
+
+def parents_first(names):
+    """Return stage names in their order, each parent followed by its nested stages."""
+    order = {name: index for index, name in enumerate(names)}
+
+    def key(name):
+        parts = name.split('/')
+        return tuple(order.get('/'.join(parts[:depth]), order[name])
+                     for depth in range(1, len(parts) + 1))
+
+    return sorted(order, key=key)
 
 
 TOTAL = 'frame total'  # the stage name under which callers record a frame's whole time
@@ -132,21 +144,21 @@ def stage_table(summary, tallies=None):
     The TOTAL row, when recorded, comes last with the untimed rest above it; `tallies`
     (StageHistory.tallies()) are listed below as means per frame.
     """
-    lines = [f'{"stage":<36} {"median ms":>10} {"mean ms":>10} {"frames":>7}']
+    lines = [f'{"stage":<44} {"median ms":>10} {"mean ms":>10} {"frames":>7}']
     for name, row in summary.items():
         if name == TOTAL:
             continue
         label = '  ' * name.count('/') + name.rsplit('/', 1)[-1]
-        lines.append(f'{label:<36} {row["median_ms"]:>10.2f} {row["mean_ms"]:>10.2f} '
+        lines.append(f'{label:<44} {row["median_ms"]:>10.2f} {row["mean_ms"]:>10.2f} '
                      f'{row["frames_run"]:>7}')
     if TOTAL in summary:
         row = summary[TOTAL]
-        lines.append(f'{"untimed rest (mean)":<36} {"":>10} '
+        lines.append(f'{"untimed rest (mean)":<44} {"":>10} '
                      f'{row["mean_ms"] - top_level_sum(summary, "mean_ms"):>10.2f}')
-        lines.append(f'{TOTAL:<36} {row["median_ms"]:>10.2f} {row["mean_ms"]:>10.2f} '
+        lines.append(f'{TOTAL:<44} {row["median_ms"]:>10.2f} {row["mean_ms"]:>10.2f} '
                      f'{row["frames_run"]:>7}')
     for name, mean in (tallies or {}).items():
-        lines.append(f'{name + " per frame (mean)":<36} {"":>10} {mean:>10.2f}')
+        lines.append(f'{name + " per frame (mean)":<44} {"":>10} {mean:>10.2f}')
     return '\n'.join(lines)
 
 

@@ -2,7 +2,13 @@
 
 import threading
 
-from pose_kp_ros.pipeline.stage_timer import TOTAL, StageHistory, StageTimer, stage_table
+from pose_kp_ros.pipeline.stage_timer import (
+    TOTAL,
+    StageHistory,
+    StageTimer,
+    parents_first,
+    stage_table,
+)
 
 
 def test_stages_are_named_nested_counted_and_accumulate():
@@ -65,6 +71,13 @@ def test_history_summary_counts_skipped_stages_as_zero():
     assert summary['network'] == {'median_ms': 15.0, 'mean_ms': 15.0, 'frames_run': 2}
     assert summary['detector']['median_ms'] == 2.0 and summary['detector']['frames_run'] == 1
     assert history.tallies() == {'crops from search': 2.0}
+    history = StageHistory()
+    history.add(frame(network=1.0, detector=1.0))
+    history.add(frame(solver=1.0, network__crops__cut=1.0, network__crops=1.0))
+    # nested stages seen late still follow their parents
+    assert list(history.summary()) == ['network', 'network/crops', 'network/crops/cut',
+                                       'detector', 'solver']
+    assert parents_first(['a/b/c', 'd', 'a']) == ['d', 'a', 'a/b/c']  # no parent 'a/b'
     assert StageHistory().summary() == {}
 
 
