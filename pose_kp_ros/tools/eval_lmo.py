@@ -18,6 +18,7 @@ frame in 'tallies_per_frame'), `<stem>_frames.{csv,json}`, `<stem>_accuracy.png`
 """
 
 import argparse
+import os
 from pathlib import Path
 import sys
 
@@ -140,6 +141,7 @@ def main(argv=None):
                     else 'LM-O test photos',
                     'pipeline_config': portable_path(config), 'device': str(estimator.device),
                     'threads': args.threads, 'cpu_model': cpu_model(),
+                    'load_average_1_5_15': list(os.getloadavg()),
                     'model_points': len(points),
                     'stages': stages.summary(), 'tallies_per_frame': stages.tallies()})
     folder = Path(args.output_dir)
