@@ -18,6 +18,8 @@ import shlex
 import subprocess
 import sys
 
+from pose_kp_ros.pipeline.stage_timer import TOTAL, parents_first
+
 EVAL_ROWS = (
     ('driller_detector', 'LM-O photos', 'full-image detector',
      'pose-kp eval-lmo --object driller'),
@@ -139,6 +141,80 @@ def node_section(results):
     return lines
 
 
+STAGE_SOURCES = (
+    ('driller_detector', 'eval-lmo detector', 'pose-kp eval-lmo --object driller'),
+    ('driller_detector_tracking', 'eval-lmo tracking',
+     'pose-kp eval-lmo --object driller --tracking'),
+)
+
+
+def stage_label(name):
+    """Return a stage's table label: nested stages ('parent/stage') indented under the parent."""
+    depth = name.count('/')
+    return '&nbsp;&nbsp;' * 2 * depth + ('' if depth == 0 else '&#8627; ') \
+        + name.rsplit('/', 1)[-1]
+
+
+def stages_section(results):
+    """Return where a frame's time goes: the per-stage times of eval-lmo and of the node."""
+    columns, cpus, loads = [], set(), []
+    for stem, label, _ in STAGE_SOURCES:
+        summary = read(results / 'eval_lmo' / f'{stem}_summary.json') or {}
+        if summary.get('stages'):
+            columns.append((f'{label} median / mean', {
+                name: f"{number(row['median_ms'])} / {number(row['mean_ms'])}"
+                for name, row in summary['stages'].items()}, summary))
+            cpus.add(summary.get('cpu_model'))
+            loads.append((label, summary.get('load_average_1_5_15')))
+    bench = read(results / 'bench_node.json') or {}
+    node = bench.get('stages_median_ms_last_100_frames')
+    if node:
+        columns.append(('node median', {name: number(ms) for name, ms in node.items()}, None))
+        cpus.add(bench.get('cpu_model'))
+        loads.append(('node', bench.get('load_average_1_5_15')))
+    lines = ["## Where a frame's time goes", '']
+    if not columns:
+        return lines + ['Not measured yet: `pose-kp eval-lmo --object driller` writes the '
+                        'stages into its summary.', '']
+    lines += ['Wall time per stage of one frame (`pose_kp_ros.pipeline.stage_timer`; a stage '
+              'a frame skips counts as 0 ms in it). Indented rows are parts of the row above '
+              'them; the top-level rows do not overlap, and what they leave out of the frame '
+              'total (duplicate removal, request bookkeeping) is the untimed rest. eval-lmo: '
+              '`' + '`, `'.join(command for _, _, command in STAGE_SOURCES) + '` (one thread, '
+              'the image already decoded, no overlay timed); node: '
+              '`python benchmarks/bench_node.py`, the medians of its last 100 frames from '
+              '`/diagnostics` (`stage_ms/...`), tracking on, no overlay or marker '
+              'subscriber (those stages run only when subscribed). CPU: '
+              + ', '.join(sorted(c for c in cpus if c)) + '; 1-minute load average at the end of '
+              'each run (2 cores, shared): '
+              + ', '.join(f'{label} {number(load[0])}' for label, load in loads if load) + '.',
+              '',
+              '| stage (ms) | ' + ' | '.join(title for title, _, _ in columns) + ' |',
+              '|---|' + '---|' * len(columns)]
+    names = parents_first(dict.fromkeys(  # the node's column first: it has the most stages
+        n for _, rows, _ in reversed(columns) for n in rows if n != TOTAL))
+    for name in names:
+        lines.append(f'| {stage_label(name)} | '
+                     + ' | '.join(rows.get(name, '-') for _, rows, _ in columns) + ' |')
+    lines.append(f'| **{TOTAL}** | '
+                 + ' | '.join(f'**{rows.get(TOTAL, "-")}**' for _, rows, _ in columns) + ' |')
+    lines.append('')
+    for title, _, summary in columns:
+        if summary is None:
+            continue
+        stages, label = summary['stages'], title.split(' median')[0]
+        total = stages.get(TOTAL, {}).get('mean_ms')
+        if total:
+            shares = sorted(((row['mean_ms'] / total, name) for name, row in stages.items()
+                             if '/' not in name and name != TOTAL), reverse=True)
+            lines.append(f'{label}, share of the mean frame ({number(total)} ms): '
+                         + ', '.join(f'{name} {share:.0%}' for share, name in shares) + '; '
+                         + ', '.join(f'{number(mean, 2)} {name}' for name, mean in
+                                     (summary.get('tallies_per_frame') or {}).items())
+                         + ' per frame.')
+    return lines + ['']
+
+
 def runtime_table(network):
     """Return the torch / ONNX Runtime comparison of bench_network.json (none in older files)."""
     rows = [row for row in network['presets'] if 'onnx_1thread_ms_per_crop_b1' in row]
@@ -208,7 +284,8 @@ def render(results):
              'every figure names the command that measured it. Machine: 2 CPU cores, no GPU, '
              'often shared with training jobs (load averages are in the JSON files); numbers on a '
              'quiet machine or a GPU are better.', '']
-    lines += accuracy_section(results) + node_section(results) + parts_section(results)
+    lines += accuracy_section(results) + stages_section(results) + node_section(results) \
+        + parts_section(results)
     return '\n'.join(lines).rstrip() + '\n'
 
 
