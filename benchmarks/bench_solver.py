@@ -22,12 +22,12 @@ import torch
 from tqdm import tqdm
 
 from pose_kp_ros import strict_json
+from pose_kp_ros.geometry.camera import project_object_points
 from pose_kp_ros.geometry.metrics import accuracy_under, add, rotation_error_deg, translation_error
 from pose_kp_ros.geometry.rotations import hat, so3_exp
 from pose_kp_ros.geometry.solver import PoseResult, solve_pose
 from pose_kp_ros.geometry.synthetic import (
     LMO_K,
-    project_points,
     random_keypoint_model,
     random_poses,
 )
@@ -42,7 +42,7 @@ BATCH = 256
 def make_problems(rng, model, count, outliers):
     """Return (R, t, uv, conf) of count random problems."""
     R, t = random_poses(rng, count)
-    uv = project_points(R, t, model.keypoints) + rng.normal(0.0, 1.0, (count, 10, 2))
+    uv = project_object_points(model.keypoints, R, t, LMO_K) + rng.normal(0.0, 1.0, (count, 10, 2))
     conf = np.ones((count, 10))
     if outliers:
         for b in range(count):

@@ -31,7 +31,7 @@ def projected_box(outline_points, R, t, K):
 
     Returns None when the pose puts any point at or behind the camera.
     """
-    uv = project_object_points(outline_points, R, t, K)
+    uv = project_object_points(outline_points, R, t, K, in_front_only=True)
     if uv is None:
         return None
     return np.array([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()])

@@ -50,17 +50,35 @@ def intrinsics_ok(K):
             & (K[..., (1, 2, 2, 2), (0, 0, 1, 2)] == (0.0, 0.0, 0.0, 1.0)).all(-1))
 
 
-def project_object_points(points, R, t, K):
-    """Return pixels (P, 2) of object points (P, 3) metres at pose R (3, 3), t (3,) (numpy).
+def project_object_points(points, R, t, K, *, with_depth=False, in_front_only=False):
+    """Return pixels (..., N, 2) of object points (..., N, 3) at poses R (..., 3, 3), t (..., 3).
 
-    Returns None when any point is at or behind the camera (Z <= MIN_DEPTH_M).
+    The one projection of object points (metres): x_cam = R x_obj + t, then K (3, 3) or
+    (..., 3, 3); leading dimensions broadcast (one pose, or a batch of poses over one or a batch
+    of point sets). Points at or behind the camera (Z <= MIN_DEPTH_M) get finite pixels of no
+    meaning. with_depth: return (pixels, camera-frame depths Z (..., N) metres). in_front_only:
+    return None when any point is at or behind the camera.
+
+    Example:
+        >>> K = np.array([[500.0, 0.0, 320.0], [0.0, 500.0, 240.0], [0.0, 0.0, 1.0]])
+        >>> project_object_points([[0.1, 0.0, 0.0]], np.eye(3), [0.0, 0.0, 1.0], K)
+        array([[370., 240.]])
     """
-    # Coordinates as rows (3, P): one BLAS product, then per-coordinate arithmetic (fast for
+    R, K = np.asarray(R, dtype=np.float64), np.asarray(K, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    # Coordinates as rows (..., 3, N): one BLAS product, then per-coordinate arithmetic (fast for
     # the silhouette's tens of thousands of points).
-    x, y, z = (np.asarray(R, dtype=np.float64) @ np.asarray(points, dtype=np.float64).T
-               + np.asarray(t, dtype=np.float64).reshape(3, 1))
-    if not np.all(z > MIN_DEPTH_M):
+    x, y, z = np.moveaxis(R @ np.swapaxes(np.asarray(points, dtype=np.float64), -1, -2)
+                          + t[..., None], -2, 0)
+    in_front = z > MIN_DEPTH_M
+    if in_front_only and not np.all(in_front):
         return None
-    K = np.asarray(K, dtype=np.float64)
-    x, y = x / z, y / z
-    return np.stack([K[0, 0] * x + K[0, 1] * y + K[0, 2], K[1, 0] * x + K[1, 1] * y + K[1, 2]], 1)
+    if np.all(in_front):
+        x, y, w = x / z, y / z, 1.0
+    else:  # as project: behind the camera, the homogeneous pixel divided by 1
+        safe_z = np.where(in_front, z, 1.0)
+        x, y, w = x / safe_z, y / safe_z, z / safe_z
+    row = K[..., None, :, :] if K.ndim > 2 else K  # (..., 1, 3, 3) against (..., N)
+    uv = np.stack([row[..., 0, 0] * x + row[..., 0, 1] * y + row[..., 0, 2] * w,
+                   row[..., 1, 0] * x + row[..., 1, 1] * y + row[..., 1, 2] * w], -1)
+    return (uv, z) if with_depth else uv

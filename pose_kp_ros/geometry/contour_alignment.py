@@ -61,7 +61,7 @@ def silhouette_contour(surface_points, R, t, K):
     camera or too small.
     """
     empty = np.zeros((0, 2))
-    uv = project_object_points(surface_points, R, t, K)
+    uv = project_object_points(surface_points, R, t, K, in_front_only=True)
     if uv is None:
         return empty, empty, np.zeros(0, int)
     low = np.array([uv[:, 0].min(), uv[:, 1].min()])  # per column: much faster than min(0)

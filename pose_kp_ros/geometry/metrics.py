@@ -9,6 +9,7 @@ Pose Estimation", ECCV 2018) where it has them.
 import numpy as np
 from scipy.spatial import cKDTree
 
+from pose_kp_ros.geometry.camera import project_object_points
 from pose_kp_ros.geometry.rotations import rotation_angle
 
 
@@ -67,13 +68,8 @@ def projection_error_2d(R_est, t_est, R_gt, t_gt, points, K):
     Reference: Brachmann et al., "Uncertainty-Driven 6D Pose Estimation of Objects and Scenes
     from a Single RGB Image", CVPR 2016 (2D projection metric, usual threshold 5 px).
     """
-    K = np.asarray(K, float)
-
-    def project(points_camera):
-        homogeneous = points_camera @ np.swapaxes(K, -1, -2)
-        return homogeneous[..., :2] / homogeneous[..., 2:]
-
-    diff = project(_transform(R_est, t_est, points)) - project(_transform(R_gt, t_gt, points))
+    diff = (project_object_points(points, R_est, t_est, K)
+            - project_object_points(points, R_gt, t_gt, K))
     return np.linalg.norm(diff, axis=-1).mean(-1)
 
 

@@ -6,7 +6,6 @@ cx 325.26, cy 242.05, 640x480).
 
 import numpy as np
 
-from pose_kp_ros.geometry.camera import project
 from pose_kp_ros.geometry.object_model import ObjectModel
 
 LMO_K = np.array([[572.41, 0.0, 325.26], [0.0, 573.57, 242.05], [0.0, 0.0, 1.0]])
@@ -31,12 +30,6 @@ def random_poses(rng, count, depth_m=(0.6, 1.4), K=LMO_K, margin_px=(120, 100)):
     uv = rng.uniform(low, high, (count, 2))
     xy = (uv - K[:2, 2]) / np.diag(K)[:2] * z[:, None]
     return random_rotations(rng, count), np.column_stack([xy, z])
-
-
-def project_points(R, t, points, K=LMO_K):
-    """Return pixels (B, N, 2) of object points (N, 3) or (B, N, 3) metres under poses (R, t)."""
-    camera = np.asarray(points, float) @ np.swapaxes(R, -1, -2) + np.asarray(t)[:, None, :]
-    return project(camera, K)
 
 
 def random_keypoint_model(rng, num_keypoints=10, size_m=0.25, name='random_object'):

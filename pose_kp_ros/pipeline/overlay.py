@@ -35,12 +35,13 @@ def draw_pose(image_rgb, K, R, t, outline_points, keypoints=None, confidences=No
     the box diagonal).
     """
     corners = box_corners(outline_points)
-    uv = project_object_points(corners, R, t, K)
+    uv = project_object_points(corners, R, t, K, in_front_only=True)
     if uv is not None:
         for a, b in BOX_EDGES:
             cv2.line(image_rgb, _pt(uv[a]), _pt(uv[b]), colour, 1, cv2.LINE_AA)
     length = axis_length or 0.5 * float(np.linalg.norm(corners.max(0) - corners.min(0)))
-    axes = project_object_points(np.vstack([np.zeros(3), np.eye(3) * length]), R, t, K)
+    axes = project_object_points(np.vstack([np.zeros(3), np.eye(3) * length]), R, t, K,
+                                 in_front_only=True)
     if axes is not None:
         for i, axis_colour in enumerate(AXIS_COLOURS):
             cv2.line(image_rgb, _pt(axes[0]), _pt(axes[i + 1]), axis_colour, 2, cv2.LINE_AA)

@@ -6,16 +6,10 @@ convention (pixel (0, 0)'s centre is (0.0, 0.0)).
 
 import numpy as np
 
-from pose_kp_ros.geometry.camera import project
+from pose_kp_ros.geometry.camera import project_object_points
 
 SAME_SURFACE_M = 1e-4
 """Depth difference (metres) below which two depth buffers see the same surface."""
-
-
-def project_points(points_obj, R, t, K):
-    """Project object points (N, 3) metres with pose (R, t) and K; return uv (N, 2), z (N,)."""
-    points_cam = points_obj @ np.asarray(R).T + np.asarray(t)
-    return project(points_cam, K), points_cam[:, 2]
 
 
 def keypoint_visibility(uv, z, depth, tolerance_m):
@@ -59,7 +53,7 @@ def instance_label(model, R, t, K, scene_depth, mask, visible_fraction, toleranc
     scene_depth (H, W) metres; mask (H, W) bool: where it is seen; tolerance_m: keypoints are
     occluded when the scene's surface is nearer by more than this. The writer adds the mask.
     """
-    uv, z = project_points(model.keypoints, R, t, K)
+    uv, z = project_object_points(model.keypoints, R, t, K, with_depth=True)
     visibility = keypoint_visibility(uv, z, scene_depth, tolerance_m)
     return {
         'object': model.name,

@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from pose_kp_ros.rendering.labels import keypoint_visibility, project_points
+from pose_kp_ros.geometry.camera import project_object_points
+from pose_kp_ros.rendering.labels import keypoint_visibility
 from pose_kp_ros.rendering.renderer import Light, Placement, SceneRenderer
 
 VIEWS_DEG = ((0.0, 0.0, 0.0), (90.0, 0.0, 0.0), (0.0, 90.0, 0.0), (-35.0, 45.0, 20.0))
@@ -30,7 +31,7 @@ def keypoint_preview(mesh, keypoints, tile=400):
             light = Light('directional', (1.0, 1.0, 1.0), 3.0, direction=(0.3, 0.4, 1.0))
             rgb, depth = renderer.render(K, [Placement('object', R, t)], [light], (0.4,) * 3)
             image = np.where((depth > 0)[..., None], rgb, 255).astype(np.uint8)
-            uv, z = project_points(keypoints, R, t, K)
+            uv, z = project_object_points(keypoints, R, t, K, with_depth=True)
             visibility = keypoint_visibility(uv, z, depth, 0.02 * diameter)
             for number, ((u, v), flag) in enumerate(zip(uv, visibility)):
                 centre_px = (int(round(u)), int(round(v)))

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 import numpy as np
 
 from pose_kp_ros import solve_pose
+from pose_kp_ros.geometry.camera import project_object_points
 from pose_kp_ros.geometry.solver import PoseResult
 from pose_kp_ros.geometry.synthetic import (
     LMO_K,
-    project_points,
     random_keypoint_model,
     random_poses,
 )
@@ -30,7 +30,7 @@ def _clean(seed, batch):
     """Return uv (B, N, 2), conf (B, N) of noiseless problems in the LM-O camera."""
     rng = np.random.default_rng(seed)
     R, t = random_poses(rng, batch)
-    return project_points(R, t, MODEL.keypoints), rng.uniform(0.3, 1.0, (batch, N))
+    return project_object_points(MODEL.keypoints, R, t, LMO_K), rng.uniform(0.3, 1.0, (batch, N))
 
 
 @st.composite

@@ -5,16 +5,16 @@ import pytest
 import torch
 
 from pose_kp_ros import ObjectModel, PoseResult, solve_pose
+from pose_kp_ros.geometry.camera import project_object_points
 from pose_kp_ros.geometry.metrics import rotation_error_deg, translation_error
 from pose_kp_ros.geometry.rotations import so3_exp
 from pose_kp_ros.geometry.synthetic import LMO_K, random_keypoint_model, random_poses
-from pose_kp_ros.geometry.synthetic import project_points as project
 
 
 def _noisy_problem(rng, model, count, noise_px=1.0):
     R, t = random_poses(rng, count)
     noise = rng.normal(0.0, noise_px, (count, model.num_keypoints, 2))
-    uv = project(R, t, model.keypoints) + noise
+    uv = project_object_points(model.keypoints, R, t, LMO_K) + noise
     return R, t, uv, np.ones((count, model.num_keypoints))
 
 
@@ -31,7 +31,7 @@ def _perturbed(result, rng, angle_rad=0.03, shift_m=0.01):
 @pytest.mark.parametrize('robust', ['huber', 'cauchy', None])
 def test_exact_recovery_on_noiseless_data(rng, model, robust):
     R, t = random_poses(rng, 32)
-    uv = project(R, t, model.keypoints)
+    uv = project_object_points(model.keypoints, R, t, LMO_K)
     result = solve_pose(uv, np.ones((32, 10)), LMO_K, model, robust=robust)
     assert result.valid.all()
     np.testing.assert_allclose(result.R, R, atol=1e-8)
@@ -91,7 +91,7 @@ def test_shape_coefficients_are_recovered(rng):
                         prior_scale=[1.0, 1.0], diameter=0.3)
     coeffs = rng.normal(size=(8, 2))
     R, t = random_poses(rng, 8, depth_m=(0.4, 0.6))
-    uv = project(R, t, model.shape(coeffs))
+    uv = project_object_points(model.shape(coeffs), R, t, LMO_K)
     result = solve_pose(uv, np.ones((8, 10)), LMO_K, model, shape_prior_weight=0.0,
                         tolerance=1e-12)
     assert result.valid.all()
@@ -103,7 +103,7 @@ def test_shape_prior_pulls_towards_mean(rng):
     category = ObjectModel.from_yaml('objects/box_category.yaml')
     R, t = random_poses(rng, 4, depth_m=(0.5, 0.8))
     coeffs = np.tile(category.prior_scale, (4, 1))
-    uv = project(R, t, category.shape(coeffs)) + rng.normal(0, 1.0, (4, 8, 2))
+    uv = project_object_points(category.shape(coeffs), R, t, LMO_K) + rng.normal(0, 1.0, (4, 8, 2))
     weak = solve_pose(uv, np.ones((4, 8)), LMO_K, category, shape_prior_weight=1e-6)
     strong = solve_pose(uv, np.ones((4, 8)), LMO_K, category, shape_prior_weight=1e6)
     assert np.abs(strong.coeffs).max() < 0.1 * np.abs(weak.coeffs).max()
@@ -121,7 +121,7 @@ def test_warm_start_converges_in_few_iterations(rng, model):
 
 def test_warm_start_broadcasts_a_single_previous_result(rng, model):
     R, t = random_poses(rng, 1)
-    uv = project(R, t, model.keypoints)
+    uv = project_object_points(model.keypoints, R, t, LMO_K)
     cold = solve_pose(uv[0], np.ones(10), LMO_K, model)
     warm = solve_pose(np.repeat(uv, 3, 0), np.ones((3, 10)), LMO_K, model, init=cold)
     np.testing.assert_allclose(warm.t, np.repeat(t, 3, 0), atol=1e-8)
@@ -146,7 +146,7 @@ def test_confidence_power_follows_noise_that_grows_as_confidence_drops(rng, mode
     R, t = random_poses(rng, 64)
     conf = np.where(rng.uniform(size=(64, 10)) < 0.4, 0.45, 0.9)
     sigma = np.where(conf > 0.5, 0.5, 4.0)[..., None]
-    uv = project(R, t, model.keypoints) + rng.normal(size=(64, 10, 2)) * sigma
+    uv = project_object_points(model.keypoints, R, t, LMO_K) + rng.normal(size=(64, 10, 2)) * sigma
     plain = solve_pose(uv, conf, LMO_K, model, robust=None)
     default = solve_pose(uv, conf, LMO_K, model, robust=None, confidence_power=1.0)
     np.testing.assert_array_equal(plain.t, default.t)
@@ -176,7 +176,7 @@ def test_low_confidence_outliers_barely_hurt(rng, model):
 def test_covariance_matches_monte_carlo_spread(model):
     rng = np.random.default_rng(5)
     R, t = random_poses(rng, 1)
-    uv = project(R, t, model.keypoints) + rng.normal(0.0, 1.0, (400, 10, 2))
+    uv = project_object_points(model.keypoints, R, t, LMO_K) + rng.normal(0.0, 1.0, (400, 10, 2))
     result = solve_pose(uv, np.ones((400, 10)), LMO_K, model, robust=None)
     cov = result.covariance
     np.testing.assert_allclose(cov, np.swapaxes(cov, 1, 2), atol=1e-15)
@@ -192,7 +192,7 @@ def test_covariance_matches_monte_carlo_spread(model):
 
 def _degenerate_cases(model, rng):
     R, t = random_poses(rng, 1)
-    uv = project(R, t, model.keypoints)[0]
+    uv = project_object_points(model.keypoints, R, t, LMO_K)[0]
     conf = np.ones(10)
     few = conf.copy()
     few[3:] = 0.0
@@ -226,7 +226,7 @@ def test_collinear_layout_is_invalid(rng):
     line = np.outer(np.linspace(-0.1, 0.1, 6), [1.0, 0.5, 0.2])
     model = ObjectModel('stick', [f'k{i}' for i in range(6)], line, diameter=0.25)
     R, t = random_poses(rng, 2)
-    result = solve_pose(project(R, t, line), np.ones((2, 6)), LMO_K, model)
+    result = solve_pose(project_object_points(line, R, t, LMO_K), np.ones((2, 6)), LMO_K, model)
     assert not result.valid.any()
     # Only the collinear subset usable in an otherwise good model: invalid too.
     good = random_keypoint_model(rng, 8)
@@ -235,12 +235,13 @@ def test_collinear_layout_is_invalid(rng):
     model = ObjectModel('partly_line', good.keypoint_names, points, diameter=0.3)
     conf = np.ones((2, 8))
     conf[:, 4:] = 0.0
-    assert not solve_pose(project(R, t, points), conf, LMO_K, model).valid.any()
+    uv = project_object_points(points, R, t, LMO_K)
+    assert not solve_pose(uv, conf, LMO_K, model).valid.any()
 
 
 def test_points_behind_the_camera_are_invalid(rng, model):
     R, t = random_poses(rng, 2)
-    uv = project(R, t, model.keypoints)
+    uv = project_object_points(model.keypoints, R, t, LMO_K)
     behind = PoseResult(R=R, t=-t, coeffs=np.zeros((2, 0)), cost=None, rms_px=None,
                         iterations=None, valid=np.ones(2, bool), covariance=None)
     stuck = solve_pose(uv, np.ones((2, 10)), LMO_K, model, init=behind,

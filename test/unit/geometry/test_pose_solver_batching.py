@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from pose_kp_ros import ObjectModel, PoseResult, solve_pose
+from pose_kp_ros.geometry.camera import project_object_points
 from pose_kp_ros.geometry.rotations import so3_exp
 from pose_kp_ros.geometry.synthetic import LMO_K, random_keypoint_model, random_poses
-from pose_kp_ros.geometry.synthetic import project_points as project
 
 BATCH = 12
 FIELDS = ('R', 't', 'coeffs', 'cost', 'rms_px', 'covariance')
@@ -29,7 +29,8 @@ def _problems(kind, seed):
     model = _deformable(rng) if kind == 'deformable' else random_keypoint_model(rng, 10)
     coeffs = rng.normal(size=(BATCH, model.num_basis))
     R, t = random_poses(rng, BATCH)
-    uv = project(R, t, model.shape(coeffs)) + rng.normal(0.0, 1.5, (BATCH, 10, 2))
+    uv = (project_object_points(model.shape(coeffs), R, t, LMO_K)
+          + rng.normal(0.0, 1.5, (BATCH, 10, 2)))
     conf = rng.uniform(0.3, 1.0, (BATCH, 10))
     if kind == 'outliers':
         sign = rng.choice([-1.0, 1.0], (BATCH, 2, 2))

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from pose_kp_ros import ObjectModel, solve_pose
+from pose_kp_ros.geometry.camera import project_object_points
 from pose_kp_ros.geometry.metrics import rotation_error_deg
 from pose_kp_ros.geometry.synthetic import LMO_K, random_poses
-from pose_kp_ros.geometry.synthetic import project_points as project
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
 """Derandomized: the same examples on every run, so CI does not fail by chance on a case that
@@ -37,7 +37,7 @@ def test_noiseless_problems_are_solved_exactly(seed, num_keypoints, extents, dep
 def check_noiseless_solve(model, seed, depth):
     """Four noiseless problems of `model` at `depth` metres are solved exactly."""
     R, t = random_poses(np.random.default_rng(seed + 1), 4, depth_m=(depth, depth))
-    uv = project(R, t, model.keypoints)
+    uv = project_object_points(model.keypoints, R, t, LMO_K)
     conf = np.random.default_rng(seed + 2).uniform(0.1, 1.0, (4, model.num_keypoints))
     result = solve_pose(uv, conf, LMO_K, model)
     assert result.valid.all()
@@ -66,7 +66,8 @@ def test_results_are_finite_when_valid_and_keypoint_order_does_not_matter(
     rng = np.random.default_rng(seed)
     model = _layout(seed, num_keypoints, (0.25, 0.25, 0.25))
     R, t = random_poses(rng, 3)
-    uv = project(R, t, model.keypoints) + rng.normal(0, noise_px, (3, num_keypoints, 2))
+    uv = (project_object_points(model.keypoints, R, t, LMO_K)
+          + rng.normal(0, noise_px, (3, num_keypoints, 2)))
     conf = rng.uniform(0.2, 1.0, (3, num_keypoints))
     conf[:, :drop] = 0.0
     result = solve_pose(uv, conf, LMO_K, model)

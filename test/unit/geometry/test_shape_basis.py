@@ -3,9 +3,9 @@
 import numpy as np
 
 from pose_kp_ros import ObjectModel, solve_pose
+from pose_kp_ros.geometry.camera import project_object_points
 from pose_kp_ros.geometry.shape_basis import pca_shape_basis
 from pose_kp_ros.geometry.synthetic import LMO_K, random_poses, random_rotations
-from pose_kp_ros.geometry.synthetic import project_points as project
 from pose_kp_ros.tools import build_shape_basis
 from pose_kp_ros.tools.cli import SUBCOMMANDS
 
@@ -70,7 +70,7 @@ def test_solver_recovers_box_coefficients_up_to_scale(repo_root, rng):
     true_coeffs = rng.normal(size=(6, 3)) * category.prior_scale * 0.5
     true_shapes = category.shape(true_coeffs)
     R, t = random_poses(rng, 6, depth_m=(0.5, 0.8))
-    uv = project(R, t, true_shapes)
+    uv = project_object_points(true_shapes, R, t, LMO_K)
     result = solve_pose(uv, np.ones((6, 8)), LMO_K, category, shape_prior_weight=1e-6,
                         tolerance=1e-12)
     assert result.valid.all()

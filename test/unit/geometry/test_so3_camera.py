@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from scipy.linalg import expm
 
-from pose_kp_ros.geometry.camera import MIN_DEPTH_M, intrinsics_ok, project, project_with_jacobian
+from pose_kp_ros.geometry.camera import (
+    MIN_DEPTH_M,
+    intrinsics_ok,
+    project,
+    project_object_points,
+    project_with_jacobian,
+)
 from pose_kp_ros.geometry.rotations import hat, rotation_angle, so3_exp, so3_log
 
 
@@ -49,6 +55,33 @@ def test_points_behind_camera_are_flagged():
     X = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0], [1.0, 0.0, MIN_DEPTH_M]])
     uv, _, in_front = project_with_jacobian(X, np.eye(3))
     assert in_front.tolist() == [True, False, False] and np.isfinite(uv).all()
+
+
+def test_object_points_projection_batched_and_single_agree():
+    """One pose at a time, a batch of poses, and project() of the posed points give one answer."""
+    rng = np.random.default_rng(4)
+    K = np.array([[500.0, 1.5, 320.0], [0.0, 480.0, 240.0], [0.0, 0.0, 1.0]])
+    R = so3_exp(rng.normal(size=(5, 3)))
+    t = rng.normal(0.0, 0.1, (5, 3)) + [0.0, 0.0, 2.0]
+    points = rng.normal(0.0, 0.2, (7, 3))
+    batched, depth = project_object_points(points, R, t, K, with_depth=True)
+    assert batched.shape == (5, 7, 2) and depth.shape == (5, 7)
+    for b in range(5):
+        single = project_object_points(points, R[b], t[b], K, in_front_only=True)
+        np.testing.assert_allclose(single, batched[b], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(project(points @ R[b].T + t[b], K), single, atol=1e-9)
+        np.testing.assert_allclose(depth[b], (points @ R[b].T + t[b])[:, 2], atol=1e-15)
+    per_pose_points = np.broadcast_to(points, (5, 7, 3))
+    np.testing.assert_allclose(project_object_points(per_pose_points, R, t, np.stack([K] * 5)),
+                               batched, atol=1e-9)
+
+
+def test_object_points_behind_the_camera():
+    points = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, -2.0]])
+    uv = project_object_points(points, np.eye(3), [0.1, 0.2, 1.0], np.eye(3))
+    np.testing.assert_allclose(uv, project(points + [0.1, 0.2, 1.0], np.eye(3)))
+    assert project_object_points(points, np.eye(3), [0.1, 0.2, 1.0], np.eye(3),
+                                 in_front_only=True) is None
 
 
 def test_intrinsics_ok():

@@ -8,8 +8,9 @@ from scipy.spatial.transform import Rotation
 import trimesh
 
 from pose_kp_ros.data.package_data import lmo_camera
+from pose_kp_ros.geometry.camera import project_object_points
 from pose_kp_ros.geometry.mesh import load_mesh
-from pose_kp_ros.rendering.labels import keypoint_visibility, project_points
+from pose_kp_ros.rendering.labels import keypoint_visibility
 from pose_kp_ros.rendering.renderer import Light, Placement, SceneRenderer
 
 SUPERSAMPLE = 16
@@ -77,7 +78,7 @@ def test_keypoint_visibility_with_an_occluder_in_front(lmo_renderer):
     # Keypoints (box frame): front face centre, front face corner area, back face centre
     # (hidden by the box itself), and one far outside the image.
     keypoints = np.array([[0.0, 0.0, -0.1], [0.06, 0.06, -0.1], [0.0, 0.0, 0.1], [2.0, 0.0, 0.0]])
-    uv, z = project_points(keypoints, box.R, box.t, K)
+    uv, z = project_object_points(keypoints, box.R, box.t, K, with_depth=True)
     _, depth = lmo_renderer.render(K, [box], depth_only=True)
     np.testing.assert_array_equal(keypoint_visibility(uv, z, depth, 0.005), [2, 2, 1, 0])
     # A small cube 30 cm in front of the first keypoint hides it and nothing else.
