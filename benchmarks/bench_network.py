@@ -29,8 +29,8 @@ from pose_kp_ros.network.hourglass import (
     count_parameters,
 )
 from pose_kp_ros.network.keypoint_net import build_keypoint_network
+from pose_kp_ros.network.onnx_export import write_onnx
 from pose_kp_ros.network.onnx_runtime import load_onnx_model
-from pose_kp_ros.tools.export_model import write_onnx
 
 RESULTS = Path(__file__).resolve().parent.parent / 'results' / 'bench_network.json'
 

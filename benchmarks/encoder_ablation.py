@@ -14,6 +14,7 @@ The runs come from `ABLATION=1 scripts/train_driller_model.sh` (same data and ep
 import argparse
 import json
 from pathlib import Path
+import subprocess
 import sys
 import tempfile
 
@@ -21,7 +22,6 @@ import yaml
 
 from pose_kp_ros import strict_json
 from pose_kp_ros.network.checkpoint_format import read_checkpoint_file
-from pose_kp_ros.tools import eval_lmo
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS = (('hourglass, from scratch', 'runs/ablation_hourglass/best.pt'),
@@ -51,7 +51,8 @@ def evaluate(config, data, boxes, renders, frames, folder):
             '--output-dir', str(out), '--mosaic-frames', '0', '--frames', str(frames)]
     if data == 'renders':
         argv += ['--dataset', renders]
-    if eval_lmo.main(argv) != 0:
+    command = [sys.executable, '-m', 'pose_kp_ros.tools.cli', 'eval-lmo', *argv]
+    if subprocess.run(command).returncode:
         raise RuntimeError(f'eval-lmo failed: {argv}')
     return json.loads(next(out.glob('*_summary.json')).read_text())
 

@@ -49,11 +49,10 @@ def lmo_records(object_name):
     """
     from types import SimpleNamespace
 
-    from pose_kp_ros.data.package_data import lmo_camera
+    from pose_kp_ros.data.package_data import lmo_camera, lmo_frames
     from pose_kp_ros.geometry.camera import project_object_points
     from pose_kp_ros.geometry.object_model import ObjectModel
     from pose_kp_ros.paths import data_path
-    from pose_kp_ros.tools.eval_lmo import lmo_frames
 
     model = ObjectModel.from_yaml(data_path('objects', f'{object_name}.yaml'))
     outline = outline_points(model)

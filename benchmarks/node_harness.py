@@ -15,7 +15,7 @@ import subprocess
 import numpy as np
 
 from pose_kp_ros.launch_graph import demo_graph
-from pose_kp_ros.tools.demo import executable_path
+from pose_kp_ros.paths import executable_path
 
 CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
 CAMERA_DISTINCT_FRAMES = 200

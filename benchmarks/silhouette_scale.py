@@ -23,13 +23,14 @@ import numpy as np
 from tqdm import tqdm
 
 from pose_kp_ros import strict_json
+from pose_kp_ros.data.package_data import lmo_frames
 from pose_kp_ros.geometry.contour_alignment import image_gradients, refine_pose
 from pose_kp_ros.geometry.mesh import object_mesh, surface_points
 from pose_kp_ros.geometry.metrics import rotation_error_deg
 from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.paths import data_path, portable_path
 from pose_kp_ros.pipeline.config import PipelineConfig
-from pose_kp_ros.tools.eval_lmo import dataset_frames, lmo_frames
+from pose_kp_ros.training.records import dataset_frames
 
 
 def ground_truth_drift(frames, surface, search_px):

@@ -1,4 +1,4 @@
-"""Where the package's data files (config/, models/, objects/, launch/) are.
+"""Where the package's data files (config/, models/, objects/, launch/) and executables are.
 
 Installed with colcon, they live in share/pose_kp_ros (found through the ament index); in a
 source checkout or an editable install, next to the Python package. Both are tried, in that order.
@@ -6,6 +6,8 @@ source checkout or an editable install, next to the Python package. Both are tri
 
 import os
 from pathlib import Path
+import shutil
+import sys
 
 PACKAGE = 'pose_kp_ros'
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
@@ -47,3 +49,21 @@ def portable_path(path: str | Path, start: str | Path | None = None) -> str:
                 return os.path.relpath(path, root)
         start = os.curdir
     return os.path.relpath(path, os.path.abspath(start))
+
+
+def executable_path(name):
+    """Return the installed executable `name` (colcon lib/pose_kp_ros, or next to python)."""
+    beside = Path(sys.executable).with_name(name)
+    if beside.exists():
+        return str(beside)
+    try:
+        from ament_index_python.packages import get_package_prefix
+        candidate = Path(get_package_prefix('pose_kp_ros')) / 'lib' / 'pose_kp_ros' / name
+        if candidate.exists():
+            return str(candidate)
+    except Exception:  # not installed through ament
+        pass
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f'executable {name} not found (is pose_kp_ros installed?)')
+    return found

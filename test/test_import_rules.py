@@ -88,6 +88,14 @@ def test_benchmarks_and_scripts_use_public_names_only():
     assert not wrong, 'private names imported:\n' + '\n'.join(wrong)
 
 
+def test_benchmarks_import_library_layers_only():
+    """Benchmarks call the layers; a command they need runs as a process (python -m ...cli)."""
+    wrong = sorted(f'{path.relative_to(ROOT)}: {module}'
+                   for path in (ROOT / 'benchmarks').glob('*.py')
+                   for module, name in imports(path) if 'tools' in own_targets(module, name))
+    assert not wrong, 'benchmarks import pose_kp_ros.tools:\n' + '\n'.join(wrong)
+
+
 def test_the_rules_name_every_package():
     packages = {p.name for p in PACKAGE.iterdir() if (p / '__init__.py').exists()}
     assert packages == set(MAY_IMPORT)

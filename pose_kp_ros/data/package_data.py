@@ -129,6 +129,16 @@ def lmo_ground_truth(object_id):
     return frames
 
 
+def lmo_frames(object_name):
+    """Return the LM-O photos: [(name, image path, K (3, 3), R (3, 3), t (3,), visible)].
+
+    visible (the object's visible fraction) is NaN: the package has no visibility annotation.
+    """
+    K, _ = lmo_camera()
+    return [(path.stem, path, K, R, t, float('nan'))
+            for path, R, t in lmo_ground_truth(lmo_object_id(object_name))]
+
+
 def background_photo_paths():
     """Return the background photos found (scikit-image data, Debian opencv-doc); raise if none."""
     paths = []

@@ -12,7 +12,6 @@ import argparse
 import os
 from pathlib import Path
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,24 +20,7 @@ import time
 
 from pose_kp_ros.data.package_data import LMO_OBJECT_IDS, lmo_ground_truth, lmo_object_id
 from pose_kp_ros.launch_graph import demo_graph
-
-
-def executable_path(name):
-    """Return the installed executable `name` (colcon lib/pose_kp_ros, or next to python)."""
-    beside = Path(sys.executable).with_name(name)
-    if beside.exists():
-        return str(beside)
-    try:
-        from ament_index_python.packages import get_package_prefix
-        candidate = Path(get_package_prefix('pose_kp_ros')) / 'lib' / 'pose_kp_ros' / name
-        if candidate.exists():
-            return str(candidate)
-    except Exception:  # not installed through ament
-        pass
-    found = shutil.which(name)
-    if not found:
-        raise FileNotFoundError(f'executable {name} not found (is pose_kp_ros installed?)')
-    return found
+from pose_kp_ros.paths import executable_path
 
 
 def relay(process, prefix):

@@ -22,16 +22,10 @@ import os
 from pathlib import Path
 import sys
 
-import numpy as np
 from tqdm import tqdm
 
 from pose_kp_ros import strict_json
-from pose_kp_ros.data.package_data import (
-    LMO_OBJECT_IDS,
-    lmo_camera,
-    lmo_ground_truth,
-    lmo_object_id,
-)
+from pose_kp_ros.data.package_data import LMO_OBJECT_IDS, lmo_frames
 from pose_kp_ros.paths import data_path, portable_path
 from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator
 from pose_kp_ros.pipeline.evaluation import (
@@ -45,7 +39,7 @@ from pose_kp_ros.pipeline.stage_timer import StageHistory, cpu_model, stage_tabl
 from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
 from pose_kp_ros.tools import eval_lmo_all
 from pose_kp_ros.tools.eval_lmo_all import select
-from pose_kp_ros.training.records import load_records
+from pose_kp_ros.training.records import dataset_frames
 
 
 def parse_args(argv):
@@ -75,33 +69,6 @@ def parse_args(argv):
                         help='evaluate on this rendered dataset folder (annotations with K, R, '
                              't) instead of the LM-O photos, e.g. held-out renders')
     return parser.parse_args(argv)
-
-
-def lmo_frames(object_name):
-    """Return the LM-O photos: [(name, image path, K (3, 3), R (3, 3), t (3,), visible)].
-
-    visible (the object's visible fraction) is NaN: the package has no visibility annotation.
-    """
-    K, _ = lmo_camera()
-    return [(path.stem, path, K, R, t, float('nan'))
-            for path, R, t in lmo_ground_truth(lmo_object_id(object_name))]
-
-
-def dataset_frames(folder, object_name):
-    """Return the frames of a dataset folder like lmo_frames (the first posed instance each)."""
-    _, _, records = load_records(folder, object_name=object_name)
-    frames, seen = [], set()
-    for record in records:
-        if record.image in seen or None in (record.K, record.R, record.t):
-            continue
-        seen.add(record.image)
-        frames.append((Path(record.image).stem, Path(record.image), np.array(record.K),
-                       np.array(record.R), np.array(record.t),
-                       float('nan') if record.visible_fraction is None
-                       else record.visible_fraction))
-    if not frames:
-        raise ValueError(f'{folder}: no instance of {object_name} with K, R and t')
-    return frames
 
 
 def main(argv=None):

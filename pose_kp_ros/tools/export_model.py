@@ -33,10 +33,8 @@ from pose_kp_ros.network.checkpoint_format import CheckpointError, read_checkpoi
 from pose_kp_ros.network.detector_checkpoint import FORMAT as DETECTOR_FORMAT
 from pose_kp_ros.network.detector_checkpoint import load_detector_checkpoint
 from pose_kp_ros.network.hourglass import FinalHeatmaps
-from pose_kp_ros.network.onnx_runtime import META_KEY
+from pose_kp_ros.network.onnx_export import MAX_BATCH, write_onnx
 from pose_kp_ros.paths import SOURCE_ROOT, portable_path
-
-MAX_BATCH = 4096
 
 
 def import_relative(file_name: str) -> str:
@@ -76,24 +74,6 @@ def checkpoint_network(path) -> tuple[torch.nn.Module, dict, torch.Tensor, list[
     size = checkpoint.meta['input_size']
     return (FinalHeatmaps(checkpoint.model).eval(), checkpoint.meta,
             torch.zeros(2, 3, size, size), ['heatmaps'])
-
-
-def write_onnx(model, example, output_names, meta_text, out_path):
-    """Export `model` with torch.onnx (dynamic batch) to out_path, metadata in metadata_props."""
-    batch = torch.export.Dim('batch', min=1, max=MAX_BATCH)
-    program = torch.onnx.export(model, (example,), input_names=['images'],
-                                output_names=output_names, dynamic_shapes=({0: batch},),
-                                dynamo=True, verbose=False)
-    graph = program.model.graph
-    graph.metadata_props.clear()  # the exporter's annotations: absolute source paths among them
-    for node in graph.all_nodes():
-        node.metadata_props.clear()
-        for value in node.outputs:
-            value.metadata_props.clear()
-    for value in [*graph.inputs, *graph.initializers.values()]:
-        value.metadata_props.clear()
-    program.model.metadata_props[META_KEY] = meta_text
-    program.save(str(out_path))
 
 
 def write_program(model, example, meta_text, out_path):

@@ -305,6 +305,27 @@ def _optional_matrix(value, shape):
     return tuple(map(tuple, array.tolist())) if array.ndim == 2 else tuple(array.tolist())
 
 
+def dataset_frames(folder, object_name):
+    """Return a dataset folder's frames like package_data.lmo_frames (first posed instance each).
+
+    [(name, image path, K (3, 3), R (3, 3), t (3,), visible fraction or NaN)] for `pose-kp
+    eval-lmo --dataset` and the benchmarks.
+    """
+    _, _, records = load_records(folder, object_name=object_name)
+    frames, seen = [], set()
+    for record in records:
+        if record.image in seen or None in (record.K, record.R, record.t):
+            continue
+        seen.add(record.image)
+        frames.append((Path(record.image).stem, Path(record.image), np.array(record.K),
+                       np.array(record.R), np.array(record.t),
+                       float('nan') if record.visible_fraction is None
+                       else record.visible_fraction))
+    if not frames:
+        raise ValueError(f'{folder}: no instance of {object_name} with K, R and t')
+    return frames
+
+
 def split_records(records, val_fraction, seed):
     """Split records into (train, val) by image, a seeded `val_fraction` of images for val."""
     images = sorted({r.image for r in records})
