@@ -117,3 +117,20 @@ def test_init_weights_fine_tunes_from_a_checkpoint(kite_dataset, tmp_path, capsy
         t.sum().item() for t in expected.values())
 
 
+
+
+RECIPE = Path(__file__).resolve().parents[3] / 'models' / 'driller' / 'recipe'
+
+
+@pytest.mark.parametrize('name', sorted(p.name for p in RECIPE.glob('*.yaml')))
+def test_the_shipped_models_recipe_loads_with_its_paths_in_the_repository(name):
+    """The stage configs beside models/driller name the repository's object, data and runs."""
+    from pose_kp_ros.training import detector_training, keypoint_training
+    trainer = detector_training if name.startswith('train_detector') else keypoint_training
+    config = trainer.load_config(RECIPE / name)
+    root = RECIPE.parents[2]
+    folders = [*config['datasets'], *config['val_datasets'], config['output_dir']]
+    folders += [config['init_weights']] if config['init_weights'] else []
+    assert {Path(p).relative_to(root).parts[0] for p in folders} <= {'data', 'runs'}, folders
+    if trainer is keypoint_training:
+        assert Path(config['object']) == root / 'objects' / 'driller.yaml'
