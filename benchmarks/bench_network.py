@@ -31,6 +31,7 @@ from pose_kp_ros.network.hourglass import (
 from pose_kp_ros.network.keypoint_net import build_keypoint_network
 from pose_kp_ros.network.onnx_export import write_onnx
 from pose_kp_ros.network.onnx_runtime import load_onnx_model
+from pose_kp_ros.pipeline.stage_timer import cpu_model
 
 RESULTS = Path(__file__).resolve().parent.parent / 'results' / 'bench_network.json'
 
@@ -79,16 +80,6 @@ def runtime_rows(model, size, repeats):
             row[f'torch_over_onnx_b{batch}'] = torch_ms / onnx_ms
     return row
 
-
-def cpu_model():
-    """Return the CPU's model name (Linux /proc/cpuinfo, else platform), for the record."""
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main():

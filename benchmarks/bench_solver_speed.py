@@ -30,6 +30,7 @@ from pose_kp_ros import strict_json
 from pose_kp_ros.geometry.metrics import rotation_error_deg
 from pose_kp_ros.geometry.solver import solve_pose
 from pose_kp_ros.geometry.synthetic import LMO_K, random_keypoint_model
+from pose_kp_ros.pipeline.stage_timer import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 OLD_SOLVER = 'pose_kp_ros/geometry/solver.py'
@@ -67,15 +68,6 @@ def load_baseline(commit):
         for name, loaded in current.items():
             sys.modules[f'pose_kp_ros.geometry.{name}'] = loaded
 
-
-def cpu_model():
-    """Return lscpu's 'Model name' (or the platform's processor string)."""
-    try:
-        lines = subprocess.run(['lscpu'], capture_output=True, text=True).stdout.splitlines()
-    except OSError:
-        lines = []
-    names = [line.split(':', 1)[1].strip() for line in lines if line.startswith('Model name')]
-    return names[0] if names else platform.processor()
 
 
 def single_methods(model, old_solve):
