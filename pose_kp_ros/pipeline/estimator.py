@@ -15,7 +15,7 @@ the mesh silhouette's image edges and the keypoints, from several depths (`conto
 covariance evaluated at the refined pose, the reprojection threshold checked there.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 import logging
 import re
 
@@ -37,67 +37,11 @@ from pose_kp_ros.pipeline.config import (
     PipelineConfigError,
     Thresholds,
 )
+from pose_kp_ros.pipeline.object_pose import CropRequest, ObjectPose, pose_scores
 from pose_kp_ros.pipeline.stage_timer import StageTimer
 from pose_kp_ros.pipeline.symmetric_poses import published_pose
 
 LOGGER = logging.getLogger(__name__)
-
-
-@dataclass
-class CropRequest:
-    """Where to look for one instance of an object.
-
-    Attributes:
-        object_name: which object model.
-        box_xyxy: (4,) box in image pixels around the instance.
-        init: optional single-problem PoseResult to warm-start the fit from.
-        source: 'boxes' (given), 'track' (previous pose) or 'search' (detector).
-        score: the box's own score (detector or caller), 1 when unknown.
-        track_id: the track asking (source 'track'), else None.
-        margin: the box is a pose's projected box grown by this fraction of its size on each
-            side (tracks); the refinement pass frames its crop the same way.
-    """
-
-    object_name: str
-    box_xyxy: np.ndarray
-    init: PoseResult = None
-    source: str = 'boxes'
-    score: float = 1.0
-    track_id: int = None
-    margin: float = 0.0
-
-
-@dataclass
-class ObjectPose:
-    """One estimated object instance.
-
-    Attributes:
-        object_name: object model name.
-        R: (3, 3) object-to-camera rotation.
-        t: (3,) object origin in the camera frame, metres.
-        score: mean keypoint confidence in [0, 1].
-        keypoints: (N, 2) keypoints as found in the image, pixels.
-        confidences: (N,) keypoint confidences.
-        box_xyxy: (4,) the crop box the keypoints were found in.
-        request: the CropRequest this pose answers.
-        result: the solver's single-problem PoseResult (coeffs, rms_px, covariance, ...) at the
-            final pose R, t (after the silhouette refinement).
-    """
-
-    object_name: str
-    R: np.ndarray
-    t: np.ndarray
-    score: float
-    keypoints: np.ndarray
-    confidences: np.ndarray
-    box_xyxy: np.ndarray
-    request: CropRequest
-    result: PoseResult
-
-    @property
-    def covariance(self):
-        """Return the (6, 6) pose covariance (tx, ty, tz, rx, ry, rz), metres and radians."""
-        return self.result.covariance
 
 
 def resolve_device(name):
@@ -113,11 +57,6 @@ def resolve_device(name):
         LOGGER.warning("device '%s' asked but CUDA is not available: using the CPU", name)
         return torch.device('cpu')
     return torch.device(name)
-
-
-def pose_scores(confidences):
-    """Return the score of poses from their keypoint confidences (..., N): the clipped mean."""
-    return np.clip(confidences, 0.0, 1.0).mean(-1)
 
 
 class ObjectRuntime:

@@ -24,7 +24,7 @@ import threading
 import numpy as np
 
 from pose_kp_ros.geometry.boxes import box_iou, grown_box, projected_box, valid_box
-from pose_kp_ros.pipeline.estimator import CropRequest
+from pose_kp_ros.pipeline.object_pose import CropRequest
 from pose_kp_ros.pipeline.symmetric_poses import published_pose
 
 

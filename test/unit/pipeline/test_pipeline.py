@@ -18,7 +18,8 @@ from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.geometry.rotations import so3_exp
 from pose_kp_ros.network.predictor import KeypointPrediction
 from pose_kp_ros.pipeline.config import PipelineConfig, PipelineConfigError, Thresholds
-from pose_kp_ros.pipeline.estimator import CropRequest, KeypointPoseEstimator, ObjectRuntime
+from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator, ObjectRuntime
+from pose_kp_ros.pipeline.object_pose import CropRequest
 from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
 
 K = np.array([[572.4114, 0.0, 325.2611], [0.0, 573.57043, 242.04899], [0.0, 0.0, 1.0]])
