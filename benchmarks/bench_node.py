@@ -1,6 +1,7 @@
 """End-to-end benchmark of the pose node over real DDS (loopback only, a domain of its own).
 
     python benchmarks/bench_node.py [--rate 30] [--seconds 300] [--pipeline-config FILE]
+                                    [--torch-threads N]
 
 Starts the LM-O camera replay (real photos, looping) and the pose node as separate processes
 (the demo's NodeSpecs), receives the node's PoseStamped in this process, and reports: end-to-end
@@ -41,11 +42,14 @@ def main():
     parser.add_argument('--rate', type=float, default=30.0)
     parser.add_argument('--seconds', type=float, default=300.0)
     parser.add_argument('--pipeline-config', default='')
+    parser.add_argument('--torch-threads', type=int, default=None,
+                        help="the node's torch_threads (default: the demo's, 1)")
     parser.add_argument('--output', default='results/bench_node.json')
     args = parser.parse_args()
 
     isolate_ros_env()
-    pose_spec, camera_spec = camera_and_node(args.rate, args.seconds, args.pipeline_config)
+    pose_spec, camera_spec = camera_and_node(args.rate, args.seconds, args.pipeline_config,
+                                              args.torch_threads)
     node = start_process(pose_spec)
     rclpy.init()
     listener = rclpy.create_node('bench_node_listener')
@@ -99,6 +103,8 @@ def main():
         'node_rss_mb_start': float(warm[0, 2]), 'node_rss_mb_end': float(warm[-1, 2]),
         'node_rss_mb_max': float(samples[:, 2].max()),
         'load_average_1_5_15': list(os.getloadavg()), 'cpu_model': cpu_model(),
+        'cores': sorted(os.sched_getaffinity(0)),
+        'torch_threads': dict(pose_spec.parameters)['torch_threads'],
         'pipeline_config': portable_path(args.pipeline_config) if args.pipeline_config
         else 'models/driller/pipeline.yaml',
         'stages_median_ms_last_100_frames': dict(stages),

@@ -141,6 +141,69 @@ def node_section(results):
     return lines
 
 
+def threads_section(results):
+    """Return the threads-and-batching figures of bench_threads.json (none: not measured)."""
+    bench = read(results / 'bench_threads.json')
+    lines = ['## Threads and batching (`benchmarks/bench_threads.py`)', '']
+    if bench is None:
+        return lines + ['Not measured yet: `python benchmarks/bench_threads.py`.', '']
+    rows = bench['rows']
+    lines += [f"Each setting's processes held to the listed cores (as `taskset -c` does), "
+              f"ONNX Runtime intra-op threads as the node's `torch_threads` / eval-lmo's "
+              f"`--threads` set them; CPU: {bench['cpu_model']}. Network rows: the shipped "
+              'models on random inputs, median ms. eval-lmo: the first '
+              f"{rows[0]['eval_lmo_frames']} LM-O photos. Node: `bench_node.py --rate 30`.",
+              '', '| figure | ' + ' | '.join(
+                  f"cores {','.join(map(str, row['cores']))}, {row['threads']} thread"
+                  + ('s' if row['threads'] > 1 else '') for row in rows) + ' |',
+              '|---|' + '---|' * len(rows)]
+    figures = [('keypoints, 3 crops in one call (ms)', 'keypoints_batch3_one_call_ms', 1),
+               ('keypoints, 3 calls of one crop (ms)', 'keypoints_batch3_separate_calls_ms', 1),
+               ('keypoints, 6 crops in one call (ms)', 'keypoints_batch6_one_call_ms', 1),
+               ('keypoints, 6 calls of one crop (ms)', 'keypoints_batch6_separate_calls_ms', 1),
+               ('detector, one frame (ms)', 'detector_ms', 1),
+               ('eval-lmo median ms per frame', 'eval_lmo_median_ms', 0),
+               ('node poses/s at 30 Hz input', 'node_poses_per_s', 1),
+               ('node latency median / p95 (ms)', 'node_latency_median_ms', 0),
+               ('1-minute load average at the start', 'load_average_1min_at_start', 1)]
+    for label, key, digits in figures:
+        cells = [number(row.get(key), digits) for row in rows]
+        if key == 'node_latency_median_ms':
+            cells = [f"{cell} / {number(row.get('node_latency_p95_ms'), 0)}"
+                     for cell, row in zip(cells, rows)]
+        lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+    return lines + ['']
+
+
+COMPARED = {'eval_lmo_median_ms': ('eval-lmo ms per frame', 1),
+            'eval_lmo_add_0.1d': ('eval-lmo ADD < 0.1 d', 3),
+            'node_poses_per_s': ('node poses/s at 30 Hz input', 2),
+            'node_latency_median_ms': ('node latency median (ms)', 0)}
+
+
+def comparison_section(results):
+    """Return the side-by-side comparisons of results/compare_*.json (compare_commits.py)."""
+    lines = []
+    for path in sorted(results.glob('compare_*.json')):
+        report = read(path)
+        other, this = report['commits']['other'], report['commits']['this']
+        medians = report['medians']
+        if not lines:
+            lines = ['## Against an earlier commit (`benchmarks/compare_commits.py`)', '']
+        lines += [f"`{path.name}`: {report['commits']['other']} and this checkout "
+                  f"({this}), alternately, {len(report['runs']['this'])} runs each, every "
+                  f"process held to core(s) {', '.join(map(str, report['cores']))}; "
+                  f"eval-lmo on the first {report['frames']} photos (one thread), the node "
+                  f"at 30 Hz for {report['node_seconds']:g} s; CPU: {report['cpu_model']}.", '',
+                  f'| median | {other} | {this} | {this} / {other} |', '|---|---|---|---|']
+        for key, ratio in report['this_over_other'].items():
+            label, digits = COMPARED.get(key, (key, 2))
+            lines.append(f"| {label} | {number(medians['other'][key], digits)} | "
+                         f"{number(medians['this'][key], digits)} | {number(ratio, 2)}x |")
+        lines.append('')
+    return lines
+
+
 STAGE_SOURCES = (
     ('driller_detector', 'eval-lmo detector', 'pose-kp eval-lmo --object driller'),
     ('driller_detector_tracking', 'eval-lmo tracking',
@@ -285,7 +348,7 @@ def render(results):
              'often shared with training jobs (load averages are in the JSON files); numbers on a '
              'quiet machine or a GPU are better.', '']
     lines += accuracy_section(results) + stages_section(results) + node_section(results) \
-        + parts_section(results)
+        + threads_section(results) + comparison_section(results) + parts_section(results)
     return '\n'.join(lines).rstrip() + '\n'
 
 
