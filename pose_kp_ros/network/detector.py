@@ -26,7 +26,7 @@ from pose_kp_ros.network.checkpoint_format import is_onnx_model
 from pose_kp_ros.network.crops import compose_affines, invert_affines
 from pose_kp_ros.network.detector_checkpoint import check_detector_meta, load_detector_checkpoint
 from pose_kp_ros.network.detector_model import fold_batch_norm
-from pose_kp_ros.network.onnx_runtime import load_onnx_model
+from pose_kp_ros.network.onnx_runtime import TRT_BATCH, OnnxNetwork, load_onnx_model
 
 
 @dataclass
@@ -59,6 +59,9 @@ class ObjectDetector:
         if isinstance(model, torch.nn.Module):
             model = fold_batch_norm(model.eval()).to(self.device)
         self.model = model
+        # ONNX Runtime takes and returns host arrays: around a session the tensors stay on the CPU
+        tensors = torch.device('cpu') if isinstance(model, OnnxNetwork) else self.device
+        self.tensor_device = tensors
         self.meta = meta
         self.class_names = list(meta['class_names'])
         self.object_names = list(object_names) if object_names else list(self.class_names)
@@ -67,17 +70,18 @@ class ObjectDetector:
         self.max_detections = int(max_detections)
         self.input_width, self.input_height = meta['input_size']
         self.pad_value = meta['pad_value']
-        self.mean = torch.tensor(meta['mean'], device=self.device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(meta['std'], device=self.device).view(1, 3, 1, 1) * 255
+        self.mean = torch.tensor(meta['mean'], device=tensors).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(meta['std'], device=tensors).view(1, 3, 1, 1) * 255
         self.wanted = torch.tensor([n in self.object_names for n in self.class_names],
-                                   device=self.device)
+                                   device=tensors)
 
     @classmethod
     def from_file(cls, path, object_names=None, device='cpu', score_threshold=None,
                   max_detections=10):
         """Load a detector checkpoint or exported .onnx; CheckpointError (one line) on failure."""
         if is_onnx_model(path):
-            model, meta = load_onnx_model(path, device)
+            # one image per call: TensorRT's engine is tuned for batch 1
+            model, meta = load_onnx_model(path, device, trt_batch=(1, 1, TRT_BATCH[2]))
             meta = check_detector_meta(meta, str(path), object_names)
         else:
             model, meta, _ = load_detector_checkpoint(path, object_names)
@@ -98,7 +102,7 @@ class ObjectDetector:
         height, width = image_rgb.shape[:2]
         canvas, image_to_input = letterbox(image_rgb, self.input_width, self.input_height,
                                            self.pad_value)
-        pixels = torch.from_numpy(canvas).to(self.device).permute(2, 0, 1)[None].float()
+        pixels = torch.from_numpy(canvas).to(self.tensor_device).permute(2, 0, 1)[None].float()
         outputs = self.model((pixels - self.mean) / self.std)
         heatmap = outputs['heatmap'].sigmoid() * self.wanted[None, :, None, None]
         boxes, scores, classes = decode_outputs(heatmap, outputs['size'], outputs['offset'],

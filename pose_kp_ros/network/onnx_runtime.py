@@ -7,7 +7,17 @@ from: a float tensor (B, 3, H, W) in, a tensor (one output) or a dict of tensors
 input's device.
 
 Execution providers: on a CUDA device the available ones of TensorRT and CUDA (onnxruntime-gpu),
-then the CPU; on the CPU the CPU only. Intra-op threads: the process's torch thread count
+then the CPU; on the CPU the CPU only. `providers` (or the environment variable
+POSE_KP_ONNX_PROVIDERS, comma-separated names, e.g. CUDAExecutionProvider to leave TensorRT out)
+narrows the GPU ones. ONNX Runtime falls back by itself (to CUDA, then the CPU) when a provider
+cannot start, e.g. TensorRT's libraries are missing: `OnnxNetwork.providers` says which run, and
+a warning names the asked ones that do not.
+
+TensorRT gets an explicit optimisation profile for the dynamic batch axis (TRT_BATCH: min, opt,
+max), so one engine serves every crop count without rebuilds; a call with more images than the
+profile's max runs in chunks of max. Its engines (and timing cache) are kept in `trt_cache_dir`,
+or the folder POSE_KP_TRT_CACHE names: building them takes seconds to minutes, loading them
+from the cache far less. Intra-op threads: the process's torch thread count
 (`torch.set_num_threads`: the node's `torch_threads`, `pose-kp eval-lmo --threads`) unless given.
 """
 
@@ -22,46 +32,107 @@ from pose_kp_ros.network.checkpoint_format import CheckpointError
 
 META_KEY = 'pose_kp_meta'
 GPU_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider')
+PROVIDERS_ENV = 'POSE_KP_ONNX_PROVIDERS'
+TRT_CACHE_ENV = 'POSE_KP_TRT_CACHE'
+TRT_BATCH = (1, 4, 32)
+"""TensorRT profile of the batch axis: min, opt (the kernels are tuned for it), max."""
 LOGGER = logging.getLogger(__name__)
 
 
-def execution_providers(device, available: list[str]) -> list:
+def execution_providers(device, available: list[str], only=None, input_shapes=None,
+                        trt_batch=TRT_BATCH, trt_cache_dir=None) -> list:
     """Return the ONNX Runtime providers (with options) for a torch device, best first.
 
-    available: onnxruntime.get_available_providers().
+    available: onnxruntime.get_available_providers(). only: provider names to keep of the GPU
+    ones (None: all). input_shapes: {input name: per-image shape (C, H, W)} for TensorRT's
+    batch profile (None: none, TensorRT then sizes engines by the shapes it sees).
+    trt_cache_dir: folder for TensorRT's engine and timing caches (None: no cache).
     """
     device = torch.device(device)
     if device.type != 'cuda':
         return ['CPUExecutionProvider']
-    options = {'device_id': device.index or 0}
-    return [(name, options) for name in GPU_PROVIDERS if name in available] \
-        + ['CPUExecutionProvider']
+    providers = []
+    for name in GPU_PROVIDERS:
+        if name in available and (only is None or name in only):
+            options = {'device_id': device.index or 0}
+            if name == 'TensorrtExecutionProvider':
+                options.update(tensorrt_options(input_shapes, trt_batch, trt_cache_dir))
+            providers.append((name, options))
+    return providers + ['CPUExecutionProvider']
+
+
+def tensorrt_options(input_shapes=None, trt_batch=TRT_BATCH, cache_dir=None) -> dict:
+    """Return TensorRT provider options: the batch profile of each input, the engine cache.
+
+    >>> tensorrt_options({'images': (3, 128, 128)}, (1, 4, 32))['trt_profile_max_shapes']
+    'images:32x3x128x128'
+    """
+    options = {}
+    if input_shapes:
+        for key, batch in zip(('min', 'opt', 'max'), trt_batch):
+            options[f'trt_profile_{key}_shapes'] = ','.join(
+                f"{name}:{'x'.join(str(int(d)) for d in (batch, *shape))}"
+                for name, shape in input_shapes.items())
+    if cache_dir:
+        os.makedirs(cache_dir, exist_ok=True)
+        options.update(trt_engine_cache_enable='True', trt_engine_cache_path=str(cache_dir),
+                       trt_timing_cache_enable='True', trt_timing_cache_path=str(cache_dir))
+    return options
 
 
 class OnnxNetwork:
-    """An ONNX Runtime session called like the torch network it was exported from."""
+    """An ONNX Runtime session called like the torch network it was exported from.
 
-    def __init__(self, session):
+    max_batch: the most images one session.run takes (TensorRT's profile); a larger batch runs
+    in chunks. None: all images in one run.
+    """
+
+    def __init__(self, session, max_batch=None):
         self.session = session
+        self.max_batch = max_batch
         self.input_name = session.get_inputs()[0].name
         self.output_names = [output.name for output in session.get_outputs()]
+
+    @property
+    def providers(self) -> list[str]:
+        """Return the providers the session runs on, best first (after any fallback)."""
+        return self.session.get_providers()
 
     def __call__(self, images: torch.Tensor):
         """Run float images (B, 3, H, W); return the output tensor, or a dict by output name."""
         pixels = np.ascontiguousarray(images.detach().cpu().numpy(), np.float32)
-        outputs = [torch.from_numpy(output).to(images.device)
-                   for output in self.session.run(None, {self.input_name: pixels})]
+        step = self.max_batch or max(len(pixels), 1)
+        chunks = [self.session.run(None, {self.input_name: pixels[start:start + step]})
+                  for start in range(0, max(len(pixels), 1), step)]
+        outputs = [torch.from_numpy(np.concatenate(parts) if len(parts) > 1 else parts[0])
+                   .to(images.device) for parts in zip(*chunks)]
         return outputs[0] if len(outputs) == 1 else dict(zip(self.output_names, outputs))
 
 
-def load_onnx_model(path, device='cpu',
-                    threads: int | None = None) -> tuple[OnnxNetwork, dict | None]:
+def input_shapes(path, onnxruntime) -> dict | None:
+    """Return {input name: shape without the batch axis} of a model, None if not all static."""
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = onnxruntime.InferenceSession(str(path), options,
+                                           providers=['CPUExecutionProvider'])
+    shapes = {item.name: item.shape[1:] for item in session.get_inputs()}
+    if all(isinstance(d, int) for shape in shapes.values() for d in shape):
+        return shapes
+    return None
+
+
+def load_onnx_model(path, device='cpu', threads: int | None = None, providers=None,
+                    trt_cache_dir=None, trt_batch=TRT_BATCH) -> tuple[OnnxNetwork, dict | None]:
     """Open an exported model with ONNX Runtime.
 
     Args:
         path: .onnx file written by `pose-kp export`.
         device: torch device the pipeline runs on (chooses the execution providers).
         threads: intra-op threads (None: torch.get_num_threads()).
+        providers: names of the GPU providers to use on a CUDA device (None: those listed in
+            POSE_KP_ONNX_PROVIDERS, else every available one).
+        trt_cache_dir: TensorRT engine cache folder (None: POSE_KP_TRT_CACHE, else no cache).
+        trt_batch: TensorRT's (min, opt, max) batch profile.
 
     Returns:
         (network, meta): meta is the metadata dict recorded at export, or None if it has none
@@ -81,18 +152,37 @@ def load_onnx_model(path, device='cpu',
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    providers = execution_providers(device, onnxruntime.get_available_providers())
+    if providers is None and os.environ.get(PROVIDERS_ENV):
+        providers = [name.strip() for name in os.environ[PROVIDERS_ENV].split(',')]
+    available = onnxruntime.get_available_providers()
+    trt = torch.device(device).type == 'cuda' and 'TensorrtExecutionProvider' in available \
+        and (providers is None or 'TensorrtExecutionProvider' in providers)
     try:
-        session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+        chosen = execution_providers(
+            device, available, providers, input_shapes(path, onnxruntime) if trt else None,
+            trt_batch, (trt_cache_dir or os.environ.get(TRT_CACHE_ENV)) if trt else None)
+        session = onnxruntime.InferenceSession(str(path), options, providers=chosen)
     except Exception as error:  # onnxruntime raises its own types for missing or corrupt files
         lines = str(error).strip().splitlines()
         reason = lines[0][:160] if lines else type(error).__name__
         raise CheckpointError(f'{path}: unreadable ONNX model ({reason})') from None
-    if torch.device(device).type == 'cuda' and session.get_providers()[0] not in GPU_PROVIDERS:
-        LOGGER.warning('%s: device %s asked but ONNX Runtime has no GPU provider here '
-                       '(onnxruntime-gpu not installed?): running on the CPU', path, device)
+    warn_missing_providers(path, device, chosen, session.get_providers())
     try:
         meta = json.loads(session.get_modelmeta().custom_metadata_map.get(META_KEY, 'null'))
     except ValueError:
         meta = None
-    return OnnxNetwork(session), meta
+    return OnnxNetwork(session, trt_batch[2] if trt else None), meta
+
+
+def warn_missing_providers(path, device, asked, running):
+    """Log a warning for each GPU provider asked for that the session does not run on."""
+    if torch.device(device).type != 'cuda':
+        return
+    asked = [item[0] if isinstance(item, tuple) else item for item in asked]
+    if not set(GPU_PROVIDERS) & set(asked):
+        LOGGER.warning('%s: device %s asked but ONNX Runtime has no GPU provider here '
+                       '(onnxruntime-gpu not installed?): running on the CPU', path, device)
+    for name in GPU_PROVIDERS:
+        if name in asked and name not in running:
+            LOGGER.warning('%s: %s could not start (its libraries missing?): running on %s',
+                           path, name, ', '.join(running))

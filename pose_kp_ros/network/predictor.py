@@ -27,6 +27,7 @@ from pose_kp_ros.network.crops import (
     transform_points,
 )
 from pose_kp_ros.network.heatmaps import decode_heatmaps
+from pose_kp_ros.network.onnx_runtime import OnnxNetwork
 
 
 @dataclass
@@ -68,6 +69,9 @@ class KeypointPredictor:
         self.model = model
         self.meta = meta
         self.device = device
+        # ONNX Runtime takes and returns host arrays (it copies to the GPU itself): the crops
+        # around a session stay on the CPU whatever the device
+        self.tensor_device = 'cpu' if isinstance(model, OnnxNetwork) else device
         self.keypoint_names = list(meta['keypoint_names'])
         self.input_size = int(meta['input_size'])
         self.heatmap_size = int(meta['heatmap_size'])
@@ -94,8 +98,9 @@ class KeypointPredictor:
         with stage('crops'):
             crops, affines = crop_boxes(image_rgb, boxes_xyxy, self.input_size, self.padding)
             crops = low_pass_crops(crops, affines, self.low_pass_px)
-            images = normalise_crops(crops, self.meta['mean'], self.meta['std'], self.device)
-        with stage('network'):
+            images = normalise_crops(crops, self.meta['mean'], self.meta['std'],
+                                     self.tensor_device)
+        with stage('network'):  # all crops in one batch: one forward, one session.run
             heatmaps = self.model(images).float().cpu()
             keypoints_hm, confidence = decode_heatmaps(heatmaps)
             to_image = heatmap_to_image_affines(affines, self.input_size, self.heatmap_size)
