@@ -1,6 +1,8 @@
-"""ONNX Runtime providers on a CUDA device (TensorRT profile and cache, narrowing, fallback
-warnings) and the one-run batch, checked without a GPU: the sessions run on the CPU, what a
-GPU machine would be asked is read from the arguments."""
+"""ONNX Runtime on a CUDA device, checked without a GPU, and the one-run batch.
+
+The TensorRT profile and cache, narrowing to CUDA, the fallback warnings: the sessions run on
+the CPU, and what a GPU machine would be asked is read from the arguments.
+"""
 
 import json
 import logging
