@@ -39,9 +39,11 @@ RESULTS = Path(__file__).resolve().parent.parent / 'results' / 'bench_network.js
 def time_forward(models, batch, size, device, repeats, dtype=torch.float32):
     """Return the median ms per crop of each model(batch x 3 x size x size) on device.
 
-    models: callables run alternately on the same input, each after the other in every repeat.
+    models: callables run alternately on the same input, each after the other in every repeat
+    (two warm-up repeats first, not counted). size: an int, or (height, width).
     """
-    images = torch.randn(batch, 3, size, size, device=device, dtype=dtype)
+    height, width = (size, size) if isinstance(size, int) else size
+    images = torch.randn(batch, 3, height, width, device=device, dtype=dtype)
     times = [[] for _ in models]
     with torch.inference_mode():
         for i in range(repeats + 2):

@@ -1,7 +1,7 @@
 """End-to-end benchmark of the pose node over real DDS (loopback only, a domain of its own).
 
     python benchmarks/bench_node.py [--rate 30] [--seconds 300] [--pipeline-config FILE]
-                                    [--torch-threads N]
+                                    [--torch-threads N] [--device auto|cpu|cuda|cuda:N]
 
 Starts the LM-O camera replay (real photos, looping) and the pose node as separate processes
 (the demo's NodeSpecs), receives the node's PoseStamped in this process, and reports: end-to-end
@@ -45,11 +45,14 @@ def main():
     parser.add_argument('--torch-threads', type=int, default=None,
                         help="the node's torch_threads (default: the demo's, 1)")
     parser.add_argument('--output', default='results/bench_node.json')
+    parser.add_argument('--device', default='auto',
+                        help="the node's device parameter: auto (CUDA when present), cpu, "
+                             'cuda or cuda:N')
     args = parser.parse_args()
 
     isolate_ros_env()
     pose_spec, camera_spec = camera_and_node(args.rate, args.seconds, args.pipeline_config,
-                                              args.torch_threads)
+                                              args.torch_threads, args.device)
     node = start_process(pose_spec)
     rclpy.init()
     listener = rclpy.create_node('bench_node_listener')
@@ -63,11 +66,13 @@ def main():
 
     listener.create_subscription(PoseStamped, '/pose_kp/pose/driller', on_pose, 50)
     stages = {}
+    seen = {}  # the device the node reports running on
 
     def on_diagnostics(msg):
         for status in msg.status:
             values = {v.key: v.value for v in status.values}
             if any(k.startswith(STAGE) for k in values):  # the pose node's status
+                seen['device'] = values.get('device')
                 stages.clear()
                 stages.update((k[len(STAGE):], float(v)) for k, v in values.items()
                               if k.startswith(STAGE))
@@ -105,6 +110,7 @@ def main():
         'load_average_1_5_15': list(os.getloadavg()), 'cpu_model': cpu_model(),
         'cores': sorted(os.sched_getaffinity(0)),
         'torch_threads': dict(pose_spec.parameters)['torch_threads'],
+        'device': args.device, 'node_device': seen.get('device'),
         'pipeline_config': portable_path(args.pipeline_config) if args.pipeline_config
         else 'models/driller/pipeline.yaml',
         'stages_median_ms_last_100_frames': dict(stages),

@@ -38,18 +38,20 @@ def process_sample(pid):
     raise ProcessLookupError(f'process {pid} has no VmRSS (exited?)')
 
 
-def camera_and_node(rate_hz, seconds, pipeline_config='', torch_threads=None):
+def camera_and_node(rate_hz, seconds, pipeline_config='', torch_threads=None,
+                    device='auto'):
     """Return (pose node NodeSpec, LM-O camera NodeSpec) replaying about rate_hz * seconds frames.
 
     The camera loops over the first CAMERA_DISTINCT_FRAMES LM-O photos; it publishes
     '/camera/image', '/camera/camera_info' and '/lmo_camera/ground_truth/driller' (one per frame)
     and waits for subscribers on the image and the ground truth before it starts.
-    torch_threads: the node's `torch_threads` (None: the demo's setting).
+    torch_threads: the node's `torch_threads` (None: the demo's setting); device: its `device`
+    parameter (auto, cpu, cuda, cuda:N).
     """
     total = max(1, round(rate_hz * seconds))
     frames = min(CAMERA_DISTINCT_FRAMES, total)
     pose_spec, _, camera_spec = demo_graph(rate_hz=rate_hz, frames=frames,
-                                           pipeline_config=pipeline_config)
+                                           pipeline_config=pipeline_config, device=device)
     camera_spec = camera_spec.__class__(**{**camera_spec.__dict__, 'parameters': (
         camera_spec.parameters + (('loops', math.ceil(total / frames)),))})
     if torch_threads is not None:
