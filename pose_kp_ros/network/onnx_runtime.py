@@ -109,7 +109,7 @@ class OnnxNetwork:
         return outputs[0] if len(outputs) == 1 else dict(zip(self.output_names, outputs))
 
 
-def input_shapes(path, onnxruntime) -> dict | None:
+def static_input_shapes(path, onnxruntime) -> dict | None:
     """Return {input name: shape without the batch axis} of a model, None if not all static."""
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -159,7 +159,7 @@ def load_onnx_model(path, device='cpu', threads: int | None = None, providers=No
         and (providers is None or 'TensorrtExecutionProvider' in providers)
     try:
         chosen = execution_providers(
-            device, available, providers, input_shapes(path, onnxruntime) if trt else None,
+            device, available, providers, static_input_shapes(path, onnxruntime) if trt else None,
             trt_batch, (trt_cache_dir or os.environ.get(TRT_CACHE_ENV)) if trt else None)
         session = onnxruntime.InferenceSession(str(path), options, providers=chosen)
     except Exception as error:  # onnxruntime raises its own types for missing or corrupt files
