@@ -18,13 +18,15 @@ Modules: api (solve_pose, evaluate_pose, options, numpy or torch in and out), pr
 
 from pose_kp_ros.geometry.solver.api import (
     OPTION_CHECKS,
+    completed_options,
     evaluate_pose,
     option_error,
     solve_pose,
 )
 from pose_kp_ros.geometry.solver.problem import COLLINEAR_RATIO, ROBUST_KERNELS, fit_weights
-from pose_kp_ros.geometry.solver.result import PoseResult
+from pose_kp_ros.geometry.solver.result import PoseResult, result_row, set_rows, stacked_results
 from pose_kp_ros.geometry.solver.start import INIT_RELATIVE_CONFIDENCE
 
 __all__ = ['COLLINEAR_RATIO', 'INIT_RELATIVE_CONFIDENCE', 'OPTION_CHECKS', 'ROBUST_KERNELS',
-           'PoseResult', 'evaluate_pose', 'fit_weights', 'option_error', 'solve_pose']
+           'PoseResult', 'completed_options', 'evaluate_pose', 'fit_weights', 'option_error',
+           'result_row', 'set_rows', 'solve_pose', 'stacked_results']

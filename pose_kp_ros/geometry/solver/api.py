@@ -1,6 +1,7 @@
 """solve_pose and evaluate_pose: arguments, options, and numpy or torch in and out."""
 
 from dataclasses import replace
+import inspect
 import math
 import numbers
 import sys
@@ -95,6 +96,17 @@ def solve_pose(uv, conf, K, model, init: PoseResult | None = None, *, robust='hu
     if single:
         result = PoseResult(*(field[0, ...] for field in result_fields(result)))
     return _converted(result, tensor, dtype)
+
+
+OPTION_DEFAULTS = {name: parameter.default
+                   for name, parameter in inspect.signature(solve_pose).parameters.items()
+                   if parameter.kind is parameter.KEYWORD_ONLY and name != 'dtype'}
+"""solve_pose's keyword options (except dtype) and their defaults, from its signature."""
+
+
+def completed_options(options: dict) -> dict:
+    """Return solve_pose keyword `options` with the defaults of those not given."""
+    return {**OPTION_DEFAULTS, **options}
 
 
 def evaluate_pose(uv, conf, K, model, pose: PoseResult, **options) -> PoseResult:

@@ -40,6 +40,33 @@ def result_fields(result: PoseResult) -> tuple:
     return tuple(getattr(result, field.name) for field in fields(PoseResult))
 
 
+def result_row(result: PoseResult, i: int) -> PoseResult:
+    """Return batch row i of a batched numpy PoseResult as a single-problem PoseResult (a copy)."""
+    return PoseResult(*(np.array(field[i]) for field in result_fields(result)))
+
+
+def stacked_results(rows: list, num_basis: int) -> PoseResult | None:
+    """Stack single-problem PoseResults into one batched PoseResult (None when all rows are None).
+
+    rows: B single-problem PoseResults or None; a None row becomes an invalid, NaN row (to the
+    solver as a warm start: "solve this problem from the closed form"). num_basis: M, the
+    length of coeffs.
+    """
+    if all(row is None for row in rows):
+        return None
+    empty = PoseResult(R=np.full((3, 3), np.nan), t=np.full(3, np.nan),
+                       coeffs=np.full(num_basis, np.nan), cost=np.nan, rms_px=np.nan,
+                       iterations=0, valid=False, covariance=np.full((6, 6), np.nan))
+    columns = zip(*(result_fields(empty if row is None else row) for row in rows))
+    return PoseResult(*(np.stack([np.asarray(value) for value in column]) for column in columns))
+
+
+def set_rows(result: PoseResult, rows, other: PoseResult, other_rows) -> None:
+    """Copy rows `other_rows` of the batched PoseResult `other` into rows `rows` of `result`."""
+    for mine, theirs in zip(result_fields(result), result_fields(other)):
+        mine[rows] = theirs[other_rows]
+
+
 def rms_px(problem: Problem, sq: np.ndarray) -> np.ndarray:
     """Return the confidence-weighted RMS pixel error (B,) from squared errors sq (B, N) px^2."""
     return np.sqrt((problem.weight * sq).sum(-1) / np.maximum(problem.weight.sum(-1), 1e-300))

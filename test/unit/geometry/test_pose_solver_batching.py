@@ -92,3 +92,28 @@ def test_every_batch_size_gives_the_same_rows(batch):
     result = solve_pose(uv, conf, LMO_K, model)
     for b in range(batch):
         _assert_same(_row(result, b), reference, b)
+
+
+def test_rows_taken_stacked_and_set_back():
+    """result_row, stacked_results (None rows: no warm start) and set_rows round-trip."""
+    from pose_kp_ros.geometry.solver import result_row, set_rows, stacked_results
+    model, uv, conf, *_ = _problems('deformable', 3)
+    result = solve_pose(uv, conf, LMO_K, model)
+    assert stacked_results([None, None], model.num_basis) is None
+    stacked = stacked_results([result_row(result, 2), None, result_row(result, 0)],
+                              model.num_basis)
+    assert list(stacked.valid) == [result.valid[2], False, result.valid[0]]
+    assert np.isnan(stacked.R[1]).all() and stacked.coeffs.shape == (3, model.num_basis)
+    cold = solve_pose(uv[[2, 1, 0]], conf[[2, 1, 0]], LMO_K, model)
+    warm = solve_pose(uv[[2, 1, 0]], conf[[2, 1, 0]], LMO_K, model, init=stacked)
+    _assert_same(result_row(cold, 1), warm, 1)  # the None row was solved cold
+    set_rows(result, [0, 2], stacked, [0, 2])  # rows 0 and 2 swapped
+    _assert_same(result_row(stacked, 0), result, 0)
+    _assert_same(result_row(stacked, 2), result, 2)
+
+
+def test_completed_options_are_the_solvers_defaults_and_the_given_ones():
+    from pose_kp_ros.geometry.solver import OPTION_CHECKS, completed_options
+    options = completed_options({'robust_scale_px': 2.0})
+    assert set(options) == set(OPTION_CHECKS)
+    assert options['robust_scale_px'] == 2.0 and options['confidence_power'] == 1.0
