@@ -155,7 +155,7 @@ class PipelineConfig:
         detector = data.get('detector')
         if detector is not None and (not isinstance(detector, str) or not detector):
             fail('detector', f'expected a file path, got {detector!r}')
-        device = data.get('device', 'auto')
+        device = data.get('device', cls.device)
         if not isinstance(device, str) or re.fullmatch(DEVICE_PATTERN, device) is None:
             fail('device', f'expected auto, cpu, cuda or cuda:N, got {device!r}')
         thresholds = data.get('thresholds', {}) or {}
@@ -174,11 +174,11 @@ class PipelineConfig:
             reason = option_error(name, solver[name])
             if reason:
                 fail('solver', reason)
-        refine = data.get('refine_iou_below', 0.8)
+        refine = data.get('refine_iou_below', cls.refine_iou_below)
         if isinstance(refine, bool) or not isinstance(refine, (int, float)) \
                 or not 0.0 <= refine <= 1.0:
             fail('refine_iou_below', f'expected a number in [0, 1], got {refine!r}')
-        candidates = data.get('search_candidates', 3)
+        candidates = data.get('search_candidates', cls.search_candidates)
         if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
             fail('search_candidates', f'expected an integer >= 1, got {candidates!r}')
         contour = data.get('contour_search_px', list(cls.contour_search_px))

@@ -5,19 +5,29 @@
     >>> poses = estimator(image_rgb, K, boxes={'driller': [[100, 80, 300, 320]]})
     >>> poses[0].R, poses[0].t, poses[0].score
 
-Per frame: crop requests (given boxes, boxes from previous poses, or the detector's full-image
-search) -> one batched network forward per object model -> keypoints in image pixels
-(undistorted when the camera has distortion) -> one batched confidence-weighted pose fit per
-object, warm-started where a previous pose is given -> optional second pass re-cropped around
-the fitted pose -> acceptance thresholds -> duplicates removed -> 6-DoF pose refined jointly on
-the mesh silhouette's image edges and the keypoints, from several depths (`contour_search_px`,
-`contour_balance`, `contour_depth_starts`; pose_kp_ros.geometry.contour_alignment) -> rms_px and
-covariance evaluated at the refined pose, the reprojection threshold checked there.
+Per frame (`estimate`, one method per stage):
+1. crop requests: given boxes, boxes from previous poses, or the detector's full-image search
+   (`search`); invalid boxes are skipped;
+2. keypoint stage (`_keypoint_stage`), per object model: one batched network forward -> keypoints
+   in image pixels, undistorted once when the camera has distortion, and their fit weights -> one
+   batched confidence-weighted pose fit, warm-started where a previous pose is given;
+3. second pass (`_second_pass`, `refine_iou_below`): the best crop of each instance re-cropped
+   around its fitted pose, through the keypoint stage again; the better fit is kept;
+4. acceptance thresholds (`_accept`), then duplicates removed;
+5. silhouette stage (`_silhouette_stage`): 6-DoF pose refined jointly on the mesh silhouette's
+   image edges and the same undistorted keypoints and weights, from several depths
+   (`contour_search_px`, `contour_balance`, `contour_depth_starts`;
+   pose_kp_ros.geometry.contour_alignment) -> rms_px and covariance evaluated at the refined pose,
+   the reprojection threshold checked there;
+6. symmetric objects: the published one of the equivalent poses (pipeline.symmetric_poses).
+
+Every tunable comes from the PipelineConfig (pipeline/config.py), whose defaults are the only ones.
 """
 
 from dataclasses import replace
 import logging
 import re
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -28,7 +38,14 @@ from pose_kp_ros.geometry.distortion import has_distortion, undistort_pixels
 from pose_kp_ros.geometry.instances import distinct_best, suppress_duplicates
 from pose_kp_ros.geometry.mesh import mesh_outline_points, object_mesh, surface_points
 from pose_kp_ros.geometry.object_model import ObjectModel
-from pose_kp_ros.geometry.solver import PoseResult, evaluate_pose, fit_weights, solve_pose
+from pose_kp_ros.geometry.solver import (
+    completed_options,
+    evaluate_pose,
+    fit_weights,
+    result_row,
+    solve_pose,
+    stacked_results,
+)
 from pose_kp_ros.geometry.symmetry import symmetry_group
 from pose_kp_ros.network.predictor import KeypointPredictor
 from pose_kp_ros.pipeline.config import (
@@ -37,14 +54,14 @@ from pose_kp_ros.pipeline.config import (
     PipelineConfigError,
     Thresholds,
 )
-from pose_kp_ros.pipeline.object_pose import CropRequest, ObjectPose, pose_scores
+from pose_kp_ros.pipeline.object_pose import CropFits, CropRequest, ObjectPose, pose_scores
 from pose_kp_ros.pipeline.stage_timer import StageTimer
 from pose_kp_ros.pipeline.symmetric_poses import published_pose
 
 LOGGER = logging.getLogger(__name__)
 
 
-def resolve_device(name):
+def resolve_device(name: str) -> torch.device:
     """Return a torch.device for 'auto' | 'cpu' | 'cuda' | 'cuda:N' (warns if CUDA is missing).
 
     Raises PipelineConfigError for any other name.
@@ -66,7 +83,8 @@ class ObjectRuntime:
     the model has no usable mesh (poses are then not refined).
     """
 
-    def __init__(self, model, predictor, max_instances=1):
+    def __init__(self, model: ObjectModel, predictor, max_instances: int = 1):
+        """predictor: a KeypointPredictor (or anything with its `predict`) for `model`."""
         self.model = model
         self.predictor = predictor
         self.max_instances = max_instances
@@ -76,33 +94,47 @@ class ObjectRuntime:
         self.symmetry_group = symmetry_group(model.symmetries) if model.symmetries else None
 
     @property
-    def name(self):
+    def name(self) -> str:
         """Return the object's name."""
         return self.model.name
+
+
+
+class _Frame(NamedTuple):
+    """One image and its camera: image (H, W, 3) uint8 RGB, K (3, 3), lens distortion D."""
+
+    image: np.ndarray
+    K: np.ndarray
+    D: np.ndarray | None
+    distortion_model: str
+
+    def undistorted(self, uv: np.ndarray) -> np.ndarray:
+        """Return image pixels uv (..., 2) as pinhole pixels of K (uv itself if no distortion)."""
+        if self.D is not None and has_distortion(self.D):
+            return undistort_pixels(uv, self.K, self.D, self.distortion_model)
+        return uv
 
 
 class KeypointPoseEstimator:
     """Find objects in an image and fit their 6-DoF poses (see the module docstring)."""
 
-    def __init__(self, objects, detector=None, thresholds=None, solver_options=None,
-                 refine_iou_below=0.8, device='cpu', search_candidates=3,
-                 contour_search_px=PipelineConfig.contour_search_px,
-                 contour_balance=PipelineConfig.contour_balance,
-                 contour_depth_starts=PipelineConfig.contour_depth_starts):
+    def __init__(self, config: PipelineConfig, objects: list[ObjectRuntime], detector=None,
+                 device: torch.device | str = 'cpu'):
+        """Build from the tunables of `config` and the loaded runtimes.
+
+        config: thresholds, solver options, second pass, search and silhouette settings (its
+            object entries and paths are not read: `objects` are the runtimes loaded from them).
+        objects: one ObjectRuntime per object; detector: the full-image ObjectDetector or None;
+        device: where the runtimes' networks run (reported, e.g. in /diagnostics).
+        """
+        self.config = replace(config, thresholds=config.thresholds.validated())
         self.objects = {runtime.name: runtime for runtime in objects}
         self.detector = detector
-        self.thresholds = (thresholds or Thresholds()).validated()
-        self.solver_options = dict(solver_options or {})
-        self.refine_iou_below = float(refine_iou_below)
-        self.search_candidates = int(search_candidates)
-        self.contour_search_px = tuple(contour_search_px)
-        self.contour_balance = float(contour_balance)
-        self.contour_depth_starts = tuple(contour_depth_starts)
         self.device = device
         self.timer = StageTimer()  # where the last frame's time went (see `__call__`)
 
     @classmethod
-    def from_config(cls, path_or_dict, device=None):
+    def from_config(cls, path_or_dict, device: str | None = None) -> 'KeypointPoseEstimator':
         """Build from a pipeline YAML (see pose_kp_ros.pipeline.config) or its parsed dict.
 
         `device` overrides the config's device. Raises PipelineConfigError, ObjectModelError or
@@ -131,17 +163,25 @@ class KeypointPoseEstimator:
             detector = ObjectDetector.from_file(config.detector_path,
                                                 object_names=[r.name for r in runtimes],
                                                 device=torch_device)
-        return cls(runtimes, detector, config.thresholds, config.solver,
-                   config.refine_iou_below, torch_device, config.search_candidates,
-                   config.contour_search_px, config.contour_balance,
-                   config.contour_depth_starts)
+        return cls(config, runtimes, detector, torch_device)
 
     @property
-    def object_names(self):
+    def object_names(self) -> list[str]:
         """Return the names of the objects this estimator looks for."""
         return list(self.objects)
 
-    def __call__(self, image_rgb, K, boxes=None, D=None, distortion_model='plumb_bob'):
+    @property
+    def thresholds(self) -> Thresholds:
+        """Return the acceptance thresholds in force (`set_thresholds` changes them)."""
+        return self.config.thresholds
+
+    def set_thresholds(self, **changes) -> None:
+        """Replace some thresholds (validated first; the old ones stay on error)."""
+        thresholds = replace(self.thresholds, **changes).validated()
+        self.config = replace(self.config, thresholds=thresholds)
+
+    def __call__(self, image_rgb: np.ndarray, K: np.ndarray, boxes=None, D=None,
+                 distortion_model: str = 'plumb_bob') -> list[ObjectPose]:
         """Return the ObjectPoses found in one image (highest score first per object).
 
         Args:
@@ -168,7 +208,7 @@ class KeypointPoseEstimator:
                         for box in np.asarray(object_boxes, dtype=np.float64).reshape(-1, 4)]
         return self.estimate(image_rgb, K, requests, D, distortion_model)
 
-    def search(self, image_rgb, object_names=None):
+    def search(self, image_rgb: np.ndarray, object_names=None) -> list[CropRequest]:
         """Return CropRequests for the objects the detector finds in the whole image.
 
         Per object, the best `search_candidates` x max_instances boxes are kept (the crops
@@ -181,23 +221,44 @@ class KeypointPoseEstimator:
             found = self.detector.detect(image_rgb, self.thresholds.min_detection_score)
         requests = []
         for name in [n for n in self.object_names if n in names]:
-            limit = self.search_candidates * self.objects[name].max_instances
+            limit = self.config.search_candidates * self.objects[name].max_instances
             requests += [CropRequest(d.object_name, d.box_xyxy, source='search', score=d.score)
                          for d in found if d.object_name == name][:limit]
         return requests
 
-    def estimate(self, image_rgb, K, requests, D=None, distortion_model='plumb_bob'):
+    def estimate(self, image_rgb: np.ndarray, K: np.ndarray, requests: list[CropRequest],
+                 D=None, distortion_model: str = 'plumb_bob') -> list[ObjectPose]:
         """Fit poses for explicit CropRequests; returns the accepted ObjectPoses.
 
-        Requests with unknown objects or invalid boxes (NaN, tiny, absurd, outside the image)
-        are skipped with a debug log; they never raise.
+        image_rgb (H, W, 3) uint8, K (3, 3), D and distortion_model as in `__call__`. Requests
+        with unknown objects or invalid boxes (NaN, tiny, absurd, outside the image) are skipped
+        with a debug log; they never raise.
         """
         image_rgb = np.asarray(image_rgb)
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
             raise ValueError(f'image_rgb: expected (H, W, 3) uint8, got {image_rgb.shape} '
                              f'{image_rgb.dtype}')
-        K = np.asarray(K, dtype=np.float64)
-        height, width = image_rgb.shape[:2]
+        frame = _Frame(image_rgb, np.asarray(K, dtype=np.float64), D, distortion_model)
+        usable = self._usable(requests, frame)
+        poses = []
+        for name, runtime in self.objects.items():
+            mine = [r for r in usable if r.object_name == name]
+            if not mine:
+                continue
+            fits = self._keypoint_stage(runtime, frame, np.stack([r.box_xyxy for r in mine]),
+                                        [r.init for r in mine])
+            if self.config.refine_iou_below > 0:
+                with self.timer.stage('second pass'):
+                    self._second_pass(runtime, frame, mine, fits)
+            accepted = [self._accept(runtime, request, fits, i) for i, request in enumerate(mine)]
+            poses += suppress_duplicates([pose for pose in accepted if pose is not None],
+                                         runtime.model.diameter, runtime.max_instances)
+        poses = self._silhouette_stage(frame, poses)
+        return [published_pose(p, self.objects[p.object_name].symmetry_group) for p in poses]
+
+    def _usable(self, requests: list[CropRequest], frame: _Frame) -> list[CropRequest]:
+        """Return the requests for known objects with valid boxes (the others: a debug log)."""
+        height, width = frame.image.shape[:2]
         usable = []
         for request in requests:
             if request.object_name not in self.objects:
@@ -207,162 +268,114 @@ class KeypointPoseEstimator:
             else:
                 usable.append(request)
                 self.timer.tally(f'crops from {request.source}', 1)
-        poses = []
-        for name, runtime in self.objects.items():
-            mine = [r for r in usable if r.object_name == name]
-            if mine:
-                found = self._estimate_object(runtime, image_rgb, K, mine, D, distortion_model)
-                poses.extend(suppress_duplicates(found, runtime.model.diameter,
-                                                  runtime.max_instances))
-        refined = self._refine_on_silhouettes(image_rgb, K, poses, D, distortion_model)
-        return [published_pose(p, self.objects[p.object_name].symmetry_group) for p in refined]
+        return usable
 
-    def _refine_on_silhouettes(self, image_rgb, K, poses, D, distortion_model):
-        """Return the poses refined on the image edges of their silhouettes (where possible).
+    def _keypoint_stage(self, runtime: ObjectRuntime, frame: _Frame, boxes: np.ndarray,
+                        inits: list) -> CropFits:
+        """Return the keypoints in crops `boxes` (B, 4) and their fits (warm starts `inits`).
+
+        One batched network forward; the keypoints undistorted and their fit weights computed
+        once here, for the fit and the silhouette stage; one batched pose fit.
+        """
+        prediction = runtime.predictor.predict(frame.image, boxes, timer=self.timer)
+        keypoints = np.asarray(prediction.keypoints, dtype=np.float64)
+        confidences = np.asarray(prediction.confidence, dtype=np.float64)
+        with self.timer.stage('solver'):
+            options = self._fit_options()
+            measured = frame.undistorted(keypoints)
+            weights = fit_weights(measured, confidences, options['min_confidence'],
+                                  options['confidence_power'])
+            results = solve_pose(measured, confidences, frame.K, runtime.model,
+                                 init=stacked_results(inits, runtime.model.num_basis), **options)
+        return CropFits(boxes, keypoints, measured, confidences, weights, results)
+
+    def _second_pass(self, runtime: ObjectRuntime, frame: _Frame, requests: list[CropRequest],
+                     fits: CropFits) -> None:
+        """Re-crop the best crop of each instance around its fitted pose; keep better fits.
+
+        Only crops whose pose's box overlaps the crop box less than `refine_iou_below` are
+        redone (framed like the request: a track's box keeps its margin); `fits` is updated.
+        """
+        height, width = frame.image.shape[:2]
+        rows, boxes = [], []
+        for i in self._best_rows(runtime, requests, fits):
+            box = projected_box(runtime.outline, fits.results.R[i], fits.results.t[i], frame.K)
+            box = None if box is None else grown_box(box, requests[i].margin)
+            if box is not None and valid_box(box, width, height) \
+                    and box_iou(box, fits.boxes[i]) < self.config.refine_iou_below:
+                rows.append(i)
+                boxes.append(box)
+        if not rows:
+            return
+        self.timer.tally('crops of the second pass', len(rows))
+        again = self._keypoint_stage(runtime, frame, np.stack(boxes),
+                                     [result_row(fits.results, i) for i in rows])
+        better = [(i, j) for j, i in enumerate(rows) if again.results.valid[j]
+                  and again.results.rms_px[j] <= max(1.5 * fits.results.rms_px[i], 2.0)]
+        if better:
+            fits.set_rows([i for i, _ in better], again, [j for _, j in better])
+
+    @staticmethod
+    def _best_rows(runtime: ObjectRuntime, requests: list[CropRequest],
+                   fits: CropFits) -> list[int]:
+        """Return the rows worth a second pass: the best valid row of each instance."""
+        rows = np.flatnonzero(fits.results.valid)
+        best = distinct_best(fits.results.t[rows], pose_scores(fits.confidences[rows]),
+                             [requests[i].source == 'track' for i in rows],
+                             runtime.model.diameter, runtime.max_instances)
+        return [int(rows[j]) for j in best]
+
+    def _accept(self, runtime: ObjectRuntime, request: CropRequest, fits: CropFits,
+                i: int) -> ObjectPose | None:
+        """Return the ObjectPose of row i if it passes the thresholds, else None."""
+        limits = self.thresholds
+        used = int(np.count_nonzero(fits.confidences[i] > limits.min_keypoint_confidence))
+        if not fits.results.valid[i] or used < limits.min_valid_keypoints \
+                or fits.results.rms_px[i] > limits.max_reprojection_error_px \
+                or pose_scores(fits.confidences[i]) < limits.min_score:
+            return None
+        return fits.pose(runtime.name, request, i)
+
+    def _silhouette_stage(self, frame: _Frame, poses: list[ObjectPose]) -> list[ObjectPose]:
+        """Return the poses refined on their silhouettes' image edges (objects with a mesh).
 
         A refined pose gets the keypoint fit's rms_px and covariance evaluated where it now is,
         and is dropped if that breaks max_reprojection_error_px (or leaves it unusable).
         """
-        if self.contour_search_px and poses:
-            with self.timer.stage('silhouette refinement'):
-                return self._refine_poses_on_silhouettes(image_rgb, K, poses, D,
-                                                         distortion_model)
-        return poses
+        if not self.config.contour_search_px or not poses:
+            return poses
+        refined, gradients = [], None
+        with self.timer.stage('silhouette refinement'):
+            for pose in poses:
+                if self.objects[pose.object_name].surface is None:
+                    refined.append(pose)
+                    continue
+                if gradients is None:
+                    with self.timer.stage('image gradients'):
+                        gradients = image_gradients(frame.image)
+                pose = self._on_silhouette(frame, gradients, pose)
+                if pose is not None:
+                    refined.append(pose)
+        return refined
 
-    def _refine_poses_on_silhouettes(self, image_rgb, K, poses, D, distortion_model):
-        """Return the poses refined on their silhouettes (see _refine_on_silhouettes)."""
-        gradients, aligned = None, []
-        for pose in poses:
-            surface = self.objects[pose.object_name].surface
-            if not self.contour_search_px or surface is None:
-                aligned.append(pose)
-                continue
-            if gradients is None:
-                with self.timer.stage('image gradients'):
-                    gradients = image_gradients(image_rgb)
-            measured = pose.keypoints
-            if D is not None and has_distortion(D):
-                measured = undistort_pixels(measured, K, D, distortion_model)
-            weights = fit_weights(measured, pose.confidences,
-                                  self.thresholds.min_keypoint_confidence,
-                                  self.solver_options.get('confidence_power', 1.0))
-            model = self.objects[pose.object_name].model
-            R, t = refine_pose(gradients, surface, pose.R, pose.t, K, self.contour_search_px,
-                               measured, model.shape(pose.result.coeffs), weights,
-                               self.contour_balance,
-                               self.solver_options.get('robust_scale_px', 4.0), D,
-                               distortion_model, depth_starts=self.contour_depth_starts,
-                               timer=self.timer)
-            with self.timer.stage('evaluation'):
-                result = evaluate_pose(measured, pose.confidences, K, model,
-                                       replace(pose.result, R=R, t=t), **self._solver_options())
-            if result.valid and result.rms_px <= self.thresholds.max_reprojection_error_px:
-                aligned.append(replace(pose, R=result.R, t=result.t, result=result))
-        return aligned
-
-    def _solver_options(self):
-        """Return the solve_pose options: the config's and the keypoint confidence threshold."""
-        return {**self.solver_options,
-                'min_confidence': self.thresholds.min_keypoint_confidence}
-
-    def _estimate_object(self, runtime, image_rgb, K, requests, D, distortion_model):
-        """Run network + solver for one object's requests (one batch each), with refinement."""
-        boxes = np.stack([r.box_xyxy for r in requests])
-        inits = [r.init for r in requests]
-        keypoints, confidences, results = self._keypoints_and_fit(
-            runtime, image_rgb, K, boxes, inits, D, distortion_model)
-        if self.refine_iou_below > 0:
-            with self.timer.stage('second pass'):
-                self._second_pass(runtime, image_rgb, K, requests, boxes, keypoints,
-                                  confidences, results, D, distortion_model)
-        return [pose for pose in (self._accept(runtime, requests[i], keypoints[i],
-                                               confidences[i], boxes[i], results, i)
-                                  for i in range(len(requests))) if pose is not None]
-
-    def _second_pass(self, runtime, image_rgb, K, requests, boxes, keypoints, confidences,
-                     results, D, distortion_model):
-        """Re-crop around the fitted poses and keep the better fits (arrays updated in place)."""
-        height, width = image_rgb.shape[:2]
-        redo = []
-        for i in self._refine_candidates(runtime, requests, confidences, results):
-            box = projected_box(runtime.outline, results.R[i], results.t[i], K)
-            box = None if box is None else grown_box(box, requests[i].margin)
-            if box is not None and valid_box(box, width, height) \
-                    and box_iou(box, boxes[i]) < self.refine_iou_below:
-                redo.append((i, box))
-        if redo:
-            self.timer.tally('crops of the second pass', len(redo))
-            index = [i for i, _ in redo]
-            new_boxes = np.stack([box for _, box in redo])
-            kp2, conf2, res2 = self._keypoints_and_fit(
-                runtime, image_rgb, K, new_boxes, [_row(results, i) for i in index], D,
-                distortion_model)
-            for j, i in enumerate(index):
-                if res2.valid[j] and res2.rms_px[j] <= max(1.5 * results.rms_px[i], 2.0):
-                    keypoints[i], confidences[i], boxes[i] = kp2[j], conf2[j], new_boxes[j]
-                    for f in PoseResult.__dataclass_fields__:
-                        getattr(results, f)[i] = getattr(res2, f)[j]
-
-    @staticmethod
-    def _refine_candidates(runtime, requests, confidences, results):
-        """Return the rows worth a second pass: the best valid row of each instance."""
-        rows = np.flatnonzero(results.valid)
-        scores = pose_scores(confidences[rows])
-        best = distinct_best(results.t[rows], scores,
-                              [requests[i].source == 'track' for i in rows],
-                              runtime.model.diameter, runtime.max_instances)
-        return [int(rows[j]) for j in best]
-
-    def _keypoints_and_fit(self, runtime, image_rgb, K, boxes, inits, D, distortion_model):
-        """Return keypoints (B, N, 2), confidences (B, N) and the fit (a batched PoseResult)."""
-        prediction = runtime.predictor.predict(image_rgb, boxes, timer=self.timer)
-        keypoints = np.asarray(prediction.keypoints, dtype=np.float64)
-        confidences = np.asarray(prediction.confidence, dtype=np.float64)
-        with self.timer.stage('solver'):
-            measured = keypoints
-            if D is not None and has_distortion(D):
-                measured = undistort_pixels(keypoints, K, D, distortion_model)
-            init = _batched_init(inits, len(boxes), runtime.model.num_basis)
-            results = solve_pose(measured, confidences, K, runtime.model, init=init,
-                                 **self._solver_options())
-        return keypoints, confidences, results
-
-    def _accept(self, runtime, request, keypoints, confidences, box, results, i):
-        """Return an ObjectPose for batch row i if it passes the thresholds, else None."""
-        limits = self.thresholds
-        used = int(np.count_nonzero(confidences > limits.min_keypoint_confidence))
-        score = float(pose_scores(confidences))
-        if not results.valid[i] or used < limits.min_valid_keypoints \
-                or results.rms_px[i] > limits.max_reprojection_error_px \
-                or score < limits.min_score:
-            return None
-        single = _row(results, i)
-        return ObjectPose(runtime.name, single.R, single.t, score, keypoints.copy(),
-                          confidences.copy(), np.asarray(box, dtype=np.float64).copy(),
-                          request, single)
-
-    def set_thresholds(self, **changes):
-        """Replace some thresholds (validated first; the old ones stay on error)."""
-        self.thresholds = replace(self.thresholds, **changes).validated()
-
-
-def _batched_init(inits, batch, num_basis):
-    """Stack per-request warm starts into one batched PoseResult (None when there are none).
-
-    `inits` is a list of single-problem PoseResults or None. Rows without a warm start are
-    marked invalid, which the solver treats as 'solve from the closed form'.
-    """
-    if all(init is None for init in inits):
+    def _on_silhouette(self, frame: _Frame, gradients, pose: ObjectPose) -> ObjectPose | None:
+        """Return `pose` refined on the image `gradients`, or None if it is then rejected."""
+        runtime, config = self.objects[pose.object_name], self.config
+        options = self._fit_options()
+        R, t = refine_pose(gradients, runtime.surface, pose.R, pose.t, frame.K,
+                           config.contour_search_px, pose.measured,
+                           runtime.model.shape(pose.result.coeffs), pose.weights,
+                           config.contour_balance, options['robust_scale_px'], frame.D,
+                           frame.distortion_model, depth_starts=config.contour_depth_starts,
+                           timer=self.timer)
+        with self.timer.stage('evaluation'):
+            result = evaluate_pose(pose.measured, pose.confidences, frame.K, runtime.model,
+                                   replace(pose.result, R=R, t=t), **options)
+        if result.valid and result.rms_px <= self.thresholds.max_reprojection_error_px:
+            return replace(pose, R=result.R, t=result.t, result=result)
         return None
-    nan = {'R': np.full((3, 3), np.nan), 't': np.full(3, np.nan),
-           'coeffs': np.full(num_basis, np.nan), 'cost': np.nan, 'rms_px': np.nan,
-           'iterations': 0, 'valid': False, 'covariance': np.full((6, 6), np.nan)}
-    rows = []
-    for init in inits:
-        rows.append(nan if init is None else {f: getattr(init, f) for f in nan})
-    return PoseResult(**{f: np.stack([np.asarray(row[f]) for row in rows]) for f in nan})
 
-
-def _row(results, i):
-    """Return batch row i of a batched numpy PoseResult as a single-problem PoseResult (a copy)."""
-    return PoseResult(*(np.array(getattr(results, f)[i]) for f in PoseResult.__dataclass_fields__))
+    def _fit_options(self) -> dict:
+        """Return every solve_pose option: the config's, min_confidence, defaults for the rest."""
+        return completed_options({**self.config.solver,
+                                  'min_confidence': self.thresholds.min_keypoint_confidence})

@@ -1,10 +1,10 @@
-"""What the pipeline asks for and answers per object instance: crop requests and poses."""
+"""What the pipeline asks for and answers per object instance: crop requests, fits and poses."""
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from pose_kp_ros.geometry.solver import PoseResult
+from pose_kp_ros.geometry.solver import PoseResult, result_row, set_rows
 
 
 @dataclass
@@ -40,8 +40,10 @@ class ObjectPose:
         R: (3, 3) object-to-camera rotation.
         t: (3,) object origin in the camera frame, metres.
         score: mean keypoint confidence in [0, 1].
-        keypoints: (N, 2) keypoints as found in the image, pixels.
+        keypoints: (N, 2) keypoints as found in the image, pixels (distorted, as drawn on it).
         confidences: (N,) keypoint confidences.
+        measured: (N, 2) the keypoints undistorted (pinhole pixels of K): what the fits use.
+        weights: (N,) the fit's keypoint weights (geometry.solver.fit_weights), 0 where unused.
         box_xyxy: (4,) the crop box the keypoints were found in.
         request: the CropRequest this pose answers.
         result: the solver's single-problem PoseResult (coeffs, rms_px, covariance, ...) at the
@@ -57,11 +59,48 @@ class ObjectPose:
     box_xyxy: np.ndarray
     request: CropRequest
     result: PoseResult
+    measured: np.ndarray
+    weights: np.ndarray
 
     @property
     def covariance(self):
         """Return the (6, 6) pose covariance (tx, ty, tz, rx, ry, rz), metres and radians."""
         return self.result.covariance
+
+
+@dataclass
+class CropFits:
+    """The keypoints found in B crops of one object and their pose fits (batch first).
+
+    Attributes:
+        boxes: (B, 4) crop boxes, image pixels.
+        keypoints: (B, N, 2) keypoints as found in the image, pixels (distorted).
+        measured: (B, N, 2) the keypoints undistorted (pinhole pixels of K): what the fits use.
+        confidences: (B, N) keypoint confidences.
+        weights: (B, N) the fit's keypoint weights (geometry.solver.fit_weights).
+        results: the fit of each crop, a batched PoseResult.
+    """
+
+    boxes: np.ndarray
+    keypoints: np.ndarray
+    measured: np.ndarray
+    confidences: np.ndarray
+    weights: np.ndarray
+    results: PoseResult
+
+    def set_rows(self, rows: list, other: 'CropFits', other_rows: list) -> None:
+        """Replace rows `rows` by rows `other_rows` of `other` (in place)."""
+        for name in ('boxes', 'keypoints', 'measured', 'confidences', 'weights'):
+            getattr(self, name)[rows] = getattr(other, name)[other_rows]
+        set_rows(self.results, rows, other.results, other_rows)
+
+    def pose(self, object_name: str, request: CropRequest, i: int) -> ObjectPose:
+        """Return row i as the ObjectPose of `object_name` answering `request` (copies)."""
+        result = result_row(self.results, i)
+        return ObjectPose(object_name, result.R, result.t, float(pose_scores(self.confidences[i])),
+                          self.keypoints[i].copy(), self.confidences[i].copy(),
+                          np.asarray(self.boxes[i], dtype=np.float64).copy(), request, result,
+                          measured=self.measured[i].copy(), weights=self.weights[i].copy())
 
 
 def pose_scores(confidences):

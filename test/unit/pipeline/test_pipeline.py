@@ -59,9 +59,10 @@ def ground_truth():
     return so3_exp([0.4, -0.3, 0.2]), np.array([0.05, -0.02, 0.9])
 
 
-def estimator_with(predictor, model, **kwargs):
-    runtime = ObjectRuntime(model, predictor, max_instances=kwargs.pop('max_instances', 1))
-    return KeypointPoseEstimator([runtime], **kwargs)
+def estimator_with(predictor, model, detector=None, max_instances=1, **settings):
+    """Return an estimator of `model` with `predictor`; `settings`: PipelineConfig fields."""
+    runtime = ObjectRuntime(model, predictor, max_instances=max_instances)
+    return KeypointPoseEstimator(PipelineConfig(objects=(), **settings), [runtime], detector)
 
 
 IMAGE = np.zeros((480, 640, 3), np.uint8)
@@ -534,3 +535,36 @@ def test_a_symmetric_object_is_published_without_flips():
     steps = [np.degrees(np.arccos(np.clip((np.trace(a.T @ b) - 1) / 2, -1, 1)))
              for a, b in zip(published, published[1:])]
     assert max(steps) < 3.5                                      # 2.9 degrees per frame
+
+
+def test_keypoints_are_undistorted_once_and_the_silhouette_stage_reuses_them(monkeypatch):
+    """One undistortion per keypoint stage; the published keypoints stay the image's pixels."""
+    import pose_kp_ros.pipeline.estimator as estimator_module
+    model, surface = box_scene()
+    R, t = ground_truth()
+    estimator = estimator_with(OraclePredictor(model, R, t, distortion=D), model,
+                               refine_iou_below=0.0, contour_search_px=(2.0, 1.0))
+    estimator.objects['widget'].surface = surface
+    calls = []
+    undistort = estimator_module.undistort_pixels
+    monkeypatch.setattr(estimator_module, 'undistort_pixels',
+                        lambda *args: calls.append(1) or undistort(*args))
+    image = silhouette_image(model, R, t)
+    pose = estimator(image, K, boxes=[true_box(model, R, t)], D=D)[0]
+    assert len(calls) == 1  # the keypoint stage's; the silhouette stage reused `measured`
+    distorted = cv2.projectPoints(model.keypoints @ R.T + t, np.zeros(3), np.zeros(3), K, D)[0]
+    np.testing.assert_allclose(pose.keypoints, distorted[:, 0], atol=1e-9)
+    np.testing.assert_allclose(pose.measured, projected_points(model.keypoints, R, t), atol=1e-6)
+    np.testing.assert_allclose(pose.weights, 0.9)
+
+
+def test_defaults_come_from_the_pipeline_config():
+    model = make_model()
+    R, t = ground_truth()
+    estimator = estimator_with(OraclePredictor(model, R, t), model)
+    assert estimator.config == PipelineConfig(objects=())
+    estimator.set_thresholds(min_score=0.5)
+    assert estimator.thresholds == Thresholds(min_score=0.5) == estimator.config.thresholds
+    with pytest.raises(PipelineConfigError):
+        estimator_with(OraclePredictor(model, R, t), model,
+                       thresholds=Thresholds(min_valid_keypoints=2))
