@@ -1,4 +1,4 @@
-"""Batched SO(3) helpers over numpy arrays: skew matrices, exp and log maps, quaternions.
+"""Batched SO(3) helpers over numpy arrays: skew matrices, exp and log maps, quaternions, sampling.
 
 Rotation vectors (axis-angle) are in radians, shape (..., 3); rotation matrices are (..., 3, 3).
 Formulas: Rodrigues' rotation formula and its inverse, e.g. Barfoot, "State Estimation for
@@ -6,6 +6,7 @@ Robotics" (2017), section 7.1.
 """
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 _SMALL_ANGLE_SQ = 1e-10
 _EYE3 = np.eye(3)
@@ -124,3 +125,18 @@ def quaternion_xyzw_to_matrix(q):
         np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
         np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
     ], -2)
+
+
+def random_rotations(rng: np.random.Generator, count: int) -> np.ndarray:
+    """Return `count` rotations (count, 3, 3) drawn uniformly on SO(3).
+
+    Normalised Gaussian quaternions: a normalised 4-D Gaussian vector is uniform on the unit
+    sphere S^3 (Muller, 1959), and uniform unit quaternions give uniform (Haar) rotations.
+    Draws rng.normal(size=(count, 4)): count 1 draws exactly what rng.normal(size=4) would.
+
+    Example:
+        >>> R = random_rotations(np.random.default_rng(0), 2)
+        >>> R.shape, bool(np.allclose(R @ np.swapaxes(R, 1, 2), np.eye(3)))
+        ((2, 3, 3), True)
+    """
+    return Rotation.from_quat(rng.normal(size=(count, 4))).as_matrix()

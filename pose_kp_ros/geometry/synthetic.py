@@ -7,22 +7,17 @@ cx 325.26, cy 242.05, 640x480).
 import numpy as np
 
 from pose_kp_ros.geometry.object_model import ObjectModel
+from pose_kp_ros.geometry.rotations import random_rotations
 
 LMO_K = np.array([[572.41, 0.0, 325.26], [0.0, 573.57, 242.05], [0.0, 0.0, 1.0]])
 
 
-def random_rotations(rng, count):
-    """Return count uniformly random rotations (count, 3, 3): QR of Gaussian matrices."""
-    q, r = np.linalg.qr(rng.normal(size=(count, 3, 3)))
-    q = q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
-    q[np.linalg.det(q) < 0, :, 0] *= -1
-    return q
-
-
-def random_poses(rng, count, depth_m=(0.6, 1.4), K=LMO_K, margin_px=(120, 100)):
+def random_poses(rng: np.random.Generator, count: int, depth_m=(0.6, 1.4), K=LMO_K,
+                 margin_px=(120, 100)) -> tuple[np.ndarray, np.ndarray]:
     """Return (R (count, 3, 3), t (count, 3) metres): origin at depth_m, inside the image.
 
-    The origin projects uniformly into the image of K shrunk by margin_px (u, v) on each side.
+    The origin projects uniformly into the image of K shrunk by margin_px (u, v) on each side;
+    R is uniform on SO(3) (geometry.rotations.random_rotations, drawn after t).
     """
     z = rng.uniform(*depth_m, count)
     low = np.array(margin_px, float)
@@ -32,7 +27,8 @@ def random_poses(rng, count, depth_m=(0.6, 1.4), K=LMO_K, margin_px=(120, 100)):
     return random_rotations(rng, count), np.column_stack([xy, z])
 
 
-def random_keypoint_model(rng, num_keypoints=10, size_m=0.25, name='random_object'):
+def random_keypoint_model(rng: np.random.Generator, num_keypoints: int = 10, size_m: float = 0.25,
+                          name: str = 'random_object') -> ObjectModel:
     """Return a rigid ObjectModel with keypoints uniform in a cube of edge size_m at the origin."""
     points = rng.uniform(-size_m / 2, size_m / 2, (num_keypoints, 3))
     diameter = np.linalg.norm(points[:, None] - points[None], axis=-1).max()

@@ -32,11 +32,6 @@ class SupportPlane:
         return self.camera_from_table[:, 2]
 
 
-def random_rotation(rng):
-    """Return a rotation (3, 3) drawn uniformly on SO(3) (normalised Gaussian quaternion)."""
-    return Rotation.from_quat(rng.normal(size=4)).as_matrix()
-
-
 def rotation_between(a, b):
     """Return the rotation (3, 3) turning unit vector a (3,) onto unit vector b (3,)."""
     axis = np.cross(a, b)

@@ -35,6 +35,7 @@ import numpy as np
 import trimesh
 
 from pose_kp_ros.geometry.mesh import load_mesh
+from pose_kp_ros.geometry.rotations import random_rotations
 from pose_kp_ros.rendering.backgrounds import load_photos, random_background
 from pose_kp_ros.rendering.camera_noise import apply_camera_noise, random_jpeg_quality
 from pose_kp_ros.rendering.labels import instance_label, visible_mask
@@ -44,7 +45,6 @@ from pose_kp_ros.rendering.poses import (
     occluder_position,
     outline,
     plane_under,
-    random_rotation,
     rest_on,
     side_by_side,
     table_rotation,
@@ -167,7 +167,7 @@ class SampleRenderer:
             R = table @ table_from_object
             up_cam = R @ self._up_axis
         else:
-            R = random_rotation(rng)
+            R = random_rotations(rng, 1)[0]
         depth = rng.uniform(*settings.distance_m)
         margin = settings.centre_outside
         u = rng.uniform(-margin, 1.0 + margin) * self.width
@@ -188,7 +188,7 @@ class SampleRenderer:
                 rotations.append(plane.camera_from_table @ table_rotation(
                     rng, settings.upright_axis, settings.upright_tilt_deg))
             else:
-                rotations.append(random_rotation(rng))
+                rotations.append(random_rotations(rng, 1)[0])
         first_number, first_R, first_t = first
         shapes = [outline(plane, (self._points[f'object{number}'] - self.centres[number]) @ R.T)
                   for number, R in zip([first_number, *numbers], [first_R, *rotations])]
@@ -239,7 +239,7 @@ class SampleRenderer:
             else:
                 scale = (rng.uniform(0.8, 1.5),) * 3
                 colour = None
-            R = random_rotation(rng)
+            R = random_rotations(rng, 1)[0]
             if near and plane is not None:
                 position = position + rest_on(plane, (self._points[key] * scale) @ R.T
                                               + position)

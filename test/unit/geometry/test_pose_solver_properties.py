@@ -47,11 +47,20 @@ def check_noiseless_solve(model, seed, depth):
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason='known weakness: a flat 6 cm object at 3 m (about 11 px across) '
-                          'gets no valid pose in one of these noiseless problems')
+                   reason='known weakness: a flat 6 cm object at 3 m (at most 12 px across, 3 '
+                          'px seen obliquely) gets no valid pose in one of these noiseless '
+                          'problems: SQPnP, the closed-form start, refuses so clustered points')
 def test_tiny_flat_object_far_away():
-    """The case hypothesis found once: keypoints on a plane, seen from 3 m, all noiseless."""
-    seed, extents = 3739604, np.array([0.0625, 0.0546875, 0.0])
+    """Keypoints on a 6 x 5.5 cm plane, seen from 3 m, all noiseless: one problem gets no pose.
+
+    Hypothesis found the case once (seed 3739604, with the former QR rotation sampler). Row 2
+    here is seen 69 degrees off face-on and spans 3.1 x 2.6 px: OpenCV's SQPnP raises on image
+    points this clustered (`point_coordinate_variance >= POINT_VARIANCE_THRESHOLD`), the
+    solver is left without a start and the row is invalid. With these extents at 3 m about
+    1.7-1.8% of problems fail so (seeds 0-2999), alike under either rotation sampler; seed 22
+    is the first that shows it with geometry.rotations.random_rotations.
+    """
+    seed, extents = 22, np.array([0.0625, 0.0546875, 0.0])
     points = np.random.default_rng(seed).uniform(-0.5, 0.5, (6, 3)) * extents
     model = ObjectModel('random', [f'k{i}' for i in range(6)], points,
                         diameter=float(np.linalg.norm(extents)))

@@ -4,8 +4,9 @@ import numpy as np
 
 from pose_kp_ros import ObjectModel, solve_pose
 from pose_kp_ros.geometry.camera import project_object_points
+from pose_kp_ros.geometry.rotations import random_rotations
 from pose_kp_ros.geometry.shape_basis import pca_shape_basis
-from pose_kp_ros.geometry.synthetic import LMO_K, random_poses, random_rotations
+from pose_kp_ros.geometry.synthetic import LMO_K, random_poses
 from pose_kp_ros.tools import build_shape_basis
 from pose_kp_ros.tools.cli import SUBCOMMANDS
 

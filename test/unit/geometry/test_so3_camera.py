@@ -1,8 +1,9 @@
-"""SO(3) exponential/logarithm and pinhole projection with its Jacobian."""
+"""SO(3) exponential/logarithm, random rotations, pinhole projection with its Jacobian."""
 
 import numpy as np
 import pytest
 from scipy.linalg import expm
+from scipy.spatial.transform import Rotation
 
 from pose_kp_ros.geometry.camera import (
     MIN_DEPTH_M,
@@ -11,7 +12,13 @@ from pose_kp_ros.geometry.camera import (
     project_object_points,
     project_with_jacobian,
 )
-from pose_kp_ros.geometry.rotations import hat, rotation_angle, so3_exp, so3_log
+from pose_kp_ros.geometry.rotations import (
+    hat,
+    random_rotations,
+    rotation_angle,
+    so3_exp,
+    so3_log,
+)
 
 
 def test_hat_is_the_cross_product():
@@ -90,3 +97,24 @@ def test_intrinsics_ok():
            np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 2]]),
            np.array([[500.0, 0, 320], [1.0, 500, 240], [0, 0, 1]])]
     assert intrinsics_ok(np.stack([good] + bad)).tolist() == [True, False, False, False, False]
+
+
+@pytest.mark.parametrize('seed', [0, 1, 7, 123])
+def test_one_random_rotation_draws_what_the_renderer_always_drew(seed):
+    """Count 1 equals the renderer's former sampler bit for bit (renders stay reproducible)."""
+    rng, former = np.random.default_rng(seed), np.random.default_rng(seed)
+    for _ in range(3):  # and the generator is left in the same state
+        expected = Rotation.from_quat(former.normal(size=4)).as_matrix()
+        np.testing.assert_array_equal(random_rotations(rng, 1)[0], expected)
+    assert rng.random() == former.random()
+
+
+def test_random_rotations_are_uniform_rotations():
+    R = random_rotations(np.random.default_rng(2), 20000)
+    assert R.shape == (20000, 3, 3)
+    np.testing.assert_allclose(R @ np.swapaxes(R, 1, 2), np.broadcast_to(np.eye(3), R.shape),
+                               atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-12)
+    # Haar measure: E[R] = 0, and the angle's density is (1 - cos a) / pi (mean pi/2 + 2/pi)
+    np.testing.assert_allclose(R.mean(0), 0.0, atol=0.02)
+    assert rotation_angle(R).mean() == pytest.approx(np.pi / 2 + 2 / np.pi, abs=0.02)
