@@ -99,7 +99,6 @@ class ObjectRuntime:
         return self.model.name
 
 
-
 class _Frame(NamedTuple):
     """One image and its camera: image (H, W, 3) uint8 RGB, K (3, 3), lens distortion D."""
 
