@@ -15,8 +15,7 @@ hundreds of pixels. Given a fitted pose, Gauss-Newton steps (one per search rang
    residuals so the keypoints keep the pose where the outline is ambiguous or occluded.
 
 The steps run from the fitted pose and from it moved along its viewing ray (`depth_starts`);
-the result whose outline lies on the strongest edges (`edge_support`) is kept. With
-`depth_choice_steps` the starts run only their first steps and the best of them goes on alone.
+the result whose outline lies on the strongest edges (`edge_support`) is kept.
 
 Pixels are pinhole pixels (undistorted); with lens distortion the edges are sampled at the
 distorted positions of the contour points.
@@ -175,7 +174,7 @@ def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
                 keypoint_points=None, keypoint_weights=None, contour_balance=10.0,
                 keypoint_huber_px=4.0, D=None, distortion_model='plumb_bob',
                 max_depth_change=0.15, max_rotation_change_deg=20.0, depth_starts=(1.0,),
-                depth_choice_steps=0, timer=None):
+                timer=None):
     """Return (R, t) refined jointly on the silhouette's edges and the keypoints (6 DoF).
 
     Args:
@@ -194,12 +193,8 @@ def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
             viewing ray) and, of those accepted, the one whose outline has the most
             `edge_support` is returned (a keypoint depth several percent off is out of reach
             of the edge search from one start).
-        depth_choice_steps: with several depth starts, each start runs only this many steps;
-            the one whose outline then has the most `edge_support` runs the remaining steps
-            alone. 0 (or at least len(search_px)): every start runs every step.
         timer: optional stage timer (pose_kp_ros.pipeline.stage_timer.StageTimer): each start
-            is timed as stage 'depth start <factor>', the choice among them as 'edge support',
-            the chosen start's remaining steps as 'chosen start'.
+            is timed as stage 'depth start <factor>', the choice among them as 'edge support'.
 
     Rotation updates on the left, in the camera frame (as in solve_pose). Returns the input
     pose when the silhouette is unusable, the fit is not finite or every refinement moves too far.
@@ -208,37 +203,16 @@ def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
     K = np.asarray(K, dtype=np.float64)
     if keypoints is None or not np.sum(keypoint_weights) > 0:
         keypoints, keypoint_points, keypoint_weights = np.zeros((0, 2)), np.zeros((0, 3)), []
+    keypoint_terms = (np.asarray(keypoints, dtype=np.float64),
+                      np.asarray(keypoint_points, dtype=np.float64),
+                      np.asarray(keypoint_weights, dtype=np.float64))
     stage = timer.stage if timer is not None else nullcontext
-
-    def steps(pose, reaches):
-        return _gauss_newton_steps(
-            gradients, surface_points, *pose, K, reaches,
-            (np.asarray(keypoints, dtype=np.float64),
-             np.asarray(keypoint_points, dtype=np.float64),
-             np.asarray(keypoint_weights, dtype=np.float64)),
-            contour_balance, keypoint_huber_px, D, distortion_model)
-
-    def on_strongest_edges(poses):
-        with stage('edge support'):
-            return max(poses, key=lambda pose: edge_support(gradients, surface_points, *pose,
-                                                            K, D, distortion_model))
-
-    search_px = tuple(search_px)
-    starts = {f'depth start {factor:g}': (R0, t0 * factor) for factor in depth_starts}
-    if len(starts) > 1 and 0 < depth_choice_steps < len(search_px):
-        heads = []
-        for name, pose in starts.items():
-            with stage(name):
-                heads.append(steps(pose, search_px[:depth_choice_steps]))
-        heads = [pose for pose in heads if pose is not None]
-        if not heads:
-            return R0, t0
-        starts = {'chosen start': on_strongest_edges(heads)}
-        search_px = search_px[depth_choice_steps:]
     accepted = []
-    for name, pose in starts.items():
-        with stage(name):
-            refined = steps(pose, search_px)
+    for factor in depth_starts:
+        with stage(f'depth start {factor:g}'):
+            refined = _gauss_newton_steps(gradients, surface_points, R0, t0 * factor, K,
+                                          search_px, keypoint_terms, contour_balance,
+                                          keypoint_huber_px, D, distortion_model)
         if refined is None:
             continue
         turned = float(rotation_angle(refined[0] @ R0.T))
@@ -247,7 +221,11 @@ def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
             accepted.append(refined)
     if not accepted:
         return R0, t0
-    return accepted[0] if len(accepted) == 1 else on_strongest_edges(accepted)
+    if len(accepted) == 1:
+        return accepted[0]
+    with stage('edge support'):
+        return max(accepted, key=lambda pose: edge_support(gradients, surface_points, *pose, K,
+                                                             D, distortion_model))
 
 
 def _gauss_newton_steps(gradients, surface_points, R, t, K, search_px, keypoint_terms,

@@ -24,8 +24,6 @@ contour_search_px: [6, 4, 2, 2, 1]  # pose refined on the silhouette's edges: ed
 contour_balance: 10.0             # weight of the silhouette term over the keypoints' in that fit
 contour_depth_starts: [0.95, 1.0, 1.05]  # that fit runs from the keypoint pose's depth times
                                   # each factor; the outline on the strongest edges wins
-contour_depth_choice_steps: 1     # every start runs this many steps, then only the start on
-                                  # the strongest edges goes on (0: every start runs every step)
 ```
 """
 
@@ -102,7 +100,6 @@ class PipelineConfig:
     contour_search_px: tuple = (6.0, 4.0, 2.0, 2.0, 1.0)
     contour_balance: float = 10.0
     contour_depth_starts: tuple = (0.95, 1.0, 1.05)
-    contour_depth_choice_steps: int = 1
     source: Path = None
 
     @classmethod
@@ -131,7 +128,7 @@ class PipelineConfig:
 
         known = {'device', 'objects', 'detector', 'thresholds', 'solver', 'refine_iou_below',
                  'search_candidates', 'contour_search_px', 'contour_balance',
-                 'contour_depth_starts', 'contour_depth_choice_steps'}
+                 'contour_depth_starts'}
         unknown = sorted(set(data) - known, key=str)
         if unknown:
             fail(key_text(unknown[0]), f'unknown field (known: {", ".join(sorted(known))})')
@@ -200,18 +197,13 @@ class PipelineConfig:
                 for v in starts):
             fail('contour_depth_starts', 'expected a non-empty list of depth factors in '
                  f'[0.5, 2] ([1.0]: one start), got {starts!r}')
-        choice = data.get('contour_depth_choice_steps', cls.contour_depth_choice_steps)
-        if isinstance(choice, bool) or not isinstance(choice, int) or choice < 0:
-            fail('contour_depth_choice_steps', 'expected an integer >= 0 (0: every depth start '
-                 f'runs every step), got {choice!r}')
         return cls(objects=tuple(objects),
                    detector_path=_resolve(base, detector) if detector else None,
                    device=device, thresholds=limits, solver=dict(solver),
                    refine_iou_below=float(refine), search_candidates=candidates,
                    contour_search_px=tuple(float(v) for v in contour),
                    contour_balance=float(balance),
-                   contour_depth_starts=tuple(float(v) for v in starts),
-                   contour_depth_choice_steps=choice, source=source)
+                   contour_depth_starts=tuple(float(v) for v in starts), source=source)
 
     def check_files(self):
         """Raise PipelineConfigError naming the field of the first file that does not exist."""

@@ -16,7 +16,7 @@ Per frame (`estimate`, one method per stage):
 4. acceptance thresholds (`_accept`), then duplicates removed;
 5. silhouette stage (`_silhouette_stage`): 6-DoF pose refined jointly on the mesh silhouette's
    image edges and the same undistorted keypoints and weights, from several depths
-   (`contour_search_px`, `contour_balance`, `contour_depth_starts`, `contour_depth_choice_steps`;
+   (`contour_search_px`, `contour_balance`, `contour_depth_starts`;
    pose_kp_ros.geometry.contour_alignment) -> rms_px and covariance evaluated at the refined pose,
    the reprojection threshold checked there;
 6. symmetric objects: the published one of the equivalent poses (pipeline.symmetric_poses).
@@ -366,7 +366,6 @@ class KeypointPoseEstimator:
                            runtime.model.shape(pose.result.coeffs), pose.weights,
                            config.contour_balance, options['robust_scale_px'], frame.D,
                            frame.distortion_model, depth_starts=config.contour_depth_starts,
-                           depth_choice_steps=config.contour_depth_choice_steps,
                            timer=self.timer)
         with self.timer.stage('evaluation'):
             result = evaluate_pose(pose.measured, pose.confidences, frame.K, runtime.model,

@@ -252,9 +252,6 @@ CASES = [
     Case('contour-depth-starts-empty', 'contour_depth_starts empty',
          _set('contour_depth_starts', []), 'pipeline', 'contour_depth_starts: expected a '
          'non-empty list of depth factors in [0.5, 2] ([1.0]: one start), got []'),
-    Case('contour-depth-choice-negative', 'contour_depth_choice_steps -1',
-         _set('contour_depth_choice_steps', -1), 'pipeline', 'contour_depth_choice_steps: '
-         'expected an integer >= 0 (0: every depth start runs every step), got -1'),
     Case('detector-not-path', 'detector given as a number', _set('detector', 5), 'pipeline',
          'detector: expected a file path, got 5'),
     Case('object-file-missing', 'relative object path that does not exist',
