@@ -78,7 +78,8 @@ def read_config(path, defaults, required, epochs=None, overrides=None):
     if 'encoder_bn' in config and config['encoder_bn'] not in ENCODER_BN:
         raise TrainConfigError(f"{path}: encoder_bn must be train or frozen, got "
                                f"{config['encoder_bn']!r}")
-    for key in ('frozen_encoder_blocks', 'encoder_warmup_epochs'):
+    for key in ('frozen_encoder_blocks', 'encoder_warmup_epochs', 'plain_mse_last_epochs',
+                'keep_epoch_checkpoints'):
         if key in config and not (isinstance(config[key], int) and config[key] >= 0):
             raise TrainConfigError(f'{path}: {key} must be an integer >= 0, got {config[key]!r}')
     if config.get('lr_schedule') not in LR_SCHEDULES:

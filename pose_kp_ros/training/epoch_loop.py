@@ -42,6 +42,20 @@ class EpochDataset(torch.utils.data.Dataset):
         return record, rng, read_image(record.image)
 
 
+EPOCH_CHECKPOINT = 'epoch_{:03d}.pt'
+"""Name of the checkpoint kept after each epoch (1-based) with keep_epoch_checkpoints."""
+
+
+def epoch_checkpoints(folder):
+    """Return {epoch: path} of the epoch checkpoints in a run's folder, in epoch order."""
+    found = {}
+    for path in Path(folder).glob('epoch_*.pt'):
+        number = path.stem.partition('_')[2]
+        if number.isdigit():
+            found[int(number)] = path
+    return dict(sorted(found.items()))
+
+
 def write_json_atomic(path, data):
     """Write data as indented strict JSON (NaN: null) to path through a temporary file."""
     path = Path(path)
@@ -225,6 +239,19 @@ class EpochTrainer:
                     'best': self.best}
         save_checkpoint(self.output_dir / name, self.model, self.meta(metrics), training)
 
+    def keep_epoch_checkpoint(self, metrics):
+        """Save epoch_NNN.pt and delete those before the last keep_epoch_checkpoints (rank 0).
+
+        The file holds the weights and metadata, no resume state; nothing when the key is 0.
+        """
+        keep = self.config.get('keep_epoch_checkpoints', 0)
+        if not keep or not self.is_main:
+            return
+        save_checkpoint(self.output_dir / EPOCH_CHECKPOINT.format(self.epoch), self.model,
+                        self.meta(metrics))
+        for path in list(epoch_checkpoints(self.output_dir).values())[:-keep]:
+            path.unlink()
+
     def resume(self):
         """Continue from output_dir/last.pt; return False if there is none."""
         path = self.output_dir / 'last.pt'
@@ -314,6 +341,7 @@ class EpochTrainer:
             if improved:
                 self.best = list(score)
             self.save('last.pt', metrics)
+            self.keep_epoch_checkpoint(metrics)
             if improved:
                 self.save('best.pt', metrics)
             if self.is_main:

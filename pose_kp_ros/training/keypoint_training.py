@@ -61,6 +61,8 @@ DEFAULTS = {
     'init_weights': None,       # start from this checkpoint's weights (fine-tuning; same net)
     'foreground_weight': 0.0,   # squared error weighted by 1 + this x target (leaves the
                                 # all-zero plateau of plain MSE early; 0: plain MSE)
+    'plain_mse_last_epochs': 0,  # the last N of `epochs` train with foreground_weight 0
+    'keep_epoch_checkpoints': 0,  # also keep epoch_NNN.pt of the last N epochs (0: none)
     **ENCODER_DEFAULTS,         # architecture encoder: ImageNet start and freezing schedule
 }
 
@@ -80,6 +82,19 @@ def load_config(path, epochs=None, overrides=None):
                                            for p in augmentation['background_dirs']]
     config['augmentation'] = augmentation
     return config
+
+
+def epoch_foreground_weight(config, epoch):
+    """Return the heatmap loss's foreground_weight in `epoch` (0-based).
+
+    0 (plain squared error, whose peak heights are calibrated confidences) in the last
+    `plain_mse_last_epochs` of the config's `epochs`, `foreground_weight` before: a function of
+    the epoch alone, so a resumed run continues the same schedule (a larger `--epochs` moves
+    the plain epochs to its end).
+    """
+    if epoch >= config['epochs'] - config['plain_mse_last_epochs']:
+        return 0.0
+    return float(config['foreground_weight'])
 
 
 def keypoint_error_sums(heatmaps, batch, crop_from_heatmap, min_visibility):
@@ -159,7 +174,14 @@ class KeypointTrainer(EpochTrainer):
         """Return (heatmap loss summed over stacks, {}) of one batch."""
         targets = batch['heatmaps'].to(self.device, non_blocking=True)
         weights = batch['weights'].to(self.device, non_blocking=True)
-        return heatmap_loss(outputs, targets, weights, self.config['foreground_weight']), {}
+        return heatmap_loss(outputs, targets, weights,
+                            epoch_foreground_weight(self.config, self.epoch)), {}
+
+    def train_epoch(self):
+        """Train one epoch (see EpochTrainer); the metrics also hold its foreground_weight."""
+        metrics, lr = super().train_epoch()
+        return {**metrics, 'foreground_weight': epoch_foreground_weight(self.config,
+                                                                        self.epoch)}, lr
 
     def evaluate(self, results):
         """Return mean error in crop/image px, counted keypoints and PCK over all ranks."""
