@@ -12,7 +12,9 @@ The runs come from `ABLATION=1 scripts/train_driller_model.sh` (same data and ep
 """
 
 import argparse
+from contextlib import nullcontext
 import json
+import os
 from pathlib import Path
 import subprocess
 import sys
@@ -33,27 +35,49 @@ SETTINGS = (('renders', 'ground-truth'), ('renders', 'detector'), ('lmo', 'groun
             ('lmo', 'detector'))
 
 
-def pipeline_yaml(path, keypoints, detector):
-    """Write the default pipeline config with other keypoint / detector files to `path`."""
-    base = ROOT / 'models' / 'driller' / 'pipeline.yaml'
-    config = yaml.safe_load(base.read_text())
-    config['objects'][0]['object'] = str(ROOT / 'objects' / 'driller.yaml')
-    config['objects'][0]['keypoint_model'] = str(Path(keypoints).resolve())
-    config['detector'] = str(Path(detector).resolve())
-    Path(path).write_text(yaml.safe_dump(config))
-    return Path(path)
+def pipeline_yaml(path, keypoints, detector, changes=None, relative=False):
+    """Write the default pipeline config with other keypoint / detector files to `path`.
+
+    changes: {key: value} replacing top-level keys; a dict value updates that section (e.g.
+    {'thresholds': {'max_reprojection_error_px': 30.0}}). relative: the paths are written
+    relative to the file's folder (a config to keep and move with its models), else absolute.
+    """
+    path = Path(path)
+    config = yaml.safe_load((ROOT / 'models' / 'driller' / 'pipeline.yaml').read_text())
+
+    def where(file):
+        file = Path(file).resolve()
+        return os.path.relpath(file, path.parent.resolve()) if relative else str(file)
+
+    config['objects'][0]['object'] = where(ROOT / 'objects' / 'driller.yaml')
+    config['objects'][0]['keypoint_model'] = where(keypoints)
+    config['detector'] = where(detector)
+    for key, value in (changes or {}).items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
-def evaluate(config, data, boxes, renders, frames, folder):
-    """Return eval-lmo's summary dict of one setting."""
+def evaluate(config, data, boxes, renders, frames, folder, device=None, reuse=False, log=None):
+    """Return eval-lmo's summary dict of one setting.
+
+    device: eval-lmo's --device. reuse: an earlier run's summary in the same folder is
+    returned instead of running again. log: a file for eval-lmo's output (else the console).
+    """
     out = Path(folder) / f'{config.stem}_{data}_{boxes}'
+    done = sorted(out.glob('*_summary.json'))
+    if reuse and done:
+        return json.loads(done[0].read_text())
     argv = ['--object', 'driller', '--pipeline-config', str(config), '--boxes', boxes,
             '--output-dir', str(out), '--mosaic-frames', '0', '--frames', str(frames)]
     if data == 'renders':
         argv += ['--dataset', renders]
+    if device:
+        argv += ['--device', device]
     command = [sys.executable, '-m', 'pose_kp_ros.tools.cli', 'eval-lmo', *argv]
-    if subprocess.run(command).returncode:
-        raise RuntimeError(f'eval-lmo failed: {argv}')
+    with open(log, 'w') if log else nullcontext() as output:
+        if subprocess.run(command, stdout=output, stderr=output).returncode:
+            raise RuntimeError(f'eval-lmo failed: {argv}' + (f' (log: {log})' if log else ''))
     return json.loads(next(out.glob('*_summary.json')).read_text())
 
 

@@ -6,6 +6,7 @@
 #   scripts/train_driller_model.sh                 # renders + keypoints + detector
 #   ABLATION=1 scripts/train_driller_model.sh      # + scratch / frozen / partly frozen / hourglass
 #   RUNS="keypoints ablation_partly_frozen" scripts/train_driller_model.sh   # just these runs
+#   RUNS=none scripts/train_driller_model.sh       # the renders alone
 #
 # Settings (environment): RUNS (names above), PYTHON (default python3),
 # RENDER_WORKERS (default: all cores),
@@ -55,6 +56,7 @@ ablation() {  # run name, --set overrides...
 }
 for run in $runs_to_start; do
   case "$run" in
+    none) ;;
     keypoints) start keypoints train --config "$KEYPOINTS" --resume "${EPOCH_ARGS[@]}" ;;
     detector) start detector train-detector --config config/train_detector_driller_mobilenet.yaml \
       --resume "${EPOCH_ARGS[@]}" ;;
@@ -69,5 +71,5 @@ done
 status=0
 for pid in "${runs[@]}"; do wait "$pid" || status=$?; done
 [[ "$status" == 124 ]] && echo "[recipe] deadline reached: run again to resume"
-tail -n 3 runs/logs/*.log
+[[ ${#runs[@]} -gt 0 ]] && tail -n 3 runs/logs/*.log
 exit "$status"

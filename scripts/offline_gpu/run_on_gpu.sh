@@ -7,21 +7,9 @@
 # (15 MB pieces; `cat results.tgz.part-* | tar xz` unpacks them into runs/ layout).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-BUNDLE=.offline_bundle
 OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT"
-for deb in "$BUNDLE"/gl/*.deb; do dpkg -x "$deb" /; done; ldconfig
-mount -o remount,size=32G /dev/shm 2>/dev/null   # DataLoader workers share batches through it
-photos=/usr/share/doc/opencv-doc/examples/data   # where pose_kp_ros looks for opencv-doc photos
-mkdir -p "$photos" && cp "$BUNDLE"/photos/* "$photos"/
-python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site \
-  "$BUNDLE"/wheels/*.whl || exit 3
-cp -r "$BUNDLE"/site/* /tmp/site/
-export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 PYOPENGL_PLATFORM=egl PYGLET_HEADLESS=1
-vendor=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-[[ -f $vendor ]] && export __EGL_VENDOR_LIBRARY_FILENAMES=$vendor
-nvidia-smi -L; lscpu | grep 'Model name'; echo "cores: $(nproc)"
-python3 -c "from pose_kp_ros.rendering.renderer import renderer_unavailable_reason as r; \
-import sys; m = r(); print('renderer:', m or 'EGL ok'); sys.exit(1 if m else 0)" || exit 4
+source scripts/offline_gpu/offline_env.sh
+offline_setup || exit $?
 RENDER_WORKERS="${RENDER_WORKERS:-$(nproc)}" PYTHON=python3 scripts/train_driller_model.sh \
   > "$OUT/recipe.log" 2>&1
 echo "recipe exit $? after $SECONDS s"
