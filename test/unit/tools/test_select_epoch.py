@@ -44,7 +44,9 @@ def test_chooses_epoch_then_thresholds_and_writes_the_pipeline(select_epoch, mon
 
     def evaluate(config, data, boxes, renders, frames, folder, **options):
         calls.append((Path(config).name, data, boxes, options.get('reuse', False)))
-        return {'add_0.1d_accuracy': fake_accuracy(config, boxes), 'frames': frames}
+        accuracy = fake_accuracy(config, boxes)
+        return {'add_0.1d_accuracy': accuracy, 'detection_rate': accuracy + 0.1,
+                'frames': frames}
 
     def export_onnx(checkpoint, onnx):
         Path(onnx).write_bytes(Path(checkpoint).read_bytes())
@@ -62,6 +64,7 @@ def test_chooses_epoch_then_thresholds_and_writes_the_pipeline(select_epoch, mon
                                 'confidence_power': 8.0}
     assert [(r['max_reprojection_error_px'], r['confidence_power']) for r in result['grid']] \
         == [(12.0, 4.0), (12.0, 8.0), (30.0, 4.0), (30.0, 8.0)]
+    assert result['grid'][0]['renders_detector_wrong'] == pytest.approx(0.1)
     assert set(result['final']) == {'renders_ground-truth', 'renders_detector'}
     assert result['keypoint_model'] == 'keypoints.onnx' and result['export_error'] is None
     # Epochs and grid only on renders and reused on a rerun; the default pair is not run twice.
