@@ -54,7 +54,7 @@ def pipeline_yaml(path, keypoints, detector, changes=None, relative=False):
     config['detector'] = where(detector)
     for key, value in (changes or {}).items():
         config[key] = {**config[key], **value} if isinstance(value, dict) else value
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 

@@ -30,7 +30,6 @@ PY="$PYTHON" OUT="${OUT:-/tmp/out}" RUN="${RUN:-runs/driller_mobilenet_gpu}"
 DEADLINE_S="${DEADLINE_S:-540}" EPOCHS="${EPOCHS:-20}" PLAIN="${PLAIN_MSE_EPOCHS:-4}"
 RESERVE="${SELECT_RESERVE_S:-170}" PACK_S=30
 mkdir -p "$OUT" "$RUN/logs"
-exec > >(tee -a "$OUT/train_and_select.log") 2>&1
 left() { echo $((DEADLINE_S - SECONDS)); }
 until_reserve() {  # command...: run it until the selection's reserve begins (124: stopped)
   local seconds=$(($(left) - RESERVE - PACK_S))
@@ -39,7 +38,9 @@ until_reserve() {  # command...: run it until the selection's reserve begins (12
 }
 say() { echo "[train_and_select ${SECONDS}s] $*"; }
 source scripts/offline_gpu/offline_env.sh
-offline_setup || exit $?
+
+main() {  # the four steps; returns the exit status
+offline_setup || return $?
 status=0
 
 # 1. Renders (resumable: existing images are kept).
@@ -85,7 +86,7 @@ PY
     echo "$EPOCHS" > "$plan"
   fi
 fi
-if [[ -f $plan ]]; then
+if [[ $status == 0 && -f $plan ]]; then
   planned=$(cat "$plan")
   say "training: $planned epochs planned ($PLAIN with plain squared error), $(epochs_done) done"
   train_until_reserve --epochs "$planned"
@@ -101,6 +102,7 @@ else "cpu")')}"
 if compgen -G "$RUN/epoch_*.pt" > /dev/null && (($(left) > PACK_S)); then
   say "selection: last ${SELECT_LAST:-6} epochs, $(nproc) at a time, keypoint net on $eval_device"
   # shellcheck disable=SC2086  # the grids are lists of numbers
+  OMP_NUM_THREADS=1 OPENCV_FOR_THREADS_NUM=1 \
   timeout "$(($(left) - PACK_S))" "$PY" benchmarks/select_epoch.py --run "$RUN" \
     --last "${SELECT_LAST:-6}" --jobs "$(nproc)" --device "$eval_device" \
     --frames "${EVAL_FRAMES:-0}" --max-reprojection ${GRID_REPROJECTION:-12 20 30} \
@@ -117,4 +119,8 @@ tar czf - -C "$RUN" --exclude='epoch_*.pt' --exclude=best.pt --exclude='selectio
   . | split -b 15M - "$OUT/results.tgz.part-"
 say "exit $status ($([[ $status == 124 ]] && echo 'deadline: run again to continue' || echo done))"
 ls -l "$OUT"
-exit "$status"
+return "$status"
+}
+
+main 2>&1 | tee -a "$OUT/train_and_select.log"
+exit "${PIPESTATUS[0]}"
