@@ -11,6 +11,8 @@ import sys
 
 PACKAGE = 'pose_kp_ros'
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PIPELINE_CONFIG = 'models/driller/pipeline.yaml'
+"""The shipped pipeline config (the default model), relative to the package data."""
 
 
 def share_dirs():
@@ -32,6 +34,11 @@ def data_path(*parts):
         if candidate.exists():
             return candidate
     return SOURCE_ROOT.joinpath(*parts)
+
+
+def default_pipeline_config() -> str:
+    """Return the path of the shipped pipeline config (DEFAULT_PIPELINE_CONFIG)."""
+    return str(data_path(*DEFAULT_PIPELINE_CONFIG.split('/')))
 
 
 def portable_path(path: str | Path, start: str | Path | None = None) -> str:

@@ -129,6 +129,35 @@ def lmo_ground_truth(object_id):
     return frames
 
 
+def lmo_object_names(value) -> list:
+    """Return the LM-O object names `value` names, without repeats.
+
+    value: 'all' (the eight, alphabetically), one name, names separated by commas, or a list of
+    names. ValueError (naming the known ones) for a name that is not an LM-O object.
+    """
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(',') if part.strip()]
+    names = list(value or [])
+    if names == ['all']:
+        return sorted(LMO_OBJECT_IDS)
+    for name in names:
+        lmo_object_id(name)
+    return list(dict.fromkeys(names))
+
+
+def lmo_objects_frames(object_names):
+    """Return the LM-O photos showing any of object_names, in frame order.
+
+    [(image path, {object name: (R (3, 3), t (3,) metres)})]: an object that is not annotated in a
+    photo (out of view, or fully hidden) is not in that photo's dict.
+    """
+    photos = {}
+    for name in object_names:
+        for path, R, t in lmo_ground_truth(lmo_object_id(name)):
+            photos.setdefault(path, {})[name] = (R, t)
+    return [(path, photos[path]) for path in sorted(photos)]
+
+
 def lmo_frames(object_name):
     """Return the LM-O photos: [(name, image path, K (3, 3), R (3, 3), t (3,), visible)].
 

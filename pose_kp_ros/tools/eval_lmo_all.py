@@ -12,29 +12,30 @@ object the files of a single-object run in the folder `all_<boxes>[_tracking]/`.
 from pathlib import Path
 import sys
 
-import cv2
 from tqdm import tqdm
 
-from pose_kp_ros import strict_json
-from pose_kp_ros.data.package_data import LMO_OBJECT_IDS, lmo_camera, lmo_ground_truth
+from pose_kp_ros.data.package_data import LMO_OBJECT_IDS, lmo_camera, lmo_objects_frames
 from pose_kp_ros.geometry.object_model import ObjectModel
-from pose_kp_ros.paths import data_path, portable_path
+from pose_kp_ros.paths import (
+    DEFAULT_PIPELINE_CONFIG,
+    data_path,
+    default_pipeline_config,
+    portable_path,
+)
 from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator
 from pose_kp_ros.pipeline.evaluation import model_points, summarize, write_evaluation
 from pose_kp_ros.pipeline.multi_evaluation import (
+    OTHER_TRAINING,
+    SHIPPED_TRAINING,
     EvalFrame,
     error_metric,
     evaluate_frames,
-    mean_row,
     object_row,
-    objects_table,
-    plot_objects,
-    published_json,
+    write_objects_table,
 )
-from pose_kp_ros.pipeline.overlay import mosaic
 from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
 
-DEFAULT_CONFIG = 'models/driller/pipeline.yaml'
+DEFAULT_CONFIG = DEFAULT_PIPELINE_CONFIG
 """The shipped pipeline config, relative to the package data (--object all's default)."""
 
 
@@ -48,12 +49,9 @@ def select(frames, args):
 def lmo_photos(object_names):
     """Return the LM-O photos showing any of object_names as EvalFrames, in frame order."""
     K, _ = lmo_camera()
-    photos = {}
-    for name in object_names:
-        for path, R, t in lmo_ground_truth(LMO_OBJECT_IDS[name]):
-            photos.setdefault(path, EvalFrame(path.stem, path, K)).truths[name] = (
-                R, t, float('nan'))
-    return [photos[path] for path in sorted(photos)]
+    return [EvalFrame(path.stem, path, K, {name: (R, t, float('nan'))
+                                           for name, (R, t) in truths.items()})
+            for path, truths in lmo_objects_frames(object_names)]
 
 
 def object_metric(name):
@@ -67,7 +65,7 @@ def main(args):
         print('pose-kp eval-lmo: --object all evaluates the LM-O photos; --dataset takes one '
               'object', file=sys.stderr)
         return 2
-    config = args.pipeline_config or str(data_path(*DEFAULT_CONFIG.split('/')))
+    config = args.pipeline_config or default_pipeline_config()
     estimator = KeypointPoseEstimator.from_config(config, device=args.device)
     names = [name for name in sorted(LMO_OBJECT_IDS) if name in estimator.objects]
     if not names:
@@ -92,8 +90,7 @@ def main(args):
               'verify_interval': args.verify_interval if args.tracking else None,
               'frames_source': 'LM-O test photos', 'pipeline_config': portable_path(config),
               'device': str(estimator.device), 'threads': args.threads}
-    training = ('synthetic renders only (the shipped models)' if portable_path(config)
-                == DEFAULT_CONFIG else "what the pipeline config's models were trained on")
+    training = SHIPPED_TRAINING if portable_path(config) == DEFAULT_CONFIG else OTHER_TRAINING
     rows = []
     for name in sorted(LMO_OBJECT_IDS):
         if name not in names:
@@ -108,17 +105,9 @@ def main(args):
                          f'LM-O {name} ({args.boxes} boxes, {error_metric(model)})', [])
         rows.append(object_row(name, error_metric(model), summary,
                                f'{stem}/{object_stem}_summary.json'))
-    mean = mean_row(rows)
-    combined = {'objects_evaluated': mean['objects'], 'objects_total': mean['of'],
-                'photos': len(frames), **common, 'threshold': '0.1 d (ADD, ADD-S for objects '
-                'with symmetries)', 'training_data': training,
-                'rows': rows, 'mean': mean, 'published': published_json()}
-    folder.mkdir(parents=True, exist_ok=True)
-    strict_json.write(folder / f'{stem}_summary.json', combined)
-    plot_objects(rows, mean, folder / f'{stem}_accuracy.png',
-                 f'LM-O, {len(frames)} photos ({args.boxes} boxes): ADD(-S) < 0.1 d per object')
-    if overlays:
-        cv2.imwrite(str(folder / f'{stem}_mosaic.png'), mosaic(overlays)[:, :, ::-1])
-    print(objects_table(rows, mean, len(frames), training))
+    print(write_objects_table(
+        rows, len(frames), training, folder, stem,
+        f'LM-O, {len(frames)} photos ({args.boxes} boxes): ADD(-S) < 0.1 d per object',
+        overlays, **common))
     print(f'wrote {folder}/{stem}_* and {folder / stem}/')
     return 0
