@@ -3,10 +3,12 @@
 Publishes, per frame, with one header (stamp = now, frame_id = `frame_id`):
   image        sensor_msgs/Image rgb8 640x480
   camera_info  sensor_msgs/CameraInfo (LM-O intrinsics, no distortion)
-  ~/ground_truth/<object>  geometry_msgs/PoseStamped, the true pose (for evaluation only)
-Parameters: rate_hz, object_name (an LM-O object: its id comes from
-pose_kp_ros.data.package_data.LMO_OBJECT_IDS), frames (0 = all), loops, frame_id,
-wait_for_subscribers_s. Exits 0 after the last frame.
+  ~/ground_truth/<object>  geometry_msgs/PoseStamped, the true pose of each object of
+                           `object_names` the frame's annotation has (for evaluation only)
+Parameters: rate_hz, object_names (LM-O objects: a list, one name, or 'all' for the eight; their
+ids come from pose_kp_ros.data.package_data.LMO_OBJECT_IDS; the photos showing any of them are
+replayed, in frame order), frames (0 = all), loops, frame_id, wait_for_subscribers_s. Exits 0
+after the last frame.
 """
 
 import sys
@@ -14,13 +16,14 @@ import time
 
 import cv2
 from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
-from pose_kp_ros.data.package_data import lmo_camera, lmo_ground_truth, lmo_object_id
+from pose_kp_ros.data.package_data import lmo_camera, lmo_object_names, lmo_objects_frames
 from pose_kp_ros.ros.image_conversions import numpy_to_image
 from pose_kp_ros.ros.messages import pose_msg
 from pose_kp_ros.ros.spin import spin_node
@@ -44,34 +47,38 @@ class LmoCameraNode(Node):
     def __init__(self):
         super().__init__('lmo_camera')
         self.declare_parameter('rate_hz', 10.0)
-        self.declare_parameter('object_name', 'driller')
+        self.declare_parameter('object_names', ['driller'], ParameterDescriptor(
+            dynamic_typing=True, description="LM-O objects: a list, a name, or 'all'"))
         self.declare_parameter('frames', 0)
         self.declare_parameter('loops', 1)
         self.declare_parameter('frame_id', 'camera_optical_frame')
         self.declare_parameter('wait_for_subscribers_s', 30.0)
         self.declare_parameter('reliable', True)
         value = {name: self.get_parameter(name).value for name in (
-            'rate_hz', 'object_name', 'frames', 'loops', 'frame_id',
+            'rate_hz', 'object_names', 'frames', 'loops', 'frame_id',
             'wait_for_subscribers_s', 'reliable')}
         self.settings = value
         self.K, self.size = lmo_camera()
-        self.frames = lmo_ground_truth(lmo_object_id(value['object_name']))
+        names = lmo_object_names(value['object_names'])
+        if not names:
+            raise ValueError('object_names: no LM-O object named')
+        self.frames = lmo_objects_frames(names)
         if value['frames'] > 0:
             self.frames = self.frames[:int(value['frames'])]
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if value['reliable']
                          else ReliabilityPolicy.BEST_EFFORT)
         self.image_pub = self.create_publisher(Image, 'image', qos)
         self.info_pub = self.create_publisher(CameraInfo, 'camera_info', qos)
-        self.truth_pub = self.create_publisher(
-            PoseStamped, f'~/ground_truth/{value["object_name"]}', 10)
+        self.truth_pubs = {name: self.create_publisher(PoseStamped, f'~/ground_truth/{name}', 10)
+                           for name in names}
 
     def wait_for_subscribers(self):
         """Wait until image and ground truth have subscribers (or the timeout); True if so."""
         end = time.monotonic() + self.settings['wait_for_subscribers_s']
 
         def ready():
-            return self.image_pub.get_subscription_count() > 0 and \
-                self.truth_pub.get_subscription_count() > 0
+            return self.image_pub.get_subscription_count() > 0 and all(
+                pub.get_subscription_count() > 0 for pub in self.truth_pubs.values())
 
         while time.monotonic() < end and not ready():
             rclpy.spin_once(self, timeout_sec=0.1)
@@ -86,15 +93,16 @@ class LmoCameraNode(Node):
         """Publish every frame `loops` times at rate_hz; return the number published."""
         period = 1.0 / self.settings['rate_hz']
         images = [cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
-                  for path, _, _ in self.frames]
+                  for path, _ in self.frames]
         published = 0
         next_time = time.monotonic()
         for _ in range(int(self.settings['loops'])):
-            for image, (_, R, t) in zip(images, self.frames):
+            for image, (_, truths) in zip(images, self.frames):
                 header = Image().header
                 header.stamp = self.get_clock().now().to_msg()
                 header.frame_id = self.settings['frame_id']
-                self.truth_pub.publish(PoseStamped(header=header, pose=pose_msg(R, t)))
+                for name, (R, t) in truths.items():
+                    self.truth_pubs[name].publish(PoseStamped(header=header, pose=pose_msg(R, t)))
                 self.info_pub.publish(camera_info_msg(self.K, self.size, header))
                 self.image_pub.publish(numpy_to_image(image, 'rgb8', header))
                 published += 1
@@ -102,7 +110,7 @@ class LmoCameraNode(Node):
                 rclpy.spin_once(self, timeout_sec=max(0.0, next_time - time.monotonic()))
                 while time.monotonic() < next_time:
                     time.sleep(min(0.005, next_time - time.monotonic()))
-        for publisher in (self.truth_pub, self.info_pub, self.image_pub):
+        for publisher in (*self.truth_pubs.values(), self.info_pub, self.image_pub):
             publisher.wait_for_all_acked(Duration(seconds=5.0))  # deliver before exiting
         return published
 

@@ -2,10 +2,13 @@
 
 Starts the graph of `pose_kp_ros.launch_graph.demo_graph` (the same one
 `ros2 launch pose_kp_ros demo.launch.py` starts): an LM-O camera replaying the 200 real frames
-with camera_info, the pose node with the default config and model, and an evaluator comparing
-poses with the ground truth. Output of every process is shown live with its name; the evaluator
-stops the run, prints the summary and writes results/demo/. DDS stays on this machine
-(ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) in a domain of its own unless ROS_DOMAIN_ID is set.
+with camera_info, the pose node with the default config and model (or --pipeline-config), and
+an evaluator comparing poses with the ground truth. Output of every process is shown live with
+its name; the evaluator stops the run, prints the summary and writes results/demo/. `--object
+all` evaluates every LM-O object the pipeline config has a model for (one summary each, and the
+per-object table with its mean, `demo_all_*`) and names the ones skipped. DDS stays on this
+machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) in a domain of its own unless ROS_DOMAIN_ID is
+set.
 """
 
 import argparse
@@ -18,8 +21,8 @@ import sys
 import threading
 import time
 
-from pose_kp_ros.data.package_data import LMO_OBJECT_IDS, lmo_ground_truth, lmo_object_id
-from pose_kp_ros.launch_graph import demo_graph
+from pose_kp_ros.data.package_data import LMO_OBJECT_IDS, lmo_objects_frames
+from pose_kp_ros.launch_graph import demo_graph, demo_objects
 from pose_kp_ros.paths import executable_path
 
 
@@ -34,13 +37,16 @@ def parse_args(argv):
     """Return the parsed command-line options."""
     parser = argparse.ArgumentParser(prog='pose-kp demo', description=__doc__.split('\n')[0])
     parser.add_argument('--rate', type=float, default=10.0, help='camera rate, Hz (default 10)')
-    parser.add_argument('--object', default='driller', choices=sorted(LMO_OBJECT_IDS),
-                        help='LM-O object (default driller); its LM-O id follows from the name')
+    parser.add_argument('--object', default='driller', choices=sorted(LMO_OBJECT_IDS) + ['all'],
+                        help='LM-O object (default driller; its LM-O id follows from the name), '
+                             'or all: every LM-O object the pipeline config has a model for')
     parser.add_argument('--device', default='auto', help='auto | cpu | cuda')
     parser.add_argument('--frames', type=int, default=0, help='frames to replay (0: all)')
     parser.add_argument('--duration', type=float, default=0.0,
                         help='stop after this many seconds (0: when the frames are done)')
-    parser.add_argument('--pipeline-config', default='', help='pipeline YAML (default model)')
+    parser.add_argument('--pipeline-config', default='',
+                        help='pipeline YAML: its objects and models (default: the shipped '
+                             'driller model, models/driller/pipeline.yaml)')
     parser.add_argument('--output-dir', default='results/demo', help='where results go')
     parser.add_argument('--debug-image-scale', type=float, default=0.5,
                         help="size of the node's overlay the evaluator takes for its mosaic "
@@ -51,7 +57,15 @@ def parse_args(argv):
 def main(argv=None):
     """Run the demo; return 0 when every process ended cleanly."""
     args = parse_args(argv)
-    frames = args.frames or len(lmo_ground_truth(lmo_object_id(args.object)))
+    try:
+        objects = demo_objects(args.object, args.pipeline_config)
+    except (OSError, ValueError) as error:  # config or object file errors, no LM-O object
+        print(f'pose-kp demo: {str(error).splitlines()[0]}', file=sys.stderr)
+        return 2
+    if objects.skipped:
+        print(f"[demo] no model in the pipeline config for {', '.join(objects.skipped)}: "
+              'skipped', flush=True)
+    frames = args.frames or len(lmo_objects_frames(objects.evaluated))
     if args.duration > 0:
         frames = min(frames, max(1, int(args.duration * args.rate)))
     env = dict(os.environ)
@@ -59,10 +73,11 @@ def main(argv=None):
     env.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(1, 101)))
     env.setdefault('ROS_LOG_DIR', str(Path(args.output_dir) / 'ros_log'))
     env['PYTHONUNBUFFERED'] = '1'
-    specs = demo_graph(args.rate, args.object, args.device, frames,
+    specs = demo_graph(args.rate, objects, args.device, frames,
                        args.output_dir, args.pipeline_config,
                        debug_image_scale=args.debug_image_scale)
-    print(f'[demo] {frames} real LM-O frames of the {args.object} at {args.rate:g} Hz; '
+    print(f"[demo] {frames} real LM-O frames of the {', '.join(objects.evaluated)} at "
+          f'{args.rate:g} Hz; '
           f"ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, discovery LOCALHOST", flush=True)
     processes = {}
     threads = []

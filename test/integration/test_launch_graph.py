@@ -39,7 +39,7 @@ def test_node_starts_from_its_spec_with_the_shipped_parameter_file(ros_env, untr
 def test_demo_graph_remaps_the_camera_into_the_node_and_the_evaluator():
     pose, evaluator, camera = demo_graph(frames=5)
     assert dict(camera.remappings)['image'] == dict(pose.remappings)['image']
-    assert dict(evaluator.remappings)['pose'] == '/pose_kp/pose/driller'
+    assert dict(evaluator.remappings)['pose/driller'] == '/pose_kp/pose/driller'
     assert ('expected_frames', 5) in evaluator.parameters
     assert ('mosaic_every', 10) in evaluator.parameters
     assert ('debug_image_scale', 0.5) in pose.parameters
@@ -52,7 +52,7 @@ def test_demo_graph_remaps_the_camera_into_the_node_and_the_evaluator():
 
 def test_demo_camera_replays_the_frames_of_the_object_it_is_named_for(ros_env):
     from pose_kp_ros.data.package_data import lmo_ground_truth
-    camera = demo_graph(object_name='ape', frames=2)[2]
+    camera = demo_graph(objects='ape', frames=2)[2]
     receiver = subprocess.Popen(
         [sys.executable, str(Path(__file__).parent / 'processes' / 'pose_receiver.py'),
          '/lmo_camera/ground_truth/ape', '2', '60'], env=ros_env, stdout=subprocess.PIPE,
