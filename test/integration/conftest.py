@@ -14,12 +14,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def write_untrained_pipeline(folder, preset, **overrides):
-    """Write a driller pipeline YAML with an UNTRAINED keypoint network; return its path.
-
-    Its poses are meaningless: it exercises the node's plumbing (inputs, faults, rates, outputs),
-    not accuracy (accuracy tests use the trained default model).
-    """
+def write_untrained_keypoints(path, object_name, preset, **overrides):
+    """Write an UNTRAINED (seeded, randomly initialised) keypoint checkpoint for objects/<name>."""
     import torch
 
     from pose_kp_ros.geometry.object_model import ObjectModel
@@ -27,18 +23,34 @@ def write_untrained_pipeline(folder, preset, **overrides):
     from pose_kp_ros.network.checkpoint_format import save_checkpoint
     from pose_kp_ros.network.hourglass import HourglassConfig, HourglassNet
 
-    model = ObjectModel.from_yaml(REPO_ROOT / 'objects' / 'driller.yaml')
+    model = ObjectModel.from_yaml(REPO_ROOT / 'objects' / f'{object_name}.yaml')
     torch.manual_seed(0)
     config = HourglassConfig.from_preset(preset, model.num_keypoints, **overrides)
     meta = make_meta(config, model.name, model.keypoint_names, preset, padding=1.25, sigma=2.0,
                      mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
-    save_checkpoint(folder / 'keypoints.pt', HourglassNet(config), meta)
+    save_checkpoint(path, HourglassNet(config), meta)
+    return path
+
+
+def write_untrained_pipeline(folder, preset, **overrides):
+    """Write a driller pipeline YAML with an UNTRAINED keypoint network; return its path.
+
+    Its poses are meaningless: it exercises the node's plumbing (inputs, faults, rates, outputs),
+    not accuracy (accuracy tests use the trained default model).
+    """
+    write_untrained_keypoints(folder / 'keypoints.pt', 'driller', preset, **overrides)
     pipeline = folder / 'pipeline.yaml'
     pipeline.write_text(f'objects:\n  - object: {REPO_ROOT / "objects" / "driller.yaml"}\n'
                         f'    keypoint_model: {folder / "keypoints.pt"}\n'
                         'thresholds: {min_score: 0.0, min_valid_keypoints: 4, '
                         'max_reprojection_error_px: 1000.0, min_keypoint_confidence: 0.0}\n')
     return pipeline
+
+
+@pytest.fixture(scope='session')
+def untrained_keypoints():
+    """Return write_untrained_keypoints(path, object_name, preset, **overrides) (see above)."""
+    return write_untrained_keypoints
 
 
 @pytest.fixture(scope='session')
