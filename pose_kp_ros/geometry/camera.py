@@ -6,13 +6,14 @@ not modelled: undistort keypoints before solving.
 """
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 MIN_DEPTH_M = 1e-6
 """Points with camera-frame depth Z at or below this (metres) count as behind the camera."""
 _E3 = np.array([0.0, 0.0, 1.0])
 
 
-def project(points, K):
+def project(points: ArrayLike, K: ArrayLike) -> np.ndarray:
     """Project camera-frame points (..., N, 3) metres with K (..., 3, 3) to pixels (..., N, 2).
 
     Points at or behind the camera (Z <= MIN_DEPTH_M) get finite pixels of no meaning: check
@@ -26,7 +27,8 @@ def project(points, K):
     return project_with_jacobian(points, K)[0]
 
 
-def project_with_jacobian(points, K):
+def project_with_jacobian(points: ArrayLike,
+                          K: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Project points and return (uv (..., N, 2), d uv / d X (..., N, 2, 3), in_front (..., N)).
 
     The Jacobian is taken with respect to the camera-frame point X = (x, y, z) in metres, in
@@ -43,14 +45,16 @@ def project_with_jacobian(points, K):
     return uv, jac, in_front[..., 0]
 
 
-def intrinsics_ok(K):
+def intrinsics_ok(K: ArrayLike) -> np.ndarray:
     """Return a bool array (...,): K (..., 3, 3) is finite, fx, fy > 0, last row (0, 0, 1)."""
     K = np.asarray(K, dtype=np.float64)
     return (np.isfinite(K).all((-2, -1)) & (K[..., (0, 1), (0, 1)] > 0).all(-1)
             & (K[..., (1, 2, 2, 2), (0, 0, 1, 2)] == (0.0, 0.0, 0.0, 1.0)).all(-1))
 
 
-def project_object_points(points, R, t, K, *, with_depth=False, in_front_only=False):
+def project_object_points(points: ArrayLike, R: ArrayLike, t: ArrayLike, K: ArrayLike, *,
+                          with_depth: bool = False, in_front_only: bool = False,
+                          ) -> np.ndarray | tuple[np.ndarray, np.ndarray] | None:
     """Return pixels (..., N, 2) of object points (..., N, 3) at poses R (..., 3, 3), t (..., 3).
 
     The one projection of object points (metres): x_cam = R x_obj + t, then K (3, 3) or

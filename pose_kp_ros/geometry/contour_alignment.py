@@ -21,10 +21,13 @@ Pixels are pinhole pixels (undistorted); with lens distortion the edges are samp
 distorted positions of the contour points.
 """
 
-from contextlib import nullcontext
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Protocol
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pose_kp_ros.geometry.camera import project_object_points, project_with_jacobian
 from pose_kp_ros.geometry.distortion import distort_pixels, has_distortion
@@ -43,14 +46,25 @@ MIN_CONTOUR_POINTS = 20
 _SEARCH_STEP_PX = 0.5
 
 
-def image_gradients(image_rgb, sigma_px=1.0):
-    """Return the (gx, gy) float32 (H, W) Sobel gradients of the Gaussian-smoothed grey image."""
+class StageTiming(Protocol):
+    """What refine_pose times its steps with (pose_kp_ros.pipeline.stage_timer.StageTimer)."""
+
+    def stage(self, name: str) -> AbstractContextManager[None]:
+        """Time the block as stage `name`."""
+
+
+def image_gradients(image_rgb: np.ndarray, sigma_px: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Return the (gx, gy) float32 (H, W) Sobel gradients of the Gaussian-smoothed grey image.
+
+    image_rgb: (H, W, 3) uint8 RGB; sigma_px: the Gaussian's standard deviation, pixels.
+    """
     grey = cv2.cvtColor(np.ascontiguousarray(image_rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
     grey = cv2.GaussianBlur(grey, (0, 0), sigma_px)
     return cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
 
 
-def silhouette_contour(surface_points, R, t, K):
+def silhouette_contour(surface_points: ArrayLike, R: ArrayLike, t: ArrayLike, K: ArrayLike,
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return the silhouette's outer contour, its normals and the surface points behind it.
 
     Returns contour (M, 2) pixels, outward unit normals (M, 2) and, for each contour point, the
@@ -112,7 +126,7 @@ def _nearest_owner(owner, cells):
     return found
 
 
-def sample_bilinear(image, points):
+def sample_bilinear(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Return image (H, W) float32 values at points (M, 2) (x, y) pixels; 0 outside."""
     count, columns = len(points), 4096  # cv2.remap maps must stay below 32767 per side
     rows = max(1, -(-count // columns))
@@ -139,11 +153,14 @@ def _normal_gradients(gradients, points, normals, offsets, K=None, D=None,
     return along.reshape(len(points), len(offsets))
 
 
-def edge_offsets(gradients, points, normals, reach, K=None, D=None, distortion_model='plumb_bob'):
+def edge_offsets(gradients: tuple[np.ndarray, np.ndarray], points: np.ndarray,
+                 normals: np.ndarray, reach: float, K: ArrayLike | None = None,
+                 D: ArrayLike | None = None, distortion_model: str = 'plumb_bob',
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Return offsets (M,) pixels along the normals to the strongest edges, and weights (M,).
 
-    The offset is the signed distance to the strongest edge within +-reach; the weight is the
-    edge strength (relative to the mean) times Huber (`HUBER_PX`).
+    The offset is the signed distance to the strongest edge within +-reach (pixels); the weight
+    is the edge strength (relative to the mean) times Huber (`HUBER_PX`).
     points, normals: (M, 2) undistorted pixels and unit normals; with lens distortion (K, D,
     model) the image is sampled at the distorted positions.
     """
@@ -157,11 +174,14 @@ def edge_offsets(gradients, points, normals, reach, K=None, D=None, distortion_m
     return residual, weights
 
 
-def edge_support(gradients, surface_points, R, t, K, D=None, distortion_model='plumb_bob'):
+def edge_support(gradients: tuple[np.ndarray, np.ndarray], surface_points: ArrayLike,
+                 R: ArrayLike, t: ArrayLike, K: ArrayLike, D: ArrayLike | None = None,
+                 distortion_model: str = 'plumb_bob') -> float:
     """Return the mean image gradient across the silhouette's outline at a pose (0 if none).
 
     How well a pose's outline sits on image edges (grey levels per pixel, `image_gradients`
-    units): the score that picks among refinements from different depths.
+    units): the score that picks among refinements from different depths. surface_points
+    (P, 3) metres, R (3, 3), t (3,) metres, K (3, 3).
     """
     contour, normals, _ = silhouette_contour(surface_points, R, t, K)
     if len(contour) < MIN_CONTOUR_POINTS:
@@ -170,11 +190,15 @@ def edge_support(gradients, surface_points, R, t, K, D=None, distortion_model='p
     return float(along.mean())
 
 
-def refine_pose(gradients, surface_points, R, t, K, search_px, keypoints=None,
-                keypoint_points=None, keypoint_weights=None, contour_balance=10.0,
-                keypoint_huber_px=4.0, D=None, distortion_model='plumb_bob',
-                max_depth_change=0.15, max_rotation_change_deg=20.0, depth_starts=(1.0,),
-                timer=None):
+def refine_pose(gradients: tuple[np.ndarray, np.ndarray], surface_points: np.ndarray,
+                R: ArrayLike, t: ArrayLike, K: ArrayLike, search_px: Sequence[float],
+                keypoints: ArrayLike | None = None, keypoint_points: ArrayLike | None = None,
+                keypoint_weights: ArrayLike | None = None, contour_balance: float = 10.0,
+                keypoint_huber_px: float = 4.0, D: ArrayLike | None = None,
+                distortion_model: str = 'plumb_bob', max_depth_change: float = 0.15,
+                max_rotation_change_deg: float = 20.0,
+                depth_starts: Sequence[float] = (1.0,),
+                timer: StageTiming | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Return (R, t) refined jointly on the silhouette's edges and the keypoints (6 DoF).
 
     Args:

@@ -8,6 +8,7 @@ fit runs unchanged. Models follow sensor_msgs/CameraInfo (REP 104): 'plumb_bob' 
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 SUPPORTED_MODELS = ('plumb_bob', 'rational_polynomial', 'equidistant')
 
@@ -16,12 +17,12 @@ class DistortionError(ValueError):
     """A distortion model or coefficient vector that cannot be used (the message says why)."""
 
 
-def has_distortion(D):
-    """Return True when any distortion coefficient is non-zero."""
+def has_distortion(D: ArrayLike) -> bool:
+    """Return True when any distortion coefficient of D (k,) is non-zero."""
     return bool(np.any(np.asarray(D, dtype=np.float64) != 0.0))
 
 
-def check_distortion(model, D):
+def check_distortion(model: str, D: ArrayLike) -> np.ndarray:
     """Return D as float64 (k,) after checking it suits `model`; raise DistortionError if not."""
     D = np.asarray(D, dtype=np.float64).reshape(-1)
     if not np.all(np.isfinite(D)):
@@ -38,7 +39,7 @@ def check_distortion(model, D):
     return D
 
 
-def undistort_pixels(uv, K, D, model):
+def undistort_pixels(uv: ArrayLike, K: ArrayLike, D: ArrayLike, model: str) -> np.ndarray:
     """Return pinhole pixels (..., 2) for distorted pixels `uv` (..., 2) of camera K (3, 3), D.
 
     Non-finite input points stay non-finite; with all-zero D the points are returned unchanged.
@@ -64,7 +65,7 @@ def undistort_pixels(uv, K, D, model):
     return out.reshape(uv.shape)
 
 
-def distort_pixels(uv, K, D, model):
+def distort_pixels(uv: ArrayLike, K: ArrayLike, D: ArrayLike, model: str) -> np.ndarray:
     """Return distorted pixels (..., 2) for pinhole pixels `uv` (..., 2); inverts undistort_pixels.
 
     With all-zero D the points are returned unchanged.

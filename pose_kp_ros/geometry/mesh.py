@@ -3,18 +3,24 @@
 Meshes are PLY/OBJ read with trimesh, imported only when a mesh is used.
 """
 
+from __future__ import annotations
+
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pose_kp_ros.data.package_data import PKGDATA_SCHEME, PackageDataError, resolve_pkgdata
-from pose_kp_ros.geometry.object_model import ObjectModelError
+from pose_kp_ros.geometry.object_model import ObjectModel, ObjectModelError
+
+if TYPE_CHECKING:
+    import trimesh
 
 LOGGER = logging.getLogger(__name__)
 
 
-def object_mesh(model):
+def object_mesh(model: ObjectModel) -> trimesh.Trimesh | None:
     """Return the model's mesh (trimesh, metres), or None when it has none or it is unreadable.
 
     Raises ObjectModelError when the scaled mesh's size disagrees with diameter_m (a wrong
@@ -47,7 +53,7 @@ def object_mesh(model):
     return mesh
 
 
-def outline_points(model, count=512, seed=0):
+def outline_points(model: ObjectModel, count: int = 512, seed: int = 0) -> np.ndarray:
     """Return (P, 3) metres of object points whose projection bounds the object's image box.
 
     Mesh vertices (a fixed random subset) when the model has a readable mesh, else keypoints.
@@ -55,8 +61,9 @@ def outline_points(model, count=512, seed=0):
     return mesh_outline_points(model, object_mesh(model), count, seed)
 
 
-def mesh_outline_points(model, mesh, count=512, seed=0):
-    """Return outline_points for a mesh already loaded by object_mesh (None: the keypoints)."""
+def mesh_outline_points(model: ObjectModel, mesh: trimesh.Trimesh | None, count: int = 512,
+                        seed: int = 0) -> np.ndarray:
+    """Return outline_points (P, 3) for a mesh already loaded by object_mesh (None: keypoints)."""
     if mesh is None:
         return np.asarray(model.keypoints, dtype=np.float64)
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
@@ -66,7 +73,7 @@ def mesh_outline_points(model, mesh, count=512, seed=0):
     return vertices
 
 
-def surface_points(mesh, count=10000, seed=0):
+def surface_points(mesh: trimesh.Trimesh, count: int = 10000, seed: int = 0) -> np.ndarray:
     """Return (count, 3) metres sampled uniformly by area on a trimesh surface (seeded)."""
     import trimesh
     points, _ = trimesh.sample.sample_surface(mesh, count, seed=seed)
@@ -77,7 +84,7 @@ class MeshError(ValueError):
     """A mesh file is missing, unreadable or has no triangles; the message names the file."""
 
 
-def load_mesh(mesh, scale=1.0):
+def load_mesh(mesh: Path | str, scale: float = 1.0) -> trimesh.Trimesh:
     """Load a PLY/OBJ mesh (vertex colours or texture kept) and scale its vertices to metres.
 
     `mesh` is a file path or a `pkgdata:<package>/<path>` reference; `scale` multiplies vertex

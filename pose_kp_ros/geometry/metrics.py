@@ -7,6 +7,7 @@ Pose Estimation", ECCV 2018) where it has them.
 """
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.spatial import cKDTree
 
 from pose_kp_ros.geometry.camera import project_object_points
@@ -19,7 +20,7 @@ def _transform(R, t, points):
     return points @ np.swapaxes(R, -1, -2) + t[..., None, :]
 
 
-def rotation_error_deg(R_est, R_gt):
+def rotation_error_deg(R_est: ArrayLike, R_gt: ArrayLike) -> np.ndarray:
     """Return the angle of R_est R_gt^T in degrees, (B,), in [0, 180].
 
     Reference: Hodan et al., "On Evaluation of 6D Object Pose Estimation", ECCVW 2016, e_RE
@@ -29,7 +30,7 @@ def rotation_error_deg(R_est, R_gt):
     return np.degrees(rotation_angle(relative))
 
 
-def translation_error(t_est, t_gt):
+def translation_error(t_est: ArrayLike, t_gt: ArrayLike) -> np.ndarray:
     """Return the Euclidean distance ||t_est - t_gt|| (B,), in the unit of t (metres).
 
     Reference: Hodan et al., ECCVW 2016, e_TE.
@@ -37,7 +38,8 @@ def translation_error(t_est, t_gt):
     return np.linalg.norm(np.asarray(t_est, float) - np.asarray(t_gt, float), axis=-1)
 
 
-def add(R_est, t_est, R_gt, t_gt, points):
+def add(R_est: ArrayLike, t_est: ArrayLike, R_gt: ArrayLike, t_gt: ArrayLike,
+        points: ArrayLike) -> np.ndarray:
     """Return ADD, the mean distance between model points under both poses, (B,), metres.
 
     Reference: Hinterstoisser et al., "Model Based Training, Detection and Pose Estimation of
@@ -47,7 +49,8 @@ def add(R_est, t_est, R_gt, t_gt, points):
     return np.linalg.norm(diff, axis=-1).mean(-1)
 
 
-def add_s(R_est, t_est, R_gt, t_gt, points):
+def add_s(R_est: ArrayLike, t_est: ArrayLike, R_gt: ArrayLike, t_gt: ArrayLike,
+          points: ArrayLike) -> np.ndarray:
     """Return ADD-S (ADI) for symmetric objects, (B,), metres.
 
     Mean over the ground-truth-posed points of the distance to the closest estimate-posed point.
@@ -62,7 +65,8 @@ def add_s(R_est, t_est, R_gt, t_gt, points):
     return np.asarray(distances, dtype=np.float64).reshape(est.shape[:-2])
 
 
-def projection_error_2d(R_est, t_est, R_gt, t_gt, points, K):
+def projection_error_2d(R_est: ArrayLike, t_est: ArrayLike, R_gt: ArrayLike, t_gt: ArrayLike,
+                        points: ArrayLike, K: ArrayLike) -> np.ndarray:
     """Return the mean pixel distance between model points projected under both poses, (B,).
 
     Reference: Brachmann et al., "Uncertainty-Driven 6D Pose Estimation of Objects and Scenes
@@ -73,7 +77,7 @@ def projection_error_2d(R_est, t_est, R_gt, t_gt, points, K):
     return np.linalg.norm(diff, axis=-1).mean(-1)
 
 
-def accuracy_under(errors, threshold):
+def accuracy_under(errors: ArrayLike, threshold: ArrayLike) -> float:
     """Return the fraction of errors (B,) at or below threshold (scalar or (B,)), a float.
 
     NaN errors (e.g. failed estimates) count as failures. Example: ADD accuracy at 0.1 d is
@@ -84,7 +88,7 @@ def accuracy_under(errors, threshold):
         return float(np.mean(errors <= threshold)) if errors.size else 0.0
 
 
-def accuracy_auc(errors, max_threshold):
+def accuracy_auc(errors: ArrayLike, max_threshold: float) -> float:
     """Return the area under the accuracy-vs-threshold curve on [0, max_threshold], in [0, 1].
 
     The curve acc(tau) = fraction of errors <= tau is integrated exactly:

@@ -9,12 +9,15 @@ Example:
     (4, 0)
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 import math
 from pathlib import Path
 import re
 
 import numpy as np
+from numpy.typing import ArrayLike
 import yaml
 
 from pose_kp_ros.data.package_data import PKGDATA_SCHEME, PackageDataError, resolve_pkgdata
@@ -114,16 +117,16 @@ class ObjectModel:
         self.mesh_scale = float(self.mesh_scale)
 
     @property
-    def num_keypoints(self):
+    def num_keypoints(self) -> int:
         """Return N, the number of keypoints."""
         return len(self.keypoint_names)
 
     @property
-    def num_basis(self):
+    def num_basis(self) -> int:
         """Return M, the number of PCA shape basis vectors (0 for a rigid model)."""
         return len(self.basis)
 
-    def shape(self, coeffs=None):
+    def shape(self, coeffs: ArrayLike | None = None) -> np.ndarray:
         """Return keypoints (..., N, 3) metres for shape coefficients (..., M); mean if None."""
         if coeffs is None:
             return self.keypoints.copy()
@@ -131,7 +134,7 @@ class ObjectModel:
         return self.keypoints + np.tensordot(coeffs, self.basis, axes=([-1], [0]))
 
     @classmethod
-    def from_yaml(cls, path):
+    def from_yaml(cls, path: Path | str) -> ObjectModel:
         """Load and validate a model from a YAML file; raise ObjectModelError naming the field."""
         path = Path(path)
         if not path.is_file():
@@ -173,7 +176,7 @@ class ObjectModel:
         _check_units(model, path)
         return model
 
-    def to_yaml(self, path):
+    def to_yaml(self, path: Path | str) -> None:
         """Write the model as YAML (format of docs/object_config.md) to path."""
         data = {'name': self.name, 'keypoint_names': list(self.keypoint_names),
                 'keypoints_m': _rounded(self.keypoints), 'diameter_m': self.diameter,
@@ -188,7 +191,7 @@ class ObjectModel:
                                    'prior_scale': _rounded(self.prior_scale)}
         Path(path).write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
 
-    def resolve_mesh_path(self):
+    def resolve_mesh_path(self) -> Path | None:
         """Return the mesh file as an absolute Path, or None if the model has no mesh.
 
         'pkgdata:<package>/<path>' names a file inside an installed Python package, located
@@ -239,12 +242,12 @@ def _check_units(model, path):
                                'keypoints spread over the object')
 
 
-def key_text(key):
+def key_text(key: object) -> str:
     """Return a YAML mapping key for a one-line message (repr unless plain printable text)."""
     return key if isinstance(key, str) and key.isprintable() and key.strip() else repr(key)
 
 
-def yaml_error_text(error):
+def yaml_error_text(error: yaml.YAMLError) -> str:
     """Return a one-line description of a yaml.YAMLError ('line L, column C: problem')."""
     mark = getattr(error, 'problem_mark', None)
     problem = getattr(error, 'problem', None) or str(error).splitlines()[0]

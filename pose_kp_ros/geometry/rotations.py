@@ -6,6 +6,7 @@ Robotics" (2017), section 7.1.
 """
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.spatial.transform import Rotation
 
 _SMALL_ANGLE_SQ = 1e-10
@@ -17,13 +18,13 @@ _HAT_BASIS = _LEVI_CIVITA.transpose(1, 0, 2).reshape(3, 9)
 """hat(w) = w @ _HAT_BASIS reshaped: [w]_x[j, k] = sum_i eps[j, i, k] w_i."""
 
 
-def hat(w):
+def hat(w: ArrayLike) -> np.ndarray:
     """Return skew-symmetric matrices [w]_x (..., 3, 3), [w]_x v = w x v, for w (..., 3)."""
     w = np.asarray(w, dtype=np.float64)
     return (w @ _HAT_BASIS).reshape(w.shape[:-1] + (3, 3))
 
 
-def so3_exp(w):
+def so3_exp(w: ArrayLike) -> np.ndarray:
     """Return rotation matrices (..., 3, 3) for rotation vectors w (..., 3) in radians.
 
     R = I + (sin theta / theta) W + ((1 - cos theta) / theta^2) W^2 with W = [w]_x, written
@@ -51,7 +52,7 @@ def _vee_of_antisymmetric_part(R):
                      R[..., 1, 0] - R[..., 0, 1]], -1)
 
 
-def rotation_angle(R):
+def rotation_angle(R: ArrayLike) -> np.ndarray:
     """Return the rotation angle in radians (...,) of rotation matrices R (..., 3, 3), in [0, pi].
 
     Uses atan2 of the sine and cosine parts, accurate near 0 and near pi.
@@ -62,7 +63,7 @@ def rotation_angle(R):
     return np.arctan2(sin, cos)
 
 
-def so3_log(R):
+def so3_log(R: ArrayLike) -> np.ndarray:
     """Return rotation vectors w (..., 3) in radians with so3_exp(w) = R, for R (..., 3, 3).
 
     The angle is in [0, pi]; near pi the axis is taken from the symmetric part of R.
@@ -86,7 +87,7 @@ def so3_log(R):
     return np.where(near_pi, w_near_pi, w_generic)
 
 
-def matrix_to_quaternion_xyzw(R):
+def matrix_to_quaternion_xyzw(R: ArrayLike) -> np.ndarray:
     """Return unit quaternions (..., 4) as (x, y, z, w), w >= 0, for rotation matrices (..., 3, 3).
 
     numpy in, numpy out (the ROS message order). Shepperd's method: built from whichever of
@@ -113,7 +114,7 @@ def matrix_to_quaternion_xyzw(R):
     return q * np.where(q[..., 3:] < 0, -1.0, 1.0)
 
 
-def quaternion_xyzw_to_matrix(q):
+def quaternion_xyzw_to_matrix(q: ArrayLike) -> np.ndarray:
     """Return rotation matrices (..., 3, 3) for quaternions (..., 4) in (x, y, z, w) order (numpy).
 
     The quaternion is normalised first.

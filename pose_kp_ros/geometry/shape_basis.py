@@ -8,11 +8,13 @@ the basis shapes have unit norm).
 """
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-def kabsch_rotation(source, target):
+def kabsch_rotation(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Return the rotation R (3, 3) minimising sum ||R source_i - target_i||^2 (centred inputs).
 
+    source, target: (N, 3) points, centred on the origin.
     Reference: Kabsch, Acta Cryst. A32 (1976); reflection excluded (det R = +1).
     """
     u, _, vt = np.linalg.svd(target.T @ source)
@@ -20,7 +22,7 @@ def kabsch_rotation(source, target):
     return u @ np.diag([1.0, 1.0, d]) @ vt
 
 
-def procrustes_align(shapes, iterations=20):
+def procrustes_align(shapes: ArrayLike, iterations: int = 20) -> np.ndarray:
     """Rigidly align shapes (K, N, 3) to their mean; return the aligned shapes (K, N, 3).
 
     Centroids go to the origin; the result keeps the orientation of the first shape's frame.
@@ -39,7 +41,8 @@ def procrustes_align(shapes, iterations=20):
     return aligned @ back.T
 
 
-def pca_shape_basis(shapes, num_components=None, align=True, min_relative_std=1e-6):
+def pca_shape_basis(shapes: ArrayLike, num_components: int | None = None, align: bool = True,
+                    min_relative_std: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (mean (N, 3), basis (M, N, 3), prior_scale (M,)) from shapes (K, N, 3) metres.
 
     num_components: M, at most K - 1; None keeps every component whose standard deviation is

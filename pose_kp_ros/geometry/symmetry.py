@@ -15,9 +15,11 @@ nearest surface point (a KD-tree) must stay under `tolerance` x the diameter.
     [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
@@ -69,14 +71,15 @@ class Symmetry:
         return cls(axis / np.linalg.norm(axis), float(angle), point)
 
 
-def symmetry_residual(points: np.ndarray, symmetry: Symmetry, tree: cKDTree = None) -> float:
+def symmetry_residual(points: np.ndarray, symmetry: Symmetry,
+                      tree: cKDTree | None = None) -> float:
     """Return the mean distance from the mapped surface points (M, 3) to the nearest point."""
     tree = tree or cKDTree(points)
     return float(tree.query(symmetry.apply(points))[0].mean())
 
 
 def find_symmetries(points: np.ndarray, diameter: float, tolerance: float = 0.015,
-                    angle_deg: float = 180.0) -> list:
+                    angle_deg: float = 180.0) -> list[Symmetry]:
     """Return the distinct `angle_deg` symmetries of a surface sampled by points (M, 3).
 
     Candidate axes: x, y, z and the principal axes of the points, through their centroid. An
@@ -102,7 +105,8 @@ def find_symmetries(points: np.ndarray, diameter: float, tolerance: float = 0.01
     return sorted((s for s, _ in found), key=lambda s: tuple(-np.abs(s.axis)))
 
 
-def symmetry_group(symmetries: list, limit: int = 64) -> tuple:
+def symmetry_group(symmetries: Sequence[Symmetry],
+                   limit: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Return every transform the symmetries generate: rotations (K, 3, 3), translations (K, 3).
 
     The first entry is the identity; products are added until none is new (K <= limit).
@@ -123,7 +127,8 @@ def symmetry_group(symmetries: list, limit: int = 64) -> tuple:
     return np.stack(rotations), np.stack(translations)
 
 
-def equivalent_poses(R: np.ndarray, t: np.ndarray, group: tuple) -> tuple:
+def equivalent_poses(R: np.ndarray, t: np.ndarray,
+                     group: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Return the poses (K, 3, 3), (K, 3) that look the same as (R, t) under the group.
 
     A pose maps object points X to R X + t; with a symmetry X -> S X + s the object looks the
@@ -133,8 +138,8 @@ def equivalent_poses(R: np.ndarray, t: np.ndarray, group: tuple) -> tuple:
     return R @ rotations, translations @ R.T + t
 
 
-def canonical_pose(R: np.ndarray, t: np.ndarray, group: tuple,
-                   reference: np.ndarray = None) -> tuple:
+def canonical_pose(R: ArrayLike, t: ArrayLike, group: tuple[np.ndarray, np.ndarray],
+                   reference: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Return the one of (R, t)'s equivalent poses a symmetric object is published with.
 
     With `reference` (3, 3), e.g. the rotation published for the previous frame, the equivalent
@@ -150,8 +155,10 @@ def canonical_pose(R: np.ndarray, t: np.ndarray, group: tuple,
     return rotations[best], translations[best]
 
 
-def canonical_pose_covariance(R: np.ndarray, t: np.ndarray, covariance: np.ndarray,
-                              group: tuple, reference: np.ndarray = None) -> tuple:
+def canonical_pose_covariance(R: np.ndarray, t: np.ndarray, covariance: ArrayLike,
+                              group: tuple[np.ndarray, np.ndarray],
+                              reference: ArrayLike | None = None,
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return canonical_pose's (R, t) and the pose covariance (6, 6) carried to it.
 
     The covariance's order is (tx, ty, tz, rx, ry, rz) with the rotation applied on the left

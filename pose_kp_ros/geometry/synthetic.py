@@ -12,11 +12,13 @@ from pose_kp_ros.geometry.rotations import random_rotations
 LMO_K = np.array([[572.41, 0.0, 325.26], [0.0, 573.57, 242.05], [0.0, 0.0, 1.0]])
 
 
-def random_poses(rng: np.random.Generator, count: int, depth_m=(0.6, 1.4), K=LMO_K,
-                 margin_px=(120, 100)) -> tuple[np.ndarray, np.ndarray]:
+def random_poses(rng: np.random.Generator, count: int,
+                 depth_m: tuple[float, float] = (0.6, 1.4), K: np.ndarray = LMO_K,
+                 margin_px: tuple[float, float] = (120, 100)) -> tuple[np.ndarray, np.ndarray]:
     """Return (R (count, 3, 3), t (count, 3) metres): origin at depth_m, inside the image.
 
-    The origin projects uniformly into the image of K shrunk by margin_px (u, v) on each side;
+    The origin projects uniformly into the image of K (3, 3) shrunk by margin_px (u, v) pixels
+    on each side;
     R is uniform on SO(3) (geometry.rotations.random_rotations, drawn after t).
     """
     z = rng.uniform(*depth_m, count)

@@ -5,25 +5,29 @@ import inspect
 import math
 import numbers
 import sys
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
-from pose_kp_ros.geometry.object_model import key_text
+from pose_kp_ros.geometry.object_model import ObjectModel, key_text
 from pose_kp_ros.geometry.solver.iteration import cold_solve, warm_solve
 from pose_kp_ros.geometry.solver.problem import ROBUST_KERNELS, prepare
 from pose_kp_ros.geometry.solver.result import PoseResult, finish, result_fields
 from pose_kp_ros.geometry.solver.start import warm_start
 
 
-def solve_pose(uv, conf, K, model, init: PoseResult | None = None, *, robust='huber',
-               robust_scale_px=4.0, max_iterations=20, min_confidence=0.0,
-               confidence_power=1.0, shape_prior_weight=1.0, tolerance=1e-4,
-               fallback_rms_px=8.0, dtype=None) -> PoseResult:
+def solve_pose(uv: ArrayLike, conf: ArrayLike | None, K: ArrayLike, model: ObjectModel,
+               init: PoseResult | None = None, *, robust: str | None = 'huber',
+               robust_scale_px: float = 4.0, max_iterations: int = 20,
+               min_confidence: float = 0.0, confidence_power: float = 1.0,
+               shape_prior_weight: float = 1.0, tolerance: float = 1e-4,
+               fallback_rms_px: float = 8.0, dtype: Any = None) -> PoseResult:
     """Fit object poses (and shape coefficients) to 2D keypoints; never raises on bad values.
 
     Args:
         uv: (B, N, 2) or (N, 2) keypoint pixels (u, v), OpenCV pixel-centre convention, keypoint
-            order of model.keypoint_names. numpy array or torch tensor.
+            order of model.keypoint_names. numpy array or torch tensor (also conf, K).
         conf: (B, N) or (N,) confidences >= 0 (None: all 1). Keypoints with conf <=
             min_confidence, NaN/inf conf or NaN/inf uv are ignored.
         K: (3, 3) or (B, 3, 3) camera matrices (undistorted pixels).
@@ -109,7 +113,8 @@ def completed_options(options: dict) -> dict:
     return {**OPTION_DEFAULTS, **options}
 
 
-def evaluate_pose(uv, conf, K, model, pose: PoseResult, **options) -> PoseResult:
+def evaluate_pose(uv: ArrayLike, conf: ArrayLike | None, K: ArrayLike, model: ObjectModel,
+                  pose: PoseResult, **options: Any) -> PoseResult:
     """Return the PoseResult of `pose` kept as it is: its cost, rms_px and covariance.
 
     The same terms as `solve_pose` (same arguments and options), evaluated at pose's R, t and
@@ -146,7 +151,7 @@ OPTION_CHECKS = {
 """solve_pose keyword options (except dtype): (what is expected, check of a value)."""
 
 
-def option_error(name: str, value) -> str | None:
+def option_error(name: str, value: object) -> str | None:
     """Return None if solve_pose accepts `value` for option `name`, else a one-line reason."""
     if name not in OPTION_CHECKS:
         return f'{key_text(name)}: unknown solver option (known: {", ".join(OPTION_CHECKS)})'
@@ -168,7 +173,7 @@ def _tensor_of(*values):
         (value for value in values if isinstance(value, torch.Tensor)), None)
 
 
-def as_numpy(value, dtype=np.float64) -> np.ndarray:
+def as_numpy(value: ArrayLike, dtype: DTypeLike = np.float64) -> np.ndarray:
     """Return value (array-like or torch tensor, any device) as a numpy array of dtype."""
     if _tensor_of(value) is not None:
         value = value.detach().cpu().numpy()

@@ -34,8 +34,9 @@ class Fit(NamedTuple):
     iterations: np.ndarray  # (B,) int64
 
 
-def levenberg_marquardt(problem: Problem, active: np.ndarray, R, t, c, mu: np.ndarray,
-                        max_iterations: int, tolerance: float) -> Fit:
+def levenberg_marquardt(problem: Problem, active: np.ndarray, R: np.ndarray, t: np.ndarray,
+                        c: np.ndarray, mu: np.ndarray, max_iterations: int,
+                        tolerance: float) -> Fit:
     """Run batched LM from (R (B, 3, 3), t (B, 3), c (B, M)) for the active (B,) problems."""
     cost, H, g, sq = evaluate(R, t, c, problem)
     active = active & np.isfinite(cost)
@@ -84,7 +85,8 @@ def cold_solve(problem: Problem, ok: np.ndarray, max_iterations: int, tolerance:
     return levenberg_marquardt(problem, ok, R, t, c, mu, max_iterations, tolerance)
 
 
-def warm_solve(problem: Problem, ok: np.ndarray, init: tuple, max_iterations: int,
+def warm_solve(problem: Problem, ok: np.ndarray,
+               init: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], max_iterations: int,
                tolerance: float, fallback_rms_px: float) -> Fit:
     """Solve from init (R, t, c, init_ok) (see start.warm_start); re-solve poor rows cold.
 

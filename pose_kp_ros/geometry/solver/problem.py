@@ -10,6 +10,7 @@ import functools
 import numpy as np
 
 from pose_kp_ros.geometry.camera import intrinsics_ok, project_with_jacobian
+from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.geometry.rotations import hat
 
 ROBUST_KERNELS = ('huber', 'cauchy', None)
@@ -70,8 +71,9 @@ def _weights(used, conf, confidence_power):
     return np.where(used, conf, 0.0) ** float(confidence_power)
 
 
-def prepare(uv, conf, K, model, min_confidence, confidence_power, robust, robust_scale_px,
-            shape_prior_weight) -> tuple[Problem, np.ndarray]:
+def prepare(uv: np.ndarray, conf: np.ndarray, K: np.ndarray, model: ObjectModel,
+            min_confidence: float, confidence_power: float, robust: str | None,
+            robust_scale_px: float, shape_prior_weight: float) -> tuple[Problem, np.ndarray]:
     """Sanitise inputs into a Problem and return it with ok (B,): solvable at all.
 
     uv (B, N, 2) px, conf (B, N), K (B, 3, 3) float64 arrays; model an ObjectModel. A problem
@@ -116,7 +118,8 @@ def collinear(points: np.ndarray, used: np.ndarray) -> np.ndarray:
     return ~(invariant2 > COLLINEAR_RATIO * trace * trace)
 
 
-def robust_kernel(sq: np.ndarray, robust: str | None, scale_px: float):
+def robust_kernel(sq: np.ndarray, robust: str | None,
+                  scale_px: float) -> tuple[np.ndarray, np.ndarray]:
     """Return (rho(sq), d rho / d sq) for squared pixel errors sq (B, N), px^2.
 
     Huber with r = max(sqrt(sq), k): rho' = k / r (exactly 1 for inliers) and rho = sq rho'
@@ -132,7 +135,8 @@ def robust_kernel(sq: np.ndarray, robust: str | None, scale_px: float):
     return k2 * np.log1p(ratio), 1.0 / (1.0 + ratio)
 
 
-def evaluate(R: np.ndarray, t: np.ndarray, c: np.ndarray, problem: Problem):
+def evaluate(R: np.ndarray, t: np.ndarray, c: np.ndarray,
+             problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return cost (B,), normal matrix H (B, P, P), gradient g (B, P), squared errors (B, N).
 
     At rotations R (B, 3, 3), translations t (B, 3) metres and shape coefficients c (B, M).

@@ -1,9 +1,12 @@
 """The solver's result: PoseResult, and the covariance and validity of a finished fit."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
+from pose_kp_ros.geometry.solver.iteration import Fit
 from pose_kp_ros.geometry.solver.problem import Problem, all_finite, solve_rows
 
 
@@ -35,7 +38,7 @@ class PoseResult:
     covariance: object
 
 
-def result_fields(result: PoseResult) -> tuple:
+def result_fields(result: PoseResult) -> tuple[Any, ...]:
     """Return the PoseResult fields in declaration order."""
     return tuple(getattr(result, field.name) for field in fields(PoseResult))
 
@@ -45,7 +48,7 @@ def result_row(result: PoseResult, i: int) -> PoseResult:
     return PoseResult(*(np.array(field[i]) for field in result_fields(result)))
 
 
-def stacked_results(rows: list, num_basis: int) -> PoseResult | None:
+def stacked_results(rows: Sequence[PoseResult | None], num_basis: int) -> PoseResult | None:
     """Stack single-problem PoseResults into one batched PoseResult (None when all rows are None).
 
     rows: B single-problem PoseResults or None; a None row becomes an invalid, NaN row (to the
@@ -61,7 +64,8 @@ def stacked_results(rows: list, num_basis: int) -> PoseResult | None:
     return PoseResult(*(np.stack([np.asarray(value) for value in column]) for column in columns))
 
 
-def set_rows(result: PoseResult, rows, other: PoseResult, other_rows) -> None:
+def set_rows(result: PoseResult, rows: Sequence[int] | np.ndarray, other: PoseResult,
+             other_rows: Sequence[int] | np.ndarray) -> None:
     """Copy rows `other_rows` of the batched PoseResult `other` into rows `rows` of `result`."""
     for mine, theirs in zip(result_fields(result), result_fields(other)):
         mine[rows] = theirs[other_rows]
@@ -72,7 +76,7 @@ def rms_px(problem: Problem, sq: np.ndarray) -> np.ndarray:
     return np.sqrt((problem.weight * sq).sum(-1) / np.maximum(problem.weight.sum(-1), 1e-300))
 
 
-def finish(problem: Problem, ok: np.ndarray, fit) -> PoseResult:
+def finish(problem: Problem, ok: np.ndarray, fit: Fit) -> PoseResult:
     """Return the batched PoseResult of a fit: covariance, validity, NaN in invalid rows.
 
     fit: (R (B, 3, 3), t (B, 3), c (B, M), cost (B,), H (B, P, P), sq (B, N), iterations (B,))

@@ -6,6 +6,7 @@ Closed form: OpenCV's SQPnP (Terzakis and Lourakis, ECCV 2020) on the mean shape
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pose_kp_ros.geometry.solver.problem import Problem, all_finite
 
@@ -15,7 +16,8 @@ ROTATION_TOLERANCE = 1e-3
 """A warm start's R counts as a rotation when |R R^T - I| stays below this everywhere."""
 
 
-def closed_form_candidates(problem: Problem, ok: np.ndarray) -> list:
+def closed_form_candidates(problem: Problem,
+                           ok: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """Return closed-form starts on the mean shape, on confident and on all usable keypoints.
 
     Every solution of SQPnP (and, for 4 points, of AP3P) is a candidate; this per-problem
@@ -52,7 +54,8 @@ def closed_form_candidates(problem: Problem, ok: np.ndarray) -> list:
     return list(zip(R, t))
 
 
-def warm_start(R, t, coeffs, valid, batch: int, num_basis: int):
+def warm_start(R: ArrayLike, t: ArrayLike, coeffs: ArrayLike, valid: ArrayLike, batch: int,
+               num_basis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return (R (B, 3, 3), t (B, 3), c (B, M), ok (B,)) from a previous pose of batch B or 1.
 
     R, t, coeffs, valid: a PoseResult's fields as numpy arrays, batched or single. Rows that
