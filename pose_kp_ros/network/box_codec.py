@@ -9,6 +9,7 @@ axis-aligned affines (2, 3) that carry points and edges alike:
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 import torch.nn.functional as F
 
@@ -16,9 +17,11 @@ from pose_kp_ros.network.crops import heatmap_to_crop_affine
 from pose_kp_ros.network.detector_model import OUTPUT_STRIDE
 
 
-def scale_affine(image_width, image_height, scaled_width, scaled_height, shift_x=0, shift_y=0):
+def scale_affine(image_width: float, image_height: float, scaled_width: float,
+                 scaled_height: float, shift_x: float = 0, shift_y: float = 0) -> np.ndarray:
     """Return the (2, 3) affine of resizing an image to scaled size and shifting it by pixels.
 
+    Sizes and shifts in pixels.
     cv2.resize maps pixel centres u -> (u + 0.5) * sx - 0.5 with sx = scaled / original; the
     integer shift then places the resized image in a canvas.
     """
@@ -26,16 +29,18 @@ def scale_affine(image_width, image_height, scaled_width, scaled_height, shift_x
     return np.array([[sx, 0.0, 0.5 * sx - 0.5 + shift_x], [0.0, sy, 0.5 * sy - 0.5 + shift_y]])
 
 
-def letterbox_geometry(image_width, image_height, input_width, input_height):
-    """Return (scaled width, scaled height, shift x, shift y) of the centred letterbox."""
+def letterbox_geometry(image_width: int, image_height: int, input_width: int,
+                       input_height: int) -> tuple[int, int, int, int]:
+    """Return (scaled width, scaled height, shift x, shift y) pixels of the centred letterbox."""
     scale = min(input_width / image_width, input_height / image_height)
     width = min(max(int(round(image_width * scale)), 1), input_width)
     height = min(max(int(round(image_height * scale)), 1), input_height)
     return width, height, (input_width - width) // 2, (input_height - height) // 2
 
 
-def resize_into_canvas(image, scaled_width, scaled_height, shift_x, shift_y, canvas_width,
-                       canvas_height, pad_value):
+def resize_into_canvas(image: np.ndarray, scaled_width: int, scaled_height: int, shift_x: int,
+                       shift_y: int, canvas_width: int, canvas_height: int,
+                       pad_value: ArrayLike) -> np.ndarray:
     """Resize image (H, W, 3) uint8 and paste it at integer (shift_x, shift_y) into a canvas.
 
     Parts falling outside the canvas are cut; the rest of the canvas is `pad_value` (3,).
@@ -56,8 +61,9 @@ def resize_into_canvas(image, scaled_width, scaled_height, shift_x, shift_y, can
     return canvas
 
 
-def letterbox(image, input_width, input_height, pad_value):
-    """Letterbox an RGB image to the network input.
+def letterbox(image: np.ndarray, input_width: int, input_height: int,
+              pad_value: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Letterbox an RGB image (H, W, 3) uint8 to the network input (pixels; pad_value (3,) RGB).
 
     Returns:
         (input_height, input_width, 3) uint8 image and the image->input affine (2, 3).
@@ -68,25 +74,26 @@ def letterbox(image, input_width, input_height, pad_value):
     return canvas, scale_affine(width, height, *geometry)
 
 
-def output_to_input_affine():
+def output_to_input_affine() -> np.ndarray:
     """Return the (2, 3) affine from stride-4 output pixels to network input pixels."""
     return heatmap_to_crop_affine(OUTPUT_STRIDE, 1)
 
 
-def map_boxes(affines, boxes):
+def map_boxes(affines: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Map boxes (..., M, 4) xyxy by axis-aligned affines (..., 2, 3) with positive scales."""
     scale = affines[..., None, [0, 1, 0, 1], [0, 1, 0, 1]]
     offset = affines[..., None, [0, 1, 0, 1], 2]
     return boxes * scale + offset
 
 
-def gather_cells(maps, indices):
+def gather_cells(maps: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     """Return maps (B, D, H, W) at flat cell indices (B, K) as (B, K, D)."""
     flat = maps.flatten(2)
     return flat.gather(2, indices[:, None, :].expand(-1, flat.shape[1], -1)).transpose(1, 2)
 
 
-def decode_outputs(heatmap, size, offset, max_detections=20):
+def decode_outputs(heatmap: torch.Tensor, size: torch.Tensor, offset: torch.Tensor,
+                   max_detections: int = 20) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Decode stride-4 maps into the top-k peaks.
 
     Args:

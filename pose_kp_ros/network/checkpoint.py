@@ -14,8 +14,10 @@ network/onnx_runtime.py) carrying the same `meta` as JSON in its metadata_props,
 `load_model` reads all three kinds.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 import json
+from pathlib import Path
 
 import torch
 
@@ -30,7 +32,7 @@ from pose_kp_ros.network.checkpoint_format import (
 )
 from pose_kp_ros.network.hourglass import FinalHeatmaps, HourglassConfig
 from pose_kp_ros.network.keypoint_net import build_keypoint_network
-from pose_kp_ros.network.onnx_runtime import load_onnx_model
+from pose_kp_ros.network.onnx_runtime import OnnxNetwork, load_onnx_model
 
 FORMAT = 'pose_kp_ros.keypoint_checkpoint'
 FORMAT_VERSION = 1
@@ -56,9 +58,15 @@ class Checkpoint:
     path: str
 
 
-def make_meta(config, object_name, keypoint_names, preset, padding, sigma, mean, std,
-              training_config=None, epoch=0, metrics=None, low_pass_px=0.0):
-    """Return the metadata dict of a checkpoint (plain types only)."""
+def make_meta(config: HourglassConfig, object_name: str, keypoint_names: Sequence[str],
+              preset: str, padding: float, sigma: float, mean: Sequence[float],
+              std: Sequence[float], training_config: dict | None = None, epoch: int = 0,
+              metrics: dict | None = None, low_pass_px: float = 0.0) -> dict:
+    """Return the metadata dict of a checkpoint (plain types only).
+
+    padding: crop side / box side; sigma: heatmap pixels; mean, std (3,): RGB in [0, 1];
+    low_pass_px: image pixels.
+    """
     if len(keypoint_names) != config.num_keypoints:
         raise CheckpointError(f'{len(keypoint_names)} keypoint names for a network with '
                               f'{config.num_keypoints} heatmaps')
@@ -74,7 +82,8 @@ def make_meta(config, object_name, keypoint_names, preset, padding, sigma, mean,
     }
 
 
-def check_keypoints(meta, expected_keypoint_names=None, object_name=None, path='checkpoint'):
+def check_keypoints(meta: dict, expected_keypoint_names: Sequence[str] | None = None,
+                    object_name: str | None = None, path: Path | str = 'checkpoint') -> None:
     """Raise CheckpointError if the metadata's object or keypoints differ from the expected ones.
 
     The message names the file and what differs: object name, keypoint count, names or order.
@@ -102,7 +111,9 @@ def check_keypoints(meta, expected_keypoint_names=None, object_name=None, path='
                           f'checkpoint lacks')
 
 
-def load_checkpoint(path, expected_keypoint_names=None, object_name=None, device='cpu'):
+def load_checkpoint(path: Path | str, expected_keypoint_names: Sequence[str] | None = None,
+                    object_name: str | None = None,
+                    device: torch.device | str = 'cpu') -> Checkpoint:
     """Load a checkpoint, check it against the object's keypoints, and build its network.
 
     Args:
@@ -131,7 +142,9 @@ def load_checkpoint(path, expected_keypoint_names=None, object_name=None, device
                       path=path)
 
 
-def load_model(path, expected_keypoint_names=None, object_name=None, device='cpu'):
+def load_model(path: Path | str, expected_keypoint_names: Sequence[str] | None = None,
+               object_name: str | None = None, device: torch.device | str = 'cpu',
+               ) -> tuple[torch.nn.Module | OnnxNetwork, dict]:
     """Load a checkpoint or an exported model (.onnx or .pt2, pose-kp export) for inference.
 
     Returns:
@@ -152,7 +165,8 @@ def load_model(path, expected_keypoint_names=None, object_name=None, device='cpu
     return model, meta
 
 
-def load_exported_program(path, device='cpu'):
+def load_exported_program(path: Path | str, device: torch.device | str = 'cpu',
+                          ) -> tuple[torch.nn.Module, dict | None]:
     """Return (module on `device`, recorded metadata or None) of a torch.export archive (.pt2)."""
     extra = {EXPORT_META_FILE: ''}
     try:

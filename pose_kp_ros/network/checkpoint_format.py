@@ -5,21 +5,24 @@ types only (loadable with weights_only=True) and names its `format` and `format_
 network adds its own keys (network/checkpoint.py, network/detector_checkpoint.py).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 import os
 from pathlib import Path
 import subprocess
+from typing import Any, TypeVar
 import zipfile
 
 import torch
+
+Config = TypeVar('Config')
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable or does not match the object (one-line message)."""
 
 
-def code_version():
+def code_version() -> str:
     """Return pose_kp_ros.__version__, plus `git describe` of the source tree when available."""
     from pose_kp_ros import __version__
     try:
@@ -31,7 +34,8 @@ def code_version():
     return f'{__version__} ({described})' if described else __version__
 
 
-def save_checkpoint(path, model, meta, training=None):
+def save_checkpoint(path: Path | str, model: torch.nn.Module, meta: dict,
+                    training: dict | None = None) -> None:
     """Write a checkpoint atomically (temporary file in the same folder, then rename).
 
     Args:
@@ -52,7 +56,7 @@ def save_checkpoint(path, model, meta, training=None):
         raise
 
 
-def read_checkpoint_file(path):
+def read_checkpoint_file(path: Path | str) -> Any:
     """Return torch.load(path) with weights_only, or raise CheckpointError naming the file."""
     if not os.path.isfile(path):
         raise CheckpointError(f'{path}: checkpoint file not found')
@@ -69,7 +73,8 @@ def read_checkpoint_file(path):
         raise CheckpointError(f'{path}: not a pose_kp_ros checkpoint ({reason})') from None
 
 
-def architecture_from_dict(cls: type, values: dict, error: type[Exception], what: str):
+def architecture_from_dict(cls: type[Config], values: dict, error: type[Exception],
+                           what: str) -> Config:
     """Return dataclass `cls` (a network's architecture config) built from `values`.
 
     Raises:
@@ -102,7 +107,8 @@ def build_with_weights(build: Callable[[dict], torch.nn.Module], architecture: d
     return model
 
 
-def check_format(meta, format_name, format_version, required_keys, path, what):
+def check_format(meta: object, format_name: str, format_version: int,
+                 required_keys: Sequence[str], path: Path | str, what: str) -> dict:
     """Return meta if it is metadata of `format_name` this code reads, else raise CheckpointError.
 
     what: the kind of checkpoint in the message ('pose_kp_ros', 'pose_kp_ros detector').
@@ -120,7 +126,7 @@ def check_format(meta, format_name, format_version, required_keys, path, what):
     return meta
 
 
-def is_exported_program(path):
+def is_exported_program(path: Path | str) -> bool:
     """Return True if `path` is a torch.export archive (a zip holding archive_format)."""
     if not os.path.isfile(path) or not zipfile.is_zipfile(path):
         return False
@@ -128,6 +134,6 @@ def is_exported_program(path):
         return any(name.endswith('/archive_format') for name in archive.namelist())
 
 
-def is_onnx_model(path) -> bool:
+def is_onnx_model(path: Path | str) -> bool:
     """Return True if `path` names an ONNX model (by its .onnx suffix)."""
     return str(path).lower().endswith('.onnx')

@@ -14,16 +14,24 @@ Affines are arrays (..., 2, 3) applied to column vectors [u, v, 1]; points are (
 `transform_points` and `compose_affines` accept numpy arrays or torch tensors.
 """
 
+from collections.abc import Sequence
+from typing import TypeVar
+
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
+
+Array = TypeVar('Array', np.ndarray, torch.Tensor)
+"""A numpy array or a torch tensor (the functions that take either return the same kind)."""
 
 
 class CropError(ValueError):
     """Invalid crop input (names the argument)."""
 
 
-def square_regions(boxes_xyxy, padding=1.25):
+def square_regions(boxes_xyxy: ArrayLike,
+                   padding: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
     """Return the square crop regions around boxes.
 
     Args:
@@ -45,7 +53,8 @@ def square_regions(boxes_xyxy, padding=1.25):
     return centers, sizes * padding
 
 
-def crop_affines(centers, sides, size, rotations=None):
+def crop_affines(centers: ArrayLike, sides: ArrayLike, size: int,
+                 rotations: ArrayLike | None = None) -> np.ndarray:
     """Return image->crop affines (B, 2, 3) for square regions.
 
     Args:
@@ -66,7 +75,7 @@ def crop_affines(centers, sides, size, rotations=None):
     return np.concatenate([linear, offset[:, :, None]], -1)
 
 
-def invert_affines(affines):
+def invert_affines(affines: ArrayLike) -> np.ndarray:
     """Return the inverse maps of affines (..., 2, 3)."""
     affines = np.asarray(affines, dtype=np.float64)
     linear_inv = np.linalg.inv(affines[..., :2])
@@ -74,7 +83,7 @@ def invert_affines(affines):
     return np.concatenate([linear_inv, offset[..., None]], -1)
 
 
-def compose_affines(second, first):
+def compose_affines(second: Array, first: Array) -> Array:
     """Return the affine applying `first` then `second` (both (..., 2, 3), numpy or torch)."""
     linear = second[..., :2] @ first[..., :2]
     offset = (second[..., :2] @ first[..., 2:])[..., 0] + second[..., 2]
@@ -83,20 +92,21 @@ def compose_affines(second, first):
     return np.concatenate([linear, offset[..., None]], -1)
 
 
-def transform_points(affines, points):
+def transform_points(affines: Array, points: Array) -> Array:
     """Map points (..., N, 2) by affines (..., 2, 3); numpy or torch; NaN stays NaN."""
     return points @ affines[..., :2].swapaxes(-1, -2) + affines[..., None, :, 2]
 
 
-def heatmap_to_crop_affine(input_size, heatmap_size):
+def heatmap_to_crop_affine(input_size: int, heatmap_size: int) -> np.ndarray:
     """Return the (2, 3) affine from heatmap pixels to crop pixels (both pixel-centre)."""
     stride = input_size / heatmap_size
     offset = (stride - 1) / 2
     return np.array([[stride, 0.0, offset], [0.0, stride, offset]])
 
 
-def warp_crops(image, affines, size, border_value=0):
-    """Cut crops (B, size, size, C) out of one image with image->crop affines (B, 2, 3).
+def warp_crops(image: np.ndarray, affines: ArrayLike, size: int,
+               border_value: float | Sequence[float] = 0) -> np.ndarray:
+    """Cut crops (B, size, size, C) out of one image (H, W, C) with image->crop affines (B, 2, 3).
 
     Bilinear sampling at pixel centres; outside the image is `border_value`.
     """
@@ -110,7 +120,7 @@ def warp_crops(image, affines, size, border_value=0):
     return np.stack(crops).reshape((len(affines), size, size) + image.shape[2:])
 
 
-def low_pass_crops(crops, affines, sigma_image_px):
+def low_pass_crops(crops: np.ndarray, affines: ArrayLike, sigma_image_px: float) -> np.ndarray:
     """Return crops (B, S, S, C) Gaussian-blurred by `sigma_image_px` image pixels (0: as is).
 
     The blur is defined in the image, so it removes the same detail of the scene at every crop
@@ -125,8 +135,9 @@ def low_pass_crops(crops, affines, sigma_image_px):
                      for crop, scale in zip(crops, scales)]).reshape(np.shape(crops))
 
 
-def crop_boxes(image, boxes_xyxy, size, padding=1.25):
-    """Cut square crops around boxes.
+def crop_boxes(image: np.ndarray, boxes_xyxy: ArrayLike, size: int,
+               padding: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
+    """Cut square crops of `size` pixels around boxes (B, 4) xyxy of an image (H, W, C).
 
     Returns:
         crops (B, size, size, C) of the image's dtype and image->crop affines (B, 2, 3).

@@ -11,7 +11,9 @@ decoding stays here and in box_codec.py.
     >>> found[0].object_name, found[0].box_xyxy, found[0].score   # doctest: +SKIP
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,8 +49,9 @@ class Detection:
 class ObjectDetector:
     """Whole image -> object boxes, with a trained CenterNet (see the module docstring)."""
 
-    def __init__(self, model, meta, object_names=None, device='cpu', score_threshold=None,
-                 max_detections=10):
+    def __init__(self, model: torch.nn.Module | OnnxNetwork, meta: dict,
+                 object_names: Sequence[str] | None = None, device: torch.device | str = 'cpu',
+                 score_threshold: float | None = None, max_detections: int = 10) -> None:
         """Wrap a network and its checkpoint meta.
 
         model: a CenterNet (batch norm folded here, moved to `device`) or an OnnxNetwork;
@@ -76,8 +79,9 @@ class ObjectDetector:
                                    device=tensors)
 
     @classmethod
-    def from_file(cls, path, object_names=None, device='cpu', score_threshold=None,
-                  max_detections=10):
+    def from_file(cls, path: Path | str, object_names: Sequence[str] | None = None,
+                  device: torch.device | str = 'cpu', score_threshold: float | None = None,
+                  max_detections: int = 10) -> 'ObjectDetector':
         """Load a detector checkpoint or exported .onnx; CheckpointError (one line) on failure."""
         if is_onnx_model(path):
             # one image per call: TensorRT's engine is tuned for batch 1
@@ -88,7 +92,8 @@ class ObjectDetector:
         return cls(model, meta, object_names, device, score_threshold, max_detections)
 
     @torch.inference_mode()
-    def detect(self, image_rgb, score_threshold=None):
+    def detect(self, image_rgb: np.ndarray,
+               score_threshold: float | None = None) -> list[Detection]:
         """Return the Detections in one (H, W, 3) uint8 RGB image, best score first.
 
         score_threshold: keep detections scoring at least this (None: self.score_threshold).

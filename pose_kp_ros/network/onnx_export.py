@@ -5,6 +5,8 @@ exporter's debugging annotations (source stack traces, absolute paths among them
 `pose-kp export` (tools/export_model.py) writes checkpoints with it.
 """
 
+from pathlib import Path
+
 import torch
 
 from pose_kp_ros.network.onnx_runtime import META_KEY
@@ -13,8 +15,12 @@ MAX_BATCH = 4096
 """The largest batch an exported model accepts."""
 
 
-def write_onnx(model, example, output_names, meta_text, out_path):
-    """Export `model` with torch.onnx (dynamic batch) to out_path, metadata in metadata_props."""
+def write_onnx(model: torch.nn.Module, example: torch.Tensor, output_names: list[str],
+               meta_text: str, out_path: Path | str) -> None:
+    """Export `model` with torch.onnx (dynamic batch) to out_path, metadata in metadata_props.
+
+    example: an input batch (B, 3, H, W); meta_text: the metadata as JSON.
+    """
     batch = torch.export.Dim('batch', min=1, max=MAX_BATCH)
     program = torch.onnx.export(model, (example,), input_names=['images'],
                                 output_names=output_names, dynamic_shapes=({0: batch},),

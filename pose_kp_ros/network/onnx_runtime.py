@@ -21,14 +21,23 @@ from the cache far less. Intra-op threads: the process's torch thread count
 (`torch.set_num_threads`: the node's `torch_threads`, `pose-kp eval-lmo --threads`) unless given.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 import json
 import logging
 import os
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from pose_kp_ros.network.checkpoint_format import CheckpointError
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 META_KEY = 'pose_kp_meta'
 GPU_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider')
@@ -39,8 +48,12 @@ TRT_BATCH = (1, 4, 32)
 LOGGER = logging.getLogger(__name__)
 
 
-def execution_providers(device, available: list[str], only=None, input_shapes=None,
-                        trt_batch=TRT_BATCH, trt_cache_dir=None) -> list:
+def execution_providers(device: torch.device | str, available: list[str],
+                        only: Sequence[str] | None = None,
+                        input_shapes: Mapping[str, Sequence[int]] | None = None,
+                        trt_batch: Sequence[int] = TRT_BATCH,
+                        trt_cache_dir: Path | str | None = None,
+                        ) -> list[str | tuple[str, dict]]:
     """Return the ONNX Runtime providers (with options) for a torch device, best first.
 
     available: onnxruntime.get_available_providers(). only: provider names to keep of the GPU
@@ -61,7 +74,9 @@ def execution_providers(device, available: list[str], only=None, input_shapes=No
     return providers + ['CPUExecutionProvider']
 
 
-def tensorrt_options(input_shapes=None, trt_batch=TRT_BATCH, cache_dir=None) -> dict:
+def tensorrt_options(input_shapes: Mapping[str, Sequence[int]] | None = None,
+                     trt_batch: Sequence[int] = TRT_BATCH,
+                     cache_dir: Path | str | None = None) -> dict[str, str]:
     """Return TensorRT provider options: the batch profile of each input, the engine cache.
 
     >>> tensorrt_options({'images': (3, 128, 128)}, (1, 4, 32))['trt_profile_max_shapes']
@@ -87,7 +102,8 @@ class OnnxNetwork:
     in chunks. None: all images in one run.
     """
 
-    def __init__(self, session, max_batch=None):
+    def __init__(self, session: onnxruntime.InferenceSession, max_batch: int | None = None,
+                 ) -> None:
         self.session = session
         self.max_batch = max_batch
         self.input_name = session.get_inputs()[0].name
@@ -98,7 +114,7 @@ class OnnxNetwork:
         """Return the providers the session runs on, best first (after any fallback)."""
         return self.session.get_providers()
 
-    def __call__(self, images: torch.Tensor):
+    def __call__(self, images: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         """Run float images (B, 3, H, W); return the output tensor, or a dict by output name."""
         pixels = np.ascontiguousarray(images.detach().cpu().numpy(), np.float32)
         step = self.max_batch or max(len(pixels), 1)
@@ -109,7 +125,7 @@ class OnnxNetwork:
         return outputs[0] if len(outputs) == 1 else dict(zip(self.output_names, outputs))
 
 
-def static_input_shapes(path, onnxruntime) -> dict | None:
+def static_input_shapes(path: Path | str, onnxruntime: ModuleType) -> dict[str, list[int]] | None:
     """Return {input name: shape without the batch axis} of a model, None if not all static."""
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -121,8 +137,10 @@ def static_input_shapes(path, onnxruntime) -> dict | None:
     return None
 
 
-def load_onnx_model(path, device='cpu', threads: int | None = None, providers=None,
-                    trt_cache_dir=None, trt_batch=TRT_BATCH) -> tuple[OnnxNetwork, dict | None]:
+def load_onnx_model(path: Path | str, device: torch.device | str = 'cpu',
+                    threads: int | None = None, providers: Sequence[str] | None = None,
+                    trt_cache_dir: Path | str | None = None,
+                    trt_batch: Sequence[int] = TRT_BATCH) -> tuple[OnnxNetwork, dict | None]:
     """Open an exported model with ONNX Runtime.
 
     Args:
@@ -174,7 +192,9 @@ def load_onnx_model(path, device='cpu', threads: int | None = None, providers=No
     return OnnxNetwork(session, trt_batch[2] if trt else None), meta
 
 
-def warn_missing_providers(path, device, asked, running):
+def warn_missing_providers(path: Path | str, device: torch.device | str,
+                           asked: Sequence[str | tuple[str, dict]], running: Sequence[str],
+                           ) -> None:
     """Log a warning for each GPU provider asked for that the session does not run on."""
     if torch.device(device).type != 'cuda':
         return

@@ -11,10 +11,14 @@ model forward (one batch) -> `decode_heatmaps` (heatmaps.py) -> `heatmap_to_imag
 `transform_points` back to image pixels.
 """
 
-from contextlib import nullcontext
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 
 from pose_kp_ros.network.checkpoint import load_model
@@ -28,6 +32,13 @@ from pose_kp_ros.network.crops import (
 )
 from pose_kp_ros.network.heatmaps import decode_heatmaps
 from pose_kp_ros.network.onnx_runtime import OnnxNetwork
+
+
+class StageTiming(Protocol):
+    """A stage timer: pose_kp_ros.pipeline.stage_timer.StageTimer (not imported here)."""
+
+    def stage(self, name: str) -> AbstractContextManager[None]:
+        """Return a context manager timing its block as stage `name`."""
 
 
 @dataclass
@@ -47,8 +58,12 @@ class KeypointPrediction:
     crop_affines: np.ndarray
 
 
-def normalise_crops(crops, mean, std, device='cpu'):
-    """Turn uint8 RGB crops (B, S, S, 3) into a float tensor (B, 3, S, S) on `device`."""
+def normalise_crops(crops: np.ndarray, mean: Sequence[float], std: Sequence[float],
+                    device: torch.device | str = 'cpu') -> torch.Tensor:
+    """Turn uint8 RGB crops (B, S, S, 3) into a float tensor (B, 3, S, S) on `device`.
+
+    mean, std: (3,) RGB in [0, 1].
+    """
     images = torch.as_tensor(np.ascontiguousarray(crops), device=device)
     images = images.permute(0, 3, 1, 2).float() / 255
     mean = torch.tensor(mean, dtype=torch.float32, device=device)[:, None, None]
@@ -56,7 +71,8 @@ def normalise_crops(crops, mean, std, device='cpu'):
     return (images - mean) / std
 
 
-def heatmap_to_image_affines(crop_affines, input_size, heatmap_size):
+def heatmap_to_image_affines(crop_affines: np.ndarray, input_size: int,
+                             heatmap_size: int) -> np.ndarray:
     """Return heatmap->image affines (B, 2, 3) for image->crop affines (B, 2, 3)."""
     return compose_affines(invert_affines(crop_affines),
                            heatmap_to_crop_affine(input_size, heatmap_size))
@@ -65,7 +81,8 @@ def heatmap_to_image_affines(crop_affines, input_size, heatmap_size):
 class KeypointPredictor:
     """A loaded network with its crop and normalisation settings."""
 
-    def __init__(self, model, meta, device='cpu'):
+    def __init__(self, model: torch.nn.Module | OnnxNetwork, meta: dict,
+                 device: torch.device | str = 'cpu') -> None:
         self.model = model
         self.meta = meta
         self.device = device
@@ -79,13 +96,16 @@ class KeypointPredictor:
         self.low_pass_px = float(meta.get('low_pass_px', 0.0))  # older checkpoints: none
 
     @classmethod
-    def from_file(cls, path, expected_keypoint_names=None, object_name=None, device='cpu'):
+    def from_file(cls, path: Path | str, expected_keypoint_names: Sequence[str] | None = None,
+                  object_name: str | None = None,
+                  device: torch.device | str = 'cpu') -> 'KeypointPredictor':
         """Load a checkpoint or exported model, checked against the object's keypoints."""
         model, meta = load_model(path, expected_keypoint_names, object_name, device)
         return cls(model, meta, device)
 
     @torch.inference_mode()
-    def predict(self, image_rgb, boxes_xyxy, timer=None):
+    def predict(self, image_rgb: np.ndarray, boxes_xyxy: ArrayLike,
+                timer: StageTiming | None = None) -> KeypointPrediction:
         """Predict keypoints for boxes in one image.
 
         Args:
