@@ -56,7 +56,7 @@ class Thresholds:
     min_detection_score: float = 0.3
     """Full-image detector boxes below this score are not cropped."""
 
-    def validated(self, where='thresholds'):
+    def validated(self, where: str = 'thresholds') -> 'Thresholds':
         """Return self after checking every value's range; raise PipelineConfigError if not."""
         def number(value):
             return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -103,7 +103,7 @@ class PipelineConfig:
     source: Path = None
 
     @classmethod
-    def load(cls, path_or_dict):
+    def load(cls, path_or_dict: Path | str | dict) -> 'PipelineConfig':
         """Read a YAML path or an already-parsed dict (relative paths: from the YAML's folder)."""
         if isinstance(path_or_dict, dict):
             return cls.from_dict(path_or_dict, base=Path.cwd(), where='<config>')
@@ -121,7 +121,8 @@ class PipelineConfig:
         return cls.from_dict(data, base=path.parent, where=str(path), source=path)
 
     @classmethod
-    def from_dict(cls, data, base, where, source=None):
+    def from_dict(cls, data: dict, base: Path | str, where: str,
+                  source: Path | None = None) -> 'PipelineConfig':
         """Validate a parsed config; raise PipelineConfigError naming `where` and the field."""
         def fail(field_name, message):
             raise PipelineConfigError(f'{where}: {field_name}: {message}')
@@ -205,7 +206,7 @@ class PipelineConfig:
                    contour_balance=float(balance),
                    contour_depth_starts=tuple(float(v) for v in starts), source=source)
 
-    def check_files(self):
+    def check_files(self) -> None:
         """Raise PipelineConfigError naming the field of the first file that does not exist."""
         where = self.source if self.source is not None else '<config>'
         fields = [(f'objects[{i}].{key}', path) for i, entry in enumerate(self.objects)

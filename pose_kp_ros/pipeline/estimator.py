@@ -24,12 +24,15 @@ Per frame (`estimate`, one method per stage):
 Every tunable comes from the PipelineConfig (pipeline/config.py), whose defaults are the only ones.
 """
 
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 import logging
+from pathlib import Path
 import re
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 
 from pose_kp_ros.geometry.boxes import box_iou, grown_box, projected_box, valid_box
@@ -58,6 +61,9 @@ from pose_kp_ros.pipeline.object_pose import CropFits, CropRequest, ObjectPose, 
 from pose_kp_ros.pipeline.stage_timer import StageTimer
 from pose_kp_ros.pipeline.symmetric_poses import published_pose
 
+if TYPE_CHECKING:
+    from pose_kp_ros.network.detector import ObjectDetector
+
 LOGGER = logging.getLogger(__name__)
 
 
@@ -83,7 +89,8 @@ class ObjectRuntime:
     the model has no usable mesh (poses are then not refined).
     """
 
-    def __init__(self, model: ObjectModel, predictor, max_instances: int = 1):
+    def __init__(self, model: ObjectModel, predictor: KeypointPredictor,
+                 max_instances: int = 1) -> None:
         """predictor: a KeypointPredictor (or anything with its `predict`) for `model`."""
         self.model = model
         self.predictor = predictor
@@ -117,8 +124,9 @@ class _Frame(NamedTuple):
 class KeypointPoseEstimator:
     """Find objects in an image and fit their 6-DoF poses (see the module docstring)."""
 
-    def __init__(self, config: PipelineConfig, objects: list[ObjectRuntime], detector=None,
-                 device: torch.device | str = 'cpu'):
+    def __init__(self, config: PipelineConfig, objects: list[ObjectRuntime],
+                 detector: 'ObjectDetector | None' = None,
+                 device: torch.device | str = 'cpu') -> None:
         """Build from the tunables of `config` and the loaded runtimes.
 
         config: thresholds, solver options, second pass, search and silhouette settings (its
@@ -133,7 +141,8 @@ class KeypointPoseEstimator:
         self.timer = StageTimer()  # where the last frame's time went (see `__call__`)
 
     @classmethod
-    def from_config(cls, path_or_dict, device: str | None = None) -> 'KeypointPoseEstimator':
+    def from_config(cls, path_or_dict: Path | str | dict,
+                    device: str | None = None) -> 'KeypointPoseEstimator':
         """Build from a pipeline YAML (see pose_kp_ros.pipeline.config) or its parsed dict.
 
         `device` overrides the config's device. Raises PipelineConfigError, ObjectModelError or
@@ -174,12 +183,14 @@ class KeypointPoseEstimator:
         """Return the acceptance thresholds in force (`set_thresholds` changes them)."""
         return self.config.thresholds
 
-    def set_thresholds(self, **changes) -> None:
+    def set_thresholds(self, **changes: float) -> None:
         """Replace some thresholds (validated first; the old ones stay on error)."""
         thresholds = replace(self.thresholds, **changes).validated()
         self.config = replace(self.config, thresholds=thresholds)
 
-    def __call__(self, image_rgb: np.ndarray, K: np.ndarray, boxes=None, D=None,
+    def __call__(self, image_rgb: np.ndarray, K: np.ndarray,
+                 boxes: ArrayLike | Mapping[str, ArrayLike] | None = None,
+                 D: ArrayLike | None = None,
                  distortion_model: str = 'plumb_bob') -> list[ObjectPose]:
         """Return the ObjectPoses found in one image (highest score first per object).
 
@@ -207,7 +218,8 @@ class KeypointPoseEstimator:
                         for box in np.asarray(object_boxes, dtype=np.float64).reshape(-1, 4)]
         return self.estimate(image_rgb, K, requests, D, distortion_model)
 
-    def search(self, image_rgb: np.ndarray, object_names=None) -> list[CropRequest]:
+    def search(self, image_rgb: np.ndarray,
+               object_names: Iterable[str] | None = None) -> list[CropRequest]:
         """Return CropRequests for the objects the detector finds in the whole image.
 
         Per object, the best `search_candidates` x max_instances boxes are kept (the crops
@@ -226,7 +238,8 @@ class KeypointPoseEstimator:
         return requests
 
     def estimate(self, image_rgb: np.ndarray, K: np.ndarray, requests: list[CropRequest],
-                 D=None, distortion_model: str = 'plumb_bob') -> list[ObjectPose]:
+                 D: ArrayLike | None = None,
+                 distortion_model: str = 'plumb_bob') -> list[ObjectPose]:
         """Fit poses for explicit CropRequests; returns the accepted ObjectPoses.
 
         image_rgb (H, W, 3) uint8, K (3, 3), D and distortion_model as in `__call__`. Requests

@@ -4,11 +4,13 @@ One code path for `pose-kp eval-lmo` (offline pipeline) and the live demo's eval
 A frame without an estimate counts as a failure (its errors are NaN).
 """
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pose_kp_ros import strict_json
 from pose_kp_ros.geometry.mesh import object_mesh
@@ -22,7 +24,7 @@ from pose_kp_ros.geometry.metrics import (
     translation_error,
 )
 from pose_kp_ros.geometry.object_model import ObjectModel
-from pose_kp_ros.geometry.symmetry import canonical_pose, symmetry_group
+from pose_kp_ros.geometry.symmetry import Symmetry, canonical_pose, symmetry_group
 from pose_kp_ros.pipeline.overlay import mosaic
 
 
@@ -72,10 +74,14 @@ VISIBILITY_BINS = ((0.0, 0.5), (0.5, 0.7), (0.7, 0.9), (0.9, 1.0))
 """Visible-fraction ranges [low, high) of the summary's breakdown (the last one includes 1)."""
 
 
-def frame_errors(frame, R_est, t_est, R_gt, t_gt, model_points, K, symmetric=False,
-                 latency_ms=float('nan'), runtime_ms=float('nan'),
-                 visible_fraction=float('nan'), symmetries=()):
+def frame_errors(frame: str | int, R_est: ArrayLike | None, t_est: ArrayLike | None,
+                 R_gt: ArrayLike, t_gt: ArrayLike, model_points: np.ndarray, K: ArrayLike,
+                 symmetric: bool = False, latency_ms: float = float('nan'),
+                 runtime_ms: float = float('nan'), visible_fraction: float = float('nan'),
+                 symmetries: Sequence[Symmetry] = ()) -> FrameResult:
     """Return the FrameResult of one estimate (R_est None: not detected).
+
+    R (3, 3), t (3,) metres; model_points (P, 3) metres (`model_points`); K (3, 3).
 
     symmetric: ADD-S instead of ADD. symmetries (the object's Symmetry list): the rotation,
     translation and 2D errors are measured against the equivalent ground-truth pose nearest to
@@ -97,7 +103,7 @@ def frame_errors(frame, R_est, t_est, R_gt, t_gt, model_points, K, symmetric=Fal
                        latency_ms, runtime_ms, visible_fraction)
 
 
-def summarize(results, diameter):
+def summarize(results: Sequence[FrameResult], diameter: float) -> dict:
     """Return the summary dict of a list of FrameResults for an object of `diameter` metres."""
     add_m = np.array([r.add_m for r in results], float)
     detected = np.array([r.detected for r in results], bool)
@@ -141,7 +147,7 @@ def summarize(results, diameter):
     }
 
 
-def summary_table(summary):
+def summary_table(summary: dict) -> str:
     """Return the summary as aligned text lines (for printing); unmeasured timings are left out."""
     rows = [
         ('frames', f"{summary['frames']}"),
@@ -164,7 +170,8 @@ def summary_table(summary):
     return '\n'.join(f'{name:<{width}}  {value}' for name, value in rows)
 
 
-def write_results(results, summary, folder, stem):
+def write_results(results: Sequence[FrameResult], summary: dict, folder: Path,
+                  stem: str) -> None:
     """Write `<stem>_frames.json`, `<stem>_frames.csv` and `<stem>_summary.json` into folder.
 
     The JSON files are strict JSON: what was not measured (NaN) is null.
@@ -178,8 +185,8 @@ def write_results(results, summary, folder, stem):
     strict_json.write(folder / f'{stem}_summary.json', summary)
 
 
-def write_evaluation(results: list, summary: dict, diameter: float, folder: Path, stem: str,
-                     title: str, tiles: list) -> None:
+def write_evaluation(results: Sequence[FrameResult], summary: dict, diameter: float,
+                     folder: Path, stem: str, title: str, tiles: Sequence[np.ndarray]) -> None:
     """Write a run's files into folder: results (write_results), accuracy plot and mosaic.
 
     `<stem>_accuracy.png` (plot_accuracy, titled `title`) is written when there are results,
@@ -192,8 +199,9 @@ def write_evaluation(results: list, summary: dict, diameter: float, folder: Path
         cv2.imwrite(str(folder / f'{stem}_mosaic.png'), mosaic(tiles)[:, :, ::-1])
 
 
-def plot_accuracy(results, diameter, path, title):
-    """Save a PNG: ADD accuracy vs threshold (fraction of d) and latency over frames."""
+def plot_accuracy(results: Sequence[FrameResult], diameter: float, path: Path | str,
+                  title: str) -> None:
+    """Save a PNG: ADD accuracy vs threshold (fraction of d, metres) and latency over frames."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pose_kp_ros.geometry.solver import PoseResult, result_row, set_rows
 
@@ -63,7 +64,7 @@ class ObjectPose:
     weights: np.ndarray
 
     @property
-    def covariance(self):
+    def covariance(self) -> np.ndarray:
         """Return the (6, 6) pose covariance (tx, ty, tz, rx, ry, rz), metres and radians."""
         return self.result.covariance
 
@@ -103,6 +104,9 @@ class CropFits:
                           measured=self.measured[i].copy(), weights=self.weights[i].copy())
 
 
-def pose_scores(confidences):
-    """Return the score of poses from their keypoint confidences (..., N): the clipped mean."""
+def pose_scores(confidences: ArrayLike) -> np.ndarray | float:
+    """Return the score (...,) of poses from their keypoint confidences (..., N): the clipped mean.
+
+    A float for one pose's confidences (N,).
+    """
     return np.clip(confidences, 0.0, 1.0).mean(-1)

@@ -3,8 +3,11 @@
 Used by the node's debug image, the demo and the evaluation mosaics (one drawing code path).
 """
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pose_kp_ros.geometry.camera import project_object_points
 
@@ -13,26 +16,29 @@ BOX_EDGES = ((0, 1), (1, 3), (3, 2), (2, 0), (4, 5), (5, 7), (7, 6), (6, 4),
              (0, 4), (1, 5), (2, 6), (3, 7))
 
 
-def box_corners(points):
+def box_corners(points: ArrayLike) -> np.ndarray:
     """Return the 8 corners (8, 3) of the axis-aligned box of object points (P, 3)."""
     low, high = np.min(points, 0), np.max(points, 0)
     return np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1])
                      for z in (low[2], high[2])])
 
 
-def confidence_colour(confidence):
-    """Return an RGB colour from red (0) through yellow to green (1)."""
+def confidence_colour(confidence: float) -> tuple[int, int, int]:
+    """Return an RGB colour (0-255) from red (confidence 0) through yellow to green (1)."""
     c = float(np.clip(confidence, 0.0, 1.0))
     return (int(255 * min(1.0, 2 * (1 - c))), int(255 * min(1.0, 2 * c)), 0)
 
 
-def draw_pose(image_rgb, K, R, t, outline_points, keypoints=None, confidences=None,
-              label=None, axis_length=None, colour=(0, 200, 255)):
+def draw_pose(image_rgb: np.ndarray, K: ArrayLike, R: ArrayLike, t: ArrayLike,
+              outline_points: ArrayLike, keypoints: ArrayLike | None = None,
+              confidences: ArrayLike | None = None, label: str | None = None,
+              axis_length: float | None = None,
+              colour: tuple[int, int, int] = (0, 200, 255)) -> np.ndarray:
     """Draw one pose in place on an (H, W, 3) uint8 RGB image and return it.
 
     outline_points (P, 3) metres give the 3D box drawn around the object; keypoints (N, 2) pixels
     are drawn as dots coloured by confidence (N,); axes have `axis_length` metres (default: half
-    the box diagonal).
+    the box diagonal). K (3, 3), R (3, 3), t (3,) metres; colour RGB.
     """
     corners = box_corners(outline_points)
     uv = project_object_points(corners, R, t, K, in_front_only=True)
@@ -66,7 +72,7 @@ def _pt(uv):
     return tuple(int(round(float(np.clip(v, -1e5, 1e5)))) for v in uv)
 
 
-def mosaic(images, columns=4, tile_width=320):
+def mosaic(images: Sequence[np.ndarray], columns: int = 4, tile_width: int = 320) -> np.ndarray:
     """Return one RGB image tiling `images` (list of (H, W, 3) uint8) at tile_width each."""
     if not images:
         raise ValueError('mosaic: no images')

@@ -15,6 +15,7 @@ frames' stage times (thread-safe) for medians and means.
 """
 
 from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 import platform
 import subprocess
@@ -33,16 +34,16 @@ class StageTimer:
         self.tallies = {}
         self._open = []
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget the stages timed so far (a new frame starts)."""
         self.seconds, self.counts, self.tallies, self._open = {}, {}, {}, []
 
-    def tally(self, name, number):
+    def tally(self, name: str, number: int) -> None:
         """Add `number` to the count `name` of this frame (e.g. crops from tracks)."""
         self.tallies[name] = self.tallies.get(name, 0) + int(number)
 
     @contextmanager
-    def stage(self, name):
+    def stage(self, name: str) -> Iterator[None]:
         """Time the block as stage `name` (inside another stage: 'parent/name')."""
         full = '/'.join([*self._open[-1:], name])
         self.seconds.setdefault(full, 0.0)  # listed in the order the stages start
@@ -55,19 +56,19 @@ class StageTimer:
             self.add(full, time.perf_counter() - start)
             self._open.pop()
 
-    def add(self, name, seconds, count=1):
+    def add(self, name: str, seconds: float, count: int = 1) -> None:
         """Add `seconds` (and `count` entries) to stage `name` as it is (no parent prefix)."""
         self.seconds[name] = self.seconds.get(name, 0.0) + float(seconds)
         self.counts[name] = self.counts.get(name, 0) + int(count)
 
-    def merge(self, other):
+    def merge(self, other: 'StageTimer') -> None:
         """Add every stage of another StageTimer to this one."""
         for name, seconds in other.seconds.items():
             self.add(name, seconds, other.counts[name])
         for name, number in other.tallies.items():
             self.tally(name, number)
 
-    def milliseconds(self):
+    def milliseconds(self) -> dict[str, float]:
         """Return {stage: milliseconds} of the stages timed since the last reset."""
         return {name: seconds * 1e3 for name, seconds in self.seconds.items()}
 
@@ -79,21 +80,21 @@ class StageHistory:
     frame), so the medians of the top-level stages are comparable with the frame's total.
     """
 
-    def __init__(self, maxlen=None):
+    def __init__(self, maxlen: int | None = None) -> None:
         self._frames = deque(maxlen=maxlen)
         self._lock = threading.Lock()
 
-    def add(self, timer):
+    def add(self, timer: StageTimer) -> None:
         """Record one frame: the stages and tallies of a StageTimer."""
         with self._lock:
             self._frames.append((timer.milliseconds(), dict(timer.tallies)))
 
-    def __len__(self):
+    def __len__(self) -> int:
         """Return how many frames are recorded."""
         with self._lock:
             return len(self._frames)
 
-    def summary(self):
+    def summary(self) -> dict[str, dict[str, float]]:
         """Return {stage: {'median_ms', 'mean_ms', 'frames_run'}} over the recorded frames.
 
         'frames_run' counts the frames in which the stage ran. Stages are in first-seen order,
@@ -109,7 +110,7 @@ class StageHistory:
                            'frames_run': int(sum(name in frame for frame in frames))}
         return table
 
-    def tallies(self):
+    def tallies(self) -> dict[str, float]:
         """Return {tally: mean per frame} over the recorded frames (0 where not tallied)."""
         with self._lock:
             frames = [tallies for _, tallies in self._frames]
@@ -118,7 +119,7 @@ class StageHistory:
                 for name in names}
 
 
-def parents_first(names):
+def parents_first(names: Iterable[str]) -> list[str]:
     """Return stage names in their order, each parent followed by its nested stages."""
     order = {name: index for index, name in enumerate(names)}
 
@@ -133,12 +134,13 @@ def parents_first(names):
 TOTAL = 'frame total'  # the stage name under which callers record a frame's whole time
 
 
-def top_level_sum(summary, key='median_ms'):
+def top_level_sum(summary: Mapping[str, Mapping[str, float]], key: str = 'median_ms') -> float:
     """Return the sum of `key` over the top-level stages (no '/') of a summary, TOTAL excluded."""
     return sum(row[key] for name, row in summary.items() if '/' not in name and name != TOTAL)
 
 
-def stage_table(summary, tallies=None):
+def stage_table(summary: Mapping[str, Mapping[str, float]],
+                tallies: Mapping[str, float] | None = None) -> str:
     """Return the text table of a StageHistory.summary() (nested stages indented).
 
     The TOTAL row, when recorded, comes last with the untimed rest above it; `tallies`
@@ -162,7 +164,7 @@ def stage_table(summary, tallies=None):
     return '\n'.join(lines)
 
 
-def cpu_model():
+def cpu_model() -> str:
     """Return lscpu's 'Model name' (else the platform's processor string): timings' machine."""
     try:
         lines = subprocess.run(['lscpu'], capture_output=True, text=True).stdout.splitlines()

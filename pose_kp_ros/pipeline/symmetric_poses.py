@@ -12,11 +12,14 @@ from dataclasses import replace
 import numpy as np
 
 from pose_kp_ros.geometry.symmetry import canonical_pose_covariance
+from pose_kp_ros.pipeline.object_pose import ObjectPose
 
 
-def published_pose(pose, group: tuple | None, reference: np.ndarray | None = None):
+def published_pose(pose: ObjectPose, group: tuple[np.ndarray, np.ndarray] | None,
+                   reference: np.ndarray | None = None) -> ObjectPose:
     """Return the ObjectPose `pose` moved to its published equivalent (itself without a group).
 
+    group: symmetry_group's rotations (K, 3, 3), translations (K, 3) metres, or None.
     reference: (3, 3) rotation to stay near; None takes the rotation of the request's warm start
     (a tracked crop), if any.
     """

@@ -20,12 +20,16 @@ Rules (all parameters of `TrackingConfig`):
 from dataclasses import dataclass, replace
 import itertools
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pose_kp_ros.geometry.boxes import box_iou, grown_box, projected_box, valid_box
 from pose_kp_ros.pipeline.object_pose import CropRequest
 from pose_kp_ros.pipeline.symmetric_poses import published_pose
+
+if TYPE_CHECKING:
+    from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class TrackingConfig:
     box_margin: float = 0.1
     match_iou: float = 0.3
 
-    def validated(self):
+    def validated(self) -> 'TrackingConfig':
         """Return self after range checks; raise ValueError naming the field."""
         if not isinstance(self.max_misses, int) or self.max_misses < 0:
             raise ValueError(f'max_misses: expected an integer >= 0, got {self.max_misses!r}')
@@ -82,7 +86,8 @@ class PoseTracker:
     in between, so a reset is never undone by the frame that was in flight.
     """
 
-    def __init__(self, estimator, config=None):
+    def __init__(self, estimator: 'KeypointPoseEstimator',
+                 config: TrackingConfig | None = None) -> None:
         self.estimator = estimator
         self.config = (config or TrackingConfig()).validated()
         self.tracks = []
@@ -93,7 +98,7 @@ class PoseTracker:
         self._state_lock = threading.Lock()
         self._generation = 0  # counts resets
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget every track (e.g. when the camera or its intrinsics change); thread-safe."""
         with self._state_lock:
             self._generation += 1
@@ -102,7 +107,8 @@ class PoseTracker:
             self._last_search = {}
 
     def update(self, image_rgb: np.ndarray, K: np.ndarray, boxes: dict | None = None,
-               D: np.ndarray | None = None, distortion_model: str = 'plumb_bob') -> list:
+               D: np.ndarray | None = None,
+               distortion_model: str = 'plumb_bob') -> list[TrackedPose]:
         """Process one frame and return its TrackedPoses (the estimator's acceptance rules).
 
         `boxes` is None or {object_name: (M, 4) xyxy}, e.g. from a detection topic. A reset
