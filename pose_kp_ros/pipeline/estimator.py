@@ -24,7 +24,7 @@ Per frame (`estimate`, one method per stage):
 Every tunable comes from the PipelineConfig (pipeline/config.py), whose defaults are the only ones.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import replace
 import logging
 from pathlib import Path
@@ -189,7 +189,7 @@ class KeypointPoseEstimator:
         self.config = replace(self.config, thresholds=thresholds)
 
     def __call__(self, image_rgb: np.ndarray, K: np.ndarray,
-                 boxes: ArrayLike | Mapping[str, ArrayLike] | None = None,
+                 boxes: ArrayLike | dict[str, ArrayLike] | None = None,
                  D: ArrayLike | None = None,
                  distortion_model: str = 'plumb_bob') -> list[ObjectPose]:
         """Return the ObjectPoses found in one image (highest score first per object).
