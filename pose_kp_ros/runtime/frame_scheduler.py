@@ -11,6 +11,7 @@ every image received.
 """
 
 import collections
+from collections.abc import Callable
 from dataclasses import dataclass
 import threading
 import time
@@ -68,7 +69,7 @@ class Snapshot:
 class RateMeter:
     """Counts events and reports their rate over a sliding window of `window_s` seconds."""
 
-    def __init__(self, window_s: float = 5.0):
+    def __init__(self, window_s: float = 5.0) -> None:
         self.window_s = window_s
         self.times = collections.deque()
 
@@ -95,7 +96,8 @@ class FrameScheduler:
     """
 
     def __init__(self, held_max_age_s: float = 1.0, detections_kept: int = 30,
-                 latencies_kept: int = 300, clock=time.monotonic):
+                 latencies_kept: int = 300,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.held_max_age_s = held_max_age_s
         self._clock = clock
         self._lock = threading.Condition()

@@ -1,5 +1,6 @@
 """Lets through at most one event of each kind per period (throttled warnings); no ROS."""
 
+from collections.abc import Callable
 import threading
 import time
 
@@ -10,7 +11,7 @@ class Throttle:
     `clock` returns seconds (time.monotonic unless a test gives its own).
     """
 
-    def __init__(self, period_s: float, clock=time.monotonic):
+    def __init__(self, period_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.period_s = period_s
         self._clock = clock
         self._lock = threading.Lock()
