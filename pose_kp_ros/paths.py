@@ -15,7 +15,7 @@ DEFAULT_PIPELINE_CONFIG = 'models/driller/pipeline.yaml'
 """The shipped pipeline config (the default model), relative to the package data."""
 
 
-def share_dirs():
+def share_dirs() -> list[Path]:
     """Return the candidate data folders, most specific first."""
     dirs = []
     try:
@@ -27,7 +27,7 @@ def share_dirs():
     return dirs
 
 
-def data_path(*parts):
+def data_path(*parts: str) -> Path:
     """Return the first existing `<share>/<parts...>`, else the (maybe missing) source path."""
     for root in share_dirs():
         candidate = root.joinpath(*parts)
@@ -58,7 +58,7 @@ def portable_path(path: str | Path, start: str | Path | None = None) -> str:
     return os.path.relpath(path, os.path.abspath(start))
 
 
-def executable_path(name):
+def executable_path(name: str) -> str:
     """Return the installed executable `name` (colcon lib/pose_kp_ros, or next to python)."""
     beside = Path(sys.executable).with_name(name)
     if beside.exists():

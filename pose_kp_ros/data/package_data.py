@@ -43,11 +43,15 @@ OPENCV_DOC_PHOTOS = ('Blender_Suzanne1.jpg', 'Blender_Suzanne2.jpg', 'aero1.jpg'
 """Natural photos (no logos, charts, synthetic patterns or microscopy) used as backgrounds."""
 
 
+LmoFrame = tuple[str, Path, np.ndarray, np.ndarray, np.ndarray, float]
+"""An LM-O photo: (name, image path, K (3, 3), R (3, 3), t (3,) metres, visible fraction)."""
+
+
 class PackageDataError(FileNotFoundError):
     """A package or a file inside it is missing; the message says what to install."""
 
 
-def package_dir(package):
+def package_dir(package: str) -> Path:
     """Return the folder of an installed top-level Python package without importing it."""
     try:
         spec = importlib.util.find_spec(package) if package else None
@@ -58,7 +62,7 @@ def package_dir(package):
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def resolve_pkgdata(uri):
+def resolve_pkgdata(uri: str) -> Path:
     """Return the path of `pkgdata:<package>/<relative path>`; raise if the file is missing."""
     if not uri.startswith(PKGDATA_SCHEME):
         raise PackageDataError(f"'{uri}' does not start with '{PKGDATA_SCHEME}'")
@@ -71,7 +75,7 @@ def resolve_pkgdata(uri):
     return path
 
 
-def lmo_scene_dir():
+def lmo_scene_dir() -> Path:
     """Return the LM-O test scene folder (rgb/, models/, scene_gt.json, camera.json)."""
     try:
         scene = package_dir(LMO_PACKAGE) / LMO_SCENE
@@ -83,21 +87,21 @@ def lmo_scene_dir():
     return scene
 
 
-def lmo_mesh_uri(object_id):
+def lmo_mesh_uri(object_id: int) -> str:
     """Return the `pkgdata:` reference of LM-O mesh `object_id` (PLY, millimetres)."""
     uri = f'{PKGDATA_SCHEME}{LMO_PACKAGE}/{LMO_SCENE}/models/obj_{object_id:06d}.ply'
     resolve_pkgdata(uri)
     return uri
 
 
-def lmo_mesh_uris():
+def lmo_mesh_uris() -> dict[int, str]:
     """Return {object id: `pkgdata:` mesh reference} for every LM-O mesh in the package."""
     models = lmo_scene_dir() / 'models'
     return {int(path.stem.split('_')[1]): lmo_mesh_uri(int(path.stem.split('_')[1]))
             for path in sorted(models.glob('obj_*.ply'))}
 
 
-def lmo_camera():
+def lmo_camera() -> tuple[np.ndarray, tuple[int, int]]:
     """Return the LM-O camera: K (3, 3) float64 in pixels and the image size (width, height)."""
     with open(lmo_scene_dir() / 'camera.json') as file:
         camera = json.load(file)
@@ -114,7 +118,7 @@ def lmo_object_id(object_name: str) -> int:
     return LMO_OBJECT_IDS[object_name]
 
 
-def lmo_ground_truth(object_id):
+def lmo_ground_truth(object_id: int) -> list[tuple[Path, np.ndarray, np.ndarray]]:
     """Return the LM-O frames showing `object_id`: [(image path, R (3, 3), t (3,) metres)]."""
     scene = lmo_scene_dir()
     with open(scene / 'scene_gt.json') as file:
@@ -129,7 +133,7 @@ def lmo_ground_truth(object_id):
     return frames
 
 
-def lmo_object_names(value) -> list:
+def lmo_object_names(value: str | list[str] | None) -> list[str]:
     """Return the LM-O object names `value` names, without repeats.
 
     value: 'all' (the eight, alphabetically), one name, names separated by commas, or a list of
@@ -145,7 +149,7 @@ def lmo_object_names(value) -> list:
     return list(dict.fromkeys(names))
 
 
-def lmo_objects_frames(object_names):
+def lmo_objects_frames(object_names: list[str]) -> list[tuple[Path, dict]]:
     """Return the LM-O photos showing any of object_names, in frame order.
 
     [(image path, {object name: (R (3, 3), t (3,) metres)})]: an object that is not annotated in a
@@ -158,7 +162,7 @@ def lmo_objects_frames(object_names):
     return [(path, photos[path]) for path in sorted(photos)]
 
 
-def lmo_frames(object_name):
+def lmo_frames(object_name: str) -> list[LmoFrame]:
     """Return the LM-O photos: [(name, image path, K (3, 3), R (3, 3), t (3,), visible)].
 
     visible (the object's visible fraction) is NaN: the package has no visibility annotation.
@@ -168,7 +172,7 @@ def lmo_frames(object_name):
             for path, R, t in lmo_ground_truth(lmo_object_id(object_name))]
 
 
-def background_photo_paths():
+def background_photo_paths() -> list[Path]:
     """Return the background photos found (scikit-image data, Debian opencv-doc); raise if none."""
     paths = []
     try:
