@@ -1,5 +1,8 @@
 """Random backgrounds from real photos (scikit-image data, Debian opencv-doc), never LM-O."""
 
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -10,7 +13,7 @@ class BackgroundError(ValueError):
     """A background photo cannot be read; the message names the file."""
 
 
-def load_photos(paths=None):
+def load_photos(paths: Iterable[Path | str] | None = None) -> list[np.ndarray]:
     """Load background photos as RGB uint8 arrays (grey and RGBA photos become RGB).
 
     `paths` defaults to the packaged photos (`background_photo_paths`).
@@ -24,7 +27,8 @@ def load_photos(paths=None):
     return photos
 
 
-def random_background(rng, photos, width, height, max_zoom=2.0):
+def random_background(rng: np.random.Generator, photos: Sequence[np.ndarray], width: int,
+                      height: int, max_zoom: float = 2.0) -> np.ndarray:
     """Return a (height, width, 3) uint8 background: a random photo, crop, flip and colour change.
 
     The photo is scaled so that it covers the output by a random factor in [1, max_zoom], cropped

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 
-def colour_jitter(rng, image):
+def colour_jitter(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     """Randomly change brightness (x0.75-1.25), contrast (x0.7-1.3) and saturation (x0.6-1.4).
 
     image: (H, W, 3) uint8 RGB; returns float32 (H, W, 3) in [0, 255].
@@ -20,7 +20,7 @@ def colour_jitter(rng, image):
     return np.clip(image, 0.0, 255.0)
 
 
-def blur(rng, image):
+def blur(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     """Blur a float image (H, W, 3): Gaussian (p 0.4, sigma 0.3-1.5 px) or motion (p 0.15)."""
     draw = rng.random()
     if draw < 0.4:
@@ -36,17 +36,20 @@ def blur(rng, image):
     return image
 
 
-def sensor_noise(rng, image):
-    """Add Gaussian pixel noise (standard deviation 0-6 grey levels); returns uint8 (H, W, 3)."""
+def sensor_noise(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Add Gaussian pixel noise (standard deviation 0-6 grey levels); returns uint8 (H, W, 3).
+
+    image: float (H, W, 3) in [0, 255].
+    """
     noisy = image + rng.normal(0.0, rng.uniform(0.0, 6.0), size=image.shape).astype(np.float32)
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
-def apply_camera_noise(rng, image):
-    """Apply colour jitter, blur and sensor noise to an RGB uint8 image; returns uint8."""
+def apply_camera_noise(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Apply colour jitter, blur and sensor noise to an RGB uint8 image (H, W, 3); return uint8."""
     return sensor_noise(rng, blur(rng, colour_jitter(rng, image)))
 
 
-def random_jpeg_quality(rng):
+def random_jpeg_quality(rng: np.random.Generator) -> int:
     """Return a JPEG quality in 70-95 for writing the image."""
     return int(rng.integers(70, 96))

@@ -18,6 +18,7 @@ of format 1 (one object, rendered before format 2) continues in format 2: its li
 (each instance with a mask of its own, which format 2 reads too).
 """
 
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 import dataclasses
 import json
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 from tqdm import tqdm
 import yaml
 
@@ -49,7 +51,7 @@ class DatasetWriteError(ValueError):
     """The output folder holds a dataset rendered with other settings, or inputs are invalid."""
 
 
-def sample_name(index):
+def sample_name(index: int) -> str:
     """Return the file stem of sample `index` ('000042')."""
     return f'{index:06d}'
 
@@ -171,8 +173,9 @@ def _check_resumable(config_path, config):
 
 
 def render_dataset(object_yamls: str | PathLike | list, out_dir: str | PathLike, count: int,
-                   seed: int = 0, workers: int = 1, size: tuple = (640, 480), K=None,
-                   settings: RenderSettings | None = None, distractor_meshes=(),
+                   seed: int = 0, workers: int = 1, size: tuple = (640, 480),
+                   K: ArrayLike | None = None, settings: RenderSettings | None = None,
+                   distractor_meshes: Sequence[tuple[str | PathLike, float]] = (),
                    progress: bool = True) -> int:
     """Render samples 0..count-1 into `out_dir`, skipping those already there.
 

@@ -7,12 +7,14 @@ convention (pixel (0, 0)'s centre is (0.0, 0.0)).
 import numpy as np
 
 from pose_kp_ros.geometry.camera import project_object_points
+from pose_kp_ros.geometry.object_model import ObjectModel
 
 SAME_SURFACE_M = 1e-4
 """Depth difference (metres) below which two depth buffers see the same surface."""
 
 
-def keypoint_visibility(uv, z, depth, tolerance_m):
+def keypoint_visibility(uv: np.ndarray, z: np.ndarray, depth: np.ndarray,
+                        tolerance_m: float) -> np.ndarray:
     """Return visibility flags (N,) int: 2 visible, 1 in the image but occluded, 0 outside.
 
     uv (N, 2) pixels (OpenCV centre convention), z (N,) keypoint depths in metres, depth (H, W)
@@ -29,7 +31,7 @@ def keypoint_visibility(uv, z, depth, tolerance_m):
     return np.where(inside, np.where(occluded, 1, 2), 0)
 
 
-def visible_box(mask):
+def visible_box(mask: np.ndarray) -> list[float] | None:
     """Return the tight box [x0, y0, x1, y1] (pixel edges) of a boolean mask (H, W), or None."""
     rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
     if len(rows) == 0:
@@ -38,7 +40,7 @@ def visible_box(mask):
             float(rows[-1]) + 0.5]
 
 
-def visible_mask(own_depth, scene_depth):
+def visible_mask(own_depth: np.ndarray, scene_depth: np.ndarray) -> np.ndarray:
     """Return where an object is seen (H, W) bool: its own depth render is the scene's surface.
 
     own_depth: the object rendered alone; scene_depth: everything rendered together (H, W).
@@ -46,7 +48,9 @@ def visible_mask(own_depth, scene_depth):
     return (own_depth > 0) & (scene_depth >= own_depth - SAME_SURFACE_M)
 
 
-def instance_label(model, R, t, K, scene_depth, mask, visible_fraction, tolerance_m):
+def instance_label(model: ObjectModel, R: np.ndarray, t: np.ndarray, K: np.ndarray,
+                   scene_depth: np.ndarray, mask: np.ndarray, visible_fraction: float,
+                   tolerance_m: float) -> dict:
     """Return the annotation of one rendered object (docs/dataset_format.md, `instances[]`).
 
     model: its ObjectModel; R (3, 3), t (3,) metres: its object-to-camera pose; K (3, 3);

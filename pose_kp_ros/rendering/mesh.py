@@ -11,11 +11,12 @@ by up to one triangle size on coarse meshes and gains nothing).
 """
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.spatial import ConvexHull
 import trimesh
 
 
-def mesh_diameter(vertices):
+def mesh_diameter(vertices: ArrayLike) -> float:
     """Return the largest distance between two of `vertices` (V, 3), same unit as the input.
 
     Exact: the farthest pair lies on the convex hull, so only hull vertices are compared.
@@ -28,7 +29,8 @@ def mesh_diameter(vertices):
     return float(np.sqrt((diffs ** 2).sum(-1).max()))
 
 
-def farthest_point_keypoints(mesh, count, seed=0, surface_samples=20000):
+def farthest_point_keypoints(mesh: trimesh.Trimesh, count: int, seed: int = 0,
+                             surface_samples: int = 20000) -> np.ndarray:
     """Choose `count` keypoints on the surface of `mesh` by farthest-point sampling.
 
     Samples `surface_samples` points uniformly by area (seeded), starts from the sample farthest

@@ -5,10 +5,12 @@ vectors into the camera's OpenCV frame (x right, y down, z forward). A `SupportP
 top in the camera frame. Points are metres; rotations (3, 3) map object to camera coordinates.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.spatial.transform import Rotation
 
 PLACEMENT_ATTEMPTS = 20
@@ -27,12 +29,12 @@ class SupportPlane:
     height: float
 
     @property
-    def up(self):
+    def up(self) -> np.ndarray:
         """Return the table's up axis (3,) in the camera frame."""
         return self.camera_from_table[:, 2]
 
 
-def rotation_between(a, b):
+def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Return the rotation (3, 3) turning unit vector a (3,) onto unit vector b (3,)."""
     axis = np.cross(a, b)
     sine, cosine = np.linalg.norm(axis), float(np.dot(a, b))
@@ -45,7 +47,8 @@ def rotation_between(a, b):
     return Rotation.from_rotvec(axis / sine * np.arctan2(sine, cosine)).as_matrix()
 
 
-def table_rotation(rng, upright_axis, tilt_deg):
+def table_rotation(rng: np.random.Generator, upright_axis: ArrayLike,
+                   tilt_deg: float) -> np.ndarray:
     """Return the table-from-object rotation (3, 3) of an object standing on its `upright_axis`.
 
     The object-frame axis `upright_axis` (3,) points up (table +z), tilted by up to `tilt_deg`
@@ -60,7 +63,8 @@ def table_rotation(rng, upright_axis, tilt_deg):
     return yaw @ table_from_object @ tilt
 
 
-def camera_from_table(rng, elevation_deg, roll_deg):
+def camera_from_table(rng: np.random.Generator, elevation_deg: tuple[float, float],
+                      roll_deg: float) -> np.ndarray:
     """Return the camera-from-table rotation (3, 3) of a camera looking down at a table.
 
     The optical axis is `elevation_deg` (low, high) degrees below the horizontal; the camera is
@@ -75,9 +79,12 @@ def camera_from_table(rng, elevation_deg, roll_deg):
     return roll @ level
 
 
-def occluder_position(rng, object_centre_cam, diameter, up_cam=None, low_probability=0.0):
+def occluder_position(rng: np.random.Generator, object_centre_cam: np.ndarray, diameter: float,
+                      up_cam: ArrayLike | None = None,
+                      low_probability: float = 0.0) -> np.ndarray:
     """Return an occluder's centre (3,) metres, camera frame: 55-85% of the way to the object.
 
+    object_centre_cam: (3,) metres; diameter: the object's, metres.
     Offset sideways by up to 0.5 diameter (scaled to its depth); with `low_probability` (and the
     object's up axis `up_cam` (3,) known) lowered by 0.2-0.6 diameter along it, as something on
     the table in front hides the object's lower part. No extra random draw when
@@ -91,18 +98,18 @@ def occluder_position(rng, object_centre_cam, diameter, up_cam=None, low_probabi
     return position
 
 
-def plane_under(points_cam, camera_from_table_rotation):
+def plane_under(points_cam: np.ndarray, camera_from_table_rotation: np.ndarray) -> SupportPlane:
     """Return the SupportPlane through the lowest of `points_cam` (M, 3), metres."""
     up = camera_from_table_rotation[:, 2]
     return SupportPlane(camera_from_table_rotation, float((points_cam @ up).min()))
 
 
-def rest_on(plane, points_cam):
+def rest_on(plane: SupportPlane, points_cam: np.ndarray) -> np.ndarray:
     """Return the shift (3,) metres along the plane's up axis that sets `points_cam` on it."""
     return (plane.height - float((points_cam @ plane.up).min())) * plane.up
 
 
-def outline(plane, points_cam):
+def outline(plane: SupportPlane, points_cam: np.ndarray) -> np.ndarray:
     """Return the convex outline (P, 2) float32, metres, of points (M, 3) seen from above.
 
     In table x, y coordinates; the points are relative to the object's centre.
@@ -111,7 +118,8 @@ def outline(plane, points_cam):
     return cv2.convexHull(xy)[:, 0]
 
 
-def side_by_side(rng, outlines, spacing):
+def side_by_side(rng: np.random.Generator, outlines: Sequence[np.ndarray],
+                 spacing: tuple[float, float]) -> list[np.ndarray | None]:
     """Place objects close together on a table without overlap; the first stays at (0, 0).
 
     outlines: list of K convex outlines (P_k, 2) metres around each object's centre (`outline`).

@@ -1,5 +1,7 @@
 """A picture of a mesh with its numbered keypoints from four viewpoints (to check a new object)."""
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -8,15 +10,19 @@ from pose_kp_ros.geometry.camera import project_object_points
 from pose_kp_ros.rendering.labels import keypoint_visibility
 from pose_kp_ros.rendering.renderer import Light, Placement, SceneRenderer
 
+if TYPE_CHECKING:
+    import trimesh
+
 VIEWS_DEG = ((0.0, 0.0, 0.0), (90.0, 0.0, 0.0), (0.0, 90.0, 0.0), (-35.0, 45.0, 20.0))
 """Euler angles (xyz, degrees) of the four views: front, top/bottom, side, three-quarter."""
 
 
-def keypoint_preview(mesh, keypoints, tile=400):
+def keypoint_preview(mesh: 'trimesh.Trimesh', keypoints: np.ndarray,
+                     tile: int = 400) -> np.ndarray:
     """Return an RGB uint8 image (2 tile, 2 tile, 3): the mesh from four views with keypoints.
 
     mesh: trimesh in metres; keypoints (N, 3) metres, object frame. Visible keypoints are filled
-    discs, keypoints hidden by the object itself are rings; each carries its index.
+    discs, keypoints hidden by the object itself are rings; each carries its index. tile: pixels.
     """
     diameter = float(np.linalg.norm(mesh.extents))
     K = np.array([[tile, 0.0, (tile - 1) / 2], [0.0, tile, (tile - 1) / 2], [0.0, 0.0, 1.0]])

@@ -9,11 +9,16 @@ with `cv2.projectPoints` of the mesh (regression test: test/unit/rendering/test_
 unless the caller chose a platform already (e.g. 'egl' on a machine with a GPU).
 """
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 import functools
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import trimesh
 
 os.environ.setdefault('PYOPENGL_PLATFORM', 'osmesa')
 
@@ -27,7 +32,7 @@ class RendererUnavailableError(RuntimeError):
 
 
 @functools.lru_cache(maxsize=1)
-def renderer_unavailable_reason():
+def renderer_unavailable_reason() -> str | None:
     """Return None if offscreen rendering works here, else a one-line reason."""
     try:
         import pyrender
@@ -120,7 +125,7 @@ class SceneRenderer:
     uploaded once (`add_mesh`); each `render` call shows only the meshes it places.
     """
 
-    def __init__(self, width, height):
+    def __init__(self, width: int, height: int) -> None:
         reason = renderer_unavailable_reason()
         if reason is not None:
             raise RendererUnavailableError(reason)
@@ -135,7 +140,7 @@ class SceneRenderer:
         self._nodes = {}
         self._light_nodes = []
 
-    def add_mesh(self, key, mesh, smooth=True):
+    def add_mesh(self, key: str, mesh: 'trimesh.Trimesh', smooth: bool = True) -> None:
         """Register a trimesh mesh (metres) under `key`; its own colours/texture are kept.
 
         smooth: interpolate vertex normals (curved surfaces) or shade each face flat (boxes).
@@ -146,11 +151,13 @@ class SceneRenderer:
         render_mesh.is_visible = False
         self._nodes[key] = self._scene.add(render_mesh, pose=np.eye(4))
 
-    def render(self, K, placements, lights=(), ambient=(0.3, 0.3, 0.3), depth_only=False):
+    def render(self, K: np.ndarray, placements: Iterable[Placement], lights: Iterable[Light] = (),
+               ambient: Sequence[float] = (0.3, 0.3, 0.3),
+               depth_only: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
         """Render `placements` seen through intrinsics K (3, 3), pixels, OpenCV convention.
 
-        Returns (rgb (H, W, 3) uint8 or None if depth_only, depth (H, W) float32 z in metres,
-        0 where no surface).
+        ambient: RGB in [0, 1]. Returns (rgb (H, W, 3) uint8 or None if depth_only, depth (H, W)
+        float32 z in metres, 0 where no surface).
         """
         self._camera.fx, self._camera.fy = float(K[0, 0]), float(K[1, 1])
         self._camera.cx, self._camera.cy = float(K[0, 2]) + 0.5, float(K[1, 2]) + 0.5
@@ -188,6 +195,6 @@ class SceneRenderer:
                 raise ValueError(f"unknown light kind '{light.kind}'")
             self._light_nodes.append(self._scene.add(source, pose=_light_matrix(light)))
 
-    def close(self):
+    def close(self) -> None:
         """Release the OpenGL context."""
         self._renderer.delete()

@@ -30,11 +30,16 @@ With one object listed and no table top drawn, no draw is added to what lone-obj
 so datasets of one object render as they always did.
 """
 
+from collections.abc import Iterable
+from pathlib import Path
+
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 import trimesh
 
 from pose_kp_ros.geometry.mesh import load_mesh
+from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.geometry.rotations import random_rotations
 from pose_kp_ros.rendering.backgrounds import load_photos, random_background
 from pose_kp_ros.rendering.camera_noise import apply_camera_noise, random_jpeg_quality
@@ -71,7 +76,7 @@ class SampleRejectedError(RuntimeError):
     """No scene with enough of the object visible was found within max_attempts."""
 
 
-def primitive_meshes():
+def primitive_meshes() -> dict[str, trimesh.Trimesh]:
     """Return {key: unit-size trimesh primitive}: box, sphere, cylinder, capsule, cone, torus."""
     shapes = {
         'box': trimesh.creation.box(extents=(1.0, 1.0, 1.0)),
@@ -85,7 +90,9 @@ def primitive_meshes():
             for copy in range(PRIMITIVE_COPIES)}
 
 
-def object_colour_jitter(rng, rgb, mask, saturation, brightness, hue_shift_deg):
+def object_colour_jitter(rng: np.random.Generator, rgb: np.ndarray, mask: np.ndarray,
+                         saturation: tuple[float, float], brightness: tuple[float, float],
+                         hue_shift_deg: tuple[float, float]) -> np.ndarray:
     """Scale saturation and brightness and shift the hue of the object's pixels (mask).
 
     saturation, brightness: (low, high) factors; hue_shift_deg: (low, high) degrees added.
@@ -110,7 +117,10 @@ class SampleRenderer:
     photos).
     """
 
-    def __init__(self, models, K, size, distractor_meshes=(), settings=None, photos=None):
+    def __init__(self, models: Iterable[ObjectModel], K: ArrayLike, size: tuple[int, int],
+                 distractor_meshes: Iterable[tuple[Path | str, float]] = (),
+                 settings: RenderSettings | None = None,
+                 photos: list[np.ndarray] | None = None) -> None:
         self.models = list(models)
         self.K = np.asarray(K, dtype=np.float64)
         self.width, self.height = size
@@ -348,7 +358,8 @@ class SampleRenderer:
                 labelled.append((number, R, t, mask, fraction))
         return ids, labelled
 
-    def render_sample(self, index, seed):
+    def render_sample(self, index: int,
+                      seed: int) -> tuple[np.ndarray, np.ndarray, list[dict], int]:
         """Render sample `index` of the dataset with `seed`.
 
         Returns (image (H, W, 3) uint8 RGB, instance ids (H, W) uint8: 0 where no labelled
@@ -384,6 +395,6 @@ class SampleRenderer:
             f'sample {index}: no scene with at least {self.settings.min_visible_fraction:.0%} '
             f'of the first object visible in {self.settings.max_attempts} attempts')
 
-    def close(self):
+    def close(self) -> None:
         """Release the renderer."""
         self.renderer.close()

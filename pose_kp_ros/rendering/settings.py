@@ -4,6 +4,7 @@ The meaning of every field, with its default, is in docs/custom_object.md ("What
 of") and, for scenes of several objects, docs/dataset_format.md.
 """
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -75,7 +76,7 @@ class RenderSettings:
             name: colour_ranges(name, ranges) for name, ranges in (self.object_colours or {})
             .items()} or None
 
-    def check_objects(self, names):
+    def check_objects(self, names: Sequence[str]) -> None:
         """Raise ValueError unless object `names` are unique and include `object_colours`'s."""
         if not names or len(set(names)) != len(names):
             raise ValueError(f'objects to render must be given once each, got {list(names)}')
@@ -83,24 +84,24 @@ class RenderSettings:
         if unknown:
             raise ValueError(f'object_colours names objects not rendered: {unknown}')
 
-    def colour_ranges(self, object_name):
+    def colour_ranges(self, object_name: str) -> tuple[tuple[float, float], ...]:
         """Return the (saturation, brightness, hue shift in degrees) ranges of one object."""
         own = (self.object_colours or {}).get(object_name, {})
         return tuple(own.get(field, getattr(self, field)) for field in COLOUR_FIELDS)
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """Return the settings as plain YAML-friendly types."""
         return {key: _plain(value) for key, value in asdict(self).items()}
 
 
-def check_range(name, values):
+def check_range(name: str, values: Sequence[float]) -> None:
     """Raise ValueError unless `values` is [low, high] with 0 <= low <= high."""
     low, high = values
     if not 0 <= low <= high:
         raise ValueError(f'{name} must be [low, high] with 0 <= low <= high, got {list(values)}')
 
 
-def colour_ranges(object_name, ranges):
+def colour_ranges(object_name: str, ranges: dict) -> dict[str, tuple[float, ...]]:
     """Return one `object_colours` entry checked, its ranges as tuples (ValueError naming it)."""
     where = f'object_colours.{object_name}'
     if not isinstance(ranges, dict) or not ranges:
