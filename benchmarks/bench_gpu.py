@@ -242,7 +242,8 @@ def pipeline_row(device, frames, threads):
         'device': str(estimator.device), 'frames': summary['frames'],
         'keypoint_providers': getattr(estimator.objects[OBJECT].predictor.model, 'providers',
                                       None),
-        'detector_providers': getattr(estimator.detector.model, 'providers', None),
+        'detector_providers': getattr(estimator.detectors[0].model, 'providers', None)
+        if estimator.detectors else None,
         'warm_up_frame_s': warm_up_s,
         'runtime_median_ms': summary['runtime_median_ms'],
         'runtime_p95_ms': summary['runtime_p95_ms'],

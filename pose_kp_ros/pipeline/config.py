@@ -6,7 +6,9 @@ objects:
   - object: ../objects/driller.yaml    # object model YAML (paths relative to this file)
     keypoint_model: ../models/driller/keypoints.pt   # or its export: .onnx (ONNX Runtime), .pt2
     max_instances: 1              # poses kept per frame for this object
-detector: ../models/driller/detector.onnx # optional: full-image search (no external boxes)
+    # detector: ../runs/my_part_detector/best.pt  # optional: this object's own detector
+detector: ../models/driller/detector.onnx # optional: full-image search (no external boxes) for
+                                  # the objects without a detector of their own
 thresholds:
   min_keypoint_confidence: 0.1    # keypoints at or below are ignored by the fit
   min_valid_keypoints: 5          # fewer usable keypoints: no pose
@@ -79,11 +81,15 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class ObjectEntry:
-    """One object the pipeline looks for: its model YAML and keypoint network checkpoint."""
+    """One object the pipeline looks for: its model YAML, keypoint network and own detector.
+
+    detector_path: a detector for this object alone (None: the pipeline's `detector`, if any).
+    """
 
     object_path: Path
     keypoint_model_path: Path
     max_instances: int = 1
+    detector_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -144,15 +150,21 @@ class PipelineConfig:
             for key in ('object', 'keypoint_model'):
                 if not isinstance(entry.get(key), str) or not entry[key]:
                     fail(f'{name}.{key}', 'expected a file path')
-            extra = sorted(set(entry) - {'object', 'keypoint_model', 'max_instances'}, key=str)
+            extra = sorted(set(entry) - {'object', 'keypoint_model', 'max_instances',
+                                         'detector'}, key=str)
             if extra:
                 fail(f'{name}.{key_text(extra[0])}', 'unknown field')
             max_instances = entry.get('max_instances', 1)
             if isinstance(max_instances, bool) or not isinstance(max_instances, int) \
                     or max_instances < 1:
                 fail(f'{name}.max_instances', f'expected an integer >= 1, got {max_instances!r}')
-            objects.append(ObjectEntry(_resolve(base, entry['object']),
-                                       _resolve(base, entry['keypoint_model']), max_instances))
+            own_detector = entry.get('detector')
+            if own_detector is not None and (not isinstance(own_detector, str)
+                                             or not own_detector):
+                fail(f'{name}.detector', f'expected a file path, got {own_detector!r}')
+            objects.append(ObjectEntry(
+                _resolve(base, entry['object']), _resolve(base, entry['keypoint_model']),
+                max_instances, _resolve(base, own_detector) if own_detector else None))
         detector = data.get('detector')
         if detector is not None and (not isinstance(detector, str) or not detector):
             fail('detector', f'expected a file path, got {detector!r}')
@@ -211,7 +223,8 @@ class PipelineConfig:
         where = self.source if self.source is not None else '<config>'
         fields = [(f'objects[{i}].{key}', path) for i, entry in enumerate(self.objects)
                   for key, path in (('object', entry.object_path),
-                                    ('keypoint_model', entry.keypoint_model_path))]
+                                    ('keypoint_model', entry.keypoint_model_path),
+                                    ('detector', entry.detector_path)) if path is not None]
         if self.detector_path is not None:
             fields.append(('detector', self.detector_path))
         for name, path in fields:

@@ -24,7 +24,7 @@ Per frame (`estimate`, one method per stage):
 Every tunable comes from the PipelineConfig (pipeline/config.py), whose defaults are the only ones.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 import logging
 from pathlib import Path
@@ -125,18 +125,19 @@ class KeypointPoseEstimator:
     """Find objects in an image and fit their 6-DoF poses (see the module docstring)."""
 
     def __init__(self, config: PipelineConfig, objects: list[ObjectRuntime],
-                 detector: 'ObjectDetector | None' = None,
+                 detectors: Sequence['ObjectDetector'] = (),
                  device: torch.device | str = 'cpu') -> None:
         """Build from the tunables of `config` and the loaded runtimes.
 
         config: thresholds, solver options, second pass, search and silhouette settings (its
             object entries and paths are not read: `objects` are the runtimes loaded from them).
-        objects: one ObjectRuntime per object; detector: the full-image ObjectDetector or None;
+        objects: one ObjectRuntime per object; detectors: the full-image ObjectDetectors, each
+            reporting the objects in its `object_names` (none: no full-image search);
         device: where the runtimes' networks run (reported, e.g. in /diagnostics).
         """
         self.config = replace(config, thresholds=config.thresholds.validated())
         self.objects = {runtime.name: runtime for runtime in objects}
-        self.detector = detector
+        self.detectors = list(detectors)
         self.device = device
         self.timer = StageTimer()  # where the last frame's time went (see `__call__`)
 
@@ -165,13 +166,17 @@ class KeypointPoseEstimator:
                 entry.keypoint_model_path, expected_keypoint_names=model.keypoint_names,
                 object_name=model.name, device=torch_device)
             runtimes.append(ObjectRuntime(model, predictor, entry.max_instances))
-        detector = None
-        if config.detector_path is not None:
+        served = {}  # detector file -> the objects it searches for (own detector, else shared)
+        for entry, model in zip(config.objects, models):
+            path = entry.detector_path or config.detector_path
+            if path is not None:
+                served.setdefault(path, []).append(model.name)
+        detectors = []
+        if served:
             from pose_kp_ros.network.detector import ObjectDetector
-            detector = ObjectDetector.from_file(config.detector_path,
-                                                object_names=[r.name for r in runtimes],
-                                                device=torch_device)
-        return cls(config, runtimes, detector, torch_device)
+            detectors = [ObjectDetector.from_file(path, object_names=names, device=torch_device)
+                         for path, names in served.items()]
+        return cls(config, runtimes, detectors, torch_device)
 
     @property
     def object_names(self) -> list[str]:
@@ -220,16 +225,19 @@ class KeypointPoseEstimator:
 
     def search(self, image_rgb: np.ndarray,
                object_names: Iterable[str] | None = None) -> list[CropRequest]:
-        """Return CropRequests for the objects the detector finds in the whole image.
+        """Return CropRequests for the objects the detectors find in the whole image.
 
-        Per object, the best `search_candidates` x max_instances boxes are kept (the crops
-        compete; the best-scoring pose of an instance wins).
+        Only the detectors of `object_names` (None: all objects) run. Per object, the best
+        `search_candidates` x max_instances boxes are kept (the crops compete; the
+        best-scoring pose of an instance wins).
         """
-        if self.detector is None:
-            return []
         names = set(object_names or self.object_names)
-        with self.timer.stage('detector'):
-            found = self.detector.detect(image_rgb, self.thresholds.min_detection_score)
+        found = []
+        for detector in self.detectors:
+            if names.intersection(detector.object_names):
+                with self.timer.stage('detector'):
+                    found += detector.detect(image_rgb, self.thresholds.min_detection_score)
+        found.sort(key=lambda detection: -detection.score)
         requests = []
         for name in [n for n in self.object_names if n in names]:
             limit = self.config.search_candidates * self.objects[name].max_instances

@@ -62,7 +62,8 @@ def ground_truth():
 def estimator_with(predictor, model, detector=None, max_instances=1, **settings):
     """Return an estimator of `model` with `predictor`; `settings`: PipelineConfig fields."""
     runtime = ObjectRuntime(model, predictor, max_instances=max_instances)
-    return KeypointPoseEstimator(PipelineConfig(objects=(), **settings), [runtime], detector)
+    return KeypointPoseEstimator(PipelineConfig(objects=(), **settings), [runtime],
+                                 [detector] if detector is not None else [])
 
 
 IMAGE = np.zeros((480, 640, 3), np.uint8)
@@ -219,6 +220,8 @@ def test_missing_config_file_is_named(tmp_path):
 class OracleDetector:
     """Returns the true box of the predictor's current pose (or nothing when `visible` is off)."""
 
+    object_names = ('widget',)
+
     def __init__(self, predictor):
         self.predictor = predictor
         self.visible = True
@@ -243,6 +246,30 @@ class ManyBoxDetector(OracleDetector):
         true = super().detect(image_rgb, score_threshold)[0]
         return [SimpleNamespace(object_name='widget', box_xyxy=true.box_xyxy + 3 * i,
                                 score=0.9 - 0.1 * i) for i in range(self.count)]
+
+
+def test_each_object_is_searched_by_its_own_detector_and_only_when_asked():
+    model = make_model()
+    R, t = ground_truth()
+    widget_predictor = OraclePredictor(model, R, t)
+    gadget_model = ObjectModel('gadget', model.keypoint_names, model.keypoints[::-1].copy(),
+                               diameter=model.diameter)
+    gadget_predictor = OraclePredictor(gadget_model, R, t)
+    widget_detector, gadget_detector = OracleDetector(widget_predictor), \
+        OracleDetector(gadget_predictor)
+    gadget_detector.object_names = ('gadget',)
+    gadget_detector.detect = lambda image, score_threshold=None: [SimpleNamespace(
+        object_name='gadget', box_xyxy=true_box(gadget_model, R, t), score=0.95)]
+    estimator = KeypointPoseEstimator(
+        PipelineConfig(objects=()), [ObjectRuntime(model, widget_predictor),
+                                     ObjectRuntime(gadget_model, gadget_predictor)],
+        [widget_detector, gadget_detector])
+    requests = estimator.search(IMAGE)
+    assert [r.object_name for r in requests] == ['widget', 'gadget']
+    assert widget_detector.calls == 1
+    assert [r.object_name for r in estimator.search(IMAGE, ['gadget'])] == ['gadget']
+    assert widget_detector.calls == 1  # not run: no object of it was asked for
+    assert {p.object_name for p in estimator(IMAGE, K)} == {'widget', 'gadget'}
 
 
 @pytest.mark.parametrize('max_instances', [1, 2])

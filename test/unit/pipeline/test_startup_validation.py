@@ -260,6 +260,12 @@ CASES = [
     Case('keypoint-model-file-missing', 'keypoint_model file that does not exist',
          _set('objects.0.keypoint_model', 'keypoints.pt2'), 'pipeline',
          'objects[0].keypoint_model: file not found:'),
+    Case('object-detector-not-path', "an object's own detector given as a number",
+         _set('objects.0.detector', 5), 'pipeline', 'objects[0].detector: expected a file path, '
+         'got 5'),
+    Case('object-detector-file-missing', "an object's own detector file that does not exist",
+         _set('objects.0.detector', 'my_detector.onnx'), 'pipeline',
+         'objects[0].detector: file not found:'),
     Case('detector-file-missing', 'detector file that does not exist',
          _set('detector', 'detector.pt'), 'pipeline', 'detector: file not found:'),
     Case('objects-duplicate', 'the same object listed twice',
@@ -360,9 +366,17 @@ def workspace(tmp_path, checkpoints):
     return Workspace(tmp_path, checkpoints)
 
 
+def test_an_objects_own_detector_replaces_the_shared_one_for_it(workspace):
+    workspace.config['objects'][0]['detector'] = str(REPO_ROOT / 'models' / 'driller'
+                                                     / 'detector.onnx')
+    estimator = KeypointPoseEstimator.from_config(workspace.write())
+    (detector,) = estimator.detectors  # the shared detector.pt serves no object: not loaded
+    assert detector.object_names == ['driller'] and type(detector.model).__name__ == 'OnnxNetwork'
+
+
 def test_the_unchanged_workspace_loads(workspace):
     estimator = KeypointPoseEstimator.from_config(workspace.write())
-    assert estimator.object_names == ['driller'] and estimator.detector is not None
+    assert estimator.object_names == ['driller'] and len(estimator.detectors) == 1
 
 
 @pytest.mark.parametrize('case', CASES, ids=[case.id for case in CASES])
