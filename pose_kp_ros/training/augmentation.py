@@ -1,6 +1,8 @@
 """Augmentation settings and the photometric steps both training sets share."""
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -53,16 +55,21 @@ class AugmentConfig:
     jpeg_quality: tuple = (30, 95)
 
     @classmethod
-    def from_dict(cls, values):
-        """Build from a config dict, naming unknown keys (DatasetError)."""
+    def from_dict(cls, values: Mapping[str, Any] | None) -> 'AugmentConfig':
+        """Build from a config dict (None: the defaults), naming unknown keys (DatasetError)."""
         return settings_from_dict(cls, values, DatasetError)
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """Return a plain dict (for checkpoints)."""
         return plain_dict(self)
 
 
-def settings_from_dict(cls, values, error):
+Settings = TypeVar('Settings')
+"""A settings dataclass (AugmentConfig, DetectorAugmentConfig)."""
+
+
+def settings_from_dict(cls: type[Settings], values: Mapping[str, Any] | None,
+                       error: type[Exception]) -> Settings:
     """Build dataclass `cls` from a config dict; unknown keys raise `error`.
 
     Lists become tuples where the field's default is a tuple.
@@ -75,14 +82,15 @@ def settings_from_dict(cls, values, error):
                   for key, value in (values or {}).items()})
 
 
-def plain_dict(settings):
+def plain_dict(settings: 'AugmentConfig | DetectorAugmentConfig') -> dict:
     """Return a settings dataclass as a plain dict, its tuples as lists (YAML, checkpoints)."""
     return {key: list(value) if isinstance(value, tuple) else value
             for key, value in asdict(settings).items()}
 
 
-def jitter_colour(crop, rng, aug):
-    """Return the crop with random brightness, contrast, saturation and hue (uint8 RGB)."""
+def jitter_colour(crop: np.ndarray, rng: np.random.Generator,
+                  aug: 'AugmentConfig | DetectorAugmentConfig') -> np.ndarray:
+    """Return the crop (H, W, 3) uint8 RGB with random brightness, contrast, saturation, hue."""
     hsv = cv2.cvtColor(crop, cv2.COLOR_RGB2HSV_FULL).astype(np.float32)
     hsv[..., 0] = (hsv[..., 0] + rng.uniform(-aug.hue_deg, aug.hue_deg) * 256 / 360) % 256
     hsv[..., 1] *= 1 + rng.uniform(-aug.saturation, aug.saturation)
@@ -93,18 +101,19 @@ def jitter_colour(crop, rng, aug):
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def jpeg_compress(image, quality):
-    """Return a uint8 RGB image after a JPEG encode/decode round trip at `quality` (1-100)."""
+def jpeg_compress(image: np.ndarray, quality: int) -> np.ndarray:
+    """Return a (H, W, 3) uint8 RGB image after a JPEG round trip at `quality` (1-100)."""
     ok, data = cv2.imencode('.jpg', image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1].copy() if ok else image
 
 
-
-def photometric(image: np.ndarray, rng: np.random.Generator, aug) -> np.ndarray:
+def photometric(image: np.ndarray, rng: np.random.Generator,
+                aug: 'AugmentConfig | DetectorAugmentConfig') -> np.ndarray:
     """Return a uint8 RGB image after colour jitter, blur, noise and JPEG re-compression.
 
-    aug: an AugmentConfig or DetectorAugmentConfig (their colour, blur, noise and JPEG fields);
-    each step is drawn from `rng` in that order.
+    image: (H, W, 3) uint8 RGB, returned with the same shape. aug: an AugmentConfig or
+    DetectorAugmentConfig (their colour, blur, noise and JPEG fields); each step is drawn from
+    `rng` in that order.
     """
     image = jitter_colour(image, rng, aug)
     if rng.random() < aug.blur_prob:
@@ -115,6 +124,7 @@ def photometric(image: np.ndarray, rng: np.random.Generator, aug) -> np.ndarray:
     if aug.jpeg_prob and rng.random() < aug.jpeg_prob:
         image = jpeg_compress(image, rng.integers(*aug.jpeg_quality, endpoint=True))
     return image
+
 
 @dataclass(frozen=True)
 class DetectorAugmentConfig:
@@ -148,10 +158,10 @@ class DetectorAugmentConfig:
     jpeg_quality: tuple = (30, 95)
 
     @classmethod
-    def from_dict(cls, values):
-        """Build from a config dict, naming unknown keys (TrainConfigError)."""
+    def from_dict(cls, values: Mapping[str, Any] | None) -> 'DetectorAugmentConfig':
+        """Build from a config dict (None: defaults), naming unknown keys (TrainConfigError)."""
         return settings_from_dict(cls, values, TrainConfigError)
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """Return a plain dict."""
         return plain_dict(self)

@@ -1,6 +1,7 @@
 """The command line shared by `pose-kp train` and `pose-kp train-detector`."""
 
 import argparse
+from collections.abc import Callable, Sequence
 from pathlib import Path
 import sys
 
@@ -9,11 +10,14 @@ import torch.distributed as dist
 from pose_kp_ros.network.checkpoint_format import CheckpointError
 from pose_kp_ros.training.config import TrainConfigError, parse_overrides
 from pose_kp_ros.training.distributed import distributed_setup, set_cpu_threads
+from pose_kp_ros.training.epoch_loop import EpochTrainer
 from pose_kp_ros.training.records import DatasetError
 
 
-def run_training_cli(argv, trainer_class, load_config, prog, description, config_help,
-                     errors=()):
+def run_training_cli(argv: Sequence[str] | None, trainer_class: type[EpochTrainer],
+                     load_config: Callable[[str, int | None, dict], dict], prog: str,
+                     description: str, config_help: str,
+                     errors: tuple[type[Exception], ...] = ()) -> int:
     """Parse the command line of a training tool, train, and return the exit code.
 
     Args:

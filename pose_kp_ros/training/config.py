@@ -4,9 +4,11 @@ A config is YAML over a dict of defaults: unknown keys are errors, relative path
 to the file.
 """
 
+from collections.abc import Iterable, Mapping
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -28,7 +30,7 @@ class TrainConfigError(ValueError):
     """An invalid training config (names the file and key)."""
 
 
-def parse_overrides(items):
+def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:
     """Return {key: value} of command-line `KEY=VALUE` items, each value read as YAML."""
     overrides = {}
     for item in items or ():
@@ -42,7 +44,9 @@ def parse_overrides(items):
     return overrides
 
 
-def read_config(path, defaults, required, epochs=None, overrides=None):
+def read_config(path: Path | str, defaults: Mapping[str, Any], required: Iterable[str],
+                epochs: int | None = None,
+                overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Read a training config YAML over `defaults`; check keys, required keys and lr_schedule.
 
     Args:
@@ -95,7 +99,7 @@ def read_config(path, defaults, required, epochs=None, overrides=None):
     return config
 
 
-def resolve_path(config_path, value):
+def resolve_path(config_path: Path | str, value: Path | str) -> str:
     """Return `value` as an absolute path string, relative paths taken from the config's folder.
 
     '..' is taken lexically (symlinks kept), so that `recorded_config` gives back the path as
@@ -130,7 +134,7 @@ def recorded_config(config: dict) -> dict:
     return recorded
 
 
-def learning_rate(config, epoch):
+def learning_rate(config: Mapping[str, Any], epoch: int) -> float:
     """Return the learning rate of `epoch` (0-based) under the config's schedule."""
     lr, warmup = config['lr'], config['warmup_epochs']
     if epoch < warmup:

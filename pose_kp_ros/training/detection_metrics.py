@@ -1,12 +1,20 @@
 """Detection metrics: greedy matching to ground truth, recall, precision, AP@IoU."""
 
+from collections.abc import Mapping
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pose_kp_ros.geometry.boxes import pairwise_iou
 
 
-def match_detections(boxes, scores, classes, gt_boxes, gt_classes, iou_threshold=0.5):
+def match_detections(boxes: ArrayLike, scores: ArrayLike, classes: ArrayLike,
+                     gt_boxes: ArrayLike, gt_classes: ArrayLike,
+                     iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Greedily match detections (best score first) to same-class ground truth of one image.
+
+    boxes (D, 4) xyxy pixels, scores (D,), classes (D,) class indices; gt_boxes (G, 4) xyxy
+    pixels, gt_classes (G,).
 
     Each ground-truth box is matched at most once, by the highest-scoring detection with
     IoU >= iou_threshold among those still free. Returns (matched (D,) bool, iou (D,) float64:
@@ -34,12 +42,13 @@ class DetectionEvaluator:
     precision and mean IoU count only detections with score >= the summary's threshold.
     """
 
-    def __init__(self, num_classes, iou_threshold=0.5):
+    def __init__(self, num_classes: int, iou_threshold: float = 0.5) -> None:
         self.num_classes, self.iou_threshold = num_classes, iou_threshold
         self.scores, self.classes, self.matched, self.ious = [], [], [], []
         self.gt_counts = np.zeros(num_classes, np.int64)
 
-    def add(self, boxes, scores, classes, gt_boxes, gt_classes):
+    def add(self, boxes: ArrayLike, scores: ArrayLike, classes: ArrayLike, gt_boxes: ArrayLike,
+            gt_classes: ArrayLike) -> None:
         """Add one image's detections (D, 4), (D,), (D,) and ground truth (G, 4), (G,)."""
         matched, ious = match_detections(boxes, scores, classes, gt_boxes, gt_classes,
                                          self.iou_threshold)
@@ -50,19 +59,19 @@ class DetectionEvaluator:
         self.gt_counts += np.bincount(np.asarray(gt_classes, np.int64).reshape(-1),
                                       minlength=self.num_classes)
 
-    def state(self):
+    def state(self) -> dict[str, np.ndarray]:
         """Return the accumulated arrays (for merging evaluators across processes)."""
         return {'scores': _join(self.scores, np.float64),
                 'classes': _join(self.classes, np.int64), 'matched': _join(self.matched, bool),
                 'ious': _join(self.ious, np.float64), 'gt_counts': self.gt_counts.copy()}
 
-    def merge(self, state):
+    def merge(self, state: Mapping[str, np.ndarray]) -> None:
         """Add the accumulated arrays of another evaluator (from `state`)."""
         for name in ('scores', 'classes', 'matched', 'ious'):
             getattr(self, name).append(state[name])
         self.gt_counts += state['gt_counts']
 
-    def summary(self, score_threshold=0.3):
+    def summary(self, score_threshold: float = 0.3) -> dict[str, float]:
         """Return {'recall', 'precision', 'mean_iou', 'ap50', 'detections', 'objects'}.
 
         recall = matched / ground truth, precision = matched / detections (score >= threshold;

@@ -1,6 +1,8 @@
 """Whole-image training samples of the detector: letterboxed, augmented images, their targets."""
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,6 +15,7 @@ from pose_kp_ros.network.box_codec import (
     scale_affine,
 )
 from pose_kp_ros.network.crops import invert_affines
+from pose_kp_ros.network.detector_model import DetectorConfig
 from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from pose_kp_ros.training.augmentation import DetectorAugmentConfig, photometric
 from pose_kp_ros.training.detector_targets import encode_targets
@@ -35,7 +38,9 @@ class ImageRecord:
     classes: tuple
 
 
-def load_image_records(roots, class_names=None, val_fraction=0.0, seed=0):
+def load_image_records(roots: Iterable[Path | str], class_names: Sequence[str] | None = None,
+                       val_fraction: float = 0.0, seed: int = 0,
+                       ) -> tuple[list[str], list[ImageRecord], list[ImageRecord]]:
     """Read dataset folders (of one or several objects each) into per-image box records.
 
     Args:
@@ -44,6 +49,7 @@ def load_image_records(roots, class_names=None, val_fraction=0.0, seed=0):
             them); instances of other objects are left out (background), and a folder with no
             instance of any class is an error.
         val_fraction: also split off this seeded fraction of each folder's images.
+        seed: the seed of that split.
 
     Returns:
         (class_names, train records, validation records): every instance of a class in an
@@ -80,8 +86,11 @@ class DetectionDataset(EpochDataset):
     (seed, epoch, index): call set_epoch before each epoch.
     """
 
-    def __init__(self, records, num_classes, config, augment=None, seed=0, max_objects=32,
-                 min_overlap=0.7, min_box_px=2.0, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    def __init__(self, records: Iterable[ImageRecord], num_classes: int, config: DetectorConfig,
+                 augment: DetectorAugmentConfig | None = None, seed: int = 0,
+                 max_objects: int = 32, min_overlap: float = 0.7, min_box_px: float = 2.0,
+                 mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD) -> None:
         self.records, self.num_classes, self.config = list(records), num_classes, config
         self.augment = augment or DetectorAugmentConfig(enabled=False)
         self.seed, self.max_objects = seed, max_objects
@@ -91,7 +100,7 @@ class DetectionDataset(EpochDataset):
         self.input_from_output = output_to_input_affine()
         self.epoch = 0
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         """Return the sample of image `index` for the current epoch."""
         record, rng, image = self.open_record(index)
         height, width = image.shape[:2]

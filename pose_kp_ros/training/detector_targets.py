@@ -1,10 +1,13 @@
 """Detector training targets: Gaussian centre bumps (CornerNet radius), sizes and offsets."""
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-def gaussian_radius(width, height, min_overlap=0.7):
+def gaussian_radius(width: ArrayLike, height: ArrayLike, min_overlap: float = 0.7) -> np.ndarray:
     """Return CornerNet's Gaussian radius (output pixels, >= 0) for boxes of (width, height).
+
+    width, height: (...,) output pixels; the radius has their broadcast shape.
 
     The largest corner shift r such that a box moved, shrunk or grown by r per corner keeps
     IoU >= min_overlap with the true box; the smallest of the three cases' roots.
@@ -20,7 +23,9 @@ def gaussian_radius(width, height, min_overlap=0.7):
     return np.maximum(np.minimum(np.minimum(r1, r2), r3), 0.0)
 
 
-def encode_targets(boxes, classes, num_classes, output_size, max_objects, min_overlap=0.7):
+def encode_targets(boxes: ArrayLike, classes: ArrayLike, num_classes: int,
+                   output_size: tuple[int, int], max_objects: int,
+                   min_overlap: float = 0.7) -> dict[str, np.ndarray]:
     """Return CenterNet training targets of one image.
 
     Args:

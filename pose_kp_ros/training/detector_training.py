@@ -1,5 +1,10 @@
 """Training of the full-image detector: config keys and defaults, validation, the trainer."""
 
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
 import torch.distributed as dist
 
 from pose_kp_ros.network.box_codec import decode_outputs, map_boxes, output_to_input_affine
@@ -17,7 +22,7 @@ from pose_kp_ros.training.config import (
 )
 from pose_kp_ros.training.detection_metrics import DetectionEvaluator
 from pose_kp_ros.training.detector_dataset import DetectionDataset, load_image_records
-from pose_kp_ros.training.epoch_loop import EpochTrainer, plot_curves
+from pose_kp_ros.training.epoch_loop import Batch, EpochTrainer, plot_curves
 from pose_kp_ros.training.losses import detection_losses
 from pose_kp_ros.training.records import DatasetError
 
@@ -59,13 +64,20 @@ EVAL_MAX_DETECTIONS = 20
 EVAL_MIN_SCORE = 0.01
 
 
-def load_config(path, epochs=None, overrides=None):
+def load_config(path: Path | str, epochs: int | None = None,
+                overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Read a detector training config YAML over DEFAULTS; relative paths are to the file."""
     return read_config(path, DEFAULTS, REQUIRED, epochs, overrides)
 
 
-def evaluate_batch(evaluator, outputs, batch):
-    """Decode a batch's outputs, map boxes to image pixels and add them to the evaluator."""
+def evaluate_batch(evaluator: DetectionEvaluator, outputs: dict[str, torch.Tensor],
+                   batch: Batch) -> None:
+    """Decode a batch's outputs, map boxes to image pixels and add them to the evaluator.
+
+    outputs: the CenterNet maps heatmap (B, C, H, W) logits, size and offset (B, 2, H, W);
+    batch: DetectionDataset samples stacked (image_to_input (B, 2, 3), gt_boxes (B, K, 4),
+    gt_classes (B, K)).
+    """
     boxes, scores, classes = decode_outputs(outputs['heatmap'].float().sigmoid(),
                                             outputs['size'].float(), outputs['offset'].float(),
                                             EVAL_MAX_DETECTIONS)
@@ -87,7 +99,7 @@ class DetectorTrainer(EpochTrainer):
     loss_parts = ('heatmap', 'size', 'offset')
     loss_format = '.4f'
 
-    def build_data(self):
+    def build_data(self) -> None:
         """Read the datasets into image records, build the network config and datasets."""
         config = self.config
         split = 0.0 if config['val_datasets'] else config['val_fraction']
@@ -111,7 +123,7 @@ class DetectorTrainer(EpochTrainer):
             train, augment=DetectorAugmentConfig.from_dict(config['augmentation']), **common)
         self.val_set = DetectionDataset(val, **common)
 
-    def build_model(self):
+    def build_model(self) -> CenterNet:
         """Return a new CenterNet (encoder from ImageNet when `imagenet` and no init)."""
         model = CenterNet(self.net_config)
         if self.config['imagenet'] and not self.config['init_weights']:
@@ -120,19 +132,21 @@ class DetectorTrainer(EpochTrainer):
             load_imagenet_weights(model.encoder)
         return model
 
-    def encoder_blocks(self):
+    def encoder_blocks(self) -> torch.nn.Sequential | None:
         """Return the pretrained encoder's blocks, or None without an encoder."""
         encoder = getattr(self.model, 'module', self.model).encoder
         return None if encoder is None else encoder.features
 
-    def loss(self, outputs, batch):
+    def loss(self, outputs: dict[str, torch.Tensor],
+             batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """Return (weighted focal + size + offset loss, its float parts) of the batch."""
         targets = {name: batch[name].to(self.device, non_blocking=True)
                    for name in ('heatmap', 'indices', 'mask', 'size', 'offset')}
         return detection_losses(outputs, targets, self.config['size_weight'],
                                 self.config['offset_weight'])
 
-    def evaluate(self, results):
+    def evaluate(self, results: Iterator[tuple[dict[str, torch.Tensor], Batch]],
+                 ) -> dict[str, float]:
         """Return recall, precision, mean IoU and AP@0.5 (DetectionEvaluator) over all ranks."""
         evaluator = DetectionEvaluator(len(self.class_names), EVAL_IOU)
         for outputs, batch in results:
@@ -146,18 +160,18 @@ class DetectorTrainer(EpochTrainer):
         summary = evaluator.summary(self.config['score_threshold'])
         return {f'val_{name}': value for name, value in summary.items()}
 
-    def score(self, metrics):
+    def score(self, metrics: Mapping[str, float]) -> tuple[float, float]:
         """Return (AP@0.5, recall): best.pt has the best AP@0.5, then the best recall."""
         return metrics['val_ap50'], metrics['val_recall']
 
-    def meta(self, metrics=None):
+    def meta(self, metrics: dict[str, float] | None = None) -> dict:
         """Return the checkpoint metadata for the current state."""
         return make_detector_meta(self.net_config, self.class_names,
                                   self.config['score_threshold'],
                                   training_config=recorded_config(self.config),
                                   epoch=self.epoch, metrics=metrics)
 
-    def load_weights(self, path):
+    def load_weights(self, path: Path | str) -> dict | None:
         """Load detector checkpoint `path` (same classes and architecture) into the model.
 
         Returns the checkpoint's training state (None for weights-only files).
@@ -171,20 +185,20 @@ class DetectorTrainer(EpochTrainer):
         getattr(self.model, 'module', self.model).load_state_dict(model.state_dict())
         return state
 
-    def summary(self, train_metrics, metrics):
+    def summary(self, train_metrics: Mapping[str, float], metrics: Mapping[str, float]) -> str:
         """Return losses, recall, precision, mean IoU and AP@0.5 of the epoch."""
         return (f"train loss {train_metrics['train_loss']:.4f}, val loss "
                 f"{metrics['val_loss']:.4f}, recall {metrics['val_recall']:.3f}, precision "
                 f"{metrics['val_precision']:.3f}, mean IoU {metrics['val_mean_iou']:.3f}, "
                 f"AP@0.5 {metrics['val_ap50']:.3f}")
 
-    def describe(self):
+    def describe(self) -> str:
         """Return classes, image counts and architecture."""
         return (f'classes {self.class_names}: {len(self.train_set)} training / '
                 f'{len(self.val_set)} validation images, architecture '
                 f'{self.net_config.to_dict()}')
 
-    def plot_history(self, path):
+    def plot_history(self, path: Path | str) -> None:
         """Save loss and validation detection metric curves over epochs as a PNG."""
         plot_curves(self.history, path, 'focal + size + offset loss',
                     (('val_recall', 'recall'), ('val_precision', 'precision'),

@@ -1,5 +1,6 @@
 """Data-parallel training: seeded resumable sampler, process group, CPU threads, rank sums."""
 
+from collections.abc import Iterator
 import math
 import os
 
@@ -19,12 +20,13 @@ class EpochSampler(torch.utils.data.Sampler):
     in order, unpadded, so every sample is counted once over all ranks.
     """
 
-    def __init__(self, size, seed=0, rank=0, world_size=1, shuffle=True):
+    def __init__(self, size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 shuffle: bool = True) -> None:
         self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
         self.shuffle = shuffle
         self.epoch, self.skip = 0, 0
 
-    def set_epoch(self, epoch, skip=0):
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
         """Select the epoch's order and skip its first `skip` samples of this rank."""
         self.epoch, self.skip = epoch, skip
 
@@ -35,22 +37,25 @@ class EpochSampler(torch.utils.data.Sampler):
         padded = np.resize(order, math.ceil(self.size / self.world_size) * self.world_size)
         return padded[self.rank::self.world_size]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         """Yield this rank's indices for the epoch."""
         return iter(self._indices()[self.skip:].tolist())
 
-    def __len__(self):
+    def __len__(self) -> int:
         """Return the number of indices this rank yields."""
         return max(len(self._indices()) - self.skip, 0)
 
 
-def worker_init(_):
+def worker_init(_: int) -> None:
     """Keep DataLoader workers to one OpenCV thread each (they run in parallel already)."""
     cv2.setNumThreads(1)
 
 
-def distributed_setup(device_choice):
-    """Return (rank, world_size, device); join the process group under torchrun."""
+def distributed_setup(device_choice: str) -> tuple[int, int, torch.device]:
+    """Return (rank, world_size, device); join the process group under torchrun.
+
+    device_choice: 'auto' (CUDA when available), 'cpu' or 'cuda'.
+    """
     world_size = int(os.environ.get('WORLD_SIZE', '1'))
     rank = int(os.environ.get('RANK', '0'))
     local_rank = int(os.environ.get('LOCAL_RANK', '0'))
@@ -65,15 +70,16 @@ def distributed_setup(device_choice):
     return rank, world_size, device
 
 
-def set_cpu_threads(threads=0):
+def set_cpu_threads(threads: int = 0) -> None:
     """Set torch's CPU threads: `threads`, or the usable cores / training processes if 0."""
     processes = int(os.environ.get('LOCAL_WORLD_SIZE', '1'))
     per_process = len(os.sched_getaffinity(0)) // processes
     torch.set_num_threads(threads or max(per_process, 1))
 
 
-def all_reduce_sums(sums, device, world_size):
-    """Sum a dict of numbers over DDP ranks."""
+def all_reduce_sums(sums: dict[str, float], device: torch.device,
+                    world_size: int) -> dict[str, float]:
+    """Return a dict of numbers summed over DDP ranks (the dict itself with one process)."""
     if world_size == 1:
         return sums
     keys = sorted(sums)

@@ -1,9 +1,11 @@
 """The resumable epoch loop both trainers share (EpochTrainer), its curves and metrics file."""
 
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 import os
 from pathlib import Path
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,6 +16,11 @@ from pose_kp_ros.network.checkpoint_format import save_checkpoint
 from pose_kp_ros.training.config import learning_rate
 from pose_kp_ros.training.distributed import EpochSampler, all_reduce_sums, worker_init
 from pose_kp_ros.training.records import read_image
+
+Batch = dict[str, torch.Tensor]
+"""A DataLoader batch: a dataset's sample dict, each tensor stacked along a first axis B."""
+Outputs = list[torch.Tensor] | dict[str, torch.Tensor]
+"""A network's outputs: the keypoint network's heatmaps per stack, the detector's maps."""
 
 
 class EpochDataset(torch.utils.data.Dataset):
@@ -46,7 +53,7 @@ EPOCH_CHECKPOINT = 'epoch_{:03d}.pt'
 """Name of the checkpoint kept after each epoch (1-based) with keep_epoch_checkpoints."""
 
 
-def epoch_checkpoints(folder):
+def epoch_checkpoints(folder: Path | str) -> dict[int, Path]:
     """Return {epoch: path} of the epoch checkpoints in a run's folder, in epoch order."""
     found = {}
     for path in Path(folder).glob('epoch_*.pt'):
@@ -56,7 +63,7 @@ def epoch_checkpoints(folder):
     return dict(sorted(found.items()))
 
 
-def write_json_atomic(path, data):
+def write_json_atomic(path: Path | str, data: Any) -> None:
     """Write data as indented strict JSON (NaN: null) to path through a temporary file."""
     path = Path(path)
     temporary = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
@@ -64,7 +71,8 @@ def write_json_atomic(path, data):
     os.replace(temporary, path)
 
 
-def plot_curves(history, path, loss_label, series, **metric_settings):
+def plot_curves(history: Sequence[Mapping[str, float]], path: Path | str, loss_label: str,
+                series: Iterable[tuple[str, str]], **metric_settings: Any) -> None:
     """Save the train/validation loss and validation metric curves over epochs as a PNG.
 
     Args:
@@ -105,7 +113,8 @@ class EpochTrainer:
     loss_parts = ()         # names of loss() parts logged per epoch as train_<name>_loss
     loss_format = '.5f'     # format of the running loss on the progress bar
 
-    def __init__(self, config, device, rank, world_size):
+    def __init__(self, config: dict[str, Any], device: torch.device, rank: int,
+                 world_size: int) -> None:
         self.config, self.device, self.rank, self.world_size = config, device, rank, world_size
         self.output_dir = Path(config['output_dir'])
         self.is_main = rank == 0
@@ -132,19 +141,19 @@ class EpochTrainer:
 
     # Hooks of the task.
 
-    def build_data(self):
+    def build_data(self) -> None:
         """Set self.net_config, self.train_set and self.val_set (datasets with set_epoch)."""
         raise NotImplementedError
 
-    def build_model(self):
+    def build_model(self) -> torch.nn.Module:
         """Return a new network of self.net_config (an nn.Module taking batch['image'])."""
         raise NotImplementedError
 
-    def loss(self, outputs, batch):
+    def loss(self, outputs: Outputs, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """Return (scalar loss tensor, {name in loss_parts: float}) of one batch's outputs."""
         raise NotImplementedError
 
-    def evaluate(self, results):
+    def evaluate(self, results: Iterator[tuple[Outputs, Batch]]) -> dict[str, float]:
         """Return the task's validation metrics over all ranks.
 
         `results` yields this rank's (outputs, batch) pairs; consume it fully before any
@@ -152,22 +161,22 @@ class EpochTrainer:
         """
         raise NotImplementedError
 
-    def score(self, metrics):
+    def score(self, metrics: Mapping[str, float]) -> tuple[float, ...]:
         """Return the tuple of validation metrics that picks best.pt (larger is better)."""
         raise NotImplementedError
 
-    def meta(self, metrics=None):
+    def meta(self, metrics: dict[str, float] | None = None) -> dict:
         """Return the checkpoint metadata for the current state."""
         raise NotImplementedError
 
-    def load_weights(self, path):
+    def load_weights(self, path: Path | str) -> dict | None:
         """Load checkpoint `path` (checked against the config) into the model.
 
         Returns the checkpoint's training state (None for weights-only files).
         """
         raise NotImplementedError
 
-    def encoder_blocks(self):
+    def encoder_blocks(self) -> torch.nn.Sequential | None:
         """Return the pretrained encoder's blocks (nn.Sequential) for the freezing schedule.
 
         None (the default) when the network has no such encoder.
@@ -187,7 +196,7 @@ class EpochTrainer:
                  'lr_scale': float(self.config.get('encoder_lr_scale', 1.0))},
                 {'params': rest, 'lr_scale': 1.0}]
 
-    def apply_encoder_schedule(self):
+    def apply_encoder_schedule(self) -> None:
         """Freeze the encoder's blocks the schedule holds this epoch (after model.train()).
 
         Frozen blocks get no gradient and keep their batch-norm statistics (eval mode); with
@@ -207,15 +216,15 @@ class EpochTrainer:
                     if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                         module.eval()
 
-    def summary(self, train_metrics, metrics):
+    def summary(self, train_metrics: Mapping[str, float], metrics: Mapping[str, float]) -> str:
         """Return the end-of-epoch line after 'epoch N: ' (train and validation metrics)."""
         raise NotImplementedError
 
-    def describe(self):
+    def describe(self) -> str:
         """Return the start of the start-up line: the data and the network."""
         raise NotImplementedError
 
-    def plot_history(self, path):
+    def plot_history(self, path: Path | str) -> None:
         """Save the curves of self.history as a PNG."""
         raise NotImplementedError
 
@@ -229,7 +238,7 @@ class EpochTrainer:
             pin_memory=self.device.type == 'cuda', drop_last=shuffle_epoch and
             len(sampler) >= self.config['batch_size'])
 
-    def save(self, name, metrics=None):
+    def save(self, name: str, metrics: dict[str, float] | None = None) -> None:
         """Write output_dir/name with the weights and the resume state (rank 0 only)."""
         if not self.is_main:
             return
@@ -239,7 +248,7 @@ class EpochTrainer:
                     'best': self.best}
         save_checkpoint(self.output_dir / name, self.model, self.meta(metrics), training)
 
-    def keep_epoch_checkpoint(self, metrics):
+    def keep_epoch_checkpoint(self, metrics: dict[str, float]) -> None:
         """Save epoch_NNN.pt and delete those before the last keep_epoch_checkpoints (rank 0).
 
         The file holds the weights and metadata, no resume state; nothing when the key is 0.
@@ -252,7 +261,7 @@ class EpochTrainer:
         for path in list(epoch_checkpoints(self.output_dir).values())[:-keep]:
             path.unlink()
 
-    def resume(self):
+    def resume(self) -> bool:
         """Continue from output_dir/last.pt; return False if there is none."""
         path = self.output_dir / 'last.pt'
         if not path.exists():
@@ -264,7 +273,7 @@ class EpochTrainer:
         self.history, self.best = state['history'], state['best']
         return True
 
-    def train_epoch(self):
+    def train_epoch(self) -> tuple[dict[str, float], float]:
         """Train one epoch (or its remainder after a mid-epoch resume).
 
         Returns ({'train_loss', 'train_<part>_loss'...} means over all ranks, learning rate).
@@ -309,7 +318,7 @@ class EpochTrainer:
                 **{f'train_{name}_loss': sums[name] / count for name in self.loss_parts}}, lr
 
     @torch.no_grad()
-    def validate(self):
+    def validate(self) -> dict[str, float]:
         """Return {'val_loss', **evaluate()} over the validation set of all ranks."""
         loader = self._loader(self.val_set, self.val_sampler, False)
         model = getattr(self.model, 'module', self.model).eval()
@@ -327,7 +336,7 @@ class EpochTrainer:
         sums = all_reduce_sums(sums, self.device, self.world_size)
         return {'val_loss': sums['loss'] / max(sums['batches'], 1), **metrics}
 
-    def run(self):
+    def run(self) -> None:
         """Train from self.epoch to config epochs, validating and saving after each epoch."""
         while self.epoch < self.config['epochs']:
             started = time.monotonic()

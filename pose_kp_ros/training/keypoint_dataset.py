@@ -9,6 +9,8 @@ Gaussian heatmap targets. Keypoints go through the same affine as the pixels
 result does not depend on the number of DataLoader workers; call `set_epoch` before each epoch.
 """
 
+from collections.abc import Iterable, Sequence
+
 import cv2
 import numpy as np
 import torch
@@ -28,6 +30,7 @@ from pose_kp_ros.training.augmentation import AugmentConfig, photometric
 from pose_kp_ros.training.epoch_loop import EpochDataset
 from pose_kp_ros.training.records import (
     DatasetError,
+    InstanceRecord,
     _list_images,
     read_image,
     read_instance_mask,
@@ -43,12 +46,17 @@ class KeypointDataset(EpochDataset):
         image pixels; crop_scale () crop pixels per image pixel; index () index into
         `self.records`; object_index () the record's object (`read_dataset`'s objects).
     Records whose `visible_fraction` is below `min_visible_fraction` are left out (records
-    without one are kept); a batch needs records of one keypoint count N.
+    without one are kept); a batch needs records of one keypoint count N. input_size S and
+    heatmap_size H are pixels; sigma is in heatmap pixels; padding is the crop side over the
+    box's longer side; low_pass_px is a Gaussian blur in image pixels.
     """
 
-    def __init__(self, records, input_size, heatmap_size, sigma=2.0, padding=1.25,
-                 augment=None, seed=0, min_visibility=1, occluded_peak=1.0, low_pass_px=0.0,
-                 min_visible_fraction=0.0, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    def __init__(self, records: Iterable[InstanceRecord], input_size: int, heatmap_size: int,
+                 sigma: float = 2.0, padding: float = 1.25, augment: AugmentConfig | None = None,
+                 seed: int = 0, min_visibility: int = 1, occluded_peak: float = 1.0,
+                 low_pass_px: float = 0.0, min_visible_fraction: float = 0.0,
+                 mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD) -> None:
         if not 0.0 < occluded_peak <= 1.0:
             raise DatasetError(f'occluded_peak: expected (0, 1], got {occluded_peak!r}')
         if not 0.0 <= low_pass_px <= 10.0:
@@ -70,7 +78,7 @@ class KeypointDataset(EpochDataset):
         self.crop_from_heatmap = heatmap_to_crop_affine(input_size, heatmap_size)
         self.backgrounds = _list_images(self.augment.background_dirs)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         """Return the sample of record `index` for the current epoch."""
         record, rng, image = self.open_record(index)
         mask = None if record.mask is None else read_instance_mask(record, image.shape[:2])

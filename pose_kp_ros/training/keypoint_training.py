@@ -1,5 +1,10 @@
 """Training of the keypoint network: config keys and defaults, validation metrics, the trainer."""
 
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import torch
 
 from pose_kp_ros.network.checkpoint import load_checkpoint, make_meta
@@ -22,7 +27,7 @@ from pose_kp_ros.training.config import (
     resolve_path,
 )
 from pose_kp_ros.training.distributed import all_reduce_sums
-from pose_kp_ros.training.epoch_loop import EpochTrainer, plot_curves
+from pose_kp_ros.training.epoch_loop import Batch, EpochTrainer, plot_curves
 from pose_kp_ros.training.keypoint_dataset import KeypointDataset
 from pose_kp_ros.training.losses import heatmap_loss
 from pose_kp_ros.training.records import DatasetError, load_records, split_records
@@ -71,7 +76,8 @@ REQUIRED = ('datasets', 'output_dir')
 PCK_THRESHOLDS = (0.05, 0.1)
 
 
-def load_config(path, epochs=None, overrides=None):
+def load_config(path: Path | str, epochs: int | None = None,
+                overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Read a training config YAML over DEFAULTS; relative paths are relative to the file."""
     config = read_config(path, DEFAULTS, REQUIRED, epochs, overrides)
     if config['object']:
@@ -84,7 +90,7 @@ def load_config(path, epochs=None, overrides=None):
     return config
 
 
-def epoch_foreground_weight(config, epoch):
+def epoch_foreground_weight(config: Mapping[str, Any], epoch: int) -> float:
     """Return the heatmap loss's foreground_weight in `epoch` (0-based).
 
     0 (plain squared error, whose peak heights are calibrated confidences) in the last
@@ -97,8 +103,13 @@ def epoch_foreground_weight(config, epoch):
     return float(config['foreground_weight'])
 
 
-def keypoint_error_sums(heatmaps, batch, crop_from_heatmap, min_visibility):
+def keypoint_error_sums(heatmaps: torch.Tensor, batch: Batch, crop_from_heatmap: np.ndarray,
+                        min_visibility: int) -> dict[str, float]:
     """Return sums for validation metrics of one batch (crop and image pixels, PCK counts).
+
+    heatmaps: (B, N, H, H) of the last stack; batch: KeypointDataset samples stacked
+    (keypoints (B, N, 2) crop pixels, visibility (B, N), crop_scale (B,), box_size (B,));
+    crop_from_heatmap: (2, 3) affine from heatmap to crop pixels.
 
     Keypoints with visibility >= min_visibility count. Image-pixel error = crop error / crop
     scale; PCK@a counts errors <= a * longer side of the tight box.
@@ -121,7 +132,7 @@ def keypoint_error_sums(heatmaps, batch, crop_from_heatmap, min_visibility):
 class KeypointTrainer(EpochTrainer):
     """Training run of a stacked-hourglass keypoint network (best.pt: PCK@0.1, then error)."""
 
-    def build_data(self):
+    def build_data(self) -> None:
         """Read the datasets, check the object, build the network config and datasets."""
         config = self.config
         model = None
@@ -157,7 +168,7 @@ class KeypointTrainer(EpochTrainer):
             train_records, augment=AugmentConfig.from_dict(config['augmentation']), **common)
         self.val_set = KeypointDataset(val_records, augment=None, **common)
 
-    def build_model(self):
+    def build_model(self) -> torch.nn.Module:
         """Return a new keypoint network (encoder from ImageNet when `imagenet` and no init)."""
         imagenet = bool(self.config['imagenet']) and not self.config['init_weights']
         if imagenet and self.net_config.encoder == 'none':
@@ -165,25 +176,26 @@ class KeypointTrainer(EpochTrainer):
                                    'or architecture encoder: mobilenet_v2)')
         return build_keypoint_network(self.net_config, imagenet=imagenet)
 
-    def encoder_blocks(self):
+    def encoder_blocks(self) -> torch.nn.Sequential | None:
         """Return the pretrained encoder's blocks, or None for the plain hourglass."""
         encoder = getattr(getattr(self.model, 'module', self.model), 'encoder', None)
         return None if encoder is None else encoder.features
 
-    def loss(self, outputs, batch):
-        """Return (heatmap loss summed over stacks, {}) of one batch."""
+    def loss(self, outputs: list[torch.Tensor],
+             batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Return (heatmap loss summed over stacks, {}) of one batch (outputs: one per stack)."""
         targets = batch['heatmaps'].to(self.device, non_blocking=True)
         weights = batch['weights'].to(self.device, non_blocking=True)
         return heatmap_loss(outputs, targets, weights,
                             epoch_foreground_weight(self.config, self.epoch)), {}
 
-    def train_epoch(self):
+    def train_epoch(self) -> tuple[dict[str, float], float]:
         """Train one epoch (see EpochTrainer); the metrics also hold its foreground_weight."""
         metrics, lr = super().train_epoch()
         return {**metrics, 'foreground_weight': epoch_foreground_weight(self.config,
                                                                         self.epoch)}, lr
 
-    def evaluate(self, results):
+    def evaluate(self, results: Iterator[tuple[list[torch.Tensor], Batch]]) -> dict[str, float]:
         """Return mean error in crop/image px, counted keypoints and PCK over all ranks."""
         sums = dict.fromkeys(('count', 'error_crop_px', 'error_image_px',
                               *(f'pck@{alpha}' for alpha in PCK_THRESHOLDS)), 0)
@@ -201,11 +213,11 @@ class KeypointTrainer(EpochTrainer):
             metrics[f'val_pck@{alpha}'] = sums[f'pck@{alpha}'] / count
         return metrics
 
-    def score(self, metrics):
+    def score(self, metrics: Mapping[str, float]) -> tuple[float, float]:
         """Return (PCK@0.1, -mean image error): best.pt has the best PCK, then error."""
         return metrics['val_pck@0.1'], -metrics['val_mean_error_px']
 
-    def meta(self, metrics=None):
+    def meta(self, metrics: dict[str, float] | None = None) -> dict:
         """Return the checkpoint metadata for the current state."""
         return make_meta(self.net_config, self.object_name, self.keypoint_names,
                          self.config['preset'], self.config['padding'], self.config['sigma'],
@@ -214,7 +226,7 @@ class KeypointTrainer(EpochTrainer):
                          epoch=self.epoch, metrics=metrics,
                          low_pass_px=self.config['low_pass_px'])
 
-    def load_weights(self, path):
+    def load_weights(self, path: Path | str) -> dict | None:
         """Load checkpoint `path` into the model; return its training state.
 
         The checkpoint must have the same keypoints and architecture, or one that differs only
@@ -234,19 +246,19 @@ class KeypointTrainer(EpochTrainer):
                                   f'{missing[:3]}, unexpected {unexpected[:3]})')
         return checkpoint.training
 
-    def summary(self, train_metrics, metrics):
+    def summary(self, train_metrics: Mapping[str, float], metrics: Mapping[str, float]) -> str:
         """Return losses, mean image error and PCK of the epoch."""
         return (f"train loss {train_metrics['train_loss']:.5f}, val loss "
                 f"{metrics['val_loss']:.5f}, error {metrics['val_mean_error_px']:.2f} px, "
                 f"PCK@0.05 {metrics['val_pck@0.05']:.3f}, PCK@0.1 {metrics['val_pck@0.1']:.3f}")
 
-    def describe(self):
+    def describe(self) -> str:
         """Return object, instance counts, preset and architecture."""
         return (f'{self.object_name}: {len(self.train_set)} training / {len(self.val_set)} '
                 f"validation instances, preset {self.config['preset']} "
                 f'{self.net_config.to_dict()}')
 
-    def plot_history(self, path):
+    def plot_history(self, path: Path | str) -> None:
         """Save loss and PCK curves over epochs as a PNG."""
         series = [(f'val_pck@{alpha}', f'PCK@{alpha}') for alpha in PCK_THRESHOLDS]
         plot_curves(self.history, path, 'loss (heatmaps summed over stacks)', series,

@@ -6,6 +6,7 @@ object's instances; `split_records` holds out a share of the images for validati
 `read_instance_mask` reads the pixels where an instance is seen.
 """
 
+from collections.abc import Iterable, Sequence
 import dataclasses
 from dataclasses import dataclass
 import json
@@ -19,6 +20,8 @@ import yaml
 FORMAT_VERSIONS = (1, 2)
 """Dataset format versions this reader reads (dataset.yaml `format_version`; absent: 1)."""
 _IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
+DatasetRoots = Path | str | Iterable[Path | str]
+"""One dataset folder or several."""
 
 
 class DatasetError(ValueError):
@@ -65,13 +68,13 @@ class InstanceRecord:
     box_xyxy: tuple
     keypoints: tuple
     visibility: tuple
-    K: tuple = None
-    R: tuple = None
-    t: tuple = None
-    visible_fraction: float = None
-    object_name: str = None
+    K: tuple | None = None
+    R: tuple | None = None
+    t: tuple | None = None
+    visible_fraction: float | None = None
+    object_name: str | None = None
     object_index: int = 0
-    mask_id: int = None
+    mask_id: int | None = None
 
 
 def _as_folders(roots):
@@ -82,7 +85,7 @@ def _as_folders(roots):
     return [Path(root) for root in roots]
 
 
-def read_dataset(roots) -> tuple[list[DatasetObject], list[InstanceRecord]]:
+def read_dataset(roots: DatasetRoots) -> tuple[list[DatasetObject], list[InstanceRecord]]:
     """Read dataset folders: the objects they label and every labelled instance.
 
     Args:
@@ -110,7 +113,8 @@ def read_dataset(roots) -> tuple[list[DatasetObject], list[InstanceRecord]]:
     return objects, records
 
 
-def load_records(roots, keypoint_names=None, object_name=None):
+def load_records(roots: DatasetRoots, keypoint_names: Sequence[str] | None = None,
+                 object_name: str | None = None) -> tuple[str, list[str], list[InstanceRecord]]:
     """Read the instances of one object from dataset folders.
 
     Args:
@@ -305,7 +309,8 @@ def _optional_matrix(value, shape):
     return tuple(map(tuple, array.tolist())) if array.ndim == 2 else tuple(array.tolist())
 
 
-def dataset_frames(folder, object_name):
+def dataset_frames(folder: Path | str, object_name: str,
+                   ) -> list[tuple[str, Path, np.ndarray, np.ndarray, np.ndarray, float]]:
     """Return a dataset folder's frames like package_data.lmo_frames (first posed instance each).
 
     [(name, image path, K (3, 3), R (3, 3), t (3,), visible fraction or NaN)] for `pose-kp
@@ -326,7 +331,8 @@ def dataset_frames(folder, object_name):
     return frames
 
 
-def split_records(records, val_fraction, seed):
+def split_records(records: Sequence[InstanceRecord], val_fraction: float,
+                  seed: int) -> tuple[list[InstanceRecord], list[InstanceRecord]]:
     """Split records into (train, val) by image, a seeded `val_fraction` of images for val."""
     images = sorted({r.image for r in records})
     rng = np.random.default_rng(seed)
@@ -336,7 +342,7 @@ def split_records(records, val_fraction, seed):
             [r for r in records if r.image in val_images])
 
 
-def read_image(path):
+def read_image(path: Path | str) -> np.ndarray:
     """Read an RGB uint8 image (H, W, 3) or raise DatasetError naming the file."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
