@@ -7,11 +7,17 @@ Two cases (REP 104):
   (`pose_kp_ros.geometry.distortion.undistort_pixels`).
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pose_kp_ros.geometry.distortion import DistortionError, check_distortion, has_distortion
+
+if TYPE_CHECKING:
+    from sensor_msgs.msg import CameraInfo
 
 
 class CameraInfoError(ValueError):
@@ -36,12 +42,13 @@ class CameraIntrinsics:
     height: int
 
     @property
-    def needs_undistortion(self):
+    def needs_undistortion(self) -> bool:
         """Return True when keypoints must be undistorted before the pinhole fit."""
         return has_distortion(self.D)
 
 
-def intrinsics_from_camera_info(msg, rectified=False, use_projection=True):
+def intrinsics_from_camera_info(msg: CameraInfo, rectified: bool = False,
+                                use_projection: bool = True) -> CameraIntrinsics:
     """Return CameraIntrinsics for a CameraInfo; raise CameraInfoError with the reason if unusable.
 
     `rectified` says the image topic carries rectified pixels; `use_projection` then picks P's

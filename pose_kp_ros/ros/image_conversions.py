@@ -7,9 +7,17 @@ Supported encodings: rgb8, bgr8, rgba8, bgra8, mono8 (and mono16 / 16UC1 for dep
 raises `ImageConversionError` with a one-line reason, so a node can log it and keep serving.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 from sensor_msgs.msg import CompressedImage, Image
+
+if TYPE_CHECKING:
+    from std_msgs.msg import Header
 
 # encoding -> (channels, numpy dtype of one channel)
 ENCODINGS = {
@@ -27,7 +35,7 @@ class ImageConversionError(ValueError):
     """An Image message that cannot be turned into an array (the message says why)."""
 
 
-def image_to_numpy(msg):
+def image_to_numpy(msg: Image) -> np.ndarray:
     """Return the pixels of a sensor_msgs/Image as an array.
 
     Returns (H, W, C) for colour encodings and (H, W) for mono ones, in the message's own channel
@@ -56,7 +64,7 @@ def image_to_numpy(msg):
     return np.array(pixels[:, :, 0] if channels == 1 else pixels)
 
 
-def numpy_to_image(array, encoding, header=None):
+def numpy_to_image(array: ArrayLike, encoding: str, header: Header | None = None) -> Image:
     """Return a sensor_msgs/Image holding `array` ((H, W) or (H, W, C)) with `encoding`."""
     if encoding not in ENCODINGS:
         raise ImageConversionError(
@@ -80,7 +88,7 @@ def numpy_to_image(array, encoding, header=None):
     return msg
 
 
-def image_to_rgb(msg):
+def image_to_rgb(msg: Image) -> np.ndarray:
     """Return an (H, W, 3) uint8 RGB array for any supported 8-bit colour or mono encoding."""
     pixels = image_to_numpy(msg)
     if msg.encoding == 'rgb8':
@@ -96,7 +104,7 @@ def image_to_rgb(msg):
     raise ImageConversionError(f"encoding '{msg.encoding}' is not a colour image")
 
 
-def decode_image(msg, max_pixels):
+def decode_image(msg: Image | CompressedImage, max_pixels: int) -> np.ndarray:
     """Return the (H, W, 3) uint8 RGB image of an Image or CompressedImage (JPEG, PNG) message.
 
     Images of more than `max_pixels` pixels raise ImageConversionError (protects memory).

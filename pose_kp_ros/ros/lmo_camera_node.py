@@ -11,11 +11,16 @@ replayed, in frame order), frames (0 = all), loops, frame_id, wait_for_subscribe
 after the last frame.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import cv2
 from geometry_msgs.msg import PoseStamped
+import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.duration import Duration
@@ -28,8 +33,11 @@ from pose_kp_ros.ros.image_conversions import numpy_to_image
 from pose_kp_ros.ros.messages import pose_msg
 from pose_kp_ros.ros.spin import spin_node
 
+if TYPE_CHECKING:
+    from std_msgs.msg import Header
 
-def camera_info_msg(K, size, header):
+
+def camera_info_msg(K: np.ndarray, size: tuple[int, int], header: Header) -> CameraInfo:
     """Return a CameraInfo for an undistorted pinhole camera K (3, 3) of size (width, height)."""
     info = CameraInfo(header=header, width=int(size[0]), height=int(size[1]),
                       distortion_model='plumb_bob')
@@ -44,7 +52,7 @@ def camera_info_msg(K, size, header):
 class LmoCameraNode(Node):
     """Replays LM-O frames at a fixed rate (see the module docstring)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__('lmo_camera')
         self.declare_parameter('rate_hz', 10.0)
         self.declare_parameter('object_names', ['driller'], ParameterDescriptor(
@@ -72,7 +80,7 @@ class LmoCameraNode(Node):
         self.truth_pubs = {name: self.create_publisher(PoseStamped, f'~/ground_truth/{name}', 10)
                            for name in names}
 
-    def wait_for_subscribers(self):
+    def wait_for_subscribers(self) -> bool:
         """Wait until image and ground truth have subscribers (or the timeout); True if so."""
         end = time.monotonic() + self.settings['wait_for_subscribers_s']
 
@@ -89,7 +97,7 @@ class LmoCameraNode(Node):
             rclpy.spin_once(self, timeout_sec=0.1)
         return ready()
 
-    def run(self):
+    def run(self) -> int:
         """Publish every frame `loops` times at rate_hz; return the number published."""
         period = 1.0 / self.settings['rate_hz']
         images = [cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
@@ -123,7 +131,7 @@ def _replay(node: LmoCameraNode) -> None:
     node.get_logger().info(f'published {count} frames')
 
 
-def main(args=None):
+def main(args: Sequence[str] | None = None) -> int:
     """Replay the frames once (or `loops` times) and exit."""
     return spin_node(LmoCameraNode, args, work=_replay)
 

@@ -4,26 +4,39 @@ Each instance owns marker ids in its own namespace '<object>_<track id>'; instan
 disappear get DELETE markers once, so RViz never shows stale objects.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from geometry_msgs.msg import Point
 import numpy as np
+from numpy.typing import ArrayLike
 from visualization_msgs.msg import Marker, MarkerArray
 
 from pose_kp_ros.ros.messages import pose_msg
 
+if TYPE_CHECKING:
+    from std_msgs.msg import Header
+
 MESH_ID, KEYPOINTS_ID, LABEL_ID = 0, 1, 2
 
 
-def mesh_resource_uri(mesh_path):
+def mesh_resource_uri(mesh_path: Path | str) -> str:
     """Return a URI RViz can load for a local mesh file path ('file://' + absolute path)."""
     return f'file://{mesh_path}'
 
 
-def instance_markers(header, namespace, R, t, keypoints_3d, score, box_centre, box_size,
-                     mesh_uri=None, mesh_scale=1.0, lifetime_s=0.0):
-    """Return the markers (list) of one instance at pose R, t in header.frame_id.
+def instance_markers(header: Header, namespace: str, R: ArrayLike, t: ArrayLike,
+                     keypoints_3d: ArrayLike, score: float, box_centre: ArrayLike,
+                     box_size: ArrayLike, mesh_uri: str | None = None, mesh_scale: float = 1.0,
+                     lifetime_s: float = 0.0) -> list[Marker]:
+    """Return the markers of one instance at pose R (3, 3), t (3,) metres in header.frame_id.
 
-    keypoints_3d: (N, 3) object-frame keypoints drawn as spheres; box_centre/box_size (3,) the
-    object box used when no mesh URI is given.
+    keypoints_3d: (N, 3) object-frame keypoints (metres) drawn as spheres; box_centre/box_size
+    (3,) metres the object box used when no mesh URI is given; mesh_scale: mesh units to
+    metres; lifetime_s: seconds RViz keeps the markers (0: forever).
     """
     common = {'header': header, 'ns': namespace, 'action': Marker.ADD}
     body = Marker(id=MESH_ID, **common)
@@ -57,7 +70,7 @@ def instance_markers(header, namespace, R, t, keypoints_3d, score, box_centre, b
     return markers
 
 
-def deletion_markers(header, namespaces):
+def deletion_markers(header: Header, namespaces: Iterable[str]) -> list[Marker]:
     """Return DELETE markers for every marker id of the given instance namespaces."""
     return [Marker(header=header, ns=ns, id=marker_id, action=Marker.DELETE)
             for ns in sorted(namespaces) for marker_id in (MESH_ID, KEYPOINTS_ID, LABEL_ID)]
@@ -66,10 +79,11 @@ def deletion_markers(header, namespaces):
 class MarkerBook:
     """Remembers which instance namespaces are shown, to delete those that disappear."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.shown = set()
 
-    def frame(self, header, instance_marker_lists):
+    def frame(self, header: Header,
+              instance_marker_lists: Sequence[Sequence[Marker]]) -> MarkerArray:
         """Return the MarkerArray of one frame: new/updated instances plus deletions."""
         current = {markers[0].ns for markers in instance_marker_lists}
         array = MarkerArray()

@@ -10,10 +10,12 @@ parameter changes reach the worker through the scheduler's queue and apply betwe
 input is logged (throttled), counted in /diagnostics, and skipped.
 """
 
+from collections.abc import Sequence
 from dataclasses import replace
 import sys
 import threading
 import time
+from typing import Any
 
 import numpy as np
 from rcl_interfaces.msg import (
@@ -55,10 +57,12 @@ class PoseKpNode(Node):
     """See the module docstring; topics, parameters and frames are documented in docs/node.md.
 
     `params` holds the parameters in force; the dynamic ones change on the worker thread only,
-    between frames.
+    between frames. `estimator`: a pipeline already built (else the one of the pipeline_config
+    parameter); other keyword arguments go to rclpy's Node.
     """
 
-    def __init__(self, node_name='pose_kp', estimator=None, **kwargs):
+    def __init__(self, node_name: str = 'pose_kp',
+                 estimator: KeypointPoseEstimator | None = None, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         params = self._declare_parameters(
             [spec for spec in NODE_PARAMETERS if not spec.from_pipeline])
@@ -290,17 +294,17 @@ class PoseKpNode(Node):
         if self._throttle.ready(key):
             self.get_logger().warning(message)
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop the worker thread (call before destroying the node)."""
         self.scheduler.stop()
         self._worker.join(timeout=5.0)
 
-    def statistics(self):
+    def statistics(self) -> dict[str, int]:
         """Return a copy of the counters (frames received, processed, dropped, errors, ...)."""
         return self.scheduler.counters()
 
 
-def main(args=None):
+def main(args: Sequence[str] | None = None) -> int:
     """Run the node until SIGINT/SIGTERM; exit 1 with a one-line message if it cannot start."""
     try:
         return spin_node(PoseKpNode, args, cleanup=PoseKpNode.stop)

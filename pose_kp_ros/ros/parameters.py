@@ -22,10 +22,10 @@ class ParameterSpec:
     default: object
     description: str
     dynamic: bool = False
-    low: float = None
-    high: float = None
-    choices: tuple = None
-    pattern: str = None
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+    pattern: str | None = None
     from_pipeline: bool = False
 
     def check(self, value: object) -> str | None:

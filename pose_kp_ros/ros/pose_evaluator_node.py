@@ -26,10 +26,14 @@ objects, or `table_objects` (the rows of the table; those not in `objects` are '
 figures, `training_data` naming what the models were trained on).
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from geometry_msgs.msg import PoseStamped
 import numpy as np
@@ -44,6 +48,7 @@ from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.geometry.rotations import quaternion_xyzw_to_matrix
 from pose_kp_ros.paths import data_path
 from pose_kp_ros.pipeline.evaluation import (
+    FrameResult,
     frame_errors,
     model_points,
     summarize,
@@ -60,25 +65,31 @@ from pose_kp_ros.ros.image_conversions import ImageConversionError, image_to_rgb
 from pose_kp_ros.ros.messages import stamp_seconds
 from pose_kp_ros.ros.spin import spin_node
 
+if TYPE_CHECKING:
+    from builtin_interfaces.msg import Time
 
-def pose_from_msg(msg):
-    """Return (R (3, 3), t (3,)) of a PoseStamped."""
+StampKey = tuple[int, int]
+"""A header stamp as (sec, nanosec): frames are matched by it."""
+
+
+def pose_from_msg(msg: PoseStamped) -> tuple[np.ndarray, np.ndarray]:
+    """Return (R (3, 3), t (3,) metres) of a PoseStamped."""
     q = msg.pose.orientation
     p = msg.pose.position
     return quaternion_xyzw_to_matrix([q.x, q.y, q.z, q.w]), np.array([p.x, p.y, p.z])
 
 
-def stamp_key(stamp):
+def stamp_key(stamp: Time) -> StampKey:
     """Return a hashable key of a builtin_interfaces/Time."""
     return (stamp.sec, stamp.nanosec)
 
 
-def name_list(value):
+def name_list(value: str | Iterable[str] | None) -> list[str]:
     """Return a list-of-names parameter as a list (one name, a list, or unset: empty)."""
     return [value] if isinstance(value, str) else list(value or [])
 
 
-def load_object(name):
+def load_object(name: str) -> ObjectModel:
     """Return the ObjectModel of objects/<name>.yaml."""
     return ObjectModel.from_yaml(data_path('objects', f'{name}.yaml'))
 
@@ -86,16 +97,17 @@ def load_object(name):
 class LiveObject:
     """What the evaluator gathers about one object: ground truths and estimates by stamp."""
 
-    def __init__(self, name):
+    def __init__(self, name: str) -> None:
         self.model = load_object(name)
         self.metric = error_metric(self.model)
         self.points = model_points(self.model)  # the point set of pose-kp eval-lmo
         self.truth, self.estimates, self.tf_frames = {}, {}, 0
 
-    def results(self, K, frame_index):
+    def results(self, K: np.ndarray, frame_index: Mapping[StampKey, int]) -> list[FrameResult]:
         """Return the FrameResults of the frames with ground truth, in stamp order.
 
-        frame_index: {stamp key: index of the frame among every frame seen}.
+        K: (3, 3) intrinsics (NaN until a camera_info came); frame_index: {stamp key: index of
+        the frame among every frame seen}.
         """
         results = []
         for key in sorted(self.truth):
@@ -105,7 +117,7 @@ class LiveObject:
                                         symmetries=self.model.symmetries))
         return results
 
-    def summary(self, results):
+    def summary(self, results: Sequence[FrameResult]) -> dict:
         """Return the summary of results with this object's counts."""
         summary = summarize(results, self.model.diameter)
         summary.update({'object': self.model.name, 'metric': self.metric,
@@ -118,7 +130,7 @@ class LiveObject:
 class PoseEvaluatorNode(Node):
     """See the module docstring."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__('pose_evaluator')
         names = ParameterDescriptor(dynamic_typing=True)
         for name, default, descriptor in (
@@ -184,12 +196,12 @@ class PoseEvaluatorNode(Node):
             except ImageConversionError:
                 pass
 
-    def frames_seen(self):
+    def frames_seen(self) -> dict[StampKey, int]:
         """Return {stamp key: frame index} of every frame with a ground truth, in stamp order."""
         keys = set().union(*(live.truth for live in self.objects.values()))
         return {key: index for index, key in enumerate(sorted(keys))}
 
-    def results(self):
+    def results(self) -> dict[str, list[FrameResult]]:
         """Return {object: FrameResults} for every ground-truth frame seen so far."""
         frames = self.frames_seen()
         return {name: live.results(self.K, frames) for name, live in self.objects.items()}
@@ -225,7 +237,7 @@ class PoseEvaluatorNode(Node):
         while rclpy.ok() and not self.done:
             rclpy.spin_once(self, timeout_sec=0.1)
 
-    def write(self):
+    def write(self) -> dict[str, dict]:
         """Write the result files and print the summaries; return {object: summary dict}."""
         folder = Path(self.settings['output_dir'])
         stem = self.settings['stem']
@@ -259,7 +271,7 @@ class PoseEvaluatorNode(Node):
         return summaries
 
 
-def main(args=None):
+def main(args: Sequence[str] | None = None) -> int:
     """Evaluate until done (see the module docstring), write results, exit 0."""
     return spin_node(PoseEvaluatorNode, args, work=PoseEvaluatorNode.spin_until_done,
                      cleanup=PoseEvaluatorNode.write)

@@ -5,8 +5,11 @@ frame). Markers and the overlay image are built only while someone subscribes to
 types and QoS are documented in docs/node.md.
 """
 
+from __future__ import annotations
+
 from collections.abc import Mapping
 from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any
 
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -26,6 +29,11 @@ from pose_kp_ros.ros.image_conversions import numpy_to_image
 from pose_kp_ros.ros.markers import MarkerBook, instance_markers, mesh_resource_uri
 from pose_kp_ros.runtime.frame_scheduler import COUNTERS, Snapshot
 
+if TYPE_CHECKING:
+    from pose_kp_ros.pipeline.estimator import ObjectRuntime
+    from pose_kp_ros.pipeline.stage_timer import StageTimer
+    from pose_kp_ros.pipeline.tracking import TrackedPose
+
 
 class Publishers:
     """The publishers of a pose node and the messages it sends (called from one thread).
@@ -34,7 +42,8 @@ class Publishers:
     `with_covariance`: also publish '~/pose_cov/<object>'.
     """
 
-    def __init__(self, node: Node, objects: Mapping, with_covariance: bool):
+    def __init__(self, node: Node, objects: Mapping[str, ObjectRuntime],
+                 with_covariance: bool) -> None:
         self.node = node
         self.objects = objects
         self.object_boxes = {name: messages.object_box(runtime.outline)
@@ -54,8 +63,9 @@ class Publishers:
         self.markers = node.create_publisher(MarkerArray, '~/markers', 10)
         self.diagnostics = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
-    def publish(self, header: Header, tracked: list, image: np.ndarray, K: np.ndarray,
-                params: Mapping, timer=None) -> None:
+    def publish(self, header: Header, tracked: list[TrackedPose], image: np.ndarray,
+                K: np.ndarray, params: Mapping[str, Any], timer: StageTimer | None = None,
+                ) -> None:
         """Publish the outputs of one frame: its TrackedPoses, RGB image and intrinsics (3, 3).
 
         `params`: the node's parameters in force (publish_tf, tf_prefix, marker_mesh,
@@ -123,7 +133,8 @@ class Publishers:
             overlay = cv2.resize(overlay, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         self.debug_image.publish(numpy_to_image(overlay, 'rgb8', header))
 
-    def publish_diagnostics(self, snapshot: Snapshot, device: str, stages=None) -> None:
+    def publish_diagnostics(self, snapshot: Snapshot, device: str,
+                            stages: Mapping[str, Mapping[str, float]] | None = None) -> None:
         """Publish one /diagnostics status: rates, latency, counters, camera_info state, errors.
 
         `stages`: optional StageHistory.summary() of the last frames: each stage's median
