@@ -5,6 +5,7 @@ Example:
 """
 
 import argparse
+from collections.abc import Sequence
 import sys
 
 import numpy as np
@@ -13,8 +14,12 @@ from pose_kp_ros.geometry.object_model import ObjectModel, ObjectModelError
 from pose_kp_ros.geometry.shape_basis import pca_shape_basis
 
 
-def build_category_model(models, name, num_components=None, align=True):
+def build_category_model(models: Sequence[ObjectModel], name: str,
+                         num_components: int | None = None, align: bool = True) -> ObjectModel:
     """Return a deformable ObjectModel of a category from rigid models with the same keypoints.
+
+    num_components: basis shapes M (None: all with non-zero variance); align: Procrustes-align
+    the keypoint sets first.
 
     The diameter is the largest input diameter; symmetric only if every input is.
     """
@@ -32,7 +37,7 @@ def build_category_model(models, name, num_components=None, align=True):
                        symmetric=all(m.symmetric for m in models))
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Build a category YAML from object YAMLs; return the exit code."""
     parser = argparse.ArgumentParser(
         prog='pose-kp build-shape-basis',

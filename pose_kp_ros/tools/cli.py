@@ -4,6 +4,7 @@ Each tool module exposes `main(argv: list[str] | None) -> int`; modules are impo
 their sub-command runs, so `pose-kp --help` is fast and light.
 """
 
+from collections.abc import Sequence
 import importlib
 import sys
 
@@ -25,7 +26,7 @@ SUBCOMMANDS = {
 }
 
 
-def usage():
+def usage() -> str:
     """Return the help text listing sub-commands."""
     lines = ['usage: pose-kp <command> [options]', '', 'commands:']
     for name, (_, help_text) in SUBCOMMANDS.items():
@@ -35,7 +36,7 @@ def usage():
     return '\n'.join(lines)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Run one sub-command of `pose-kp` and return its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ('-h', '--help'):

@@ -12,6 +12,7 @@ set.
 """
 
 import argparse
+from collections.abc import Sequence
 import os
 from pathlib import Path
 import random
@@ -26,14 +27,14 @@ from pose_kp_ros.launch_graph import demo_graph, demo_objects
 from pose_kp_ros.paths import executable_path
 
 
-def relay(process, prefix):
+def relay(process: subprocess.Popen[str], prefix: str) -> None:
     """Print a process's output lines with a prefix (runs in a thread)."""
     for line in process.stdout:
         print(f'[{prefix}] {line.rstrip()}' if not line.startswith('[evaluator]') else
               line.rstrip(), flush=True)
 
 
-def parse_args(argv):
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Return the parsed command-line options."""
     parser = argparse.ArgumentParser(prog='pose-kp demo', description=__doc__.split('\n')[0])
     parser.add_argument('--rate', type=float, default=10.0, help='camera rate, Hz (default 10)')
@@ -54,7 +55,7 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; return 0 when every process ended cleanly."""
     args = parse_args(argv)
     try:

@@ -18,6 +18,7 @@ frame in 'tallies_per_frame'), `<stem>_frames.{csv,json}`, `<stem>_accuracy.png`
 """
 
 import argparse
+from collections.abc import Sequence
 import os
 from pathlib import Path
 import sys
@@ -42,7 +43,7 @@ from pose_kp_ros.tools.eval_lmo_all import select
 from pose_kp_ros.training.records import dataset_frames
 
 
-def parse_args(argv):
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Return the parsed command-line options."""
     parser = argparse.ArgumentParser(prog='pose-kp eval-lmo', description=__doc__.split('\n')[0])
     parser.add_argument('--object', default='driller', choices=sorted(LMO_OBJECT_IDS) + ['all'],
@@ -71,7 +72,7 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate and write the results; return 0 (2: a bad option or missing data)."""
     args = parse_args(argv)
     import torch

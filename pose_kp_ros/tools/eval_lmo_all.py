@@ -9,8 +9,10 @@ the published figures), `all_<boxes>[_tracking]_accuracy.png` (bars), `..._mosai
 object the files of a single-object run in the folder `all_<boxes>[_tracking]/`.
 """
 
+import argparse
 from pathlib import Path
 import sys
+from typing import TypeVar
 
 from tqdm import tqdm
 
@@ -38,15 +40,18 @@ from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
 DEFAULT_CONFIG = DEFAULT_PIPELINE_CONFIG
 """The shipped pipeline config, relative to the package data (--object all's default)."""
 
+Frame = TypeVar('Frame')
+"""A frame of any kind (an EvalFrame, a package_data.LmoFrame)."""
 
-def select(frames, args):
+
+def select(frames: list[Frame], args: argparse.Namespace) -> list[Frame]:
     """Return the frames the options keep: the first --frames, then every --frame-step-th."""
     if args.frames:
         frames = frames[:args.frames]
     return frames[::max(args.frame_step, 1)]
 
 
-def lmo_photos(object_names):
+def lmo_photos(object_names: list[str]) -> list[EvalFrame]:
     """Return the LM-O photos showing any of object_names as EvalFrames, in frame order."""
     K, _ = lmo_camera()
     return [EvalFrame(path.stem, path, K, {name: (R, t, float('nan'))
@@ -54,12 +59,12 @@ def lmo_photos(object_names):
             for path, truths in lmo_objects_frames(object_names)]
 
 
-def object_metric(name):
+def object_metric(name: str) -> str:
     """Return the metric ('ADD' or 'ADD-S') of an LM-O object from objects/<name>.yaml."""
     return error_metric(ObjectModel.from_yaml(data_path('objects', f'{name}.yaml')))
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     """Evaluate every LM-O object the config has a model for (parsed eval-lmo options)."""
     if args.dataset:
         print('pose-kp eval-lmo: --object all evaluates the LM-O photos; --dataset takes one '

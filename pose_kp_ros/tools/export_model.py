@@ -20,10 +20,12 @@ like checkpoints. (TorchScript is deprecated in torch 2.13, hence ONNX and torch
 """
 
 import argparse
+from collections.abc import Mapping, Sequence
 import os
 from pathlib import Path
 import re
 import sys
+from typing import Any
 
 import torch
 
@@ -58,7 +60,7 @@ def portable_stack_traces(program: torch.export.ExportedProgram) -> None:
                 trace)
 
 
-def checkpoint_network(path) -> tuple[torch.nn.Module, dict, torch.Tensor, list[str]]:
+def checkpoint_network(path: Path | str) -> tuple[torch.nn.Module, dict, torch.Tensor, list[str]]:
     """Return the network of a keypoint or detector checkpoint, ready to export.
 
     Returns:
@@ -76,7 +78,8 @@ def checkpoint_network(path) -> tuple[torch.nn.Module, dict, torch.Tensor, list[
             torch.zeros(2, 3, size, size), ['heatmaps'])
 
 
-def write_program(model, example, meta_text, out_path):
+def write_program(model: torch.nn.Module, example: torch.Tensor, meta_text: str,
+                  out_path: Path | str) -> None:
     """Export `model` with torch.export (dynamic batch) to a .pt2 archive carrying meta_text."""
     batch = torch.export.Dim('batch', min=1, max=MAX_BATCH)
     program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
@@ -84,7 +87,7 @@ def write_program(model, example, meta_text, out_path):
     torch.export.save(program, str(out_path), extra_files={EXPORT_META_FILE: meta_text})
 
 
-def export_model(checkpoint_path, out_path):
+def export_model(checkpoint_path: Path | str, out_path: Path | str) -> dict:
     """Export a checkpoint to `out_path` (.onnx, or .pt2 for a keypoint network); return meta.
 
     Raises:
@@ -109,7 +112,7 @@ def export_model(checkpoint_path, out_path):
     return meta
 
 
-def describe(meta):
+def describe(meta: Mapping[str, Any]) -> str:
     """Return a short description of an exported network's metadata."""
     if meta['format'] == DETECTOR_FORMAT:
         width, height = meta['input_size']
@@ -118,7 +121,7 @@ def describe(meta):
             f"input {meta['input_size']}")
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Run `pose-kp export`; return the exit code."""
     parser = argparse.ArgumentParser(prog='pose-kp export', description=__doc__.split('\n')[0])
     parser.add_argument('checkpoint', help='checkpoint written by pose-kp train or '

@@ -5,10 +5,14 @@ Example:
 writes objects/my_part.yaml and objects/my_part_keypoints.png (the keypoints drawn on the mesh).
 """
 
+from __future__ import annotations
+
 import argparse
+from collections.abc import Sequence
 import os
 from pathlib import Path
 import sys
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -17,11 +21,14 @@ import yaml
 from pose_kp_ros.data.package_data import PKGDATA_SCHEME
 from pose_kp_ros.geometry.mesh import MeshError, load_mesh
 from pose_kp_ros.geometry.object_model import ObjectModel, ObjectModelError
-from pose_kp_ros.geometry.symmetry import find_symmetries
+from pose_kp_ros.geometry.symmetry import Symmetry, find_symmetries
 from pose_kp_ros.rendering.mesh import farthest_point_keypoints, mesh_diameter
 
+if TYPE_CHECKING:
+    import trimesh
 
-def read_keypoints_file(path, scale):
+
+def read_keypoints_file(path: Path | str, scale: float) -> tuple[list[str] | None, np.ndarray]:
     """Read keypoints from YAML/JSON: a list of [x, y, z] or a mapping {name: [x, y, z]}.
 
     Coordinates are in the mesh's units and multiplied by `scale`. Returns (names or None,
@@ -43,7 +50,7 @@ def read_keypoints_file(path, scale):
     return names, points * scale
 
 
-def mesh_reference(mesh, out_path):
+def mesh_reference(mesh: Path | str, out_path: Path | str) -> str:
     """Return how the YAML names the mesh: pkgdata reference as is, else relative to the YAML."""
     if str(mesh).startswith(PKGDATA_SCHEME):
         return str(mesh)
@@ -54,18 +61,23 @@ SYMMETRY_SAMPLES = 20000
 """Surface points on which --find-symmetries checks candidate rotations."""
 
 
-def mesh_symmetries(loaded, seed=0):
+def mesh_symmetries(loaded: trimesh.Trimesh, seed: int = 0) -> list[Symmetry]:
     """Return the 180-degree symmetries of a trimesh (metres), checked on surface samples."""
     import trimesh
     points, _ = trimesh.sample.sample_surface(loaded, SYMMETRY_SAMPLES, seed=seed)
     return find_symmetries(np.asarray(points), mesh_diameter(loaded.vertices))
 
 
-def make_object_model(mesh, name, num_keypoints=10, keypoints_file=None, mesh_scale=1.0,
-                      symmetric=False, out_path=None, seed=0, symmetries=False):
+def make_object_model(mesh: Path | str, name: str, num_keypoints: int = 10,
+                      keypoints_file: Path | str | None = None, mesh_scale: float = 1.0,
+                      symmetric: bool = False, out_path: Path | str | None = None, seed: int = 0,
+                      symmetries: bool = False) -> tuple[ObjectModel, trimesh.Trimesh]:
     """Build the ObjectModel of a mesh; return (model, loaded trimesh in metres).
 
-    symmetries=True derives the mesh's 180-degree symmetries (mesh_symmetries) and records them.
+    mesh_scale: mesh units to metres; keypoints_file: keypoints given (read_keypoints_file)
+    instead of num_keypoints by farthest-point sampling; out_path: the YAML the mesh reference is
+    relative to (default: NAME.yaml here). symmetries=True derives the mesh's 180-degree
+    symmetries (mesh_symmetries) and records them.
     """
     loaded = load_mesh(mesh, mesh_scale)
     if keypoints_file is not None:
@@ -83,7 +95,7 @@ def make_object_model(mesh, name, num_keypoints=10, keypoints_file=None, mesh_sc
     return model, loaded
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Run `pose-kp new-object`; return the exit code."""
     parser = argparse.ArgumentParser(
         prog='pose-kp new-object',

@@ -8,6 +8,7 @@ Examples (resumable: run the same command again to continue):
 """
 
 import argparse
+from collections.abc import Iterable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 import json
 from pathlib import Path
@@ -29,7 +30,7 @@ from pose_kp_ros.rendering.scene import SampleRejectedError
 from pose_kp_ros.rendering.settings import RenderSettings
 
 
-def camera_from_args(args):
+def camera_from_args(args: argparse.Namespace) -> tuple[np.ndarray, tuple[int, int]]:
     """Return (K (3, 3), (width, height)) from --camera-json, --fx..--cy or the LM-O camera."""
     explicit = [args.fx, args.fy, args.cx, args.cy]
     if args.camera_json:
@@ -54,7 +55,7 @@ def camera_from_args(args):
     return K, size
 
 
-def default_distractors(models):
+def default_distractors(models: Iterable[ObjectModel]) -> list[tuple[str, float]]:
     """Return the LM-O meshes not among the objects' own, as (pkgdata reference, 0.001) pairs."""
     try:
         uris = lmo_mesh_uris()
@@ -64,7 +65,8 @@ def default_distractors(models):
     return [(uri, 0.001) for uri in uris.values() if resolve_pkgdata(uri).resolve() not in own]
 
 
-def load_settings(path, distance=None, min_visible=None):
+def load_settings(path: Path | str | None, distance: Sequence[float] | None = None,
+                  min_visible: float | None = None) -> RenderSettings:
     """Return RenderSettings from a YAML file of its fields (or defaults), with CLI overrides."""
     values = {}
     if path:
@@ -88,13 +90,13 @@ def load_settings(path, distance=None, min_visible=None):
         raise ValueError(f'{path or "render settings"}: {error}') from None
 
 
-def parse_distractor(text):
+def parse_distractor(text: str) -> tuple[str, float]:
     """Parse 'FILE' or 'FILE@SCALE' into (file, scale)."""
     path, _, scale = text.partition('@')
     return path, float(scale) if scale else 1.0
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Run `pose-kp render`; return the exit code."""
     defaults = RenderSettings()
     parser = argparse.ArgumentParser(

@@ -9,6 +9,7 @@ best.pt (best validation PCK@0.1), metrics.json (one entry per epoch) and traini
 See docs/training.md for the config keys.
 """
 
+from collections.abc import Sequence
 import sys
 
 from pose_kp_ros.network.hourglass import HourglassConfigError
@@ -17,7 +18,7 @@ from pose_kp_ros.training.cli import run_training_cli
 from pose_kp_ros.training.keypoint_training import KeypointTrainer, load_config
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Run `pose-kp train`; return the exit code."""
     return run_training_cli(argv, KeypointTrainer, load_config, 'pose-kp train',
                             __doc__.split('\n')[0], 'training config YAML',

@@ -11,6 +11,7 @@ save_every_minutes, atomic), best.pt (best validation AP@0.5), metrics.json and
 training_curves.png. See docs/detector.md for the config keys.
 """
 
+from collections.abc import Sequence
 import sys
 
 from pose_kp_ros.network.detector_model import DetectorConfigError
@@ -19,7 +20,7 @@ from pose_kp_ros.training.cli import run_training_cli
 from pose_kp_ros.training.detector_training import DetectorTrainer, load_config
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Run `pose-kp train-detector`; return the exit code."""
     return run_training_cli(argv, DetectorTrainer, load_config, 'pose-kp train-detector',
                             __doc__.split('\n')[0], 'detector training config YAML',
