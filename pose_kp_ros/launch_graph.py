@@ -7,6 +7,7 @@ spec against the installed package (executables in lib/pose_kp_ros, files in sha
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from pose_kp_ros.data.package_data import lmo_object_names
 from pose_kp_ros.geometry.object_model import ObjectModel
@@ -24,12 +25,12 @@ class NodeSpec:
     executable: str
     name: str
     namespace: str = ''
-    parameter_files: tuple = ()
-    parameters: tuple = ()        # ((name, value), ...) overrides applied after the files
-    remappings: tuple = ()        # ((from, to), ...)
+    parameter_files: tuple[Path | str, ...] = ()
+    parameters: tuple[tuple[str, object], ...] = ()  # ((name, value), ...) after the files
+    remappings: tuple[tuple[str, str], ...] = ()  # ((from, to), ...)
     package: str = PACKAGE
 
-    def ros_arguments(self):
+    def ros_arguments(self) -> list[str]:
         """Return the `--ros-args ...` command-line arguments that start this spec."""
         args = ['--ros-args', '-r', f'__node:={self.name}']
         if self.namespace:
@@ -52,8 +53,9 @@ def _param_text(value):
     return repr(value)
 
 
-def pose_kp_node_spec(params_file=None, image='image', camera_info='camera_info', device='auto',
-                      namespace='', pipeline_config=''):
+def pose_kp_node_spec(params_file: Path | str | None = None, image: str = 'image',
+                      camera_info: str = 'camera_info', device: str = 'auto',
+                      namespace: str = '', pipeline_config: str = '') -> NodeSpec:
     """Return the NodeSpec of the pose estimation node with its usual launch arguments."""
     params_file = params_file or str(data_path('config', 'pose_kp_node.yaml'))
     parameters = [('device', device)]
@@ -73,12 +75,13 @@ class DemoObjects:
     the rows of the evaluator's per-object table (`demo_all_*`; empty: a single-object run).
     """
 
-    evaluated: tuple
-    skipped: tuple = ()
-    table: tuple = ()
+    evaluated: tuple[str, ...]
+    skipped: tuple[str, ...] = ()
+    table: tuple[str, ...] = ()
 
 
-def demo_objects(choice='driller', pipeline_config=''):
+def demo_objects(choice: str | list[str] = 'driller', pipeline_config: Path | str = '',
+                 ) -> DemoObjects:
     """Return the DemoObjects of `--object` / `object:=`: an LM-O name, 'all', or a list.
 
     'all': every LM-O object the pipeline config (empty: the shipped one) has a model for, the
@@ -100,9 +103,10 @@ def demo_objects(choice='driller', pipeline_config=''):
     return DemoObjects(evaluated, tuple(n for n in everything if n not in listed), everything)
 
 
-def demo_graph(rate_hz=10.0, objects='driller', device='auto', frames=0,
-               output_dir='results/demo', pipeline_config='', params_file=None,
-               debug_image_scale=0.5):
+def demo_graph(rate_hz: float = 10.0, objects: str | list[str] | DemoObjects = 'driller',
+               device: str = 'auto', frames: int = 0, output_dir: Path | str = 'results/demo',
+               pipeline_config: str = '', params_file: Path | str | None = None,
+               debug_image_scale: float = 0.5) -> list[NodeSpec]:
     """Return the live demo's NodeSpecs: LM-O camera replay, the pose node, the evaluator.
 
     objects: what demo_objects takes (an LM-O name, 'all' or a list of names) or DemoObjects.
