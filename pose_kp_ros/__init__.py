@@ -32,7 +32,7 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC) + ['__version__']
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
     """Import a public name from its module on first use (PEP 562)."""
     module = _PUBLIC.get(name)
     if module is None:
