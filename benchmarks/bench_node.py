@@ -43,7 +43,7 @@ def main():
     parser.add_argument('--seconds', type=float, default=300.0)
     parser.add_argument('--pipeline-config', default='')
     parser.add_argument('--torch-threads', type=int, default=None,
-                        help="the node's torch_threads (default: the demo's, 1)")
+                        help="the node's torch_threads (default: the node's default)")
     parser.add_argument('--output', default='results/bench_node.json')
     parser.add_argument('--device', default='auto',
                         help="the node's device parameter: auto (CUDA when present), cpu, "
@@ -109,7 +109,7 @@ def main():
         'node_rss_mb_max': float(samples[:, 2].max()),
         'load_average_1_5_15': list(os.getloadavg()), 'cpu_model': cpu_model(),
         'cores': sorted(os.sched_getaffinity(0)),
-        'torch_threads': dict(pose_spec.parameters)['torch_threads'],
+        'torch_threads': dict(pose_spec.parameters).get('torch_threads', 'node default'),
         'device': args.device, 'node_device': seen.get('device'),
         'pipeline_config': portable_path(args.pipeline_config) if args.pipeline_config
         else 'models/driller/pipeline.yaml',

@@ -45,7 +45,7 @@ def camera_and_node(rate_hz, seconds, pipeline_config='', torch_threads=None,
     The camera loops over the first CAMERA_DISTINCT_FRAMES LM-O photos; it publishes
     '/camera/image', '/camera/camera_info' and '/lmo_camera/ground_truth/driller' (one per frame)
     and waits for subscribers on the image and the ground truth before it starts.
-    torch_threads: the node's `torch_threads` (None: the demo's setting); device: its `device`
+    torch_threads: the node's `torch_threads` (None: the node's default); device: its `device`
     parameter (auto, cpu, cuda, cuda:N).
     """
     total = max(1, round(rate_hz * seconds))

@@ -1,9 +1,10 @@
 """The ROS graphs this package starts, as plain data: one place for launch files and scripts.
 
 `launch/*.launch.py` turn these NodeSpecs into launch_ros Node actions (`ros2 launch`); where
-`ros2 launch` does not exist (ROS from PyPI wheels), `pose_kp_ros.tools.graph_runner` starts the
-same executables with the same parameter files and remappings as processes. Tests check every
-spec against the installed package (executables in lib/pose_kp_ros, files in share/pose_kp_ros).
+`ros2 launch` does not exist (ROS from PyPI wheels), `pose-kp demo` (pose_kp_ros.tools.demo)
+starts the same executables with the same parameter files and remappings as processes. Tests
+check every spec against the installed package (executables in lib/pose_kp_ros, files in
+share/pose_kp_ros).
 """
 
 from dataclasses import dataclass
@@ -128,10 +129,9 @@ def demo_graph(rate_hz: float = 10.0, objects: str | list[str] | DemoObjects = '
     pose = pose_kp_node_spec(params_file=params_file, image='/camera/image',
                              camera_info='/camera/camera_info', device=device,
                              pipeline_config=pipeline_config)
-    # Three processes share the machine: one torch thread avoids thrashing on small CPUs.
     overlay = (('debug_image_scale', float(debug_image_scale)),) if debug_image_scale > 0 else ()
     pose = NodeSpec(**{**pose.__dict__, 'parameters': pose.parameters + (
-        ('image_qos', 'reliable'), ('torch_threads', 1)) + overlay})
+        ('image_qos', 'reliable'),) + overlay})
     table = ()
     if objects.table:
         shipped = not pipeline_config or \

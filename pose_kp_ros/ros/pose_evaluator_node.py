@@ -7,7 +7,7 @@ Parameter `objects`: the objects measured (a list, or one name; default driller)
   pose/<object>          geometry_msgs/PoseStamped, the estimate (e.g. pose_kp's ~/pose/<object>)
 and once:
   /tf           tf2_msgs/TFMessage, counts the transforms seen per object (child frame
-                `<object>_...`)
+                `<tf_prefix><object>_<track id>`, as the pose node names them)
   debug_image   sensor_msgs/Image (best effort), every `mosaic_every`-th one is kept for a mosaic
                 (mosaic_every 0: not subscribed)
   camera_info   sensor_msgs/CameraInfo, K for the 2D projection error
@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
+import re
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -138,11 +139,11 @@ class PoseEvaluatorNode(Node):
                 ('training_data', OTHER_TRAINING, None), ('expected_frames', 0, None),
                 ('settle_s', 3.0, None), ('timeout_s', 600.0, None),
                 ('output_dir', 'results/demo', None), ('stem', 'demo', None),
-                ('mosaic_every', 10, None)):
+                ('mosaic_every', 10, None), ('tf_prefix', '', None)):
             self.declare_parameter(name, default, descriptor or ParameterDescriptor())
         self.settings = {name: self.get_parameter(name).value for name in (
             'objects', 'table_objects', 'training_data', 'expected_frames', 'settle_s',
-            'timeout_s', 'output_dir', 'stem', 'mosaic_every')}
+            'timeout_s', 'output_dir', 'stem', 'mosaic_every', 'tf_prefix')}
         objects = list(dict.fromkeys(name_list(self.settings['objects'])))
         if not objects:
             raise ValueError('parameter objects: no object named')
@@ -185,8 +186,9 @@ class PoseEvaluatorNode(Node):
 
     def _on_tf(self, msg):
         for name, live in self.objects.items():
+            frame = re.compile(re.escape(self.settings['tf_prefix'] + name) + r'_[0-9]+')
             live.tf_frames += sum(1 for t in msg.transforms
-                                  if t.child_frame_id.startswith(name))
+                                  if frame.fullmatch(t.child_frame_id))
 
     def _on_debug_image(self, msg):
         self.debug_images += 1
