@@ -30,21 +30,39 @@ contour_depth_starts: [0.95, 1.0, 1.05]  # that fit runs from the keypoint pose'
 """
 
 from dataclasses import dataclass, field, replace
+import logging
 import math
 from pathlib import Path
 import re
 
+import torch
 import yaml
 
 from pose_kp_ros.geometry.object_model import key_text, yaml_error_text
 from pose_kp_ros.geometry.solver import option_error
 
+LOGGER = logging.getLogger(__name__)
 DEVICE_PATTERN = r'auto|cpu|cuda(:[0-9]+)?'
 """Device names the pipeline accepts (config `device`, node parameter `device`)."""
 
 
 class PipelineConfigError(ValueError):
     """A pipeline configuration mistake; the message names the file and the field."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """Return a torch.device for 'auto' | 'cpu' | 'cuda' | 'cuda:N' (warns if CUDA is missing).
+
+    Raises PipelineConfigError for any other name.
+    """
+    if not isinstance(name, str) or re.fullmatch(DEVICE_PATTERN, name) is None:
+        raise PipelineConfigError(f'device: expected auto, cpu, cuda or cuda:N, got {name!r}')
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name.startswith('cuda') and not torch.cuda.is_available():
+        LOGGER.warning("device '%s' asked but CUDA is not available: using the CPU", name)
+        return torch.device('cpu')
+    return torch.device(name)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 import logging
 from pathlib import Path
-import re
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -52,10 +51,10 @@ from pose_kp_ros.geometry.solver import (
 from pose_kp_ros.geometry.symmetry import symmetry_group
 from pose_kp_ros.network.predictor import KeypointPredictor
 from pose_kp_ros.pipeline.config import (
-    DEVICE_PATTERN,
     PipelineConfig,
     PipelineConfigError,
     Thresholds,
+    resolve_device,
 )
 from pose_kp_ros.pipeline.object_pose import CropFits, CropRequest, ObjectPose, pose_scores
 from pose_kp_ros.pipeline.stage_timer import StageTimer
@@ -65,21 +64,6 @@ if TYPE_CHECKING:
     from pose_kp_ros.network.detector import ObjectDetector
 
 LOGGER = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    """Return a torch.device for 'auto' | 'cpu' | 'cuda' | 'cuda:N' (warns if CUDA is missing).
-
-    Raises PipelineConfigError for any other name.
-    """
-    if not isinstance(name, str) or re.fullmatch(DEVICE_PATTERN, name) is None:
-        raise PipelineConfigError(f'device: expected auto, cpu, cuda or cuda:N, got {name!r}')
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if name.startswith('cuda') and not torch.cuda.is_available():
-        LOGGER.warning("device '%s' asked but CUDA is not available: using the CPU", name)
-        return torch.device('cpu')
-    return torch.device(name)
 
 
 class ObjectRuntime:
