@@ -12,3 +12,14 @@ def test_ruff_clean(repo_root):
     result = subprocess.run([ruff, 'check', '--no-cache', '.'], cwd=repo_root,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+MAX_MODULE_LINES = 400
+"""A module of one responsibility stays short (the project's style rule)."""
+
+
+def test_no_module_of_the_package_is_longer_than_the_limit(repo_root):
+    long = {str(path.relative_to(repo_root)): count
+            for path in sorted((repo_root / 'pose_kp_ros').rglob('*.py'))
+            if (count := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, f'modules over {MAX_MODULE_LINES} lines (split them): {long}'
