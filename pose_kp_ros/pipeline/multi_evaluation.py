@@ -101,7 +101,10 @@ def evaluate_frames(estimator: KeypointPoseEstimator, frames: Sequence[EvalFrame
     overlays = []
     show_every = max(1, len(frames) // max(1, mosaic_frames))
     for index, frame in enumerate(progress(frames)):
-        image = cv2.imread(str(frame.path), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+        image = cv2.imread(str(frame.path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f'{frame.path}: cannot be read as an image')
+        image = image[:, :, ::-1].copy()
         shown = [name for name in object_names if name in frame.truths]
         requested = None
         if boxes == 'ground-truth':

@@ -100,8 +100,12 @@ class LmoCameraNode(Node):
     def run(self) -> int:
         """Publish every frame `loops` times at rate_hz; return the number published."""
         period = 1.0 / self.settings['rate_hz']
-        images = [cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
-                  for path, _ in self.frames]
+        images = []
+        for path, _ in self.frames:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise RuntimeError(f'{path}: cannot be read as an image (LM-O data damaged?)')
+            images.append(image[:, :, ::-1].copy())
         published = 0
         next_time = time.monotonic()
         for _ in range(int(self.settings['loops'])):

@@ -8,7 +8,9 @@ from pose_kp_ros.data.package_data import LMO_OBJECT_IDS
 from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.pipeline.multi_evaluation import (
     PUBLISHED_LMO,
+    EvalFrame,
     error_metric,
+    evaluate_frames,
     mean_row,
     object_row,
     objects_table,
@@ -52,3 +54,11 @@ def test_table_names_no_model_rows_the_mean_and_the_published_training_data():
         assert f'{accuracy:.1f}%' in line and f'trained on {data}' in line
     assert [entry['add_s_0.1d_accuracy'] for entry in published_json()] == pytest.approx(
         np.array([24.9, 40.8, 47.5, 56.1, 76.9]) / 100)
+
+
+def test_an_unreadable_photo_is_named_in_a_clear_error(tmp_path):
+    broken = tmp_path / 'frame.png'
+    broken.write_bytes(b'not an image')
+    frame = EvalFrame('frame', broken, np.eye(3))
+    with pytest.raises(ValueError, match='frame.png: cannot be read as an image'):
+        evaluate_frames(estimator=None, frames=[frame], object_names=[], points={})
