@@ -18,11 +18,11 @@ import json
 import os
 from pathlib import Path
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
+from node_harness import run_held_to
 import numpy as np
 
 from pose_kp_ros import strict_json
@@ -82,22 +82,10 @@ def network_times(threads: int, repeats: int) -> dict:
     return row
 
 
-def _run_held_to(cores, command):
-    """Run `command` held to `cores` (as taskset -c does); return its stdout.
-
-    Raises RuntimeError with the end of its stderr when it fails.
-    """
-    done = subprocess.run(command, capture_output=True, text=True,
-                          preexec_fn=lambda: os.sched_setaffinity(0, cores))
-    if done.returncode != 0:
-        raise RuntimeError(f'{" ".join(map(str, command))} failed: {done.stderr[-2000:]}')
-    return done.stdout
-
-
 def eval_lmo_ms(cores, threads: int, frames: int) -> dict:
     """Return eval-lmo's median / p95 ms per frame and ADD < 0.1 d on the first `frames` photos."""
     with tempfile.TemporaryDirectory() as folder:
-        _run_held_to(cores, [executable_path('pose-kp'), 'eval-lmo', '--object', 'driller',
+        run_held_to(cores, [executable_path('pose-kp'), 'eval-lmo', '--object', 'driller',
                              '--threads', str(threads), '--frames', str(frames),
                              '--mosaic-frames', '1', '--output-dir', folder])
         summary = json.loads(Path(folder, 'driller_detector_summary.json').read_text())
@@ -110,7 +98,7 @@ def node_rates(cores, threads: int, seconds: float) -> dict:
     """Return the node's poses/s, latency median / p95 ms and CPU use at 30 Hz input."""
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder, 'node.json')
-        _run_held_to(cores, [sys.executable, str(ROOT / 'benchmarks' / 'bench_node.py'),
+        run_held_to(cores, [sys.executable, str(ROOT / 'benchmarks' / 'bench_node.py'),
                              '--rate', '30', '--seconds', str(seconds),
                              '--torch-threads', str(threads), '--output', str(output)])
         result = json.loads(output.read_text())
@@ -122,7 +110,7 @@ def node_rates(cores, threads: int, seconds: float) -> dict:
 
 def _network_in_child(cores, threads, repeats):
     """Run network_times in a child process held to `cores` (threads start there)."""
-    output = _run_held_to(cores, [sys.executable, __file__, '--network-only', '--threads',
+    output = run_held_to(cores, [sys.executable, __file__, '--network-only', '--threads',
                                   str(threads), '--repeats', str(repeats)])
     return json.loads(output.strip().splitlines()[-1])
 

@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 
+from node_harness import run_held_to
+
 from pose_kp_ros import strict_json
 from pose_kp_ros.pipeline.stage_timer import cpu_model
 
@@ -40,15 +42,8 @@ def commit_of(tree: Path) -> str:
 
 
 def run_in(tree: Path, cores, command) -> None:
-    """Run `command` in `tree` with its code first on PYTHONPATH, held to `cores`.
-
-    Raises RuntimeError with the end of its stderr when it fails.
-    """
-    environment = {**os.environ, 'PYTHONPATH': str(tree)}
-    done = subprocess.run(command, cwd=tree, env=environment, capture_output=True, text=True,
-                          preexec_fn=lambda: os.sched_setaffinity(0, cores))
-    if done.returncode != 0:
-        raise RuntimeError(f'{tree}: {" ".join(command)} failed: {done.stderr[-2000:]}')
+    """Run `command` in `tree` with its code first on PYTHONPATH, held to `cores`."""
+    run_held_to(cores, command, cwd=tree, env={**os.environ, 'PYTHONPATH': str(tree)})
 
 
 def measure(tree: Path, cores, frames: int, node_seconds: float) -> dict:

@@ -86,3 +86,17 @@ def latency_percentiles(latencies_ms, percents=(50, 95, 99)):
     values = np.asarray(latencies_ms, dtype=np.float64)
     return {f'p{p}': float(np.percentile(values, p)) if values.size else float('nan')
             for p in percents}
+
+
+def run_held_to(cores, command, cwd=None, env=None) -> str:
+    """Run `command` held to `cores` (as taskset -c does); return its stdout.
+
+    cwd, env: its working directory and environment (None: this process's). Raises
+    RuntimeError with the end of its stderr when it fails.
+    """
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                          preexec_fn=lambda: os.sched_setaffinity(0, cores))
+    if done.returncode != 0:
+        raise RuntimeError(f'{cwd or "."}: {" ".join(map(str, command))} failed: '
+                           f'{done.stderr[-2000:]}')
+    return done.stdout
