@@ -6,7 +6,10 @@ A checkpoint is a `torch.save` dict {'meta': dict, 'model': state_dict, 'trainin
     format ('pose_kp_ros.keypoint_checkpoint'), format_version, object_name, keypoint_names (in
     heatmap order), preset, architecture (HourglassConfig.to_dict()), input_size, heatmap_size,
     padding (crop side / box side), sigma (heatmap px), mean, std (RGB in [0, 1]),
-    training_config, epoch (completed epochs), metrics (last validation), code_version.
+    training_config, epoch (completed epochs), metrics (last validation), code_version;
+    a network of several objects also has objects ([{name, keypoint_names}] in heatmap order:
+    each object's heatmaps are the next len(keypoint_names) channels), its object_name and
+    keypoint_names then being those combined (`combined_names`).
 
 An exported model (pose_kp_ros.tools.export_model) is an ONNX model (.onnx, run by ONNX Runtime:
 network/onnx_runtime.py) carrying the same `meta` as JSON in its metadata_props, or a
@@ -61,16 +64,20 @@ class Checkpoint:
 def make_meta(config: HourglassConfig, object_name: str, keypoint_names: Sequence[str],
               preset: str, padding: float, sigma: float, mean: Sequence[float],
               std: Sequence[float], training_config: dict | None = None, epoch: int = 0,
-              metrics: dict | None = None, low_pass_px: float = 0.0) -> dict:
+              metrics: dict | None = None, low_pass_px: float = 0.0,
+              objects: Sequence[tuple[str, Sequence[str]]] | None = None) -> dict:
     """Return the metadata dict of a checkpoint (plain types only).
 
     padding: crop side / box side; sigma: heatmap pixels; mean, std (3,): RGB in [0, 1];
-    low_pass_px: image pixels.
+    low_pass_px: image pixels. objects: [(name, keypoint names)] of a network of several
+    objects (object_name and keypoint_names are then ignored: `combined_names` of them).
     """
+    if objects is not None and len(objects) > 1:
+        object_name, keypoint_names = combined_names(objects)
     if len(keypoint_names) != config.num_keypoints:
         raise CheckpointError(f'{len(keypoint_names)} keypoint names for a network with '
                               f'{config.num_keypoints} heatmaps')
-    return {
+    meta = {
         'format': FORMAT, 'format_version': FORMAT_VERSION,
         'object_name': str(object_name), 'keypoint_names': [str(n) for n in keypoint_names],
         'preset': preset, 'architecture': config.to_dict(),
@@ -80,6 +87,37 @@ def make_meta(config: HourglassConfig, object_name: str, keypoint_names: Sequenc
         'training_config': training_config or {}, 'epoch': int(epoch),
         'metrics': metrics or {}, 'code_version': code_version(),
     }
+    if objects is not None and len(objects) > 1:
+        meta['objects'] = [{'name': str(name), 'keypoint_names': [str(n) for n in names]}
+                           for name, names in objects]
+    return meta
+
+
+def combined_names(objects: Sequence[tuple[str, Sequence[str]]]) -> tuple[str, list[str]]:
+    """Return (object_name, keypoint_names) of a network of several objects.
+
+    >>> combined_names([('ape', ['a', 'b']), ('can', ['a'])])
+    ('ape+can', ['ape/a', 'ape/b', 'can/a'])
+    """
+    return ('+'.join(str(name) for name, _ in objects),
+            [f'{name}/{n}' for name, names in objects for n in names])
+
+
+def network_objects(meta: dict) -> list[tuple[str, list[str]]]:
+    """Return [(object name, keypoint names)] whose heatmaps a network gives, in channel order."""
+    if 'objects' in meta:
+        return [(str(item['name']), [str(n) for n in item['keypoint_names']])
+                for item in meta['objects']]
+    return [(str(meta['object_name']), [str(n) for n in meta['keypoint_names']])]
+
+
+def object_channels(objects: Sequence[tuple[str, Sequence[str]]]) -> dict[str, slice]:
+    """Return {object name: its heatmap channels} of a network's objects (`network_objects`)."""
+    channels, start = {}, 0
+    for name, names in objects:
+        channels[name] = slice(start, start + len(names))
+        start += len(names)
+    return channels
 
 
 def check_keypoints(meta: dict, expected_keypoint_names: Sequence[str] | None = None,
@@ -87,13 +125,20 @@ def check_keypoints(meta: dict, expected_keypoint_names: Sequence[str] | None = 
     """Raise CheckpointError if the metadata's object or keypoints differ from the expected ones.
 
     The message names the file and what differs: object name, keypoint count, names or order.
+    A network of several objects is checked for `object_name`, which it must serve.
     """
-    if object_name is not None and meta['object_name'] != object_name:
-        raise CheckpointError(f"{path}: trained for object {meta['object_name']!r}, "
-                              f'not {object_name!r}')
+    objects = dict(network_objects(meta))
+    if object_name is not None and object_name not in objects:
+        trained = (f"object {meta['object_name']!r}" if len(objects) == 1
+                   else f'objects {list(objects)}')
+        raise CheckpointError(f'{path}: trained for {trained}, not {object_name!r}')
     if expected_keypoint_names is None:
         return
-    ours, theirs = list(meta['keypoint_names']), [str(n) for n in expected_keypoint_names]
+    if object_name is None and len(objects) > 1:
+        raise CheckpointError(f'{path}: a network of several objects {list(objects)}: name the '
+                              'object whose keypoints to check')
+    ours = objects[object_name] if object_name is not None else next(iter(objects.values()))
+    theirs = [str(n) for n in expected_keypoint_names]
     if ours == theirs:
         return
     if len(ours) != len(theirs):

@@ -6,12 +6,16 @@
     >>> result.keypoints.shape, result.confidence.shape  # doctest: +SKIP
     ((B, N, 2), (B, N))
 
+A network of several objects (checkpoint.network_objects) answers the crops of all of them in
+one forward: `predict_objects(image_rgb, {object_name: boxes})`, each crop decoded on its
+object's heatmap channels.
+
 Steps, each a plain function usable on its own: `crop_boxes` (crops.py) -> `normalise_crops` ->
 model forward (one batch) -> `decode_heatmaps` (heatmaps.py) -> `heatmap_to_image_affines` and
 `transform_points` back to image pixels.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 import torch
 
-from pose_kp_ros.network.checkpoint import load_model
+from pose_kp_ros.network.checkpoint import load_model, network_objects, object_channels
 from pose_kp_ros.network.crops import (
     compose_affines,
     crop_boxes,
@@ -90,6 +94,7 @@ class KeypointPredictor:
         # around a session stay on the CPU whatever the device
         self.tensor_device = 'cpu' if isinstance(model, OnnxNetwork) else device
         self.keypoint_names = list(meta['keypoint_names'])
+        self.channels = object_channels(network_objects(meta))  # {object: its channels}
         self.input_size = int(meta['input_size'])
         self.heatmap_size = int(meta['heatmap_size'])
         self.padding = float(meta['padding'])
@@ -103,9 +108,14 @@ class KeypointPredictor:
         model, meta = load_model(path, expected_keypoint_names, object_name, device)
         return cls(model, meta, device)
 
-    @torch.inference_mode()
+    @property
+    def object_names(self) -> list[str]:
+        """Return the objects whose keypoints the network finds, in channel order."""
+        return list(self.channels)
+
     def predict(self, image_rgb: np.ndarray, boxes_xyxy: ArrayLike,
-                timer: StageTiming | None = None) -> KeypointPrediction:
+                timer: StageTiming | None = None,
+                object_name: str | None = None) -> KeypointPrediction:
         """Predict keypoints for boxes in one image.
 
         Args:
@@ -113,17 +123,63 @@ class KeypointPredictor:
             boxes_xyxy: (B, 4) boxes in image pixels (B >= 1).
             timer: optional stage timer (pose_kp_ros.pipeline.stage_timer.StageTimer): the
                 stages 'crops' (cut, low-pass, normalise) and 'network' (forward, decode).
+            object_name: whose keypoints (None: the network's first object).
         """
+        name = self.object_names[0] if object_name is None else object_name
+        return self.predict_objects(image_rgb, {name: boxes_xyxy}, timer)[name]
+
+    @torch.inference_mode()
+    def predict_objects(self, image_rgb: np.ndarray, boxes_xyxy: Mapping[str, ArrayLike],
+                        timer: StageTiming | None = None) -> dict[str, KeypointPrediction]:
+        """Predict the keypoints of several objects' boxes in one image, in one forward.
+
+        boxes_xyxy: {object name: (B_o, 4) boxes, image pixels}, objects of this network;
+        timer as in `predict`. Returns {object name: KeypointPrediction of its boxes}.
+        """
+        unknown = [name for name in boxes_xyxy if name not in self.channels]
+        if unknown:
+            raise ValueError(f"objects {unknown} are not among the network's "
+                             f'{self.object_names}')
+        groups = {name: np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+                  for name, boxes in boxes_xyxy.items()}
         stage = timer.stage if timer is not None else nullcontext
         with stage('crops'):
-            crops, affines = crop_boxes(image_rgb, boxes_xyxy, self.input_size, self.padding)
+            crops, affines = crop_boxes(image_rgb, np.concatenate(list(groups.values())),
+                                        self.input_size, self.padding)
             crops = low_pass_crops(crops, affines, self.low_pass_px)
             images = normalise_crops(crops, self.meta['mean'], self.meta['std'],
                                      self.tensor_device)
+        predictions = {}
         with stage('network'):  # all crops in one batch: one forward, one session.run
             heatmaps = self.model(images).float().cpu()
-            keypoints_hm, confidence = decode_heatmaps(heatmaps)
             to_image = heatmap_to_image_affines(affines, self.input_size, self.heatmap_size)
-            keypoints = transform_points(to_image, keypoints_hm.double().numpy())
-        return KeypointPrediction(keypoints=keypoints, confidence=confidence.numpy(),
-                                  heatmaps=heatmaps, crop_affines=affines)
+            start = 0
+            for name, boxes in groups.items():
+                rows = slice(start, start + len(boxes))
+                start += len(boxes)
+                mine = heatmaps[rows, self.channels[name]]
+                keypoints_hm, confidence = decode_heatmaps(mine)
+                keypoints = transform_points(to_image[rows], keypoints_hm.double().numpy())
+                predictions[name] = KeypointPrediction(
+                    keypoints=keypoints, confidence=confidence.numpy(), heatmaps=mine,
+                    crop_affines=affines[rows])
+        return predictions
+
+
+def predict_crops(predictors: Mapping[str, KeypointPredictor], image_rgb: np.ndarray,
+                  boxes_xyxy: Mapping[str, ArrayLike],
+                  timer: StageTiming | None = None) -> dict[str, KeypointPrediction]:
+    """Predict the keypoints of every object's boxes, one forward per network.
+
+    predictors: {object name: its predictor} (objects sharing a network share the instance);
+    boxes_xyxy: {object name: (B_o, 4) boxes, image pixels}. Returns {object name:
+    KeypointPrediction}.
+    """
+    networks = {}  # id of a predictor -> (predictor, the objects it answers here)
+    for name in boxes_xyxy:
+        networks.setdefault(id(predictors[name]), (predictors[name], []))[1].append(name)
+    predictions = {}
+    for predictor, names in networks.values():
+        predictions.update(predictor.predict_objects(
+            image_rgb, {name: boxes_xyxy[name] for name in names}, timer))
+    return predictions

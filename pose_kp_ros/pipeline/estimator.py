@@ -8,11 +8,13 @@
 Per frame (`estimate`, one method per stage):
 1. crop requests: given boxes, boxes from previous poses, or the detector's full-image search
    (`search`); invalid boxes are skipped;
-2. keypoint stage (`_keypoint_stage`), per object model: one batched network forward -> keypoints
-   in image pixels, undistorted once when the camera has distortion, and their fit weights -> one
-   batched confidence-weighted pose fit, warm-started where a previous pose is given;
+2. keypoint stage (`_keypoint_stage`): one batched forward per keypoint network (a network of
+   several objects takes all their crops at once) -> keypoints in image pixels, undistorted once
+   when the camera has distortion, and their fit weights -> per object one batched
+   confidence-weighted pose fit, warm-started where a previous pose is given;
 3. second pass (`_second_pass`, `refine_iou_below`): the best crop of each instance re-cropped
-   around its fitted pose, through the keypoint stage again; the better fit is kept;
+   around its fitted pose, through the keypoint stage again (all objects together); the better
+   fit is kept;
 4. acceptance thresholds (`_accept`), then duplicates removed;
 5. silhouette stage (`_silhouette_stage`): 6-DoF pose refined jointly on the mesh silhouette's
    image edges and the same undistorted keypoints and weights, from several depths
@@ -28,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -36,7 +38,6 @@ import torch
 
 from pose_kp_ros.geometry.boxes import box_iou, grown_box, projected_box, valid_box
 from pose_kp_ros.geometry.contour_alignment import image_gradients, refine_pose
-from pose_kp_ros.geometry.distortion import has_distortion, undistort_pixels
 from pose_kp_ros.geometry.instances import distinct_best, suppress_duplicates
 from pose_kp_ros.geometry.mesh import mesh_outline_points, object_mesh, surface_points
 from pose_kp_ros.geometry.object_model import ObjectModel
@@ -49,14 +50,21 @@ from pose_kp_ros.geometry.solver import (
     stacked_results,
 )
 from pose_kp_ros.geometry.symmetry import symmetry_group
-from pose_kp_ros.network.predictor import KeypointPredictor
+from pose_kp_ros.network.checkpoint import check_keypoints
+from pose_kp_ros.network.predictor import KeypointPredictor, predict_crops
 from pose_kp_ros.pipeline.config import (
     PipelineConfig,
     PipelineConfigError,
     Thresholds,
     resolve_device,
 )
-from pose_kp_ros.pipeline.object_pose import CropFits, CropRequest, ObjectPose, pose_scores
+from pose_kp_ros.pipeline.object_pose import (
+    CropFits,
+    CropRequest,
+    Frame,
+    ObjectPose,
+    pose_scores,
+)
 from pose_kp_ros.pipeline.stage_timer import StageTimer
 from pose_kp_ros.pipeline.symmetric_poses import published_pose
 
@@ -75,7 +83,7 @@ class ObjectRuntime:
 
     def __init__(self, model: ObjectModel, predictor: KeypointPredictor,
                  max_instances: int = 1) -> None:
-        """predictor: a KeypointPredictor (or anything with its `predict`) for `model`."""
+        """predictor: a KeypointPredictor (or anything with its `predict_objects`) for `model`."""
         self.model = model
         self.predictor = predictor
         self.max_instances = max_instances
@@ -88,21 +96,6 @@ class ObjectRuntime:
     def name(self) -> str:
         """Return the object's name."""
         return self.model.name
-
-
-class _Frame(NamedTuple):
-    """One image and its camera: image (H, W, 3) uint8 RGB, K (3, 3), lens distortion D."""
-
-    image: np.ndarray
-    K: np.ndarray
-    D: np.ndarray | None
-    distortion_model: str
-
-    def undistorted(self, uv: np.ndarray) -> np.ndarray:
-        """Return image pixels uv (..., 2) as pinhole pixels of K (uv itself if no distortion)."""
-        if self.D is not None and has_distortion(self.D):
-            return undistort_pixels(uv, self.K, self.D, self.distortion_model)
-        return uv
 
 
 class KeypointPoseEstimator:
@@ -144,12 +137,16 @@ class KeypointPoseEstimator:
                     f'{config.source or "<config>"}: objects[{index}].object: object '
                     f'{name!r} is already objects[{names.index(name)}] (list each object once; '
                     'max_instances sets how many instances are kept)')
-        runtimes = []
+        runtimes, predictors = [], {}  # a file listed by several objects is loaded once
         for entry, model in zip(config.objects, models):
-            predictor = KeypointPredictor.from_file(
-                entry.keypoint_model_path, expected_keypoint_names=model.keypoint_names,
-                object_name=model.name, device=torch_device)
-            runtimes.append(ObjectRuntime(model, predictor, entry.max_instances))
+            path = entry.keypoint_model_path
+            if path in predictors:
+                check_keypoints(predictors[path].meta, model.keypoint_names, model.name, path)
+            else:
+                predictors[path] = KeypointPredictor.from_file(
+                    path, expected_keypoint_names=model.keypoint_names, object_name=model.name,
+                    device=torch_device)
+            runtimes.append(ObjectRuntime(model, predictors[path], entry.max_instances))
         served = {}  # detector file -> the objects it searches for (own detector, else shared)
         for entry, model in zip(config.objects, models):
             path = entry.detector_path or config.detector_path
@@ -242,25 +239,27 @@ class KeypointPoseEstimator:
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
             raise ValueError(f'image_rgb: expected (H, W, 3) uint8, got {image_rgb.shape} '
                              f'{image_rgb.dtype}')
-        frame = _Frame(image_rgb, np.asarray(K, dtype=np.float64), D, distortion_model)
+        frame = Frame(image_rgb, np.asarray(K, dtype=np.float64), D, distortion_model)
         usable = self._usable(requests, frame)
+        mine = {name: [r for r in usable if r.object_name == name] for name in self.objects}
+        mine = {name: chosen for name, chosen in mine.items() if chosen}
+        fits = self._keypoint_stage(frame, {name: (np.stack([r.box_xyxy for r in chosen]),
+                                                   [r.init for r in chosen])
+                                            for name, chosen in mine.items()})
+        if self.config.refine_iou_below > 0 and mine:
+            with self.timer.stage('second pass'):
+                self._second_pass(frame, mine, fits)
         poses = []
-        for name, runtime in self.objects.items():
-            mine = [r for r in usable if r.object_name == name]
-            if not mine:
-                continue
-            fits = self._keypoint_stage(runtime, frame, np.stack([r.box_xyxy for r in mine]),
-                                        [r.init for r in mine])
-            if self.config.refine_iou_below > 0:
-                with self.timer.stage('second pass'):
-                    self._second_pass(runtime, frame, mine, fits)
-            accepted = [self._accept(runtime, request, fits, i) for i, request in enumerate(mine)]
+        for name, chosen in mine.items():
+            runtime = self.objects[name]
+            accepted = [self._accept(runtime, request, fits[name], i)
+                        for i, request in enumerate(chosen)]
             poses += suppress_duplicates([pose for pose in accepted if pose is not None],
                                          runtime.model.diameter, runtime.max_instances)
         poses = self._silhouette_stage(frame, poses)
         return [published_pose(p, self.objects[p.object_name].symmetry_group) for p in poses]
 
-    def _usable(self, requests: list[CropRequest], frame: _Frame) -> list[CropRequest]:
+    def _usable(self, requests: list[CropRequest], frame: Frame) -> list[CropRequest]:
         """Return the requests for known objects with valid boxes (the others: a debug log)."""
         height, width = frame.image.shape[:2]
         usable = []
@@ -274,50 +273,66 @@ class KeypointPoseEstimator:
                 self.timer.tally(f'crops from {request.source}', 1)
         return usable
 
-    def _keypoint_stage(self, runtime: ObjectRuntime, frame: _Frame, boxes: np.ndarray,
-                        inits: list) -> CropFits:
-        """Return the keypoints in crops `boxes` (B, 4) and their fits (warm starts `inits`).
+    def _keypoint_stage(self, frame: Frame, crops: dict[str, tuple[np.ndarray, list]],
+                        ) -> dict[str, CropFits]:
+        """Return {object: CropFits} of crops {object: (boxes (B, 4), warm starts)}.
 
-        One batched network forward; the keypoints undistorted and their fit weights computed
-        once here, for the fit and the silhouette stage; one batched pose fit.
+        One batched forward per network (all crops of the objects it serves); the keypoints
+        undistorted and their fit weights computed once here, for the fit and the silhouette
+        stage; one batched pose fit per object.
         """
-        prediction = runtime.predictor.predict(frame.image, boxes, timer=self.timer)
-        keypoints = np.asarray(prediction.keypoints, dtype=np.float64)
-        confidences = np.asarray(prediction.confidence, dtype=np.float64)
-        with self.timer.stage('solver'):
-            options = self._fit_options()
-            measured = frame.undistorted(keypoints)
-            weights = fit_weights(measured, confidences, options['min_confidence'],
-                                  options['confidence_power'])
-            results = solve_pose(measured, confidences, frame.K, runtime.model,
-                                 init=stacked_results(inits, runtime.model.num_basis), **options)
-        return CropFits(boxes, keypoints, measured, confidences, weights, results)
+        predictions = predict_crops(
+            {name: self.objects[name].predictor for name in crops}, frame.image,
+            {name: boxes for name, (boxes, _) in crops.items()}, self.timer)
+        options = self._fit_options()
+        fits = {}
+        for name, (boxes, inits) in crops.items():
+            runtime = self.objects[name]
+            keypoints = np.asarray(predictions[name].keypoints, dtype=np.float64)
+            confidences = np.asarray(predictions[name].confidence, dtype=np.float64)
+            with self.timer.stage('solver'):
+                measured = frame.undistorted(keypoints)
+                weights = fit_weights(measured, confidences, options['min_confidence'],
+                                      options['confidence_power'])
+                results = solve_pose(measured, confidences, frame.K, runtime.model,
+                                     init=stacked_results(inits, runtime.model.num_basis),
+                                     **options)
+            fits[name] = CropFits(boxes, keypoints, measured, confidences, weights, results)
+        return fits
 
-    def _second_pass(self, runtime: ObjectRuntime, frame: _Frame, requests: list[CropRequest],
-                     fits: CropFits) -> None:
+    def _second_pass(self, frame: Frame, requests: dict[str, list[CropRequest]],
+                     fits: dict[str, CropFits]) -> None:
         """Re-crop the best crop of each instance around its fitted pose; keep better fits.
 
         Only crops whose pose's box overlaps the crop box less than `refine_iou_below` are
-        redone (framed like the request: a track's box keeps its margin); `fits` is updated.
+        redone (framed like the request: a track's box keeps its margin), all objects' in one
+        keypoint stage; `fits` {object: CropFits} is updated.
         """
         height, width = frame.image.shape[:2]
-        rows, boxes = [], []
-        for i in self._best_rows(runtime, requests, fits):
-            box = projected_box(runtime.outline, fits.results.R[i], fits.results.t[i], frame.K)
-            box = None if box is None else grown_box(box, requests[i].margin)
-            if box is not None and valid_box(box, width, height) \
-                    and box_iou(box, fits.boxes[i]) < self.config.refine_iou_below:
-                rows.append(i)
-                boxes.append(box)
-        if not rows:
+        redo = {}  # object -> (rows, boxes)
+        for name, chosen in requests.items():
+            runtime, mine = self.objects[name], fits[name]
+            for i in self._best_rows(runtime, chosen, mine):
+                box = projected_box(runtime.outline, mine.results.R[i], mine.results.t[i],
+                                    frame.K)
+                box = None if box is None else grown_box(box, chosen[i].margin)
+                if box is not None and valid_box(box, width, height) \
+                        and box_iou(box, mine.boxes[i]) < self.config.refine_iou_below:
+                    rows, boxes = redo.setdefault(name, ([], []))
+                    rows.append(i)
+                    boxes.append(box)
+        if not redo:
             return
-        self.timer.tally('crops of the second pass', len(rows))
-        again = self._keypoint_stage(runtime, frame, np.stack(boxes),
-                                     [result_row(fits.results, i) for i in rows])
-        better = [(i, j) for j, i in enumerate(rows) if again.results.valid[j]
-                  and again.results.rms_px[j] <= max(1.5 * fits.results.rms_px[i], 2.0)]
-        if better:
-            fits.set_rows([i for i, _ in better], again, [j for _, j in better])
+        self.timer.tally('crops of the second pass', sum(len(rows) for rows, _ in redo.values()))
+        again = self._keypoint_stage(frame, {
+            name: (np.stack(boxes), [result_row(fits[name].results, i) for i in rows])
+            for name, (rows, boxes) in redo.items()})
+        for name, (rows, _) in redo.items():
+            old, new = fits[name].results, again[name].results
+            better = [(i, j) for j, i in enumerate(rows) if new.valid[j]
+                      and new.rms_px[j] <= max(1.5 * old.rms_px[i], 2.0)]
+            if better:
+                fits[name].set_rows([i for i, _ in better], again[name], [j for _, j in better])
 
     @staticmethod
     def _best_rows(runtime: ObjectRuntime, requests: list[CropRequest],
@@ -340,7 +355,7 @@ class KeypointPoseEstimator:
             return None
         return fits.pose(runtime.name, request, i)
 
-    def _silhouette_stage(self, frame: _Frame, poses: list[ObjectPose]) -> list[ObjectPose]:
+    def _silhouette_stage(self, frame: Frame, poses: list[ObjectPose]) -> list[ObjectPose]:
         """Return the poses refined on their silhouettes' image edges (objects with a mesh).
 
         A refined pose gets the keypoint fit's rms_px and covariance evaluated where it now is,
@@ -362,7 +377,7 @@ class KeypointPoseEstimator:
                     refined.append(pose)
         return refined
 
-    def _on_silhouette(self, frame: _Frame, gradients, pose: ObjectPose) -> ObjectPose | None:
+    def _on_silhouette(self, frame: Frame, gradients, pose: ObjectPose) -> ObjectPose | None:
         """Return `pose` refined on the image `gradients`, or None if it is then rejected."""
         runtime, config = self.objects[pose.object_name], self.config
         options = self._fit_options()

@@ -1,10 +1,12 @@
-"""What the pipeline asks for and answers per object instance: crop requests, fits and poses."""
+"""What the pipeline asks for and answers: frames, crop requests, fits and poses per instance."""
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from pose_kp_ros.geometry.distortion import has_distortion, undistort_pixels
 from pose_kp_ros.geometry.solver import PoseResult, result_row, set_rows
 
 
@@ -110,3 +112,18 @@ def pose_scores(confidences: ArrayLike) -> np.ndarray | float:
     A float for one pose's confidences (N,).
     """
     return np.clip(confidences, 0.0, 1.0).mean(-1)
+
+
+class Frame(NamedTuple):
+    """One image and its camera: image (H, W, 3) uint8 RGB, K (3, 3), lens distortion D."""
+
+    image: np.ndarray
+    K: np.ndarray
+    D: np.ndarray | None
+    distortion_model: str
+
+    def undistorted(self, uv: np.ndarray) -> np.ndarray:
+        """Return image pixels uv (..., 2) as pinhole pixels of K (uv itself if no distortion)."""
+        if self.D is not None and has_distortion(self.D):
+            return undistort_pixels(uv, self.K, self.D, self.distortion_model)
+        return uv

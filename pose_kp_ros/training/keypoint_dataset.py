@@ -9,7 +9,7 @@ Gaussian heatmap targets. Keypoints go through the same affine as the pixels
 result does not depend on the number of DataLoader workers; call `set_epoch` before each epoch.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -49,6 +49,10 @@ class KeypointDataset(EpochDataset):
     without one are kept); a batch needs records of one keypoint count N. input_size S and
     heatmap_size H are pixels; sigma is in heatmap pixels; padding is the crop side over the
     box's longer side; low_pass_px is a Gaussian blur in image pixels.
+
+    For a network of several objects, object_channels {object name: first channel} and
+    num_channels C put each sample's N keypoints into its object's channels of C: heatmaps
+    (C, H, H), weights, keypoints and visibility of C, zero (unsupervised) elsewhere.
     """
 
     def __init__(self, records: Iterable[InstanceRecord], input_size: int, heatmap_size: int,
@@ -56,7 +60,9 @@ class KeypointDataset(EpochDataset):
                  seed: int = 0, min_visibility: int = 1, occluded_peak: float = 1.0,
                  low_pass_px: float = 0.0, min_visible_fraction: float = 0.0,
                  mean: Sequence[float] = IMAGENET_MEAN,
-                 std: Sequence[float] = IMAGENET_STD) -> None:
+                 std: Sequence[float] = IMAGENET_STD,
+                 object_channels: Mapping[str, int] | None = None,
+                 num_channels: int = 0) -> None:
         if not 0.0 < occluded_peak <= 1.0:
             raise DatasetError(f'occluded_peak: expected (0, 1], got {occluded_peak!r}')
         if not 0.0 <= low_pass_px <= 10.0:
@@ -74,6 +80,8 @@ class KeypointDataset(EpochDataset):
         self.low_pass_px = float(low_pass_px)
         self.mean = np.asarray(mean, np.float32)
         self.std = np.asarray(std, np.float32)
+        self.object_channels = object_channels
+        self.num_channels = num_channels
         self.epoch = 0
         self.crop_from_heatmap = heatmap_to_crop_affine(input_size, heatmap_size)
         self.backgrounds = _list_images(self.augment.background_dirs)
@@ -109,7 +117,7 @@ class KeypointDataset(EpochDataset):
         heatmaps = render_heatmaps(keypoints_hm[None], weights, self.heatmap_size, self.sigma)
         heatmaps[0, visibility == 1] *= self.occluded_peak
         pixels = (crop.astype(np.float32) / 255 - self.mean) / self.std
-        return {
+        sample = {
             'image': torch.from_numpy(pixels.transpose(2, 0, 1).copy()),
             'heatmaps': heatmaps[0],
             'weights': weights[0],
@@ -120,6 +128,9 @@ class KeypointDataset(EpochDataset):
             'index': torch.tensor(index),
             'object_index': torch.tensor(record.object_index),
         }
+        if self.object_channels is None:
+            return sample
+        return in_channels(sample, self.object_channels[record.object_name], self.num_channels)
 
     def _augment_pixels(self, crop, crop_mask, rng):
         """Apply background replacement, occluders, cutout, colour, blur and noise.
@@ -165,3 +176,21 @@ class KeypointDataset(EpochDataset):
                      int(rng.integers(1, 6)))
         return background
 
+
+
+PER_KEYPOINT = ('heatmaps', 'weights', 'keypoints', 'visibility')
+"""Sample entries with one row per keypoint (first axis)."""
+
+
+def in_channels(sample: dict[str, torch.Tensor], start: int,
+                num_channels: int) -> dict[str, torch.Tensor]:
+    """Return `sample` with its N per-keypoint rows at rows start..start+N of num_channels rows.
+
+    The other rows are zero: weight and visibility 0, so the loss and the metrics skip them.
+    """
+    spread = dict(sample)
+    for key in PER_KEYPOINT:
+        rows = sample[key]
+        spread[key] = rows.new_zeros((num_channels, *rows.shape[1:]))
+        spread[key][start:start + len(rows)] = rows
+    return spread

@@ -7,7 +7,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from pose_kp_ros.network.checkpoint import load_checkpoint, make_meta
+from pose_kp_ros.network.checkpoint import (
+    combined_names,
+    load_checkpoint,
+    make_meta,
+    network_objects,
+    object_channels,
+)
 from pose_kp_ros.network.checkpoint_format import CheckpointError
 from pose_kp_ros.network.crops import heatmap_to_crop_affine, transform_points
 from pose_kp_ros.network.heatmaps import decode_heatmaps
@@ -35,6 +41,8 @@ from pose_kp_ros.training.records import DatasetError, load_records, split_recor
 DEFAULTS = {
     'object': None,             # object YAML: whose instances to train on (needed when the
                                 # datasets label several objects); its keypoints must match
+    'objects': [],              # or object YAMLs: one network for all of them, each object's
+                                # heatmaps the next channels in this order (not with object)
     'datasets': None,           # required: dataset folder or list of folders
     'val_datasets': [],         # optional validation folders; else val_fraction of the images
     'val_fraction': 0.1,
@@ -80,8 +88,11 @@ def load_config(path: Path | str, epochs: int | None = None,
                 overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Read a training config YAML over DEFAULTS; relative paths are relative to the file."""
     config = read_config(path, DEFAULTS, REQUIRED, epochs, overrides)
+    if config['object'] and config['objects']:
+        raise TrainConfigError(f'{path}: give object (one) or objects (several), not both')
     if config['object']:
         config['object'] = resolve_path(path, config['object'])
+    config['objects'] = [resolve_path(path, item) for item in config['objects'] or []]
     augmentation = dict(config['augmentation'] or {})
     if augmentation.get('background_dirs'):
         augmentation['background_dirs'] = [resolve_path(path, p)
@@ -104,12 +115,15 @@ def epoch_foreground_weight(config: Mapping[str, Any], epoch: int) -> float:
 
 
 def keypoint_error_sums(heatmaps: torch.Tensor, batch: Batch, crop_from_heatmap: np.ndarray,
-                        min_visibility: int) -> dict[str, float]:
+                        min_visibility: int,
+                        channels: Mapping[str, slice] | None = None) -> dict[str, float]:
     """Return sums for validation metrics of one batch (crop and image pixels, PCK counts).
 
     heatmaps: (B, N, H, H) of the last stack; batch: KeypointDataset samples stacked
     (keypoints (B, N, 2) crop pixels, visibility (B, N), crop_scale (B,), box_size (B,));
-    crop_from_heatmap: (2, 3) affine from heatmap to crop pixels.
+    crop_from_heatmap: (2, 3) affine from heatmap to crop pixels; channels: {object name: its
+    heatmap channels} of a network of several objects, whose sums also come per object
+    ('<sum>/<object>').
 
     Keypoints with visibility >= min_visibility count. Image-pixel error = crop error / crop
     scale; PCK@a counts errors <= a * longer side of the tight box.
@@ -120,12 +134,16 @@ def keypoint_error_sums(heatmaps: torch.Tensor, batch: Batch, crop_from_heatmap:
     error_crop = (predicted - batch['keypoints']).norm(dim=-1)
     error_image = error_crop / batch['crop_scale'][:, None]
     counted = batch['visibility'] >= min_visibility
-    sums = {'count': counted.sum().item(),
-            'error_crop_px': error_crop[counted].sum().item(),
-            'error_image_px': error_image[counted].sum().item()}
-    for alpha in PCK_THRESHOLDS:
-        hit = error_image <= alpha * batch['box_size'][:, None]
-        sums[f'pck@{alpha}'] = (hit & counted).sum().item()
+    hits = {alpha: error_image <= alpha * batch['box_size'][:, None] for alpha in PCK_THRESHOLDS}
+    sums = {}
+    for suffix, channel in [('', slice(None)), *((f'/{name}', channel) for name, channel
+                                                 in (channels or {}).items())]:
+        mine = counted[:, channel]
+        sums.update({f'count{suffix}': mine.sum().item(),
+                     f'error_crop_px{suffix}': error_crop[:, channel][mine].sum().item(),
+                     f'error_image_px{suffix}': error_image[:, channel][mine].sum().item()})
+        for alpha, hit in hits.items():
+            sums[f'pck@{alpha}{suffix}'] = (hit[:, channel] & mine).sum().item()
     return sums
 
 
@@ -133,16 +151,48 @@ class KeypointTrainer(EpochTrainer):
     """Training run of a stacked-hourglass keypoint network (best.pt: PCK@0.1, then error)."""
 
     def build_data(self) -> None:
-        """Read the datasets, check the object, build the network config and datasets."""
+        """Read the datasets, check the objects, build the network config and datasets."""
+        config = self.config
+        object_files = config['objects'] or [config['object']]
+        self.objects, train_records, val_records = [], [], []
+        for object_file in object_files:
+            name, names, train, val = self._object_records(object_file)
+            self.objects.append((name, names))
+            train_records += train
+            val_records += val
+        if len(self.objects) > 1:
+            self.object_name, self.keypoint_names = combined_names(self.objects)
+        else:
+            (self.object_name, self.keypoint_names), = self.objects
+        self.net_config = net = HourglassConfig.from_preset(
+            config['preset'], len(self.keypoint_names), **config['architecture'])
+        self.crop_from_heatmap = heatmap_to_crop_affine(net.input_size, net.heatmap_size)
+        channels = ({name: channel.start for name, channel in
+                     object_channels(self.objects).items()} if len(self.objects) > 1 else None)
+        common = {'input_size': net.input_size, 'heatmap_size': net.heatmap_size,
+                  'sigma': config['sigma'], 'padding': config['padding'],
+                  'seed': config['seed'], 'min_visibility': config['min_visibility'],
+                  'occluded_peak': config['occluded_peak'], 'low_pass_px': config['low_pass_px'],
+                  'min_visible_fraction': config['min_visible_fraction'],
+                  'object_channels': channels, 'num_channels': len(self.keypoint_names)}
+        self.train_set = KeypointDataset(
+            train_records, augment=AugmentConfig.from_dict(config['augmentation']), **common)
+        self.val_set = KeypointDataset(val_records, augment=None, **common)
+
+    def _object_records(self, object_file: str | None) -> tuple[str, list[str], list, list]:
+        """Return (object name, keypoint names, training records, validation records).
+
+        object_file: the object's YAML, or None for the datasets' only object.
+        """
         config = self.config
         model = None
-        if config['object']:
+        if object_file:
             from pose_kp_ros.geometry.object_model import ObjectModel
-            model = ObjectModel.from_yaml(config['object'])
+            model = ObjectModel.from_yaml(object_file)
         object_name, names, records = load_records(
             config['datasets'], object_name=None if model is None else model.name)
         if model is not None and list(model.keypoint_names) != names:
-            raise DatasetError(f"{config['object']}: object {model.name!r} with keypoints "
+            raise DatasetError(f'{object_file}: object {model.name!r} with keypoints '
                                f'{list(model.keypoint_names)} does not match the datasets '
                                f'({object_name!r}, {names})')
         if config['val_datasets']:
@@ -152,21 +202,10 @@ class KeypointTrainer(EpochTrainer):
             train_records, val_records = split_records(records, config['val_fraction'],
                                                        config['seed'])
         if not train_records or not val_records:
-            raise DatasetError(f'need training and validation instances, got '
+            raise DatasetError(f'{object_name}: need training and validation instances, got '
                                f'{len(train_records)} and {len(val_records)} (set val_fraction '
                                f'or val_datasets)')
-        self.object_name, self.keypoint_names = object_name, names
-        self.net_config = net = HourglassConfig.from_preset(config['preset'], len(names),
-                                                            **config['architecture'])
-        self.crop_from_heatmap = heatmap_to_crop_affine(net.input_size, net.heatmap_size)
-        common = {'input_size': net.input_size, 'heatmap_size': net.heatmap_size,
-                  'sigma': config['sigma'], 'padding': config['padding'],
-                  'seed': config['seed'], 'min_visibility': config['min_visibility'],
-                  'occluded_peak': config['occluded_peak'], 'low_pass_px': config['low_pass_px'],
-                  'min_visible_fraction': config['min_visible_fraction']}
-        self.train_set = KeypointDataset(
-            train_records, augment=AugmentConfig.from_dict(config['augmentation']), **common)
-        self.val_set = KeypointDataset(val_records, augment=None, **common)
+        return object_name, names, train_records, val_records
 
     def build_model(self) -> torch.nn.Module:
         """Return a new keypoint network (encoder from ImageNet when `imagenet` and no init)."""
@@ -196,21 +235,28 @@ class KeypointTrainer(EpochTrainer):
                                                                         self.epoch)}, lr
 
     def evaluate(self, results: Iterator[tuple[list[torch.Tensor], Batch]]) -> dict[str, float]:
-        """Return mean error in crop/image px, counted keypoints and PCK over all ranks."""
-        sums = dict.fromkeys(('count', 'error_crop_px', 'error_image_px',
-                              *(f'pck@{alpha}' for alpha in PCK_THRESHOLDS)), 0)
+        """Return mean error in crop/image px, counted keypoints and PCK over all ranks.
+
+        A network of several objects also gets them per object (`<metric>/<object>`).
+        """
+        channels = object_channels(self.objects) if len(self.objects) > 1 else None
+        sums = {}
         for outputs, batch in results:
             batch_sums = keypoint_error_sums(outputs[-1].float(), batch, self.crop_from_heatmap,
-                                             self.config['eval_min_visibility'])
+                                             self.config['eval_min_visibility'], channels)
             for key, value in batch_sums.items():
-                sums[key] += value
+                sums[key] = sums.get(key, 0) + value
         sums = all_reduce_sums(sums, self.device, self.world_size)
-        count = max(sums['count'], 1)
-        metrics = {'val_mean_error_px': sums['error_image_px'] / count,
-                   'val_mean_error_crop_px': sums['error_crop_px'] / count,
-                   'val_keypoints': int(sums['count'])}
-        for alpha in PCK_THRESHOLDS:
-            metrics[f'val_pck@{alpha}'] = sums[f'pck@{alpha}'] / count
+        metrics = {}
+        for suffix in ['', *(f'/{name}' for name in channels or {})]:
+            count = max(sums.get(f'count{suffix}', 0), 1)
+            metrics.update({f'val_mean_error_px{suffix}': sums.get(f'error_image_px{suffix}', 0)
+                            / count,
+                            f'val_mean_error_crop_px{suffix}':
+                                sums.get(f'error_crop_px{suffix}', 0) / count,
+                            f'val_keypoints{suffix}': int(sums.get(f'count{suffix}', 0))})
+            for alpha in PCK_THRESHOLDS:
+                metrics[f'val_pck@{alpha}{suffix}'] = sums.get(f'pck@{alpha}{suffix}', 0) / count
         return metrics
 
     def score(self, metrics: Mapping[str, float]) -> tuple[float, float]:
@@ -224,7 +270,7 @@ class KeypointTrainer(EpochTrainer):
                          IMAGENET_MEAN, IMAGENET_STD,
                          training_config=recorded_config(self.config),
                          epoch=self.epoch, metrics=metrics,
-                         low_pass_px=self.config['low_pass_px'])
+                         low_pass_px=self.config['low_pass_px'], objects=self.objects)
 
     def load_weights(self, path: Path | str) -> dict | None:
         """Load checkpoint `path` into the model; return its training state.
@@ -232,7 +278,12 @@ class KeypointTrainer(EpochTrainer):
         The checkpoint must have the same keypoints and architecture, or one that differs only
         in heatmap_stride (its weights are then transferred, see transfer_weights).
         """
-        checkpoint = load_checkpoint(path, self.keypoint_names, self.object_name)
+        several = len(self.objects) > 1
+        checkpoint = load_checkpoint(path, None if several else self.keypoint_names,
+                                     None if several else self.object_name)
+        if several and network_objects(checkpoint.meta) != self.objects:
+            raise CheckpointError(f'{path}: a network of {network_objects(checkpoint.meta)}, '
+                                  f'not of the configured objects {self.objects}')
         source = HourglassConfig.from_dict(checkpoint.meta['architecture'])
         try:
             weights = transfer_weights(checkpoint.model.state_dict(), source, self.net_config)

@@ -54,6 +54,10 @@ class OraclePredictor:
         return KeypointPrediction(keypoints=np.repeat(uv[None], count, 0), confidence=confidence,
                                   heatmaps=None, crop_affines=None)
 
+    def predict_objects(self, image_rgb, boxes_xyxy, timer=None):
+        """Answer the pipeline's call: {object name: boxes} -> {object name: prediction}."""
+        return {name: self.predict(image_rgb, boxes, timer) for name, boxes in boxes_xyxy.items()}
+
 
 def ground_truth():
     return so3_exp([0.4, -0.3, 0.2]), np.array([0.05, -0.02, 0.9])
@@ -566,15 +570,15 @@ def test_a_symmetric_object_is_published_without_flips():
 
 def test_keypoints_are_undistorted_once_and_the_silhouette_stage_reuses_them(monkeypatch):
     """One undistortion per keypoint stage; the published keypoints stay the image's pixels."""
-    import pose_kp_ros.pipeline.estimator as estimator_module
+    import pose_kp_ros.pipeline.object_pose as object_pose_module
     model, surface = box_scene()
     R, t = ground_truth()
     estimator = estimator_with(OraclePredictor(model, R, t, distortion=D), model,
                                refine_iou_below=0.0, contour_search_px=(2.0, 1.0))
     estimator.objects['widget'].surface = surface
     calls = []
-    undistort = estimator_module.undistort_pixels
-    monkeypatch.setattr(estimator_module, 'undistort_pixels',
+    undistort = object_pose_module.undistort_pixels
+    monkeypatch.setattr(object_pose_module, 'undistort_pixels',
                         lambda *args: calls.append(1) or undistort(*args))
     image = silhouette_image(model, R, t)
     pose = estimator(image, K, boxes=[true_box(model, R, t)], D=D)[0]
