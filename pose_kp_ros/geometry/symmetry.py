@@ -23,6 +23,8 @@ from numpy.typing import ArrayLike
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
+from pose_kp_ros.geometry.rotations import hat
+
 
 @dataclass(frozen=True)
 class Symmetry:
@@ -127,32 +129,62 @@ def symmetry_group(symmetries: Sequence[Symmetry],
     return np.stack(rotations), np.stack(translations)
 
 
-def equivalent_poses(R: np.ndarray, t: np.ndarray,
+def equivalent_poses(R: ArrayLike, t: ArrayLike,
                      group: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Return the poses (K, 3, 3), (K, 3) that look the same as (R, t) under the group.
+    """Return the poses (..., K, 3, 3), (..., K, 3) that look the same as (R, t) under the group.
 
-    A pose maps object points X to R X + t; with a symmetry X -> S X + s the object looks the
-    same, so (R S, R s + t) is an equally right pose.
+    R (..., 3, 3), t (..., 3) metres: one pose or a batch. A pose maps object points X to
+    R X + t; with a symmetry X -> S X + s the object looks the same, so (R S, R s + t) is an
+    equally right pose.
     """
+    R, t = np.asarray(R, np.float64), np.asarray(t, np.float64)
     rotations, translations = group
-    return R @ rotations, translations @ R.T + t
+    return (R[..., None, :, :] @ rotations,
+            np.einsum('...ij,kj->...ki', R, translations) + t[..., None, :])
 
 
 def canonical_pose(R: ArrayLike, t: ArrayLike, group: tuple[np.ndarray, np.ndarray],
                    reference: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Return the one of (R, t)'s equivalent poses a symmetric object is published with.
 
-    With `reference` (3, 3), e.g. the rotation published for the previous frame, the equivalent
-    rotation nearest to it (so a tracked pose does not flip between equivalent answers); without
-    one, the equivalent rotation nearest to the camera's axes (largest trace), the same choice
-    for every equivalent input. Returns (R (3, 3), t (3,)).
+    With `reference` (3, 3) or (..., 3, 3), e.g. the rotation published for the previous frame,
+    the equivalent rotation nearest to it (so a tracked pose does not flip between equivalent
+    answers); without one, the equivalent rotation nearest to the camera's axes (largest
+    trace), the same choice for every equivalent input. R (..., 3, 3), t (..., 3) metres;
+    returns (R (..., 3, 3), t (..., 3)).
     """
-    rotations, translations = equivalent_poses(np.asarray(R, np.float64),
-                                               np.asarray(t, np.float64), group)
+    rotations, translations = equivalent_poses(R, t, group)
     target = np.eye(3) if reference is None else np.asarray(reference, np.float64)
-    closeness = np.einsum('kij,ij->k', rotations, target)   # trace(target^T R_k)
-    best = int(np.argmax(closeness))
-    return rotations[best], translations[best]
+    closeness = np.einsum('...kij,...ij->...k', rotations, target)   # trace(target^T R_k)
+    best = np.argmax(closeness, -1)[..., None]
+    return (np.take_along_axis(rotations, best[..., None, None], -3)[..., 0, :, :],
+            np.take_along_axis(translations, best[..., None], -2)[..., 0, :])
+
+
+def view_canonical_pose(R: ArrayLike, t: ArrayLike, group: tuple[np.ndarray, np.ndarray],
+                        roll: ArrayLike = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Return the equivalent pose chosen by what a view of the object shows (training targets).
+
+    R (B, 3, 3), t (B, 3) metres: object-to-camera poses (or one pose without B); group:
+    symmetry_group's (K, 3, 3), (K, 3); roll (B,) radians: the in-plane rotation of the view,
+    an image->crop rotation as network.crops.crop_affines takes it (0: the image itself).
+    The view is that of a camera turned, the smallest rotation A, to look along the ray through
+    the mean translation of the equivalent poses (the same for every one of them), then rolled
+    about that ray by `roll`: a pose R_k looks there like V R_k, V = Rz(roll) A^T. The chosen
+    pose has the largest trace(V R_k) (canonical_pose's rule in the view's axes), so every
+    equivalent input, and every crop that shows the object the same way, gives the same
+    answer. Returns (R (B, 3, 3), t (B, 3)).
+    """
+    ray = equivalent_poses(R, t, group)[1].mean(-2)
+    ray = ray / np.linalg.norm(ray, axis=-1, keepdims=True)
+    axis = np.cross([0.0, 0.0, 1.0], ray)                # sin(angle) x the rotation axis
+    turn = hat(axis)
+    look = np.eye(3) + turn + turn @ turn / (1.0 + ray[..., 2, None, None])   # A e_z = ray
+    roll = np.asarray(roll, np.float64)
+    cos, sin, zero, one = np.cos(roll), np.sin(roll), np.zeros_like(roll), np.ones_like(roll)
+    unroll = np.stack([np.stack([cos, sin, zero], -1), np.stack([-sin, cos, zero], -1),
+                       np.stack([zero, zero, one], -1)], -2)               # Rz(roll)^T
+    return canonical_pose(R, t, group, look @ unroll)                       # V^T = A Rz^T
 
 
 def canonical_pose_covariance(R: np.ndarray, t: np.ndarray, covariance: ArrayLike,
