@@ -5,8 +5,10 @@
 box (with jitter, scale and in-plane rotation), photometric augmentation (colour,
 blur, noise), random occluders and cutout, background replacement where a mask exists, and
 Gaussian heatmap targets. Keypoints go through the same affine as the pixels
-(`pose_kp_ros.network.crops`). Samples are a pure function of (seed, epoch, index), so the
-result does not depend on the number of DataLoader workers; call `set_epoch` before each epoch.
+(`pose_kp_ros.network.crops`); a symmetric object's are those of the equivalent pose the crop
+shows canonically (`training.symmetric_targets`). Samples are a pure function of (seed, epoch,
+index), so the result does not depend on the number of DataLoader workers; call `set_epoch`
+before each epoch.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.network.crops import (
     crop_affines,
     heatmap_to_crop_affine,
@@ -35,6 +38,7 @@ from pose_kp_ros.training.records import (
     read_image,
     read_instance_mask,
 )
+from pose_kp_ros.training.symmetric_targets import symmetric_keypoints
 
 
 class KeypointDataset(EpochDataset):
@@ -46,7 +50,10 @@ class KeypointDataset(EpochDataset):
         image pixels; crop_scale () crop pixels per image pixel; index () index into
         `self.records`; object_index () the record's object (`read_dataset`'s objects).
     Records whose `visible_fraction` is below `min_visible_fraction` are left out (records
-    without one are kept); a batch needs records of one keypoint count N. input_size S and
+    without one are kept); a batch needs records of one keypoint count N. object_models: the
+    objects' models; records of one that declares symmetries get the keypoints of the
+    equivalent pose the crop shows canonically (training.symmetric_targets; they need K, R and
+    t, else DatasetError), the others their recorded keypoints. input_size S and
     heatmap_size H are pixels; sigma is in heatmap pixels; padding is the crop side over the
     box's longer side; low_pass_px is a Gaussian blur in image pixels.
 
@@ -61,6 +68,7 @@ class KeypointDataset(EpochDataset):
                  low_pass_px: float = 0.0, min_visible_fraction: float = 0.0,
                  mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD,
+                 object_models: Sequence[ObjectModel] = (),
                  object_channels: Mapping[str, int] | None = None,
                  num_channels: int = 0) -> None:
         if not 0.0 < occluded_peak <= 1.0:
@@ -83,6 +91,7 @@ class KeypointDataset(EpochDataset):
         self.object_channels = object_channels
         self.num_channels = num_channels
         self.epoch = 0
+        self.symmetric = symmetric_keypoints(object_models, self.records)
         self.crop_from_heatmap = heatmap_to_crop_affine(input_size, heatmap_size)
         self.backgrounds = _list_images(self.augment.background_dirs)
 
@@ -109,8 +118,12 @@ class KeypointDataset(EpochDataset):
         if aug.enabled:
             crop = self._augment_pixels(crop, crop_mask, rng)
         crop = low_pass_crops(crop[None], affine, self.low_pass_px)[0]
-        keypoints = transform_points(affine[0], np.asarray(record.keypoints))
-        visibility = torch.tensor(record.visibility)
+        keypoints, visibility = record.keypoints, record.visibility
+        if record.object_name in self.symmetric:
+            keypoints, visibility = self.symmetric[record.object_name].targets(
+                record, rotation, mask, image.shape[:2])
+        keypoints = transform_points(affine[0], np.asarray(keypoints))
+        visibility = torch.as_tensor(visibility)
         keypoints_hm = transform_points(invert_affines(self.crop_from_heatmap), keypoints)
         keypoints_hm = torch.from_numpy(keypoints_hm).float()
         weights = keypoint_weights(keypoints_hm[None], visibility[None], self.min_visibility)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.network.checkpoint import (
     combined_names,
     load_checkpoint,
@@ -36,7 +37,12 @@ from pose_kp_ros.training.distributed import all_reduce_sums
 from pose_kp_ros.training.epoch_loop import Batch, EpochTrainer, plot_curves
 from pose_kp_ros.training.keypoint_dataset import KeypointDataset
 from pose_kp_ros.training.losses import heatmap_loss
-from pose_kp_ros.training.records import DatasetError, load_records, split_records
+from pose_kp_ros.training.records import (
+    DatasetError,
+    load_records,
+    object_file,
+    split_records,
+)
 
 DEFAULTS = {
     'object': None,             # object YAML: whose instances to train on (needed when the
@@ -151,13 +157,17 @@ class KeypointTrainer(EpochTrainer):
     """Training run of a stacked-hourglass keypoint network (best.pt: PCK@0.1, then error)."""
 
     def build_data(self) -> None:
-        """Read the datasets, check the objects, build the network config and datasets."""
+        """Read the datasets, check the objects, build the network config and datasets.
+
+        Each object's model is the config's (`object` or `objects`), else the YAML the datasets
+        record for it (its symmetries decide the targets, training.symmetric_targets), else none.
+        """
         config = self.config
-        object_files = config['objects'] or [config['object']]
-        self.objects, train_records, val_records = [], [], []
-        for object_file in object_files:
-            name, names, train, val = self._object_records(object_file)
+        self.objects, models, train_records, val_records = [], [], [], []
+        for path in config['objects'] or [config['object']]:
+            model, name, names, train, val = self._object_records(path)
             self.objects.append((name, names))
+            models += [] if model is None else [model]
             train_records += train
             val_records += val
         if len(self.objects) > 1:
@@ -174,25 +184,28 @@ class KeypointTrainer(EpochTrainer):
                   'seed': config['seed'], 'min_visibility': config['min_visibility'],
                   'occluded_peak': config['occluded_peak'], 'low_pass_px': config['low_pass_px'],
                   'min_visible_fraction': config['min_visible_fraction'],
-                  'object_channels': channels, 'num_channels': len(self.keypoint_names)}
+                  'object_models': models, 'object_channels': channels,
+                  'num_channels': len(self.keypoint_names)}
         self.train_set = KeypointDataset(
             train_records, augment=AugmentConfig.from_dict(config['augmentation']), **common)
         self.val_set = KeypointDataset(val_records, augment=None, **common)
 
-    def _object_records(self, object_file: str | None) -> tuple[str, list[str], list, list]:
-        """Return (object name, keypoint names, training records, validation records).
+    def _object_records(self, path: str | None) -> tuple[ObjectModel | None, str, list[str],
+                                                         list, list]:
+        """Return (object model or None, name, keypoint names, training and validation records).
 
-        object_file: the object's YAML, or None for the datasets' only object.
+        path: the object's YAML, or None for the datasets' only object (its model then the YAML
+        the datasets record, if any).
         """
         config = self.config
-        model = None
-        if object_file:
-            from pose_kp_ros.geometry.object_model import ObjectModel
-            model = ObjectModel.from_yaml(object_file)
+        model = ObjectModel.from_yaml(path) if path else None
         object_name, names, records = load_records(
             config['datasets'], object_name=None if model is None else model.name)
-        if model is not None and list(model.keypoint_names) != names:
-            raise DatasetError(f'{object_file}: object {model.name!r} with keypoints '
+        recorded = object_file(config['datasets'], object_name)
+        if model is None and recorded is not None:
+            model = ObjectModel.from_yaml(recorded)
+        if model is not None and (model.name, list(model.keypoint_names)) != (object_name, names):
+            raise DatasetError(f'{model.source}: object {model.name!r} with keypoints '
                                f'{list(model.keypoint_names)} does not match the datasets '
                                f'({object_name!r}, {names})')
         if config['val_datasets']:
@@ -205,7 +218,7 @@ class KeypointTrainer(EpochTrainer):
             raise DatasetError(f'{object_name}: need training and validation instances, got '
                                f'{len(train_records)} and {len(val_records)} (set val_fraction '
                                f'or val_datasets)')
-        return object_name, names, train_records, val_records
+        return model, object_name, names, train_records, val_records
 
     def build_model(self) -> torch.nn.Module:
         """Return a new keypoint network (encoder from ImageNet when `imagenet` and no init)."""

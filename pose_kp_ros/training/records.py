@@ -2,8 +2,9 @@
 
 `read_dataset(roots)` reads one or more dataset folders (format version 1 or 2) into the objects
 they label and one InstanceRecord per labelled instance; `load_records(roots)` keeps one
-object's instances; `split_records` holds out a share of the images for validation;
-`read_instance_mask` reads the pixels where an instance is seen.
+object's instances; `object_file` names the object model YAML they record for an object;
+`split_records` holds out a share of the images for validation; `read_instance_mask` reads the
+pixels where an instance is seen.
 """
 
 from collections.abc import Iterable, Sequence
@@ -145,6 +146,19 @@ def load_records(roots: DatasetRoots, keypoint_names: Sequence[str] | None = Non
     if not records:
         raise DatasetError(f'{folders[0]}/annotations.jsonl: no instances of {object_name!r}')
     return object_name, names, records
+
+
+def object_file(roots: DatasetRoots, object_name: str) -> str | None:
+    """Return the object model YAML (absolute path) that dataset folders record for an object.
+
+    The first folder's `objects[].file` (version 1: `object`) for `object_name`; None when no
+    folder names one.
+    """
+    for root in _as_folders(roots):
+        for item in _read_meta(root)[1]:
+            if item.name == object_name and item.file is not None:
+                return item.file
+    return None
 
 
 def _read_meta(root):
