@@ -66,7 +66,7 @@ from pose_kp_ros.pipeline.object_pose import (
     pose_scores,
 )
 from pose_kp_ros.pipeline.stage_timer import StageTimer
-from pose_kp_ros.pipeline.symmetric_poses import published_pose
+from pose_kp_ros.pipeline.symmetric_poses import published_pose, warm_start_equivalent
 
 if TYPE_CHECKING:
     from pose_kp_ros.network.detector import ObjectDetector
@@ -241,8 +241,8 @@ class KeypointPoseEstimator:
                              f'{image_rgb.dtype}')
         frame = Frame(image_rgb, np.asarray(K, dtype=np.float64), D, distortion_model)
         usable = self._usable(requests, frame)
-        mine = {name: [r for r in usable if r.object_name == name] for name in self.objects}
-        mine = {name: chosen for name, chosen in mine.items() if chosen}
+        mine = {name: [r for r in usable if r.object_name == name] for name in self.objects
+                if any(r.object_name == name for r in usable)}
         fits = self._keypoint_stage(frame, {name: (np.stack([r.box_xyxy for r in chosen]),
                                                    [r.init for r in chosen])
                                             for name, chosen in mine.items()})
@@ -277,9 +277,9 @@ class KeypointPoseEstimator:
                         ) -> dict[str, CropFits]:
         """Return {object: CropFits} of crops {object: (boxes (B, 4), warm starts)}.
 
-        One batched forward per network (all crops of the objects it serves); the keypoints
-        undistorted and their fit weights computed once here, for the fit and the silhouette
-        stage; one batched pose fit per object.
+        One batched forward per network (all crops of its objects); keypoints undistorted and
+        fit weights computed once here, for the fit and the silhouette stage; one batched fit
+        per object (warm starts of symmetric objects moved by warm_start_equivalent).
         """
         predictions = predict_crops(
             {name: self.objects[name].predictor for name in crops}, frame.image,
@@ -294,8 +294,9 @@ class KeypointPoseEstimator:
                 measured = frame.undistorted(keypoints)
                 weights = fit_weights(measured, confidences, options['min_confidence'],
                                       options['confidence_power'])
-                results = solve_pose(measured, confidences, frame.K, runtime.model,
-                                     init=stacked_results(inits, runtime.model.num_basis),
+                init = warm_start_equivalent(stacked_results(inits, runtime.model.num_basis),
+                                             runtime.symmetry_group)
+                results = solve_pose(measured, confidences, frame.K, runtime.model, init=init,
                                      **options)
             fits[name] = CropFits(boxes, keypoints, measured, confidences, weights, results)
         return fits
