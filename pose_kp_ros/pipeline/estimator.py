@@ -305,9 +305,8 @@ class KeypointPoseEstimator:
                      fits: dict[str, CropFits]) -> None:
         """Re-crop the best crop of each instance around its fitted pose; keep better fits.
 
-        Only crops whose pose's box overlaps the crop box less than `refine_iou_below` are
-        redone (framed like the request: a track's box keeps its margin), all objects' in one
-        keypoint stage; `fits` {object: CropFits} is updated.
+        Only crops whose pose's box overlaps the crop box less than `refine_iou_below` are redone
+        (framed like the request), all objects' in one keypoint stage; updates `fits` in place.
         """
         height, width = frame.image.shape[:2]
         redo = {}  # object -> (rows, boxes)
