@@ -11,6 +11,9 @@ from numpy.typing import ArrayLike
 MIN_DEPTH_M = 1e-6
 """Points with camera-frame depth Z at or below this (metres) count as behind the camera."""
 _E3 = np.array([0.0, 0.0, 1.0])
+_INTRINSICS_FIXED = np.array([[np.nan, np.nan, np.nan], [0.0, np.nan, np.nan], [0.0, 0.0, 1.0]])
+"""The entries of K that intrinsics_ok requires (K[1, 0] = 0, last row (0, 0, 1)); NaN: any."""
+_INTRINSICS_FREE = np.isnan(_INTRINSICS_FIXED)
 
 
 def project(points: ArrayLike, K: ArrayLike) -> np.ndarray:
@@ -36,7 +39,7 @@ def project_with_jacobian(points: ArrayLike,
     upper-left 2x2 block of K and c = (cx, cy).
     """
     points, K = np.asarray(points, dtype=np.float64), np.asarray(K, dtype=np.float64)
-    homogeneous = points @ np.swapaxes(K, -1, -2)  # its third column is z: K[2] = (0, 0, 1)
+    homogeneous = points @ K.mT  # its third column is z: K[2] = (0, 0, 1)
     depth = homogeneous[..., 2:]
     in_front = depth > MIN_DEPTH_M
     inv_z = 1.0 / np.where(in_front, depth, 1.0)
@@ -48,8 +51,8 @@ def project_with_jacobian(points: ArrayLike,
 def intrinsics_ok(K: ArrayLike) -> np.ndarray:
     """Return a bool array (...,): K (..., 3, 3) is finite, fx, fy > 0, last row (0, 0, 1)."""
     K = np.asarray(K, dtype=np.float64)
-    return (np.isfinite(K).all((-2, -1)) & (K[..., (0, 1), (0, 1)] > 0).all(-1)
-            & (K[..., (1, 2, 2, 2), (0, 0, 1, 2)] == (0.0, 0.0, 0.0, 1.0)).all(-1))
+    entries_ok = np.isfinite(K) & ((K == _INTRINSICS_FIXED) | _INTRINSICS_FREE)
+    return entries_ok.all((-2, -1)) & (np.minimum(K[..., 0, 0], K[..., 1, 1]) > 0)
 
 
 def project_object_points(points: ArrayLike, R: ArrayLike, t: ArrayLike, K: ArrayLike, *,

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.spatial.transform import Rotation
 
-_SMALL_ANGLE_SQ = 1e-10
+_TINY = np.finfo(np.float64).tiny
 _EYE3 = np.eye(3)
 _LEVI_CIVITA = np.zeros((3, 3, 3))
 for _i, _j, _k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
@@ -29,7 +29,8 @@ def so3_exp(w: ArrayLike) -> np.ndarray:
 
     R = I + (sin theta / theta) W + ((1 - cos theta) / theta^2) W^2 with W = [w]_x, written
     with the half angle h = theta / 2 (sin theta / theta = s cos h and (1 - cos theta) / theta^2
-    = s^2 / 2 for s = sin h / h): accurate for small angles, with a series below 1e-5 rad.
+    = s^2 / 2 for s = sin h / h): accurate for small angles (sin h / h is within an ulp for any
+    h > 0; h = 0 is raised to the smallest normal float, where it is exactly 1).
 
     Example:
         >>> R = so3_exp([0.0, 0.0, np.pi / 2])
@@ -37,11 +38,9 @@ def so3_exp(w: ArrayLike) -> np.ndarray:
         True
     """
     w = np.asarray(w, dtype=np.float64)
-    theta_sq = (w * w).sum(-1)[..., None, None]
-    small = theta_sq < _SMALL_ANGLE_SQ
-    half = 0.5 * np.sqrt(theta_sq)
-    safe_half = np.where(small, 1.0, half)
-    s = np.where(small, 1.0 - theta_sq / 24.0, np.sin(safe_half) / safe_half)
+    half = (0.5 * np.sqrt(np.vecdot(w, w)))[..., None, None]
+    safe_half = np.maximum(half, _TINY)
+    s = np.sin(safe_half) / safe_half
     W = hat(w)
     return _EYE3 + (s * np.cos(half)) * W + (0.5 * s * s) * (W @ W)
 
