@@ -38,33 +38,33 @@ def levenberg_marquardt(problem: Problem, active: np.ndarray, R: np.ndarray, t: 
                         c: np.ndarray, mu: np.ndarray, max_iterations: int,
                         tolerance: float) -> Fit:
     """Run batched LM from (R (B, 3, 3), t (B, 3), c (B, M)) for the active (B,) problems."""
-    cost, H, g, sq = evaluate(R, t, c, problem)
+    cost, H, rhs, sq = evaluate(R, t, c, problem)
     active = active & np.isfinite(cost)
-    floor = NOISE_FLOOR_PX2 * problem.weight.sum(-1)
+    floor = NOISE_FLOOR_PX2 * problem.weight_sum
     iterations = np.zeros(len(active), dtype=np.int64)
     eye = np.eye(H.shape[-1])
     for _ in range(max_iterations):
         if not active.any():
             break
-        damping = mu[:, None] * (np.diagonal(H, 0, 1, 2) + 1e-12)
-        step = solve_rows(H + damping[..., None] * eye, -g[..., None])[..., 0]
+        damping = mu[:, None] * (H.diagonal(0, 1, 2) + 1e-12)
+        step = solve_rows(H + damping[..., None] * eye, rhs)[..., 0]
         R_new = so3_exp(step[:, 3:6]) @ R
         t_new = t + step[:, :3]
         c_new = c + step[:, 6:]
-        cost_new, H_new, g_new, sq_new = evaluate(R_new, t_new, c_new, problem)
+        cost_new, H_new, rhs_new, sq_new = evaluate(R_new, t_new, c_new, problem)
         accept = active & (cost_new < cost)
         converged = np.abs(cost - cost_new) <= tolerance * (cost + floor)
         iterations += active
         if accept.all():  # the common case, and the same values as the masked merge below
-            R, t, c, H, g, sq, cost = R_new, t_new, c_new, H_new, g_new, sq_new, cost_new
+            R, t, c, H, rhs, sq, cost = R_new, t_new, c_new, H_new, rhs_new, sq_new, cost_new
         elif accept.any():
             rows = accept[:, None]
-            R = np.where(rows[..., None], R_new, R)
-            t, c, g, sq = (np.where(rows, new, old) for new, old in
-                           ((t_new, t), (c_new, c), (g_new, g), (sq_new, sq)))
-            H = np.where(rows[..., None], H_new, H)
+            R, H, rhs = (np.where(rows[..., None], new, old) for new, old in
+                         ((R_new, R), (H_new, H), (rhs_new, rhs)))
+            t, c, sq = (np.where(rows, new, old) for new, old in
+                        ((t_new, t), (c_new, c), (sq_new, sq)))
             cost = np.where(accept, cost_new, cost)
-        mu = np.where(accept, mu * 0.2, mu * 10.0)
+        mu = mu * np.where(accept, 0.2, 10.0)
         active = active & ~converged & (mu < MU_MAX)
     return Fit(R, t, c, cost, H, sq, iterations)
 
@@ -100,7 +100,7 @@ def warm_solve(problem: Problem, ok: np.ndarray,
     if math.isinf(fallback_rms_px):
         return warm._replace(cost=np.where(init_ok, warm.cost, np.inf))
     # Robust RMS: outliers the kernel down-weights must not trigger a cold re-solve.
-    robust_rms = np.sqrt(warm.cost / np.maximum(problem.weight.sum(-1), 1e-300))
+    robust_rms = np.sqrt(warm.cost / np.maximum(problem.weight_sum, 1e-300))
     retry = ok & (~init_ok | ~np.isfinite(warm.cost) | ~(robust_rms <= fallback_rms_px))
     index = np.flatnonzero(retry)
     if len(index) == 0:

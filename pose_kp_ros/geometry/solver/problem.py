@@ -14,6 +14,9 @@ from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.geometry.rotations import hat
 
 ROBUST_KERNELS = ('huber', 'cauchy', None)
+_POSE_JACOBIAN_CONSTANT = np.eye(3, 6)
+_POSE_JACOBIAN_LINEAR = np.concatenate([np.zeros((3, 3, 3)), -hat(np.eye(3))], -1).reshape(3, 18)
+"""d X / d (t, w) = [I | -[q]x] is (q @ _POSE_JACOBIAN_LINEAR) as (3, 6) + the constant."""
 COLLINEAR_RATIO = 1e-8
 """Layouts whose second/first principal variance (lambda2 / lambda1) is below this are lines."""
 
@@ -26,6 +29,7 @@ class Problem:
         uv: (B, N, 2) observed pixels, 0 where unusable.
         weight: (B, N) keypoint weights D (conf ** confidence_power), 0 where unusable.
         used: (B, N) bool, the keypoint is usable.
+        weight_sum: (B,) sum of weight.
         K: (B, 3, 3) camera matrices (the identity where K was invalid).
         mean: (N, 3) mean shape B0, metres.
         basis: (M, N, 3) shape basis, metres per unit coefficient.
@@ -37,6 +41,7 @@ class Problem:
     uv: np.ndarray
     weight: np.ndarray
     used: np.ndarray
+    weight_sum: np.ndarray
     K: np.ndarray
     mean: np.ndarray
     basis: np.ndarray
@@ -46,8 +51,9 @@ class Problem:
 
     def select(self, index: np.ndarray) -> 'Problem':
         """Return the sub-problem of the batch rows `index` (a 1-D integer array)."""
-        return Problem(self.uv[index], self.weight[index], self.used[index], self.K[index],
-                       self.mean, self.basis, self.prior, self.robust, self.robust_scale_px)
+        return Problem(self.uv[index], self.weight[index], self.used[index],
+                       self.weight_sum[index], self.K[index], self.mean, self.basis, self.prior,
+                       self.robust, self.robust_scale_px)
 
 
 def usable(uv: np.ndarray, conf: np.ndarray, min_confidence: float) -> np.ndarray:
@@ -88,7 +94,8 @@ def prepare(uv: np.ndarray, conf: np.ndarray, K: np.ndarray, model: ObjectModel,
     else:
         uv = np.where(used[..., None], uv, 0.0)
         solvable = (used.sum(-1) >= 4) & ~collinear(mean, used)
-    problem = Problem(uv=uv, weight=_weights(used, conf, confidence_power), used=used,
+    weight = _weights(used, conf, confidence_power)
+    problem = Problem(uv=uv, weight=weight, used=used, weight_sum=weight.sum(-1),
                       K=K if K_ok.all() else np.where(K_ok[:, None, None], K, np.eye(3)),
                       mean=mean, basis=model.basis,
                       prior=shape_prior_weight / model.prior_scale ** 2, robust=robust,
@@ -137,36 +144,42 @@ def robust_kernel(sq: np.ndarray, robust: str | None,
 
 def evaluate(R: np.ndarray, t: np.ndarray, c: np.ndarray,
              problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return cost (B,), normal matrix H (B, P, P), gradient g (B, P), squared errors (B, N).
+    """Return cost (B,), normal matrix H (B, P, P), rhs (B, P, 1), squared errors (B, N).
 
     At rotations R (B, 3, 3), translations t (B, 3) metres and shape coefficients c (B, M).
     cost is inf where a used point is at or behind the camera. H is the IRLS Gauss-Newton
-    matrix J^T W J (W: D_i rho'(s_i)) plus the shape prior; the rotation parameters w move R
-    on the left, R <- exp([w]x) R, so d X / d w = -[R P]x.
+    matrix J^T W J (W: D_i rho'(s_i)) plus the shape prior, the right-hand side the descent
+    direction -J^T W r (r = projection - observation) minus the prior's gradient, so the
+    Gauss-Newton step solves H x = rhs. The rotation parameters w move R on the left,
+    R <- exp([w]x) R, so d X / d w = -[R P]x.
     """
     batch, num_kp = problem.used.shape
     num_basis = len(problem.prior)
     shape = problem.mean if num_basis == 0 else \
         problem.mean + (c @ problem.basis.reshape(num_basis, -1)).reshape(batch, num_kp, 3)
-    rotated = shape @ R.transpose(0, 2, 1)
+    rotated = shape @ R.mT
     uv_hat, jac_x, in_front = project_with_jacobian(rotated + t[:, None], problem.K)
-    error = uv_hat - problem.uv
-    sq = (error * error).sum(-1)
+    residual = problem.uv - uv_hat
+    sq = np.vecdot(residual, residual)
     rho, rho_grad = robust_kernel(sq, problem.robust, problem.robust_scale_px)
-    parts = [jac_x, jac_x @ hat(-rotated)]
+    # d X / d (t, w) = [I | -[R P]x] per point (B, N, 3, 6), then (, R B_j) for the shape.
+    jac_point = (rotated @ _POSE_JACOBIAN_LINEAR).reshape(batch, num_kp, 3, 6) \
+        + _POSE_JACOBIAN_CONSTANT
     if num_basis:
-        parts.append(jac_x @ (R[:, None] @ problem.basis.transpose(1, 2, 0)))
-    jac = np.concatenate(parts, -1)  # (B, N, 2, P)
+        jac_point = np.concatenate([jac_point, R[:, None] @ problem.basis.transpose(1, 2, 0)],
+                                   -1)
+    jac = jac_x @ jac_point  # (B, N, 2, P)
     jac_t_w = (jac * (problem.weight * rho_grad)[..., None, None]).reshape(
-        batch, -1, 6 + num_basis).transpose(0, 2, 1)
+        batch, -1, 6 + num_basis).mT
     H = jac_t_w @ jac.reshape(batch, -1, 6 + num_basis)
-    g = (jac_t_w @ error.reshape(batch, -1, 1))[..., 0]
-    cost = (problem.weight * rho).sum(-1)
+    rhs = jac_t_w @ residual.reshape(batch, -1, 1)
+    cost = np.vecdot(problem.weight, rho)
     if num_basis:
-        cost = cost + (problem.prior * c * c).sum(-1)
+        cost = cost + np.vecdot(problem.prior * c, c)
         H[:, 6:, 6:] += np.diag(problem.prior)
-        g[:, 6:] += problem.prior * c
-    return np.where((in_front | ~problem.used).all(-1), cost, np.inf), H, g, sq
+        rhs[:, 6:, 0] -= problem.prior * c
+    # Every used point in front of the camera (bool >=: in front, or not used).
+    return np.where((in_front >= problem.used).all(-1), cost, np.inf), H, rhs, sq
 
 
 def all_finite(*arrays: np.ndarray) -> np.ndarray:

@@ -73,7 +73,7 @@ def set_rows(result: PoseResult, rows: Sequence[int] | np.ndarray, other: PoseRe
 
 def rms_px(problem: Problem, sq: np.ndarray) -> np.ndarray:
     """Return the confidence-weighted RMS pixel error (B,) from squared errors sq (B, N) px^2."""
-    return np.sqrt((problem.weight * sq).sum(-1) / np.maximum(problem.weight.sum(-1), 1e-300))
+    return np.sqrt(np.vecdot(problem.weight, sq) / np.maximum(problem.weight_sum, 1e-300))
 
 
 def finish(problem: Problem, ok: np.ndarray, fit: Fit) -> PoseResult:
@@ -88,7 +88,7 @@ def finish(problem: Problem, ok: np.ndarray, fit: Fit) -> PoseResult:
     H_inv = solve_rows(H, np.eye(num_params))
     dof = np.maximum(2 * problem.used.sum(-1) - num_params, 1)
     covariance = H_inv[:, :6, :6] * (cost / dof)[:, None, None]
-    valid = ok & (np.diagonal(covariance, 0, 1, 2) >= 0).all(-1) \
+    valid = ok & (covariance.diagonal(0, 1, 2) >= 0).all(-1) \
         & all_finite(cost[:, None], covariance, R, t, c)
     values = [R, t, c, cost, rms_px(problem, sq), covariance]
     if not valid.all():
