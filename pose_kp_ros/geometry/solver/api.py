@@ -1,6 +1,7 @@
 """solve_pose and evaluate_pose: arguments, options, and numpy or torch in and out."""
 
 from dataclasses import replace
+import functools
 import inspect
 import math
 import numbers
@@ -63,13 +64,13 @@ def solve_pose(uv: ArrayLike, conf: ArrayLike | None, K: ArrayLike, model: Objec
         >>> result = solve_pose(uv, conf, K, model)  # doctest: +SKIP
         >>> result.R[result.valid]  # doctest: +SKIP
     """
-    for name, value in (('robust', robust), ('robust_scale_px', robust_scale_px),
-                        ('max_iterations', max_iterations),
-                        ('confidence_power', confidence_power),
-                        ('shape_prior_weight', shape_prior_weight)):
-        reason = option_error(name, value)
-        if reason:
-            raise ValueError(reason)
+    checked = (robust, robust_scale_px, max_iterations, confidence_power, shape_prior_weight)
+    try:
+        reason = _cached_option_error(*checked)
+    except TypeError:  # an unhashable value: not cached
+        reason = _option_error(*checked)
+    if reason:
+        raise ValueError(reason)
     tensor = _tensor_of(uv, conf, K)
     uv = as_numpy(uv)
     single = uv.ndim == 2
@@ -86,7 +87,7 @@ def solve_pose(uv: ArrayLike, conf: ArrayLike | None, K: ArrayLike, model: Objec
     if K.shape[-2:] != (3, 3) or K.ndim not in (2, 3) or (K.ndim == 3 and K.shape[0] != batch):
         raise ValueError(f'K: expected (3, 3) or ({batch}, 3, 3), got {tuple(K.shape)}')
     with np.errstate(all='ignore'):  # NaN, inf and overflow are data here: rows turn invalid
-        problem, ok = prepare(uv, conf, np.broadcast_to(K, (batch, 3, 3)), model,
+        problem, ok = prepare(uv, conf, K if K.ndim == 3 else K[None].repeat(batch, 0), model,
                               min_confidence, confidence_power, robust, robust_scale_px,
                               shape_prior_weight)
         if init is None:
@@ -124,6 +125,19 @@ def evaluate_pose(uv: ArrayLike, conf: ArrayLike | None, K: ArrayLike, model: Ob
     options = {**options, 'max_iterations': 0, 'fallback_rms_px': math.inf}
     return replace(solve_pose(uv, conf, K, model, init=pose, **options),
                    iterations=pose.iterations)
+
+
+_CHECKED_OPTIONS = ('robust', 'robust_scale_px', 'max_iterations', 'confidence_power',
+                    'shape_prior_weight')
+
+
+def _option_error(*values):
+    """Return the first option_error of solve_pose's _CHECKED_OPTIONS `values`, or None."""
+    return next(filter(None, map(option_error, _CHECKED_OPTIONS, values)), None)
+
+
+# The same values come with every call: remember the verdicts (typed: 1 and True differ).
+_cached_option_error = functools.lru_cache(maxsize=256, typed=True)(_option_error)
 
 
 def _number(value):

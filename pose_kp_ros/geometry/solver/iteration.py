@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pose_kp_ros.geometry.rotations import so3_exp
-from pose_kp_ros.geometry.solver.problem import Problem, evaluate, solve_rows
+from pose_kp_ros.geometry.solver.problem import Problem, evaluate, identity, solve_rows
 from pose_kp_ros.geometry.solver.start import closed_form_candidates
 
 MU_START_COLD = 1e-3
@@ -42,7 +42,7 @@ def levenberg_marquardt(problem: Problem, active: np.ndarray, R: np.ndarray, t: 
     active = active & np.isfinite(cost)
     floor = NOISE_FLOOR_PX2 * problem.weight_sum
     iterations = np.zeros(len(active), dtype=np.int64)
-    eye = np.eye(H.shape[-1])
+    eye = identity(H.shape[-1])
     for _ in range(max_iterations):
         if not active.any():
             break

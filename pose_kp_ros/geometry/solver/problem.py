@@ -187,6 +187,14 @@ def all_finite(*arrays: np.ndarray) -> np.ndarray:
     return np.isfinite(np.concatenate([a.reshape(len(a), -1) for a in arrays], 1)).all(1)
 
 
+@functools.cache
+def identity(size: int) -> np.ndarray:
+    """Return the (size, size) identity matrix (cached, read-only)."""
+    eye = np.eye(size)
+    eye.flags.writeable = False
+    return eye
+
+
 def solve_rows(A: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Return x (B, P, K) solving A x = b per row, A (B, P, P), b (B, P, K) or (P, K).
 

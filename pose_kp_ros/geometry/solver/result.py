@@ -1,13 +1,14 @@
 """The solver's result: PoseResult, and the covariance and validity of a finished fit."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+import operator
 from typing import Any
 
 import numpy as np
 
 from pose_kp_ros.geometry.solver.iteration import Fit
-from pose_kp_ros.geometry.solver.problem import Problem, all_finite, solve_rows
+from pose_kp_ros.geometry.solver.problem import Problem, all_finite, identity, solve_rows
 
 
 @dataclass
@@ -38,9 +39,9 @@ class PoseResult:
     covariance: object
 
 
-def result_fields(result: PoseResult) -> tuple[Any, ...]:
-    """Return the PoseResult fields in declaration order."""
-    return tuple(getattr(result, field.name) for field in fields(PoseResult))
+result_fields: Callable[[PoseResult], tuple[Any, ...]] = operator.attrgetter(
+    *(field.name for field in fields(PoseResult)))
+"""result_fields(result): the PoseResult fields in declaration order (a tuple)."""
 
 
 def result_row(result: PoseResult, i: int) -> PoseResult:
@@ -85,7 +86,7 @@ def finish(problem: Problem, ok: np.ndarray, fit: Fit) -> PoseResult:
     """
     R, t, c, cost, H, sq, iterations = fit
     num_params = H.shape[-1]
-    H_inv = solve_rows(H, np.eye(num_params))
+    H_inv = solve_rows(H, identity(num_params))
     dof = np.maximum(2 * problem.used.sum(-1) - num_params, 1)
     covariance = H_inv[:, :6, :6] * (cost / dof)[:, None, None]
     valid = ok & (covariance.diagonal(0, 1, 2) >= 0).all(-1) \

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 from numpy.typing import ArrayLike
 
-from pose_kp_ros.geometry.solver.problem import Problem, all_finite
+from pose_kp_ros.geometry.solver.problem import Problem, all_finite, identity
 
 INIT_RELATIVE_CONFIDENCE = 0.5
 """The closed-form start uses keypoints with conf >= this times the problem's largest conf."""
@@ -75,11 +75,11 @@ def warm_start(R: ArrayLike, t: ArrayLike, coeffs: ArrayLike, valid: ArrayLike, 
         raise ValueError(f'init: expected a PoseResult of batch {batch} (or 1) with {num_basis} '
                          f'shape coefficients, got R {tuple(R.shape)}, t {tuple(t.shape)}, '
                          f'coeffs {tuple(c.shape)}')
-    eye = np.eye(3)
+    eye = identity(3)
     ok = valid & all_finite(R, t, c)
     if not ok.all():
         R = np.where(ok[:, None, None], R, eye)
-    ok &= (np.abs(R @ R.transpose(0, 2, 1) - eye).max((1, 2)) < ROTATION_TOLERANCE) \
+    ok &= (np.abs(R @ R.mT - eye).max((1, 2)) < ROTATION_TOLERANCE) \
         & (np.linalg.det(R) > 0)
     if not ok.all():
         R = np.where(ok[:, None, None], R, eye)
