@@ -44,6 +44,8 @@ MIN_CONTOUR_POINTS = 20
 """Fewer contour points than this (a tiny or degenerate silhouette): no alignment."""
 
 _SEARCH_STEP_PX = 0.5
+_CLOSING = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+"""The closing that fills the gaps between rasterised surface points."""
 
 
 class StageTiming(Protocol):
@@ -83,13 +85,17 @@ def silhouette_contour(surface_points: ArrayLike, R: ArrayLike, t: ArrayLike, K:
     zoom = CANVAS_PX / max(float((high - low).max()), 1e-6)
     origin = low - 4.0 / zoom  # 4 canvas pixels of border
     size = np.ceil((high - origin) * zoom).astype(int) + 5
-    canvas = np.zeros((size[1], size[0]), np.uint8)
-    cells = ((uv - origin) * zoom + 0.5).astype(np.intp)  # rounded (all positive)
-    canvas[cells[:, 1], cells[:, 0]] = 255
-    owner = np.full(canvas.shape, -1, np.int64)
-    owner[cells[:, 1], cells[:, 0]] = np.arange(len(cells))
-    canvas = cv2.morphologyEx(canvas, cv2.MORPH_CLOSE,
-                              cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    cells = uv - origin  # in place: the rounded canvas cells, as ((uv - origin) * zoom + 0.5)
+    cells *= zoom
+    cells += 0.5
+    cells = cells.astype(np.intp)  # all positive
+    flat = cells[:, 1] * size[0] + cells[:, 0]  # flat canvas indices
+    canvas = np.zeros(size[1] * size[0], np.uint8)
+    canvas[flat] = 255
+    owner = np.full(len(canvas), -1, np.int32)
+    owner[flat] = np.arange(len(flat), dtype=np.int32)  # the last point of a cell owns it
+    canvas = canvas.reshape(size[1], size[0])
+    canvas = cv2.morphologyEx(canvas, cv2.MORPH_CLOSE, _CLOSING)
     contours, _ = cv2.findContours(canvas, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     if not contours:
         return empty, empty, np.zeros(0, int)
@@ -99,42 +105,49 @@ def silhouette_contour(surface_points: ArrayLike, R: ArrayLike, t: ArrayLike, K:
     filled = np.zeros(canvas.shape, np.float32)
     cv2.drawContours(filled, [outline[:, None, :]], -1, 1.0, -1)
     filled = cv2.GaussianBlur(filled, (0, 0), 1.5)
-    gx = cv2.Sobel(filled, cv2.CV_32F, 1, 0)[outline[:, 1], outline[:, 0]]
-    gy = cv2.Sobel(filled, cv2.CV_32F, 0, 1)[outline[:, 1], outline[:, 0]]
+    at = outline[:, 1] * size[0] + outline[:, 0]  # flat canvas indices
+    gx = cv2.Sobel(filled, cv2.CV_32F, 1, 0).reshape(-1)[at]
+    gy = cv2.Sobel(filled, cv2.CV_32F, 0, 1).reshape(-1)[at]
     normals = -np.stack([gx, gy], 1).astype(np.float64)
     length = np.linalg.norm(normals, axis=1)
-    index = _nearest_owner(owner, outline)
+    index = _nearest_owner(owner, at, size[0])
     keep = (length > 1e-6) & (index >= 0)
     return outline[keep] / zoom + origin, normals[keep] / length[keep, None], index[keep]
 
 
-_NEIGHBOURS = sorted(((dx, dy) for dx in range(-3, 4) for dy in range(-3, 4)),
-                     key=lambda d: d[0] ** 2 + d[1] ** 2)
+_NEIGHBOURS = np.array(sorted(((dx, dy) for dx in range(-3, 4) for dy in range(-3, 4)),
+                              key=lambda d: d[0] ** 2 + d[1] ** 2))
+"""Cell offsets (49, 2) (dx, dy) within 3 cells, nearest first."""
 
 
-def _nearest_owner(owner, cells):
-    """Return owner's value (M,) at the nearest cell (within 3) holding one (>= 0), else -1."""
-    height, width = owner.shape
-    found = np.full(len(cells), -1, np.int64)
-    for dx, dy in _NEIGHBOURS:
-        x = np.clip(cells[:, 0] + dx, 0, width - 1)
-        y = np.clip(cells[:, 1] + dy, 0, height - 1)
-        missing = found < 0
-        found[missing] = owner[y[missing], x[missing]]
-        if np.all(found >= 0):
-            break
+def _nearest_owner(owner, cells, width):
+    """Return owner's value (M,) at the nearest cell (within 3) holding one (>= 0), else -1.
+
+    owner: (H * W,) flat canvas; cells: (M,) flat indices at least 3 cells inside the canvas
+    (silhouette_contour's border keeps its outline 4 cells in), width W.
+    """
+    found = owner[cells]
+    missing = np.flatnonzero(found < 0)
+    if len(missing):
+        near = owner[cells[missing, None] + (_NEIGHBOURS[1:, 1] * width + _NEIGHBOURS[1:, 0])]
+        found[missing] = near[np.arange(len(missing)), (near >= 0).argmax(1)]
     return found
 
 
-def sample_bilinear(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Return image (H, W) float32 values at points (M, 2) (x, y) pixels; 0 outside."""
-    count, columns = len(points), 4096  # cv2.remap maps must stay below 32767 per side
+def sample_bilinear(images: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Return the values (len(images), *x.shape) of float32 (H, W) images at pixels (x, y).
+
+    x, y: pixel coordinates, any one shape; 0 outside the images.
+    """
+    count, columns = x.size, 4096  # cv2.remap maps must stay below 32767 per side
     rows = max(1, -(-count // columns))
-    grid = np.zeros((rows * columns, 2), np.float32)
-    grid[:count] = points
-    values = cv2.remap(image, grid[:, 0].reshape(rows, columns), grid[:, 1].reshape(rows, columns),
-                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return values.reshape(-1)[:count]
+    maps = np.zeros((2, rows * columns), np.float32)  # x row, y row
+    maps[0, :count] = x.reshape(-1)
+    maps[1, :count] = y.reshape(-1)
+    map_x, map_y = maps.reshape(2, rows, columns)
+    return np.stack([cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0).reshape(-1)[:count]
+                     for image in images]).reshape((len(images),) + x.shape)
 
 
 def _normal_gradients(gradients, points, normals, offsets, K=None, D=None,
@@ -144,13 +157,14 @@ def _normal_gradients(gradients, points, normals, offsets, K=None, D=None,
     points, normals: (M, 2) undistorted pixels and unit normals; offsets (O,) pixels. The image
     is sampled at the distorted positions with lens distortion (K, D, model).
     """
-    gx, gy = gradients
-    samples = (points[:, None, :] + offsets[None, :, None] * normals[:, None, :]).reshape(-1, 2)
+    x = points[:, :1] + offsets * normals[:, :1]  # (M, O) pixels
+    y = points[:, 1:] + offsets * normals[:, 1:]
     if D is not None and has_distortion(D):
-        samples = distort_pixels(samples, K, D, distortion_model)
-    along = np.abs(sample_bilinear(gx, samples) * np.repeat(normals[:, 0], len(offsets))
-                   + sample_bilinear(gy, samples) * np.repeat(normals[:, 1], len(offsets)))
-    return along.reshape(len(points), len(offsets))
+        x, y = distort_pixels(np.stack([x, y], -1).reshape(-1, 2), K, D, distortion_model).T
+    gx, gy = sample_bilinear(gradients, x, y).reshape(2, len(points), len(offsets))
+    along = gx * normals[:, :1]
+    along += gy * normals[:, 1:]
+    return np.abs(along, out=along)
 
 
 def edge_offsets(gradients: tuple[np.ndarray, np.ndarray], points: np.ndarray,
@@ -166,9 +180,8 @@ def edge_offsets(gradients: tuple[np.ndarray, np.ndarray], points: np.ndarray,
     """
     offsets = np.arange(-reach, reach + 1e-9, _SEARCH_STEP_PX)
     along = _normal_gradients(gradients, points, normals, offsets, K, D, distortion_model)
-    best = along.argmax(1)
-    residual = offsets[best]
-    strength = along[np.arange(len(points)), best]
+    residual = offsets[along.argmax(1)]
+    strength = along.max(1)
     weights = strength / max(float(strength.mean()), 1e-6)
     weights *= np.minimum(1.0, HUBER_PX / np.maximum(np.abs(residual), 1e-9))
     return residual, weights
@@ -225,6 +238,8 @@ def refine_pose(gradients: tuple[np.ndarray, np.ndarray], surface_points: np.nda
     """
     R0, t0 = np.asarray(R, dtype=np.float64), np.asarray(t, dtype=np.float64)
     K = np.asarray(K, dtype=np.float64)
+    # Coordinates contiguous (Fortran order): the projections' matrix products read P^T directly.
+    surface_points = np.asfortranarray(surface_points, dtype=np.float64)
     if keypoints is None or not np.sum(keypoint_weights) > 0:
         keypoints, keypoint_points, keypoint_weights = np.zeros((0, 2)), np.zeros((0, 3)), []
     keypoint_terms = (np.asarray(keypoints, dtype=np.float64),
@@ -259,24 +274,26 @@ def _gauss_newton_steps(gradients, surface_points, R, t, K, search_px, keypoint_
     keypoint_terms: (keypoints (N, 2), keypoint_points (N, 3), keypoint_weights (N,)).
     """
     keypoints, keypoint_points, keypoint_weights = keypoint_terms
+    used = (keypoint_weights > 0)[:, None]
+    total = keypoint_weights.sum() if len(keypoint_weights) else 1.0
     for reach in search_px:
         contour, normals, index = silhouette_contour(surface_points, R, t, K)
         if len(contour) < MIN_CONTOUR_POINTS:
             return None
         offsets, contour_weights = edge_offsets(gradients, contour, normals, reach, K, D,
                                                 distortion_model)
-        _, jacobian, _ = _projection_jacobian(surface_points[index], R, t, K)
-        uv, keypoint_jacobian, in_front = _projection_jacobian(keypoint_points, R, t, K)
-        errors = np.where((keypoint_weights > 0)[:, None], keypoints - uv, 0.0)
+        count = len(index)  # the contour's surface points, then the keypoints, in one projection
+        uv, jacobian, in_front = _projection_jacobian(
+            np.concatenate([surface_points[index], keypoint_points]), R, t, K)
+        errors = np.where(used, keypoints - uv[count:], 0.0)
         huber = np.minimum(1.0, keypoint_huber_px
                            / np.maximum(np.linalg.norm(errors, axis=1), 1e-9))
-        total = keypoint_weights.sum() if len(keypoint_weights) else 1.0
-        rows = np.concatenate([np.einsum('mi,mij->mj', normals, jacobian),
-                               keypoint_jacobian.reshape(-1, 6)])
+        rows = np.concatenate([np.einsum('mi,mij->mj', normals, jacobian[:count]),
+                               jacobian[count:].reshape(-1, 6)])
         targets = np.concatenate([offsets, errors.reshape(-1)])
         weights = np.concatenate([
             contour_weights * contour_balance * total / max(contour_weights.sum(), 1e-9),
-            np.repeat(keypoint_weights * huber * in_front, 2)])
+            np.repeat(keypoint_weights * huber * in_front[count:], 2)])
         weighted = rows * weights[:, None]
         normal = weighted.T @ rows
         try:
