@@ -78,14 +78,19 @@ def project_object_points(points: ArrayLike, R: ArrayLike, t: ArrayLike, K: Arra
     x, y, z = np.moveaxis(R @ np.swapaxes(np.asarray(points, dtype=np.float64), -1, -2)
                           + t[..., None], -2, 0)
     in_front = z > MIN_DEPTH_M
-    if in_front_only and not np.all(in_front):
+    everywhere = bool(in_front.all())
+    if in_front_only and not everywhere:
         return None
-    if np.all(in_front):
+    if everywhere:
         x, y, w = x / z, y / z, 1.0
     else:  # as project: behind the camera, the homogeneous pixel divided by 1
         safe_z = np.where(in_front, z, 1.0)
         x, y, w = x / safe_z, y / safe_z, z / safe_z
     row = K[..., None, :, :] if K.ndim > 2 else K  # (..., 1, 3, 3) against (..., N)
-    uv = np.stack([row[..., 0, 0] * x + row[..., 0, 1] * y + row[..., 0, 2] * w,
-                   row[..., 1, 0] * x + row[..., 1, 1] * y + row[..., 1, 2] * w], -1)
+    u, v = row[..., 0, 0] * x, row[..., 1, 0] * x  # then in place: fewer temporaries
+    u += row[..., 0, 1] * y
+    v += row[..., 1, 1] * y
+    u += row[..., 0, 2] * w
+    v += row[..., 1, 2] * w
+    uv = np.stack([u, v], -1)
     return (uv, z) if with_depth else uv
