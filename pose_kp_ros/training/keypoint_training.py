@@ -262,14 +262,15 @@ class KeypointTrainer(EpochTrainer):
         sums = all_reduce_sums(sums, self.device, self.world_size)
         metrics = {}
         for suffix in ['', *(f'/{name}' for name in channels or {})]:
-            count = max(sums.get(f'count{suffix}', 0), 1)
-            metrics.update({f'val_mean_error_px{suffix}': sums.get(f'error_image_px{suffix}', 0)
-                            / count,
-                            f'val_mean_error_crop_px{suffix}':
-                                sums.get(f'error_crop_px{suffix}', 0) / count,
-                            f'val_keypoints{suffix}': int(sums.get(f'count{suffix}', 0))})
+            total = {key: sums.get(f'{key}{suffix}', 0) for key in (
+                'count', 'error_image_px', 'error_crop_px',
+                *(f'pck@{alpha}' for alpha in PCK_THRESHOLDS))}
+            count = max(total['count'], 1)
+            metrics[f'val_mean_error_px{suffix}'] = total['error_image_px'] / count
+            metrics[f'val_mean_error_crop_px{suffix}'] = total['error_crop_px'] / count
+            metrics[f'val_keypoints{suffix}'] = int(total['count'])
             for alpha in PCK_THRESHOLDS:
-                metrics[f'val_pck@{alpha}{suffix}'] = sums.get(f'pck@{alpha}{suffix}', 0) / count
+                metrics[f'val_pck@{alpha}{suffix}'] = total[f'pck@{alpha}'] / count
         return metrics
 
     def score(self, metrics: Mapping[str, float]) -> tuple[float, float]:
