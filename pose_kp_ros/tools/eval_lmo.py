@@ -4,7 +4,7 @@
                      [--boxes detector|ground-truth] [--tracking [--verify-interval N]]
                      [--frames N] [--frame-step K] [--device cpu]
                      [--dataset DIR]
-    pose-kp eval-lmo --object all [--pipeline-config CONFIG] [the options above but --dataset]
+    pose-kp eval-lmo --object all [--pipeline-config CONFIG] [the options above]
 
 Runs find (the pipeline's detector, or ground-truth boxes to isolate keypoints + solver), crop,
 network and solver on every frame showing the object (with --dataset: on the images of a

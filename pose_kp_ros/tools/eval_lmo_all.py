@@ -1,12 +1,13 @@
 """`pose-kp eval-lmo --object all`: every LM-O object with a model, one pass, one table.
 
 Every LM-O object the pipeline config (default: the shipped one; a config may list several
-objects) has a keypoint model for is measured on the LM-O photos showing it, with one pipeline
+objects) has a keypoint model for is measured on the LM-O photos showing it (with --dataset: on
+a rendered dataset folder labelling them, e.g. held-out multi-object renders), with one pipeline
 call per photo for all of them (as the node runs); the others are 'no model' rows, left out of
 the mean. Metric per object: ADD, or ADD-S for objects whose YAML declares symmetries (eggbox,
-glue), at 0.1 d. Written to --output-dir: `all_<boxes>[_tracking]_summary.json` (rows, mean,
-the published figures), `all_<boxes>[_tracking]_accuracy.png` (bars), `..._mosaic.png`, and per
-object the files of a single-object run in the folder `all_<boxes>[_tracking]/`.
+glue), at 0.1 d. Written to --output-dir: `all_[renders_]<boxes>[_tracking]_summary.json` (rows,
+mean, the published figures), `..._accuracy.png` (bars), `..._mosaic.png`, and per object the
+files of a single-object run in the folder `all_[renders_]<boxes>[_tracking]/`.
 """
 
 import argparse
@@ -36,6 +37,7 @@ from pose_kp_ros.pipeline.multi_evaluation import (
     write_objects_table,
 )
 from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
+from pose_kp_ros.training.records import dataset_scenes
 
 DEFAULT_CONFIG = DEFAULT_PIPELINE_CONFIG
 """The shipped pipeline config, relative to the package data (--object all's default)."""
@@ -66,10 +68,6 @@ def object_metric(name: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Evaluate every LM-O object the config has a model for (parsed eval-lmo options)."""
-    if args.dataset:
-        print('pose-kp eval-lmo: --object all evaluates the LM-O photos; --dataset takes one '
-              'object', file=sys.stderr)
-        return 2
     config = args.pipeline_config or default_pipeline_config()
     estimator = KeypointPoseEstimator.from_config(config, device=args.device)
     names = [name for name in sorted(LMO_OBJECT_IDS) if name in estimator.objects]
@@ -78,8 +76,9 @@ def main(args: argparse.Namespace) -> int:
               f'{", ".join(sorted(LMO_OBJECT_IDS))})', file=sys.stderr)
         return 2
     try:
-        frames = select(lmo_photos(names), args)
-    except OSError as error:  # PackageDataError
+        frames = select([EvalFrame(*scene) for scene in dataset_scenes(args.dataset, names)]
+                        if args.dataset else lmo_photos(names), args)
+    except (ValueError, OSError) as error:  # DatasetError, PackageDataError
         print(f'pose-kp eval-lmo: {error}', file=sys.stderr)
         return 2
     points = {name: model_points(estimator.objects[name].model) for name in names}
@@ -89,11 +88,13 @@ def main(args: argparse.Namespace) -> int:
     results, overlays = evaluate_frames(
         estimator, frames, names, points, args.boxes, tracker, args.mosaic_frames,
         lambda items: tqdm(items, desc=f'eval {", ".join(names)}'))
-    stem = f'all_{args.boxes}{"_tracking" if args.tracking else ""}'
+    stem = (f'all_{"renders_" if args.dataset else ""}{args.boxes}'
+            f'{"_tracking" if args.tracking else ""}')
     folder = Path(args.output_dir)
     common = {'boxes': args.boxes, 'tracking': args.tracking,
               'verify_interval': args.verify_interval if args.tracking else None,
-              'frames_source': 'LM-O test photos', 'pipeline_config': portable_path(config),
+              'frames_source': portable_path(args.dataset) if args.dataset else 'LM-O test photos',
+              'pipeline_config': portable_path(config),
               'device': str(estimator.device), 'threads': args.threads}
     training = SHIPPED_TRAINING if portable_path(config) == DEFAULT_CONFIG else OTHER_TRAINING
     rows = []
@@ -107,12 +108,14 @@ def main(args: argparse.Namespace) -> int:
                         'metric': error_metric(model)})
         object_stem = f'{name}_{args.boxes}{"_tracking" if args.tracking else ""}'
         write_evaluation(results[name], summary, model.diameter, folder / stem, object_stem,
-                         f'LM-O {name} ({args.boxes} boxes, {error_metric(model)})', [])
+                         f'{"renders" if args.dataset else "LM-O"} {name} ({args.boxes} '
+                         f'boxes, {error_metric(model)})', [])
         rows.append(object_row(name, error_metric(model), summary,
                                f'{stem}/{object_stem}_summary.json'))
     print(write_objects_table(
         rows, len(frames), training, folder, stem,
-        f'LM-O, {len(frames)} photos ({args.boxes} boxes): ADD(-S) < 0.1 d per object',
+        f'{common["frames_source"]}, {len(frames)} images ({args.boxes} boxes): ADD(-S) < 0.1 d '
+        'per object',
         overlays, **common))
     print(f'wrote {folder}/{stem}_* and {folder / stem}/')
     return 0

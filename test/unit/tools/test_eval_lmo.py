@@ -154,7 +154,8 @@ def test_shipped_config_gives_the_single_object_driller_row_and_no_model_rows(tm
         assert (tmp_path / 'all' / name).stat().st_size > 1000
 
 
-def test_a_config_with_several_objects_measures_each_with_its_metric(tmp_path, repo_root):
+def two_object_config(tmp_path, repo_root):
+    """Return a pipeline config of untrained driller and eggbox networks that keeps every fit."""
     lines = ['objects:']
     for name in ('driller', 'eggbox'):
         folder = tmp_path / name
@@ -165,6 +166,11 @@ def test_a_config_with_several_objects_measures_each_with_its_metric(tmp_path, r
     config = tmp_path / 'pipeline.yaml'
     config.write_text('\n'.join(lines) + '\nthresholds: {min_score: 0.0, '
                       'max_reprojection_error_px: 1000.0}\n')
+    return config
+
+
+def test_a_config_with_several_objects_measures_each_with_its_metric(tmp_path, repo_root):
+    config = two_object_config(tmp_path, repo_root)
     out = tmp_path / 'out'
     assert main(['--object', 'all', '--pipeline-config', str(config), '--boxes',
                  'ground-truth', '--frames', '2', '--mosaic-frames', '0',
@@ -178,6 +184,33 @@ def test_a_config_with_several_objects_measures_each_with_its_metric(tmp_path, r
     assert "pipeline config's models" in combined['training_data']
 
 
-def test_dataset_is_refused_with_all(tmp_path, capsys):
-    assert main(['--object', 'all', '--dataset', str(tmp_path)]) == 2
-    assert '--dataset' in capsys.readouterr().err
+def test_all_objects_on_renders_of_several_objects(tmp_path, repo_root, capsys):
+    from pose_kp_ros.rendering.renderer import renderer_unavailable_reason
+    if renderer_unavailable_reason():
+        pytest.skip(renderer_unavailable_reason())
+    from pose_kp_ros.tools import render
+    settings = tmp_path / 'two.yaml'
+    settings.write_text('objects_per_scene: [2, 2]\n')
+    objects = [str(repo_root / 'objects' / f'{name}.yaml') for name in ('driller', 'eggbox')]
+    renders = tmp_path / 'renders'
+    assert render.main(['--object', objects[0], '--object', objects[1], '--settings',
+                        str(settings), '--out', str(renders), '--count', '2', '--seed', '3',
+                        '--quiet']) == 0
+    config, out = two_object_config(tmp_path, repo_root), tmp_path / 'out'
+    assert main(['--object', 'all', '--pipeline-config', str(config), '--boxes',
+                 'ground-truth', '--dataset', str(renders), '--mosaic-frames', '0',
+                 '--output-dir', str(out)]) == 0
+    combined = strict(out / 'all_renders_ground-truth_summary.json')
+    rows = {row['object']: row for row in combined['rows']}
+    shown = [{item['object'] for item in json.loads(line)['instances'] if 'R' in item}
+             for line in (renders / 'annotations.jsonl').read_text().splitlines()]
+    for name in ('driller', 'eggbox'):  # each object scored on the renders labelling it
+        assert rows[name]['frames'] == sum(name in names for names in shown) > 0
+    assert (Path.cwd() / combined['frames_source']).resolve() == renders.resolve()
+    alone = tmp_path / 'driller_only'
+    assert render.main(['--object', objects[0], '--out', str(alone), '--count', '1',
+                        '--quiet']) == 0
+    capsys.readouterr()
+    assert main(['--object', 'all', '--pipeline-config', str(config), '--dataset',
+                 str(alone), '--output-dir', str(out)]) == 2
+    assert "labels no ['eggbox']" in capsys.readouterr().err
