@@ -207,6 +207,8 @@ def objects_table(rows: Sequence[Row], mean: Mapping[str, Any], photos: int, tra
     text = ['  '.join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
             for line in lines]
     text.insert(len(rows) + 1, '-' * len(text[0]))
+    if not published:  # renders: no published figures to stand beside
+        return '\n'.join(text)
     width = max(len(method) for method, *_ in published)
     ours = _cell(mean['accuracy_0.1d'], '{:.1%}')
     text += ['', 'LM-O mean ADD(-S) < 0.1 d beside the published figures:',
@@ -259,20 +261,23 @@ def plot_objects(rows: Sequence[Row], mean: Mapping[str, Any], path: Path | str,
 
 
 def write_objects_table(rows: list[Row], photos: int, training: str, folder: Path, stem: str,
-                        title: str, overlays: Sequence[np.ndarray] = (), **extra: Any) -> str:
+                        title: str, overlays: Sequence[np.ndarray] = (),
+                        published: Sequence[Published] = PUBLISHED_LMO, **extra: Any) -> str:
     """Write a per-object table's files into folder; return its text (objects_table).
 
     `<stem>_summary.json`: counts, `extra` (how the run was made), the threshold, training
-    data, the rows, their mean (mean_row) and the published means; `<stem>_accuracy.png`
-    (plot_objects, titled `title`); `<stem>_mosaic.png` when there are overlays (uint8 RGB).
+    data, the rows, their mean (mean_row) and the `published` means (none for renders);
+    `<stem>_accuracy.png` (plot_objects, titled `title`); `<stem>_mosaic.png` when there are
+    overlays (uint8 RGB).
     """
     mean = mean_row(rows)
     folder.mkdir(parents=True, exist_ok=True)
     strict_json.write(folder / f'{stem}_summary.json', {
         'objects_evaluated': mean['objects'], 'objects_total': mean['of'], 'photos': photos,
         **extra, 'threshold': '0.1 d (ADD, ADD-S for objects with symmetries)',
-        'training_data': training, 'rows': rows, 'mean': mean, 'published': published_json()})
-    plot_objects(rows, mean, folder / f'{stem}_accuracy.png', title)
+        'training_data': training, 'rows': rows, 'mean': mean,
+        'published': published_json(published)})
+    plot_objects(rows, mean, folder / f'{stem}_accuracy.png', title, published)
     if len(overlays):
         cv2.imwrite(str(folder / f'{stem}_mosaic.png'), mosaic(list(overlays))[:, :, ::-1])
-    return objects_table(rows, mean, photos, training)
+    return objects_table(rows, mean, photos, training, published)

@@ -29,6 +29,7 @@ from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator
 from pose_kp_ros.pipeline.evaluation import model_points, summarize, write_evaluation
 from pose_kp_ros.pipeline.multi_evaluation import (
     OTHER_TRAINING,
+    PUBLISHED_LMO,
     SHIPPED_TRAINING,
     EvalFrame,
     error_metric,
@@ -116,6 +117,6 @@ def main(args: argparse.Namespace) -> int:
         rows, len(frames), training, folder, stem,
         f'{common["frames_source"]}, {len(frames)} images ({args.boxes} boxes): ADD(-S) < 0.1 d '
         'per object',
-        overlays, **common))
+        overlays, () if args.dataset else PUBLISHED_LMO, **common))
     print(f'wrote {folder}/{stem}_* and {folder / stem}/')
     return 0

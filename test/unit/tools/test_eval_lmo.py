@@ -207,6 +207,8 @@ def test_all_objects_on_renders_of_several_objects(tmp_path, repo_root, capsys):
     for name in ('driller', 'eggbox'):  # each object scored on the renders labelling it
         assert rows[name]['frames'] == sum(name in names for names in shown) > 0
     assert (Path.cwd() / combined['frames_source']).resolve() == renders.resolve()
+    assert combined['published'] == []  # renders stand beside no published LM-O figure
+    assert 'ZebraPose' not in capsys.readouterr().out
     alone = tmp_path / 'driller_only'
     assert render.main(['--object', objects[0], '--out', str(alone), '--count', '1',
                         '--quiet']) == 0
