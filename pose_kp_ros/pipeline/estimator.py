@@ -241,8 +241,8 @@ class KeypointPoseEstimator:
                              f'{image_rgb.dtype}')
         frame = Frame(image_rgb, np.asarray(K, dtype=np.float64), D, distortion_model)
         usable = self._usable(requests, frame)
-        mine = {name: [r for r in usable if r.object_name == name] for name in self.objects
-                if any(r.object_name == name for r in usable)}
+        mine = {name: [r for r in usable if r.object_name == name] for name in self.objects}
+        mine = {name: chosen for name, chosen in mine.items() if chosen}  # objects asked for
         fits = self._keypoint_stage(frame, {name: (np.stack([r.box_xyxy for r in chosen]),
                                                    [r.init for r in chosen])
                                             for name, chosen in mine.items()})

@@ -41,6 +41,7 @@ from pose_kp_ros.training.records import (
     DatasetError,
     load_records,
     object_file,
+    read_dataset,
     split_records,
 )
 
@@ -164,8 +165,10 @@ class KeypointTrainer(EpochTrainer):
         """
         config = self.config
         self.objects, models, train_records, val_records = [], [], [], []
+        read = {key: read_dataset(config[key]) if config[key] else None  # once for all objects
+                for key in ('datasets', 'val_datasets')}
         for path in config['objects'] or [config['object']]:
-            model, name, names, train, val = self._object_records(path)
+            model, name, names, train, val = self._object_records(path, read)
             self.objects.append((name, names))
             models += [] if model is None else [model]
             train_records += train
@@ -190,17 +193,18 @@ class KeypointTrainer(EpochTrainer):
             train_records, augment=AugmentConfig.from_dict(config['augmentation']), **common)
         self.val_set = KeypointDataset(val_records, augment=None, **common)
 
-    def _object_records(self, path: str | None) -> tuple[ObjectModel | None, str, list[str],
-                                                         list, list]:
+    def _object_records(self, path: str | None, read: dict[str, tuple | None],
+                        ) -> tuple[ObjectModel | None, str, list[str], list, list]:
         """Return (object model or None, name, keypoint names, training and validation records).
 
         path: the object's YAML, or None for the datasets' only object (its model then the YAML
-        the datasets record, if any).
+        the datasets record, if any); read: read_dataset of 'datasets' and 'val_datasets'.
         """
         config = self.config
         model = ObjectModel.from_yaml(path) if path else None
         object_name, names, records = load_records(
-            config['datasets'], object_name=None if model is None else model.name)
+            config['datasets'], object_name=None if model is None else model.name,
+            dataset=read['datasets'])
         recorded = object_file(config['datasets'], object_name)
         if model is None and recorded is not None:
             model = ObjectModel.from_yaml(recorded)
@@ -209,7 +213,8 @@ class KeypointTrainer(EpochTrainer):
                                f'{list(model.keypoint_names)} does not match the datasets '
                                f'({object_name!r}, {names})')
         if config['val_datasets']:
-            _, _, val_records = load_records(config['val_datasets'], names, object_name)
+            _, _, val_records = load_records(config['val_datasets'], names, object_name,
+                                             read['val_datasets'])
             train_records = records
         else:
             train_records, val_records = split_records(records, config['val_fraction'],

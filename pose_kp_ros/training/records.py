@@ -115,7 +115,8 @@ def read_dataset(roots: DatasetRoots) -> tuple[list[DatasetObject], list[Instanc
 
 
 def load_records(roots: DatasetRoots, keypoint_names: Sequence[str] | None = None,
-                 object_name: str | None = None) -> tuple[str, list[str], list[InstanceRecord]]:
+                 object_name: str | None = None, dataset: tuple[list, list] | None = None,
+                 ) -> tuple[str, list[str], list[InstanceRecord]]:
     """Read the instances of one object from dataset folders.
 
     Args:
@@ -123,12 +124,13 @@ def load_records(roots: DatasetRoots, keypoint_names: Sequence[str] | None = Non
         keypoint_names: expected keypoint names in order (default: the object's).
         object_name: the object (default: the only object the folders label; an error when
             they label several).
+        dataset: read_dataset(roots) already read (several objects read the folders once).
 
     Returns:
         (object_name, keypoint_names, records) with records a list of InstanceRecord.
     """
     folders = _as_folders(roots)
-    objects, records = read_dataset(folders)
+    objects, records = dataset or read_dataset(folders)
     if object_name is None:
         if len(objects) > 1:
             raise DatasetError(f'{folders[0]}: the datasets label several objects '
