@@ -5,7 +5,8 @@
     torchrun --nproc_per_node 4 -m pose_kp_ros.tools.train_detector --config ...   # multi-GPU
 
 Reads one or several dataset folders (docs/dataset_format.md), possibly of different objects:
-the classes are the sorted union of their object names. Each image is a sample; its instances'
+the classes are every object they list, in the order they list them (first folder first; the
+heatmap order the checkpoint's `class_names` records). Each image is a sample; its instances'
 `box_xyxy` are the targets. Writes into the config's output_dir: last.pt (every epoch and every
 save_every_minutes, atomic), best.pt (best validation AP@0.5), metrics.json and
 training_curves.png. See docs/detector.md for the config keys.
