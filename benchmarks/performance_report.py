@@ -101,6 +101,52 @@ def visibility_lines(results):
     return lines + [''] if lines else []
 
 
+def tracking_section(results):
+    """Return the tables of tracking settings measured on held-out rendered videos."""
+    command = 'python benchmarks/tracking_settings.py'
+    lines = [f'## Tracking settings on held-out videos (`{command}`)', '']
+    runs = sorted((read(path) for path in results.glob('tracking_settings*.json')),
+                  key=lambda data: data.get('frame_step', 1))
+    if not runs:
+        return lines + ['Not measured.', '']
+    lines += [f"`pose-kp eval-lmo --object driller --dataset {runs[0]['videos']}` per setting: "
+              '10 rendered videos of 60 frames (`config/render_driller_video.yaml`: the camera '
+              'orbits the drill by 10-30 degrees in 2 s at 30 Hz; tracking restarts with each '
+              'video), the default pipeline with its detector, one thread; every frame, and '
+              'every fourth (`--frame-step 4`: what a node answering 7.5 of 30 frames a second '
+              "sees). The node's tracking defaults (verify_interval 1) are the most accurate "
+              'tracking row of both tables; they are never chosen on LM-O. Jitter: how much the '
+              'pose error changes from one frame to the next (same object, consecutive frames '
+              'with poses).', '']
+    for data in runs:
+        step = data.get('frame_step', 1)
+        lines += [f"{'Every frame' if step == 1 else f'Every {step}th frame'} "
+                  f"(`{command}{'' if step == 1 else f' --frame-step {step}'}`; CPU: "
+                  f"{data['cpu_model']}; 1-minute load average "
+                  f"{number(data['load_average_1_5_15']['start'][0])} at the start, "
+                  f"{number(data['load_average_1_5_15']['end'][0])} at the end):", '',
+                  '| setting | frames | ADD < 0.1 d | detection rate | ms per frame median / p95 '
+                  '| jitter median / p95 | crops per frame: search / track |',
+                  '|---|---|---|---|---|---|---|']
+        for row in data['rows']:
+            tallies = row.get('tallies_per_frame') or {}
+            lines.append(
+                f"| {row['setting']} | {row['frames']} "
+                f"| {number(row['add_0.1d_accuracy'], 1, 100, '%')} "
+                f"| {number(row['detection_rate'], 1, 100, '%')} "
+                f"| {number(row['runtime_median_ms'], 0)} / "
+                f"{number(row['runtime_p95_ms'], 0)} "
+                f"| {number(row.get('jitter_median_deg'), 2)} / "
+                f"{number(row.get('jitter_p95_deg'), 1)} deg, "
+                f"{number(row.get('jitter_median_mm'), 1)} / "
+                f"{number(row.get('jitter_p95_mm'), 0)} mm "
+                f"| {number(tallies.get('crops from search', 0.0), 2)} / "
+                f"{number(tallies.get('crops from track', 0.0), 2)} |")
+        lines.append('')
+    return lines + ['![ADD against time per frame, every frame](../results/tracking_settings.png)',
+                    '']
+
+
 def node_section(results):
     """Return the node benchmark and soak figures."""
     lines = ['## The node end to end (`benchmarks/bench_node.py`, `benchmarks/soak_node.py`)', '']
@@ -434,7 +480,8 @@ def render(results):
              'every figure names the command that measured it. Machine: 2 CPU cores, no GPU, '
              'often shared with training jobs (load averages are in the JSON files); numbers on a '
              'quiet machine or a GPU are better.', '']
-    lines += accuracy_section(results) + stages_section(results) + node_section(results) \
+    lines += accuracy_section(results) + tracking_section(results) + stages_section(results) \
+        + node_section(results) \
         + threads_section(results) + comparison_section(results) + parts_section(results) \
         + gpu_section(results)
     return '\n'.join(lines).rstrip() + '\n'

@@ -30,7 +30,7 @@ from pose_kp_ros.geometry.metrics import rotation_error_deg
 from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.paths import data_path, portable_path
 from pose_kp_ros.pipeline.config import PipelineConfig
-from pose_kp_ros.training.records import dataset_frames
+from pose_kp_ros.training.posed_images import dataset_frames
 
 
 def ground_truth_drift(frames, surface, search_px):

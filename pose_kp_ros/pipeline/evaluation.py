@@ -34,7 +34,9 @@ class FrameResult:
 
     Attributes: frame (name or index), detected, add_m (ADD or ADD-S, metres), rotation_deg,
     translation_m, projection_px, latency_ms (stamp to result, NaN if unknown), runtime_ms,
-    visible_fraction (of the object's silhouette, from the annotation; NaN if unknown).
+    visible_fraction (of the object's silhouette, from the annotation; NaN if unknown),
+    jitter_deg, jitter_mm (in a video, how much the pose error changed since the previous
+    frame: `pose_error_change`; NaN unless both frames have a pose).
     """
 
     frame: str
@@ -46,6 +48,20 @@ class FrameResult:
     latency_ms: float = float('nan')
     runtime_ms: float = float('nan')
     visible_fraction: float = float('nan')
+    jitter_deg: float = float('nan')
+    jitter_mm: float = float('nan')
+
+
+def pose_error_change(before: tuple[np.ndarray, np.ndarray],
+                      after: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
+    """Return how much a pose error changed between two frames: (degrees, millimetres).
+
+    before, after: pose errors (R_est R_gt^T (3, 3), t_est - t_gt (3,) metres) of consecutive
+    frames. A pose that is off by the same amount in both frames changes by 0 (no jitter); a
+    flip between equivalent poses of a symmetric object counts (the raw ground truth is used).
+    """
+    degrees = float(rotation_error_deg(after[0][None], before[0][None])[0])
+    return degrees, float(np.linalg.norm(after[1] - before[1]) * 1000.0)
 
 
 MAX_MODEL_POINTS = 30_000
@@ -121,6 +137,7 @@ def summarize(results: Sequence[FrameResult], diameter: float) -> dict:
     latency = [r.latency_ms for r in results]
     runtime = [r.runtime_ms for r in results]
     visible = np.array([r.visible_fraction for r in results], float)
+    jitter = {unit: [getattr(r, f'jitter_{unit}') for r in results] for unit in ('deg', 'mm')}
     by_visibility = []
     for low, high in VISIBILITY_BINS if np.isfinite(visible).any() else ():
         inside = (visible >= low) & ((visible < high) | ((high == 1.0) & (visible <= 1.0)))
@@ -129,7 +146,7 @@ def summarize(results: Sequence[FrameResult], diameter: float) -> dict:
                 'visible_fraction': [low, high], 'frames': int(inside.sum()),
                 'detection_rate': float(detected[inside].mean()),
                 'add_0.1d_accuracy': accuracy_under(add_m[inside], 0.1 * diameter)})
-    return {
+    summary = {
         'frames': len(results),
         'detection_rate': float(detected.mean()) if len(results) else 0.0,
         'add_0.1d_accuracy': accuracy_under(add_m, 0.1 * diameter),
@@ -145,6 +162,11 @@ def summarize(results: Sequence[FrameResult], diameter: float) -> dict:
         'diameter_m': float(diameter),
         'by_visible_fraction': by_visibility,
     }
+    if np.isfinite(jitter['deg']).any():  # videos: frame-to-frame change of the pose error
+        for unit, values in jitter.items():
+            summary[f'jitter_median_{unit}'] = median(values)
+            summary[f'jitter_p95_{unit}'] = percentile(values, 95)
+    return summary
 
 
 def summary_table(summary: dict) -> str:
@@ -162,6 +184,10 @@ def summary_table(summary: dict) -> str:
         median, p95 = summary[f'{key}_median_ms'], summary[f'{key}_p95_ms']
         if np.isfinite(median):
             rows.append((f'{name} median / p95', f'{median:.0f} / {p95:.0f} ms'))
+    if 'jitter_median_deg' in summary:
+        rows.append(('jitter median / p95', f"{summary['jitter_median_deg']:.2f} / "
+                     f"{summary['jitter_p95_deg']:.2f} deg, {summary['jitter_median_mm']:.1f} / "
+                     f"{summary['jitter_p95_mm']:.1f} mm"))
     for part in summary.get('by_visible_fraction', []):
         low, high = part['visible_fraction']
         rows.append((f'ADD, {low:.0%}-{high:.0%} visible',

@@ -22,7 +22,7 @@ import numpy as np
 from pose_kp_ros import strict_json
 from pose_kp_ros.geometry.boxes import projected_box
 from pose_kp_ros.geometry.object_model import ObjectModel
-from pose_kp_ros.pipeline.evaluation import FrameResult, frame_errors
+from pose_kp_ros.pipeline.evaluation import FrameResult, frame_errors, pose_error_change
 from pose_kp_ros.pipeline.overlay import draw_pose, mosaic
 from pose_kp_ros.pipeline.stage_timer import TOTAL, StageHistory
 
@@ -71,12 +71,17 @@ def error_metric(model: ObjectModel) -> str:
 
 @dataclass
 class EvalFrame:
-    """One posed photo: name, image path, K (3, 3) and truths {object: (R, t, visible)}."""
+    """One posed photo: name, image path, K (3, 3), truths {object: (R, t, visible)}, video.
+
+    sequence: the number of the video the photo is a frame of (None: all frames are one video,
+    as LM-O's photos are).
+    """
 
     name: str
     path: Path | str
     K: np.ndarray
     truths: dict[str, tuple[np.ndarray, np.ndarray, float]] = field(default_factory=dict)
+    sequence: int | None = None
 
 
 def evaluate_frames(estimator: KeypointPoseEstimator, frames: Sequence[EvalFrame],
@@ -95,12 +100,18 @@ def evaluate_frames(estimator: KeypointPoseEstimator, frames: Sequence[EvalFrame
     pose (none: a failure); runtime_ms is the whole frame's pipeline call. overlays: up to
     mosaic_frames RGB images spread over the frames, ground truth white, estimates coloured.
     progress wraps the frame list (e.g. tqdm). stages: a StageHistory that receives each frame's
-    stage times (the estimator's timer, plus the whole call as TOTAL), or None.
+    stage times (the estimator's timer, plus the whole call as TOTAL), or None. Frames of
+    videos (EvalFrame.sequence): the tracker starts afresh with each video, and a pose that
+    follows the previous frame's pose of the same object in the same video gets the jitter
+    figures of `pose_error_change`.
     """
     results = {name: [] for name in object_names}
     overlays = []
     show_every = max(1, len(frames) // max(1, mosaic_frames))
+    last_error = {}  # object -> ((video, frame index), its pose error) of its last pose
     for index, frame in enumerate(progress(frames)):
+        if tracker is not None and index > 0 and frame.sequence != frames[index - 1].sequence:
+            tracker.reset()
         image = cv2.imread(str(frame.path), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f'{frame.path}: cannot be read as an image')
@@ -129,10 +140,17 @@ def evaluate_frames(estimator: KeypointPoseEstimator, frames: Sequence[EvalFrame
             model = estimator.objects[name].model
             mine = [p for p in poses if p.object_name == name]
             best = max(mine, key=lambda p: p.score) if mine else None
-            results[name].append(frame_errors(
+            result = frame_errors(
                 frame.name, best.R if best else None, best.t if best else None, R_gt, t_gt,
                 points[name], frame.K, error_metric(model) == 'ADD-S', runtime_ms=runtime_ms,
-                visible_fraction=visible, symmetries=model.symmetries))
+                visible_fraction=visible, symmetries=model.symmetries)
+            if best is not None and frame.sequence is not None:
+                error = (best.R @ R_gt.T, best.t - t_gt)
+                before = last_error.get(name)
+                if before is not None and before[0] == (frame.sequence, index - 1):
+                    result.jitter_deg, result.jitter_mm = pose_error_change(before[1], error)
+                last_error[name] = ((frame.sequence, index), error)
+            results[name].append(result)
             if overlay is not None:
                 outline = estimator.objects[name].outline
                 draw_pose(overlay, frame.K, R_gt, t_gt, outline, colour=(255, 255, 255))

@@ -7,9 +7,10 @@ Rules (all parameters of `TrackingConfig`):
   whose last frame gave a pose) than its `max_instances` and no given boxes, at most every
   `search_interval` frames, and always on the frame after a track missed (unless a new track
   took its place);
-- while every track is live the search still runs every `verify_interval` frames (0: never):
-  its crops compete with the tracks' crops and the estimator keeps the better-scoring of two
-  poses of one instance, so a track that drifted onto a wrong pose is replaced by a fresh one;
+- while every track is live the search still runs every `verify_interval` frames (0: never),
+  and on every frame after a track's pose scored below `verify_below_score` (0: never): its
+  crops compete with the tracks' crops and the estimator keeps the better-scoring of two poses
+  of one instance, so a track that drifted onto a wrong pose is replaced by a fresh one;
 - a track that yields no accepted pose for more than `max_misses` consecutive frames is dropped;
 - an object keeps at most `max_instances` tracks (live ones first, then the longest-lived): a
   new track replaces one that lost its instance, and no stale track keeps asking for crops;
@@ -34,11 +35,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    """Track rules (see the module docstring)."""
+    """Track rules (see the module docstring).
+
+    The verification defaults are the most accurate setting on held-out rendered videos
+    (benchmarks/tracking_settings.py, docs/performance.md); cheaper ones are measured there.
+    """
 
     max_misses: int = 5
     search_interval: int = 1
     verify_interval: int = 1
+    verify_below_score: float = 0.0
     box_margin: float = 0.1
     match_iou: float = 0.3
 
@@ -52,6 +58,9 @@ class TrackingConfig:
         if not isinstance(self.verify_interval, int) or self.verify_interval < 0:
             raise ValueError(f'verify_interval: expected an integer >= 0, '
                              f'got {self.verify_interval!r}')
+        if not 0.0 <= self.verify_below_score <= 1.0:
+            raise ValueError(f'verify_below_score: expected [0, 1], '
+                             f'got {self.verify_below_score!r}')
         if not 0.0 <= self.box_margin <= 1.0:
             raise ValueError(f'box_margin: expected [0, 1], got {self.box_margin!r}')
         if not 0.0 < self.match_iou <= 1.0:
@@ -166,11 +175,12 @@ class PoseTracker:
         for name, runtime in self.estimator.objects.items():
             if any(r.object_name == name for r in given):
                 continue
-            live = sum(1 for t in tracks if t.object_name == name and t.misses == 0)
-            interval = (self.config.search_interval if live < runtime.max_instances
+            live = [t for t in tracks if t.object_name == name and t.misses == 0]
+            interval = (self.config.search_interval if len(live) < runtime.max_instances
                         else self.config.verify_interval)  # 0: never
             since = frame_index - last_search.get(name, -10**9)
-            if (interval and since >= interval) or name in lost:
+            doubtful = any(t.pose.score < self.config.verify_below_score for t in live)
+            if (interval and since >= interval) or name in lost or doubtful:
                 wanted.append(name)
         return wanted
 

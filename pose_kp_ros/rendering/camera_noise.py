@@ -45,11 +45,6 @@ def sensor_noise(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
-def apply_camera_noise(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """Apply colour jitter, blur and sensor noise to an RGB uint8 image (H, W, 3); return uint8."""
-    return sensor_noise(rng, blur(rng, colour_jitter(rng, image)))
-
-
 def random_jpeg_quality(rng: np.random.Generator) -> int:
     """Return a JPEG quality in 70-95 for writing the image."""
     return int(rng.integers(70, 96))

@@ -6,7 +6,8 @@ Layout written under `out_dir` (dataset format version 2):
     objects/NAME.yaml     copy of each object model the renders were made with
     render_config.yaml    objects, camera, image size, seed, scene settings, distractor meshes
 (mesh files are named relative to the folder of the YAML file naming them)
-    annotations.jsonl     one line per image, in sample-index order
+    annotations.jsonl     one line per image, in sample-index order (videos, RenderSettings
+                          sequence_length > 1: with the image's "sequence" and "frame" numbers)
     images/000000.jpg     RGB JPEG (random quality 70-95)
     masks/000000.png      instance ids, uint8: 0 where no labelled object is seen, k where the
                           image's instance with mask_id k (its k-th) is
@@ -38,6 +39,7 @@ from pose_kp_ros.data.package_data import PKGDATA_SCHEME
 from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.paths import portable_path
 from pose_kp_ros.rendering.scene import SampleRenderer
+from pose_kp_ros.rendering.sequence import render_dataset_sample
 from pose_kp_ros.rendering.settings import RenderSettings
 
 GENERATOR = f'pose-kp render {__version__}'
@@ -97,7 +99,8 @@ def _init_worker(models, K, size, distractor_meshes, settings, seed, out_dir):
 
 def _render_one(index):
     """Render, write the image and instance mask of sample `index`; return its annotation line."""
-    image, ids, instances, quality = _WORKER['renderer'].render_sample(index, _WORKER['seed'])
+    renderer = _WORKER['renderer']
+    image, ids, instances, quality = render_dataset_sample(renderer, index, _WORKER['seed'])
     out_dir, name = _WORKER['out_dir'], sample_name(index)
     ok, jpeg = cv2.imencode('.jpg', image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
     (out_dir / 'images' / f'{name}.jpg').write_bytes(jpeg.tobytes())
@@ -105,6 +108,8 @@ def _render_one(index):
     for mask_id, instance in enumerate(instances, 1):
         instance.update(mask=f'masks/{name}.png', mask_id=mask_id)
     entry = {'image': f'images/{name}.jpg', 'K': _WORKER['K'], 'instances': instances}
+    if renderer.settings.sequence_length > 1:
+        entry['sequence'], entry['frame'] = divmod(index, renderer.settings.sequence_length)
     return index, json.dumps(entry) + '\n'
 
 
@@ -147,17 +152,20 @@ def _load_models(object_yamls):
     return models
 
 
-def _as_format_2(config):
-    """Return a render_config.yaml mapping of format 1 (one `object`) as format 2 records it.
+def _as_current(config):
+    """Return a render_config.yaml mapping as this version records it.
 
-    The scene settings added with format 2 take their defaults, with which one object renders
-    exactly as before (same images, same annotations), so such a folder can be continued.
+    Format 1 (one `object`) becomes a list of one; scene settings added since the folder was
+    rendered take their defaults, with which it renders exactly as before (same images, same
+    annotations), so such a folder can be continued.
     """
-    if not isinstance(config, dict) or 'object' not in config:
+    if not isinstance(config, dict):
         return config
     upgraded = {key: value for key, value in config.items() if key != 'object'}
-    upgraded['objects'] = [config['object']]
-    upgraded['settings'] = {**RenderSettings().to_dict(), **config.get('settings', {})}
+    if 'object' in config:
+        upgraded['objects'] = [config['object']]
+    if isinstance(config.get('settings', {}), dict):
+        upgraded['settings'] = {**RenderSettings().to_dict(), **config.get('settings', {})}
     return upgraded
 
 
@@ -165,7 +173,7 @@ def _check_resumable(config_path, config):
     """Raise DatasetWriteError if `config_path` exists and records another render config."""
     if not config_path.exists():
         return
-    previous = _as_format_2(yaml.safe_load(config_path.read_text()))
+    previous = _as_current(yaml.safe_load(config_path.read_text()))
     if previous != yaml.safe_load(yaml.safe_dump(config)):
         raise DatasetWriteError(
             f'{config_path.parent} holds a dataset rendered with other settings (see '

@@ -1,4 +1,4 @@
-"""Meshes: loading (PLY/OBJ via trimesh), diameter, keypoint selection by farthest-point sampling.
+"""Meshes: loading, diameter, farthest-point keypoints, the primitive shapes of distractors.
 
 Why surface farthest-point sampling (FPS) for keypoints: points sampled uniformly by area over the
 surface (not mesh vertices, whose density follows modelling detail) and then chosen greedily to be
@@ -14,6 +14,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.spatial import ConvexHull
 import trimesh
+
+PRIMITIVE_COPIES = 2
+"""How many instances of each primitive shape a scene may hold."""
 
 
 def mesh_diameter(vertices: ArrayLike) -> float:
@@ -48,3 +51,17 @@ def farthest_point_keypoints(mesh: trimesh.Trimesh, count: int, seed: int = 0,
         chosen.append(int(np.argmax(nearest)))
         nearest = np.minimum(nearest, np.linalg.norm(points - points[chosen[-1]], axis=1))
     return points[chosen]
+
+
+def primitive_meshes() -> dict[str, trimesh.Trimesh]:
+    """Return {key: unit-size trimesh primitive}: box, sphere, cylinder, capsule, cone, torus."""
+    shapes = {
+        'box': trimesh.creation.box(extents=(1.0, 1.0, 1.0)),
+        'sphere': trimesh.creation.icosphere(subdivisions=2, radius=0.5),
+        'cylinder': trimesh.creation.cylinder(radius=0.5, height=1.0, sections=24),
+        'capsule': trimesh.creation.capsule(height=0.5, radius=0.25, count=(16, 16)),
+        'cone': trimesh.creation.cone(radius=0.5, height=1.0, sections=24),
+        'torus': trimesh.creation.torus(major_radius=0.35, minor_radius=0.15),
+    }
+    return {f'{name}{copy}': mesh.copy() for name, mesh in shapes.items()
+            for copy in range(PRIMITIVE_COPIES)}

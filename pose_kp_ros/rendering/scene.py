@@ -33,7 +33,6 @@ so datasets of one object render as they always did.
 from collections.abc import Iterable
 from pathlib import Path
 
-import cv2
 import numpy as np
 from numpy.typing import ArrayLike
 import trimesh
@@ -41,10 +40,16 @@ import trimesh
 from pose_kp_ros.geometry.mesh import load_mesh
 from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.geometry.rotations import random_rotations
+from pose_kp_ros.rendering.appearance import object_colour_jitter
 from pose_kp_ros.rendering.backgrounds import load_photos, random_background
-from pose_kp_ros.rendering.camera_noise import apply_camera_noise, random_jpeg_quality
+from pose_kp_ros.rendering.camera_noise import (
+    blur,
+    colour_jitter,
+    random_jpeg_quality,
+    sensor_noise,
+)
 from pose_kp_ros.rendering.labels import instance_label, visible_mask
-from pose_kp_ros.rendering.mesh import mesh_diameter
+from pose_kp_ros.rendering.mesh import mesh_diameter, primitive_meshes
 from pose_kp_ros.rendering.poses import (
     camera_from_table,
     occluder_position,
@@ -57,8 +62,6 @@ from pose_kp_ros.rendering.poses import (
 from pose_kp_ros.rendering.renderer import Light, Placement, SceneRenderer
 from pose_kp_ros.rendering.settings import RenderSettings
 
-PRIMITIVE_COPIES = 2
-"""How many instances of each primitive shape a scene may hold."""
 SMOOTH = ('sphere', 'capsule', 'torus')
 """Primitives shaded with smooth normals (the others have sharp edges)."""
 AREA_ZOOM = 3
@@ -74,38 +77,6 @@ TABLE_THICKNESS_M = 0.03
 
 class SampleRejectedError(RuntimeError):
     """No scene with enough of the object visible was found within max_attempts."""
-
-
-def primitive_meshes() -> dict[str, trimesh.Trimesh]:
-    """Return {key: unit-size trimesh primitive}: box, sphere, cylinder, capsule, cone, torus."""
-    shapes = {
-        'box': trimesh.creation.box(extents=(1.0, 1.0, 1.0)),
-        'sphere': trimesh.creation.icosphere(subdivisions=2, radius=0.5),
-        'cylinder': trimesh.creation.cylinder(radius=0.5, height=1.0, sections=24),
-        'capsule': trimesh.creation.capsule(height=0.5, radius=0.25, count=(16, 16)),
-        'cone': trimesh.creation.cone(radius=0.5, height=1.0, sections=24),
-        'torus': trimesh.creation.torus(major_radius=0.35, minor_radius=0.15),
-    }
-    return {f'{name}{copy}': mesh.copy() for name, mesh in shapes.items()
-            for copy in range(PRIMITIVE_COPIES)}
-
-
-def object_colour_jitter(rng: np.random.Generator, rgb: np.ndarray, mask: np.ndarray,
-                         saturation: tuple[float, float], brightness: tuple[float, float],
-                         hue_shift_deg: tuple[float, float]) -> np.ndarray:
-    """Scale saturation and brightness and shift the hue of the object's pixels (mask).
-
-    saturation, brightness: (low, high) factors; hue_shift_deg: (low, high) degrees added.
-    Scanned vertex colours are duller than most cameras see the object (LM-O driller: median HSV
-    saturation 18/255 and value 119/255 in the mesh, 62 and 52 in the photos); rgb (H, W, 3) uint8
-    RGB, returns a new array.
-    """
-    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV).astype(np.float32)
-    hsv[..., 0] = np.mod(hsv[..., 0] + rng.uniform(*hue_shift_deg) / 2.0, 180.0)
-    hsv[..., 1] *= rng.uniform(*saturation)
-    hsv[..., 2] *= rng.uniform(*brightness)
-    jittered = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB)
-    return np.where(mask[..., None], jittered, rgb)
 
 
 class SampleRenderer:
@@ -310,7 +281,7 @@ class SampleRenderer:
         _, zoom_depth = self.renderer.render(zoom_K, [object_placement], depth_only=True)
         return float((zoom_depth > 0).sum()) * AREA_ZOOM ** 2
 
-    def _draw_scene(self, rng):
+    def draw_scene(self, rng: np.random.Generator) -> tuple | None:
         """Draw one scene: (objects [(number, R, t)], placements, ambient, lights), or None."""
         settings = self.settings
         chosen = self._choose_objects(rng)
@@ -334,11 +305,13 @@ class SampleRenderer:
         ambient, lights = self._lights(rng, centre)
         return objects, placements, ambient, lights
 
-    def _labelled(self, objects, depth):
+    def label_instances(self, objects: list, depth: np.ndarray,
+                        min_visible: float | None) -> tuple[np.ndarray, list | None]:
         """Return the instance id image (H, W) uint8 and [(number, R, t, mask, fraction)].
 
-        Objects are labelled in order where each is seen (at least one pixel); None when the
-        first is seen less than `min_visible_fraction`. depth: the whole scene's (H, W).
+        Objects [(number, R, t)] are labelled in order where each is seen (at least one pixel);
+        the list is None when the first is seen less than `min_visible` (a fraction; 0: not at
+        all; None: never). depth: the whole scene's (H, W).
         """
         ids = np.zeros(depth.shape, np.uint8)
         labelled = []
@@ -351,7 +324,7 @@ class SampleRenderer:
                                                      1.0))
             else:
                 fraction = 0.0
-            if not labelled and fraction < max(self.settings.min_visible_fraction, 1e-12):
+            if not labelled and min_visible is not None and fraction < max(min_visible, 1e-12):
                 return ids, None
             if fraction > 0:
                 ids[mask] = len(labelled) + 1
@@ -360,7 +333,7 @@ class SampleRenderer:
 
     def render_sample(self, index: int,
                       seed: int) -> tuple[np.ndarray, np.ndarray, list[dict], int]:
-        """Render sample `index` of the dataset with `seed`.
+        """Render sample `index` of the dataset with `seed` (a still image).
 
         Returns (image (H, W, 3) uint8 RGB, instance ids (H, W) uint8: 0 where no labelled
         object is seen, k where the k-th instance is, instances: list of dicts with object,
@@ -368,32 +341,55 @@ class SampleRenderer:
         Raises SampleRejectedError.
         """
         rng = np.random.default_rng([seed, index])
+        scene, rgb, depth, ids, labelled = self.render_scene(rng, f'sample {index}')
+        return self.finish_sample(rgb, depth, ids, labelled, scene[1], rng)
+
+    def render_scene(self, rng: np.random.Generator, what: str) -> tuple:
+        """Draw and render a scene whose first object is seen enough; redraw until it is.
+
+        Returns (scene as draw_scene's, rgb (H, W, 3) uint8, depth (H, W) metres, instance ids,
+        labelled as label_instances'). Raises SampleRejectedError naming `what`.
+        """
         for _ in range(self.settings.max_attempts):
-            scene = self._draw_scene(rng)
+            scene = self.draw_scene(rng)
             if scene is None:
                 continue
             objects, placements, ambient, lights = scene
             rgb, depth = self.renderer.render(self.K, placements, lights, ambient)
-            ids, labelled = self._labelled(objects, depth)
-            if labelled is None:
-                continue
-            if placements[-1].key == 'table':
-                rgb = self._texture_table(rng, rgb, depth, placements[-1])
-            for number, _, _, mask, _ in labelled:
-                saturation, brightness, hue = self.settings.colour_ranges(
-                    self.models[number].name)
-                rgb = object_colour_jitter(rng, rgb, mask, saturation, brightness, hue)
-            background = random_background(rng, self.photos, self.width, self.height)
-            image = np.where((depth > 0)[..., None], rgb, background)
-            image = apply_camera_noise(rng, image)
-            tolerance = self.settings.visibility_tolerance
-            instances = [instance_label(self.models[number], R, t, self.K, depth, mask, fraction,
-                                        tolerance * self.models[number].diameter)
-                         for number, R, t, mask, fraction in labelled]
-            return image, ids, instances, random_jpeg_quality(rng)
+            ids, labelled = self.label_instances(objects, depth,
+                                                 self.settings.min_visible_fraction)
+            if labelled is not None:
+                return scene, rgb, depth, ids, labelled
         raise SampleRejectedError(
-            f'sample {index}: no scene with at least {self.settings.min_visible_fraction:.0%} '
+            f'{what}: no scene with at least {self.settings.min_visible_fraction:.0%} '
             f'of the first object visible in {self.settings.max_attempts} attempts')
+
+    def finish_sample(self, rgb: np.ndarray, depth: np.ndarray, ids: np.ndarray,
+                      labelled: list, placements: list, rng: np.random.Generator,
+                      noise_rng: np.random.Generator | None = None,
+                      colour_rngs: dict | None = None,
+                      ) -> tuple[np.ndarray, np.ndarray, list[dict], int]:
+        """Paint a rendered scene and label it: render_sample's return value.
+
+        Table texture, object colours, background photo, colour jitter and blur draw from
+        `rng`; sensor noise and JPEG quality from `noise_rng` (None: rng); an object's colour
+        from `colour_rngs[number]` where given (a video keeps each object's colour).
+        """
+        noise_rng = rng if noise_rng is None else noise_rng
+        if placements[-1].key == 'table':
+            rgb = self._texture_table(rng, rgb, depth, placements[-1])
+        for number, _, _, mask, _ in labelled:
+            saturation, brightness, hue = self.settings.colour_ranges(self.models[number].name)
+            rgb = object_colour_jitter((colour_rngs or {}).get(number, rng), rgb, mask,
+                                       saturation, brightness, hue)
+        background = random_background(rng, self.photos, self.width, self.height)
+        image = np.where((depth > 0)[..., None], rgb, background)
+        image = sensor_noise(noise_rng, blur(rng, colour_jitter(rng, image)))
+        tolerance = self.settings.visibility_tolerance
+        instances = [instance_label(self.models[number], R, t, self.K, depth, mask, fraction,
+                                    tolerance * self.models[number].diameter)
+                     for number, R, t, mask, fraction in labelled]
+        return image, ids, instances, random_jpeg_quality(noise_rng)
 
     def close(self) -> None:
         """Release the renderer."""

@@ -47,6 +47,10 @@ class RenderSettings:
     """Centre distance of neighbours on the table / the sum of their outline radii."""
     table_probability: float = 0.0
     """A table top of random colour is drawn under the objects that stand on a table."""
+    sequence_length: int = 1
+    """Frames per video: > 1 renders videos of one scene each (rendering/sequence.py)."""
+    sequence_sweep_deg: tuple = (10.0, 30.0)
+    """How far the camera orbits the first object over one video, degrees (low, high)."""
 
     def __post_init__(self):
         """Check the fields (ValueError naming the field)."""
@@ -66,6 +70,10 @@ class RenderSettings:
         for name in ('distance_m', 'distractor_count', 'elevation_deg', 'object_saturation',
                      'object_brightness', 'objects_per_scene', 'table_spacing'):
             check_range(name, getattr(self, name))
+        if not isinstance(self.sequence_length, int) or self.sequence_length < 1:
+            raise ValueError(f'sequence_length must be an integer >= 1, got '
+                             f'{self.sequence_length!r}')
+        check_range('sequence_sweep_deg', self.sequence_sweep_deg)
         low, high = self.objects_per_scene
         if low < 1 or high > MAX_OBJECTS_PER_SCENE:
             raise ValueError(f'objects_per_scene must lie in [1, {MAX_OBJECTS_PER_SCENE}], got '

@@ -81,7 +81,8 @@ class PoseKpNode(Node):
         self.params = {**params, **thresholds}
         self.tracker = PoseTracker(self.estimator, TrackingConfig(
             max_misses=params['max_misses'], search_interval=params['search_interval'],
-            verify_interval=params['verify_interval']))
+            verify_interval=params['verify_interval'],
+            verify_below_score=params['verify_below_score']))
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self.scheduler = FrameScheduler(held_max_age_s=HELD_FRAME_MAX_AGE_S)

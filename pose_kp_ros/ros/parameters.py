@@ -12,6 +12,7 @@ import math
 import re
 
 from pose_kp_ros.pipeline.config import DEVICE_PATTERN, Thresholds
+from pose_kp_ros.pipeline.tracking import TrackingConfig
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,17 @@ NODE_PARAMETERS = (
                   '(class-agnostic detectors). Empty: such detections are skipped.'),
     ParameterSpec('tracking', True, 'Crop around the previous poses and warm-start from them; '
                   'false: every frame is estimated on its own.'),
-    ParameterSpec('max_misses', 5, 'Frames a track may go without an accepted pose before it '
-                  'is dropped.', low=0, high=10000),
-    ParameterSpec('search_interval', 1, 'At most one full-image search per object every this '
-                  'many frames while it has fewer tracks than max_instances.', low=1, high=10000),
-    ParameterSpec('verify_interval', 1, 'While every track is live, a full-image search every '
-                  'this many frames whose crops compete with the tracks (replaces a drifted '
-                  'track). 0: never.', low=0, high=10000),
+    ParameterSpec('max_misses', TrackingConfig.max_misses, 'Frames a track may go without an '
+                  'accepted pose before it is dropped.', low=0, high=10000),
+    ParameterSpec('search_interval', TrackingConfig.search_interval, 'At most one full-image '
+                  'search per object every this many frames while it has fewer tracks than '
+                  'max_instances.', low=1, high=10000),
+    ParameterSpec('verify_interval', TrackingConfig.verify_interval, 'While every track is live, '
+                  'a full-image search every this many frames whose crops compete with the '
+                  'tracks (replaces a drifted track). 0: never.', low=0, high=10000),
+    ParameterSpec('verify_below_score', TrackingConfig.verify_below_score, 'Also a full-image '
+                  'search on every frame after a tracked pose scored below this (a doubtful '
+                  'track). 0: never.', low=0.0, high=1.0),
     ParameterSpec('min_keypoint_confidence', _PIPELINE.min_keypoint_confidence,
                   'Keypoints at or below this confidence are ignored by the fit.', dynamic=True,
                   low=0.0, high=0.999, from_pipeline=True),

@@ -37,10 +37,10 @@ from pose_kp_ros.pipeline.evaluation import (
 )
 from pose_kp_ros.pipeline.multi_evaluation import EvalFrame, evaluate_frames
 from pose_kp_ros.pipeline.stage_timer import StageHistory, cpu_model, stage_table
-from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
+from pose_kp_ros.pipeline.tracking import TrackingConfig
 from pose_kp_ros.tools import eval_lmo_all
 from pose_kp_ros.tools.eval_lmo_all import select
-from pose_kp_ros.training.records import dataset_frames
+from pose_kp_ros.training.posed_images import dataset_scenes
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -59,6 +59,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument('--verify-interval', type=int, default=TrackingConfig.verify_interval,
                         help='with --tracking: full-image search every N frames while the '
                              'object is tracked (0: never; the node parameter verify_interval)')
+    parser.add_argument('--verify-below-score', type=float,
+                        default=TrackingConfig.verify_below_score,
+                        help='with --tracking: also search on every frame after a tracked pose '
+                             'scored below this (0: never; the node parameter '
+                             'verify_below_score)')
     parser.add_argument('--frames', type=int, default=0, help='evaluate the first N (0: all)')
     parser.add_argument('--frame-step', type=int, default=1,
                         help='evaluate every Nth of those frames (a fixed spread-out subset)')
@@ -87,16 +92,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = estimator.objects[args.object].model
     points = model_points(model)
     try:
-        frames = dataset_frames(args.dataset, args.object) if args.dataset \
-            else lmo_frames(args.object)
+        if args.dataset:
+            frames = [EvalFrame(name, path, K, {args.object: truths[args.object]}, sequence)
+                      for name, path, K, truths, sequence
+                      in dataset_scenes(args.dataset, [args.object])]
+        else:
+            frames = [EvalFrame(name, path, K, {args.object: (R, t, visible)})
+                      for name, path, K, R, t, visible in lmo_frames(args.object)]
     except (ValueError, OSError) as error:  # DatasetError, PackageDataError
         print(f'pose-kp eval-lmo: {error}', file=sys.stderr)
         return 2
-    frames = [EvalFrame(name, path, K, {args.object: (R, t, visible)})
-              for name, path, K, R, t, visible in select(frames, args)]
-    tracker = None
-    if args.tracking:
-        tracker = PoseTracker(estimator, TrackingConfig(verify_interval=args.verify_interval))
+    frames = select(frames, args)
+    tracker = eval_lmo_all.video_tracker(estimator, args)
     stages = StageHistory()
     results, overlays = evaluate_frames(
         estimator, frames, [args.object], {args.object: points}, args.boxes, tracker,
@@ -104,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = results[args.object]
     summary = summarize(results, model.diameter)
     summary.update({'object': args.object, 'boxes': args.boxes, 'tracking': args.tracking,
-                    'verify_interval': args.verify_interval if args.tracking else None,
+                    **eval_lmo_all.tracking_settings(args),
                     'frames_source': portable_path(args.dataset) if args.dataset
                     else 'LM-O test photos',
                     'pipeline_config': portable_path(config), 'device': str(estimator.device),
@@ -113,11 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     'model_points': len(points),
                     'stages': stages.summary(), 'tallies_per_frame': stages.tallies()})
     folder = Path(args.output_dir)
-    stem = (f'{args.object}_{"renders_" if args.dataset else ""}{args.boxes}'
+    source = 'LM-O' if not args.dataset else \
+        'videos' if any(frame.sequence is not None for frame in frames) else 'renders'
+    stem = (f'{args.object}_{"" if source == "LM-O" else source + "_"}{args.boxes}'
             f'{"_tracking" if args.tracking else ""}')
     write_evaluation(results, summary, model.diameter, folder, stem,
-                     f'{"renders" if args.dataset else "LM-O"} {args.object} ({args.boxes} boxes)',
-                     overlays)
+                     f'{source} {args.object} ({args.boxes} boxes)', overlays)
     print(summary_table(summary))
     print(stage_table(summary['stages'], summary['tallies_per_frame']))
     print(strict_json.dumps({k: v for k, v in summary.items() if isinstance(v, (int, float))}))

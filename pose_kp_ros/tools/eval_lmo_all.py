@@ -38,7 +38,7 @@ from pose_kp_ros.pipeline.multi_evaluation import (
     write_objects_table,
 )
 from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
-from pose_kp_ros.training.records import dataset_scenes
+from pose_kp_ros.training.posed_images import dataset_scenes
 
 DEFAULT_CONFIG = DEFAULT_PIPELINE_CONFIG
 """The shipped pipeline config, relative to the package data (--object all's default)."""
@@ -52,6 +52,21 @@ def select(frames: list[Frame], args: argparse.Namespace) -> list[Frame]:
     if args.frames:
         frames = frames[:args.frames]
     return frames[::max(args.frame_step, 1)]
+
+
+def video_tracker(estimator: KeypointPoseEstimator,
+                  args: argparse.Namespace) -> PoseTracker | None:
+    """Return the PoseTracker of --tracking (--verify-interval, --verify-below-score), or None."""
+    if not args.tracking:
+        return None
+    return PoseTracker(estimator, TrackingConfig(verify_interval=args.verify_interval,
+                                                 verify_below_score=args.verify_below_score))
+
+
+def tracking_settings(args: argparse.Namespace) -> dict:
+    """Return the tracking options a summary records (None without --tracking)."""
+    return {'verify_interval': args.verify_interval if args.tracking else None,
+            'verify_below_score': args.verify_below_score if args.tracking else None}
 
 
 def lmo_photos(object_names: list[str]) -> list[EvalFrame]:
@@ -83,9 +98,7 @@ def main(args: argparse.Namespace) -> int:
         print(f'pose-kp eval-lmo: {error}', file=sys.stderr)
         return 2
     points = {name: model_points(estimator.objects[name].model) for name in names}
-    tracker = None
-    if args.tracking:
-        tracker = PoseTracker(estimator, TrackingConfig(verify_interval=args.verify_interval))
+    tracker = video_tracker(estimator, args)
     results, overlays = evaluate_frames(
         estimator, frames, names, points, args.boxes, tracker, args.mosaic_frames,
         lambda items: tqdm(items, desc=f'eval {", ".join(names)}'))
@@ -93,7 +106,7 @@ def main(args: argparse.Namespace) -> int:
             f'{"_tracking" if args.tracking else ""}')
     folder = Path(args.output_dir)
     common = {'boxes': args.boxes, 'tracking': args.tracking,
-              'verify_interval': args.verify_interval if args.tracking else None,
+              **tracking_settings(args),
               'frames_source': portable_path(args.dataset) if args.dataset else 'LM-O test photos',
               'pipeline_config': portable_path(config),
               'device': str(estimator.device), 'threads': args.threads}

@@ -62,6 +62,7 @@ class InstanceRecord:
         object_index: its object's index in the objects `read_dataset` returns.
         mask_id: the instance's value in an instance-id mask, or None for a mask of its own
             (non-zero where it is seen).
+        sequence: the number of the video its image is a frame of, or None (a still).
     """
 
     image: str
@@ -76,6 +77,7 @@ class InstanceRecord:
     object_name: str | None = None
     object_index: int = 0
     mask_id: int | None = None
+    sequence: int | None = None
 
 
 def _as_folders(roots):
@@ -273,10 +275,14 @@ def _parse_instance(root, entry, instance, field, name, num_keypoints):
         mask = root / mask
         if not mask.is_file():
             raise DatasetError(f'{field}.mask {mask} not found')
-    if mask_id is not None and (mask is None or not isinstance(mask_id, int)
-                                or isinstance(mask_id, bool) or not 0 < mask_id < 65536):
+    if mask_id is not None and (mask is None or not _is_int(mask_id)
+                                or not 0 < mask_id < 65536):
         raise DatasetError(f'{field}.mask_id must be an integer 1-65535 with a mask, got '
                            f'{mask_id!r}')
+    sequence = entry.get('sequence')
+    if sequence is not None and (not _is_int(sequence) or sequence < 0):
+        raise DatasetError(f'{field}: the image\'s "sequence" must be an integer >= 0, got '
+                           f'{sequence!r}')
     return InstanceRecord(
         image=str(root / entry['image']), mask=None if mask is None else str(mask),
         box_xyxy=tuple(box.tolist()), keypoints=tuple(map(tuple, uvv[:, :2].tolist())),
@@ -285,7 +291,12 @@ def _parse_instance(root, entry, instance, field, name, num_keypoints):
         R=_optional_matrix(instance.get('R'), (3, 3)),
         t=_optional_matrix(instance.get('t'), (3,)),
         visible_fraction=_optional_fraction(instance.get('visible_fraction')),
-        object_name=name, mask_id=mask_id)
+        object_name=name, mask_id=mask_id, sequence=sequence)
+
+
+def _is_int(value):
+    """Return whether a JSON value is an integer (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def read_instance_mask(record: InstanceRecord, shape: tuple) -> np.ndarray:
@@ -323,44 +334,6 @@ def _optional_matrix(value, shape):
     if array.shape != shape or not np.isfinite(array).all():
         return None
     return tuple(map(tuple, array.tolist())) if array.ndim == 2 else tuple(array.tolist())
-
-
-def dataset_scenes(folder: Path | str, object_names: Sequence[str],
-                   ) -> list[tuple[str, Path, np.ndarray, dict[str, tuple]]]:
-    """Return a dataset folder's posed images that show any of `object_names`.
-
-    [(name, image path, K (3, 3), {object: (R (3, 3), t (3,) metres, visible fraction or
-    NaN)})], the first posed instance of each object per image, for `pose-kp eval-lmo
-    --dataset` (one object or all) and the benchmarks. Raises DatasetError for an object the
-    folder does not label, ValueError when none of them has a posed instance.
-    """
-    objects, records = read_dataset(folder)
-    missing = sorted(set(object_names) - {item.name for item in objects})
-    if missing:
-        raise DatasetError(f'{folder}/dataset.yaml: labels no {missing} (its objects: '
-                           f'{[item.name for item in objects]})')
-    scenes = {}
-    for record in records:
-        if record.object_name in object_names and None not in (record.K, record.R, record.t):
-            path = Path(record.image)
-            truths = scenes.setdefault(record.image, (path.stem, path, np.array(record.K), {}))[3]
-            truths.setdefault(record.object_name, (
-                np.array(record.R), np.array(record.t),
-                float('nan') if record.visible_fraction is None else record.visible_fraction))
-    if not scenes:
-        raise ValueError(f'{folder}: no instance of {", ".join(object_names)} with K, R and t')
-    return list(scenes.values())
-
-
-def dataset_frames(folder: Path | str, object_name: str,
-                   ) -> list[tuple[str, Path, np.ndarray, np.ndarray, np.ndarray, float]]:
-    """Return a dataset folder's frames like package_data.lmo_frames (first posed instance each).
-
-    [(name, image path, K (3, 3), R (3, 3), t (3,), visible fraction or NaN)] of the images
-    showing `object_name` (dataset_scenes of that object alone).
-    """
-    return [(name, path, K, *truths[object_name])
-            for name, path, K, truths in dataset_scenes(folder, [object_name])]
 
 
 def split_records(records: Sequence[InstanceRecord], val_fraction: float,

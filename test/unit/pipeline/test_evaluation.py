@@ -100,3 +100,15 @@ def test_symmetric_object_errors_against_the_nearest_equivalent_pose():
     assert plain.rotation_deg == pytest.approx(180.0)
     assert aware.rotation_deg == pytest.approx(0.0, abs=1e-6)
     assert aware.translation_m == pytest.approx(0.0, abs=1e-9)
+
+
+def test_pose_error_change_ignores_a_steady_error_and_measures_a_jump():
+    from pose_kp_ros.geometry.rotations import so3_exp
+    from pose_kp_ros.pipeline.evaluation import pose_error_change
+
+    steady = (so3_exp([0.0, 0.1, 0.0]), np.array([0.01, 0.0, 0.02]))
+    assert pose_error_change(steady, steady) == pytest.approx((0.0, 0.0), abs=1e-9)
+    jumped = (so3_exp([0.0, 0.1, np.radians(3.0)]) , steady[1] + [0.0, 0.004, 0.0])
+    degrees, millimetres = pose_error_change(steady, jumped)
+    assert millimetres == pytest.approx(4.0)
+    assert 2.5 < degrees < 3.5

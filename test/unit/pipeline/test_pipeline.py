@@ -599,3 +599,21 @@ def test_defaults_come_from_the_pipeline_config():
     with pytest.raises(PipelineConfigError):
         estimator_with(OraclePredictor(model, R, t), model,
                        thresholds=Thresholds(min_valid_keypoints=2))
+
+
+def test_a_track_whose_pose_scored_low_is_verified_on_the_next_frame():
+    predictor, detector, tracker = moving_scene(CropBiasedPredictor, verify_below_score=0.8)
+    t = predictor.t
+    confident = tracker.update(IMAGE, K)[0].pose.score
+    assert confident >= 0.8 and detector.calls == 1
+    predictor.t = t + np.array([0.03, 0.0, 0.0])  # the track's crop is off from now on
+    doubtful = tracker.update(IMAGE, K)[0].pose
+    assert doubtful.request.source == 'track' and doubtful.score < 0.8
+    assert detector.calls == 1  # no verification was due
+    tracked = tracker.update(IMAGE, K)  # the low score asks for a search, which wins
+    assert detector.calls == 2 and tracked[0].pose.request.source == 'search'
+    assert np.linalg.norm(tracked[0].pose.t - predictor.t) < 1e-6
+    tracker.update(IMAGE, K)
+    assert detector.calls == 2  # confident again: tracked without a search
+    with pytest.raises(ValueError, match='verify_below_score'):
+        TrackingConfig(verify_below_score=1.5).validated()

@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
+from pose_kp_ros.rendering.appearance import object_colour_jitter
 from pose_kp_ros.rendering.poses import (
     camera_from_table,
     occluder_position,
@@ -14,7 +15,6 @@ from pose_kp_ros.rendering.poses import (
     side_by_side,
     table_rotation,
 )
-from pose_kp_ros.rendering.scene import object_colour_jitter
 from pose_kp_ros.rendering.settings import RenderSettings
 from pose_kp_ros.tools.render import load_settings
 

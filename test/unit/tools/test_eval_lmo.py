@@ -9,9 +9,11 @@ the accuracy of the shipped model is measured by the tool itself (models/driller
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pose_kp_ros.data.package_data import LMO_OBJECT_IDS
+from pose_kp_ros.pipeline.evaluation import summarize, summary_table
 from pose_kp_ros.tools.eval_lmo import main
 
 
@@ -216,3 +218,49 @@ def test_all_objects_on_renders_of_several_objects(tmp_path, repo_root, capsys):
     assert main(['--object', 'all', '--pipeline-config', str(config), '--dataset',
                  str(alone), '--output-dir', str(out)]) == 2
     assert "labels no ['eggbox']" in capsys.readouterr().err
+
+
+def test_videos_restart_tracking_and_report_frame_to_frame_jitter(tmp_path, repo_root):
+    from pose_kp_ros.rendering.renderer import renderer_unavailable_reason
+    if renderer_unavailable_reason():
+        pytest.skip(renderer_unavailable_reason())
+    from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator
+    from pose_kp_ros.pipeline.evaluation import model_points
+    from pose_kp_ros.pipeline.multi_evaluation import EvalFrame, evaluate_frames
+    from pose_kp_ros.pipeline.tracking import PoseTracker
+    from pose_kp_ros.tools import render
+    from pose_kp_ros.training.posed_images import dataset_scenes
+
+    settings = tmp_path / 'video.yaml'  # an easy scene: the shipped model finds the drill
+    settings.write_text('sequence_length: 3\nsequence_sweep_deg: [4, 4]\nupright_axis: [0, 0, 1]\n'
+                        'upright_probability: 1.0\noccluder_probability: 0.0\n'
+                        'distractor_count: [0, 1]\nmin_visible_fraction: 0.95\n'
+                        'distance_m: [0.6, 0.8]\ncentre_outside: 0.0\n')
+    videos = tmp_path / 'videos'
+    assert render.main(['--object', str(repo_root / 'objects' / 'driller.yaml'), '--settings',
+                        str(settings), '--out', str(videos), '--count', '6', '--seed', '4',
+                        '--quiet']) == 0
+    frames = [EvalFrame(*scene) for scene in dataset_scenes(videos, ['driller'])]
+    assert [frame.sequence for frame in frames] == [0, 0, 0, 1, 1, 1]
+
+    class CountingTracker(PoseTracker):
+        resets = 0
+
+        def reset(self):
+            CountingTracker.resets += 1
+            super().reset()
+
+    estimator = KeypointPoseEstimator.from_config(repo_root / 'models' / 'driller' /
+                                                  'pipeline.yaml')
+    points = {'driller': model_points(estimator.objects['driller'].model)}
+    results, _ = evaluate_frames(estimator, frames, ['driller'], points, 'ground-truth',
+                                 CountingTracker(estimator), mosaic_frames=0)
+    assert CountingTracker.resets == 1  # the second video starts without the first's track
+    results = results['driller']
+    assert all(result.detected for result in results)
+    jitter = [result.jitter_deg for result in results]
+    assert np.isnan(jitter[0]) and np.isnan(jitter[3])  # first frames: nothing to compare
+    assert np.isfinite([jitter[1], jitter[2], jitter[4], jitter[5]]).all()
+    summary = summarize(results, estimator.objects['driller'].model.diameter)
+    assert summary['jitter_median_deg'] == pytest.approx(np.median(np.array(jitter)[[1, 2, 4, 5]]))
+    assert 'jitter median / p95' in summary_table(summary)
