@@ -18,7 +18,8 @@ max), so one engine serves every crop count without rebuilds; a call with more i
 profile's max runs in chunks of max. Its engines (and timing cache) are kept in `trt_cache_dir`,
 or the folder POSE_KP_TRT_CACHE names: building them takes seconds to minutes, loading them
 from the cache far less. Intra-op threads: the process's torch thread count
-(`torch.set_num_threads`: the node's `torch_threads`, `pose-kp eval-lmo --threads`) unless given.
+(`torch.set_num_threads`: the node's `torch_threads`, `pose-kp eval-lmo --threads`) unless given;
+idle ones sleep rather than spin, so they leave the cores to the node's other work.
 """
 
 from __future__ import annotations
@@ -170,6 +171,9 @@ def load_onnx_model(path: Path | str, device: torch.device | str = 'cpu',
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # idle intra-op threads sleep instead of spinning: spinning took the node from 10 to 6.5
+    # poses/s at 2 threads on 2 cores (docs/performance.md, "Threads and batching")
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
     if providers is None and os.environ.get(PROVIDERS_ENV):
         providers = [name.strip() for name in os.environ[PROVIDERS_ENV].split(',')]
     available = onnxruntime.get_available_providers()

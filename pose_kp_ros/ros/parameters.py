@@ -123,10 +123,11 @@ NODE_PARAMETERS = (
     ParameterSpec('diagnostics_period_s', 1.0, "Period of the '/diagnostics' status, seconds.",
                   low=0.05, high=3600.0),
     ParameterSpec('torch_threads', 1, 'CPU threads for torch, and for ONNX Runtime when a model '
-                  'is .onnx; 0: torch default (one per usable core). 1 measured best on 1- and '
-                  '2-core machines (`benchmarks/bench_threads.py`, docs/performance.md): on 2 '
-                  'cores, 2 threads ran the network 1.6x faster alone but the node 33% slower; '
-                  'raise it where idle cores exist, after measuring there.', low=0, high=256),
+                  'is .onnx; 0: torch default (one per usable core). 1 measured best on one '
+                  'core and within 4% of 2 threads on two (`benchmarks/bench_threads.py`, '
+                  'docs/performance.md: 2 threads ran the network 1.5x faster alone, the node '
+                  '10.5 against 10.1 poses/s); raise it where idle cores exist, after measuring '
+                  'there.', low=0, high=256),
 )
 
 SPECS = {spec.name: spec for spec in NODE_PARAMETERS}
