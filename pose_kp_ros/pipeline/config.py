@@ -21,6 +21,8 @@ solver:                           # options of pose_kp_ros.solve_pose
 refine_iou_below: 0.8             # re-crop around the fitted pose when its box overlaps the crop
                                   # box less than this (0 disables the second pass)
 search_candidates: 3              # detector boxes cropped per instance
+search_relative_score: 0.5        # a box beyond the instances' own is cropped only when it
+                                  # scores at least this x the instances-th best (0: always)
 contour_search_px: [6, 4, 2, 2, 1]  # pose refined on the silhouette's edges: edge search half-
                                   # ranges, pixels, one step each ([] disables; needs the mesh)
 contour_balance: 10.0             # weight of the silhouette term over the keypoints' in that fit
@@ -121,6 +123,7 @@ class PipelineConfig:
     solver: dict = field(default_factory=dict)
     refine_iou_below: float = 0.8
     search_candidates: int = 3
+    search_relative_score: float = 0.0
     contour_search_px: tuple = (6.0, 4.0, 2.0, 2.0, 1.0)
     contour_balance: float = 10.0
     contour_depth_starts: tuple = (0.95, 1.0, 1.05)
@@ -152,8 +155,8 @@ class PipelineConfig:
             raise PipelineConfigError(f'{where}: {field_name}: {message}')
 
         known = {'device', 'objects', 'detector', 'thresholds', 'solver', 'refine_iou_below',
-                 'search_candidates', 'contour_search_px', 'contour_balance',
-                 'contour_depth_starts'}
+                 'search_candidates', 'search_relative_score', 'contour_search_px',
+                 'contour_balance', 'contour_depth_starts'}
         unknown = sorted(set(data) - known, key=str)
         if unknown:
             fail(key_text(unknown[0]), f'unknown field (known: {", ".join(sorted(known))})')
@@ -212,6 +215,10 @@ class PipelineConfig:
         candidates = data.get('search_candidates', cls.search_candidates)
         if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
             fail('search_candidates', f'expected an integer >= 1, got {candidates!r}')
+        relative = data.get('search_relative_score', cls.search_relative_score)
+        if isinstance(relative, bool) or not isinstance(relative, (int, float)) \
+                or not 0.0 <= relative <= 1.0:
+            fail('search_relative_score', f'expected a number in [0, 1], got {relative!r}')
         contour = data.get('contour_search_px', list(cls.contour_search_px))
         if not isinstance(contour, list) or any(
                 isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 50
@@ -232,6 +239,7 @@ class PipelineConfig:
                    detector_path=_resolve(base, detector) if detector else None,
                    device=device, thresholds=limits, solver=dict(solver),
                    refine_iou_below=float(refine), search_candidates=candidates,
+                   search_relative_score=float(relative),
                    contour_search_px=tuple(float(v) for v in contour),
                    contour_balance=float(balance),
                    contour_depth_starts=tuple(float(v) for v in starts), source=source)

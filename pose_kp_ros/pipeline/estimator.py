@@ -64,6 +64,7 @@ from pose_kp_ros.pipeline.object_pose import (
     Frame,
     ObjectPose,
     pose_scores,
+    search_requests,
 )
 from pose_kp_ros.pipeline.stage_timer import StageTimer
 from pose_kp_ros.pipeline.symmetric_poses import published_pose, warm_start_equivalent
@@ -208,9 +209,8 @@ class KeypointPoseEstimator:
                object_names: Iterable[str] | None = None) -> list[CropRequest]:
         """Return CropRequests for the objects the detectors find in the whole image.
 
-        Only the detectors of `object_names` (None: all objects) run. Per object, the best
-        `search_candidates` x max_instances boxes are kept (the crops compete; the
-        best-scoring pose of an instance wins).
+        Only the detectors of `object_names` (None: all objects) run; `search_requests` keeps
+        each object's boxes (their crops compete, the best-scoring pose of an instance wins).
         """
         names = set(object_names or self.object_names)
         found = []
@@ -221,9 +221,9 @@ class KeypointPoseEstimator:
         found.sort(key=lambda detection: -detection.score)
         requests = []
         for name in [n for n in self.object_names if n in names]:
-            limit = self.config.search_candidates * self.objects[name].max_instances
-            requests += [CropRequest(d.object_name, d.box_xyxy, source='search', score=d.score)
-                         for d in found if d.object_name == name][:limit]
+            requests += search_requests(found, name, self.objects[name].max_instances,
+                                        self.config.search_candidates,
+                                        self.config.search_relative_score)
         return requests
 
     def estimate(self, image_rgb: np.ndarray, K: np.ndarray, requests: list[CropRequest],

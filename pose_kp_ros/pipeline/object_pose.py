@@ -34,6 +34,21 @@ class CropRequest:
     margin: float = 0.0
 
 
+def search_requests(detections: list, object_name: str, instances: int, candidates: int,
+                    relative_score: float = 0.0) -> list[CropRequest]:
+    """Return the CropRequests of one object's detector boxes that the search crops.
+
+    detections: the frame's detections (object_name, box_xyxy, score), best first. The best
+    `candidates` x `instances` boxes of the object are kept; beyond the first `instances` of
+    them, only those scoring at least `relative_score` x the instances-th best box's score
+    (a weak box beside a clearly better one is rarely the object: no crop for it).
+    """
+    mine = [d for d in detections if d.object_name == object_name][:candidates * instances]
+    floor = relative_score * mine[min(instances, len(mine)) - 1].score if mine else 0.0
+    return [CropRequest(d.object_name, d.box_xyxy, source='search', score=d.score)
+            for rank, d in enumerate(mine) if rank < instances or d.score >= floor]
+
+
 @dataclass
 class ObjectPose:
     """One estimated object instance.

@@ -289,6 +289,26 @@ def test_search_crops_the_best_search_candidates_per_instance(max_instances):
     assert len(estimator(IMAGE, K)) == 1 and len(predictor.boxes) == 2 * max_instances
 
 
+def test_weak_boxes_beside_a_clearly_better_one_are_not_cropped():
+    from pose_kp_ros.network.detector import Detection
+    from pose_kp_ros.pipeline.object_pose import search_requests
+
+    box = np.array([10.0, 10.0, 50.0, 50.0])
+    found = [Detection(name, box, score) for name, score in
+             (('a', 0.9), ('b', 0.85), ('a', 0.5), ('a', 0.4), ('a', 0.3), ('a', 0.2))]
+    def scores(*args):
+        return [r.score for r in search_requests(found, 'a', *args)]
+    assert scores(1, 3) == [0.9, 0.5, 0.4]  # relative_score 0: the best 3, whatever they score
+    assert scores(1, 3, 0.5) == [0.9, 0.5]  # 0.4 < 0.5 x 0.9
+    assert scores(2, 3, 0.5) == [0.9, 0.5, 0.4, 0.3]  # two instances: from the 2nd best's 0.5
+    assert scores(1, 3, 1.0) == [0.9] and search_requests(found, 'c', 1, 3, 0.5) == []
+    estimator = estimator_with(OraclePredictor(make_model(), *ground_truth()), make_model(),
+                               detector=ManyBoxDetector(OraclePredictor(
+                                   make_model(), *ground_truth()), count=7),
+                               search_candidates=3, search_relative_score=0.85)
+    assert [r.score for r in estimator.search(IMAGE)] == pytest.approx([0.9, 0.8])
+
+
 def moving_scene(predictor_type=None, refine_iou_below=0.0, max_misses=2, verify_interval=0,
                  **tracking):
     """Return (predictor, oracle detector, tracker) around one object at the true pose."""

@@ -244,6 +244,9 @@ CASES = [
          'refine_iou_below: expected a number in [0, 1], got 1.5'),
     Case('candidates-zero', 'search_candidates 0', _set('search_candidates', 0), 'pipeline',
          'search_candidates: expected an integer >= 1, got 0'),
+    Case('relative-score-range', 'search_relative_score above 1',
+         _set('search_relative_score', 1.5), 'pipeline',
+         'search_relative_score: expected a number in [0, 1], got 1.5'),
     Case('contour-range', 'contour_search_px given as one number', _set('contour_search_px', 6),
          'pipeline', 'contour_search_px: expected a list of pixel ranges in (0, 50] '
          '([] disables), got 6'),
