@@ -188,21 +188,11 @@ def node_section(results):
 
 
 def threads_section(results):
-    """Return the threads-and-batching figures of bench_threads.json (none: not measured)."""
-    bench = read(results / 'bench_threads.json')
+    """Return the threads-and-batching figures of bench_threads*.json, a table per file."""
     lines = ['## Threads and batching (`benchmarks/bench_threads.py`)', '']
-    if bench is None:
+    paths = sorted(results.glob('bench_threads*.json'))
+    if not paths:
         return lines + ['Not measured yet: `python benchmarks/bench_threads.py`.', '']
-    rows = bench['rows']
-    lines += [f"Each setting's processes held to the listed cores (as `taskset -c` does), "
-              f"ONNX Runtime intra-op threads as the node's `torch_threads` / eval-lmo's "
-              f"`--threads` set them; CPU: {bench['cpu_model']}. Network rows: the shipped "
-              'models on random inputs, median ms. eval-lmo: the first '
-              f"{rows[0]['eval_lmo_frames']} LM-O photos. Node: `bench_node.py --rate 30`.",
-              '', '| figure | ' + ' | '.join(
-                  f"cores {','.join(map(str, row['cores']))}, {row['threads']} thread"
-                  + ('s' if row['threads'] > 1 else '') for row in rows) + ' |',
-              '|---|' + '---|' * len(rows)]
     figures = [('keypoints, 3 crops in one call (ms)', 'keypoints_batch3_one_call_ms', 1),
                ('keypoints, 3 calls of one crop (ms)', 'keypoints_batch3_separate_calls_ms', 1),
                ('keypoints, 6 crops in one call (ms)', 'keypoints_batch6_one_call_ms', 1),
@@ -212,13 +202,26 @@ def threads_section(results):
                ('node poses/s at 30 Hz input', 'node_poses_per_s', 1),
                ('node latency median / p95 (ms)', 'node_latency_median_ms', 0),
                ('1-minute load average at the start', 'load_average_1min_at_start', 1)]
-    for label, key, digits in figures:
-        cells = [number(row.get(key), digits) for row in rows]
-        if key == 'node_latency_median_ms':
-            cells = [f"{cell} / {number(row.get('node_latency_p95_ms'), 0)}"
-                     for cell, row in zip(cells, rows)]
-        lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
-    return lines + ['']
+    for path in paths:
+        bench = read(path)
+        rows = bench['rows']
+        lines += [f"`{path.name}`: each setting's processes held to the listed cores (as "
+                  f"`taskset -c` does), ONNX Runtime intra-op threads as the node's "
+                  f"`torch_threads` / eval-lmo's `--threads` set them; CPU: {bench['cpu_model']}. "
+                  'Network rows: the shipped models on random inputs, median ms. eval-lmo: the '
+                  f"first {rows[0]['eval_lmo_frames']} LM-O photos. Node: `bench_node.py --rate "
+                  '30`.', '', '| figure | ' + ' | '.join(
+                      f"cores {','.join(map(str, row['cores']))}, {row['threads']} thread"
+                      + ('s' if row['threads'] > 1 else '') for row in rows) + ' |',
+                  '|---|' + '---|' * len(rows)]
+        for label, key, digits in figures:
+            cells = [number(row.get(key), digits) for row in rows]
+            if key == 'node_latency_median_ms':
+                cells = [f"{cell} / {number(row.get('node_latency_p95_ms'), 0)}"
+                         for cell, row in zip(cells, rows)]
+            lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+        lines.append('')
+    return lines
 
 
 COMPARED = {'eval_lmo_median_ms': ('eval-lmo ms per frame', 1),

@@ -124,10 +124,13 @@ NODE_PARAMETERS = (
                   low=0.05, high=3600.0),
     ParameterSpec('torch_threads', 1, 'CPU threads for torch, and for ONNX Runtime when a model '
                   'is .onnx; 0: torch default (one per usable core). 1 measured best on one '
-                  'core and within 4% of 2 threads on two (`benchmarks/bench_threads.py`, '
-                  'docs/performance.md: 2 threads ran the network 1.5x faster alone, the node '
-                  '10.5 against 10.1 poses/s); raise it where idle cores exist, after measuring '
-                  'there.', low=0, high=256),
+                  'core, and on two cores at 30 Hz input within 4% of 2 threads on an Intel '
+                  'Xeon (10.1 against 10.5 poses/s) and ahead of them on an AMD EPYC (3.6 '
+                  'against 3.2; the node also needs the second core for receiving and '
+                  'publishing), although '
+                  '2 threads run the network alone 1.5-1.7x faster (`benchmarks/'
+                  'bench_threads.py`, docs/performance.md); raise it where idle cores exist, '
+                  'after measuring there.', low=0, high=256),
 )
 
 SPECS = {spec.name: spec for spec in NODE_PARAMETERS}
