@@ -49,7 +49,8 @@ def test_burst_drops_frames_and_keeps_latency_bounded(start_node, run_driver,
     node = start_node('-p', f'pipeline_config:={slow_untrained_pipeline}', '-p', 'device:=cpu',
                       '-p', 'use_detections:=true', '-p', 'tracking:=false',
                       '-r', 'detections:=/camera/detections')
-    report = run_driver({'frames': 120, 'rate_hz': 60, 'boxes': True, 'settle_s': 3.0})
+    report = run_driver({'frames': 120, 'rate_hz': 60, 'boxes': True, 'settle_s': 3.0,
+                         'settle_until_answered': True})
     assert node.alive()
     diagnostics = last_diagnostics(report)
     received, processed = int(diagnostics['images_received']), int(diagnostics['frames_processed'])

@@ -15,7 +15,9 @@ intrinsics), after them (and the last frame's period) one good camera_info S sec
 raw images; "rate_hz" <= 0 sends as fast as possible; "image_pool": N cycles over the first N
 photos (kept in memory, for bursts); "tail": [n, rate_hz] sends n more frames at rate_hz after
 those (after a burst); "debug_image": true also subscribes to the node's debug image (best effort)
-and reports [sec, nanosec, width, height, encoding] of each. Publishing is reliable: when the
+and reports [sec, nanosec, width, height, encoding] of each; "settle_until_answered": true
+settles on (after settle_s, until timeout_s) until the last frame is answered and two
+diagnostics statuses came after that answer. Publishing is reliable: when the
 node's queue is full a publish blocks, then fails, and is retried (back-pressure; the retries are
 reported as "publish_retries").
 After each frame it prints `progress {"sent": n, "detections": m}`; SIGUSR1 ends the stream
@@ -287,6 +289,16 @@ def main():
     settle = time.monotonic() + float(plan.get('settle_s', 3.0))
     while time.monotonic() < min(settle, deadline):
         rclpy.spin_once(node, timeout_sec=0.05)
+    if plan.get('settle_until_answered') and sent:
+        # a slow machine may still be working on the last frame: wait for its answer, then for
+        # two diagnostics statuses after it (the node counts a frame just after publishing it)
+        last = tuple(sent[-1][:2])
+        while time.monotonic() < deadline and \
+                all((d[0], d[1]) != last for d in got['detections']):
+            rclpy.spin_once(node, timeout_sec=0.05)
+        seen = len(got['diagnostics'])
+        while time.monotonic() < deadline and len(got['diagnostics']) < seen + 2:
+            rclpy.spin_once(node, timeout_sec=0.05)
     print(json.dumps({'sent': sent, 'publish_retries': len(retries), **got}))
     node.destroy_node()
     rclpy.shutdown()
