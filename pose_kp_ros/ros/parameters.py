@@ -127,10 +127,9 @@ NODE_PARAMETERS = (
                   'core, and on two cores at 30 Hz input within 4% of 2 threads on an Intel '
                   'Xeon (10.1 against 10.5 poses/s) and ahead of them on an AMD EPYC (3.6 '
                   'against 3.2; the node also needs the second core for receiving and '
-                  'publishing), although '
-                  '2 threads run the network alone 1.5-1.7x faster (`benchmarks/'
-                  'bench_threads.py`, docs/performance.md); raise it where idle cores exist, '
-                  'after measuring there.', low=0, high=256),
+                  'publishing), although 2 threads run the network alone 1.5-1.7x faster '
+                  '(`benchmarks/bench_threads.py`, docs/performance.md); raise it where idle '
+                  'cores exist, after measuring there.', low=0, high=256),
 )
 
 SPECS = {spec.name: spec for spec in NODE_PARAMETERS}
