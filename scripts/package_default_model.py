@@ -4,9 +4,9 @@
                                             [--detector runs/detector_driller_v2/best.pt]
 
 Both networks are exported with `pose-kp export` to ONNX (keypoints.onnx, detector.onnx: what
-the pipeline runs, metadata inside); the detector checkpoint is also copied without its optimizer
-state (for fine-tuning and its parameter count). Training curves and metrics come
-along so models/driller/ records how the shipped files were made.
+the pipeline runs, metadata inside); both checkpoints are also copied without their optimizer
+state (keypoints.pt, detector.pt: for fine-tuning and their parameter counts). Training curves
+and metrics come along so models/driller/ records how the shipped files were made.
 """
 
 import argparse
@@ -32,9 +32,10 @@ def main():
     for checkpoint_path, name in ((args.keypoints, 'keypoints'), (args.detector, 'detector')):
         subprocess.run([sys.executable, '-m', 'pose_kp_ros.tools.cli', 'export', checkpoint_path,
                         '--out', str(out / f'{name}.onnx')], check=True)
-    checkpoint = torch.load(args.detector, map_location='cpu', weights_only=False)
-    checkpoint['training'] = None
-    torch.save(checkpoint, out / 'detector.pt')
+    for checkpoint_path, name in ((args.keypoints, 'keypoints'), (args.detector, 'detector')):
+        checkpoint = torch.load(checkpoint_path, map_location='cpu', weights_only=False)
+        checkpoint['training'] = None
+        torch.save(checkpoint, out / f'{name}.pt')
     for run, name in ((Path(args.keypoints).parent, 'keypoints'),
                       (Path(args.detector).parent, 'detector')):
         shutil.copy(run / 'metrics.json', out / f'{name}_metrics.json')
