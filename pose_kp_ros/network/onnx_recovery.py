@@ -6,8 +6,9 @@ function but not its layers. recover_hourglass rebuilds the HourglassNet of the 
 architecture: parameters copied where the names match, and each folded pair as the folded
 convolution followed by a batch norm set to the statistics of its input W' x on the given crops
 (running mean m, variance v, scale sqrt(v + eps), shift m + b'). The network then computes the
-ONNX model's heatmaps in eval mode, and about the same in train mode (batch statistics near m,
-v), so it can start a fine-tuning (`init_weights`). Only the first `stacks` hourglasses may be
+ONNX model's heatmaps in eval mode; in train mode each rebuilt batch norm still adds b' while
+its batch statistics stay near m, v, so a fine-tuning (`init_weights`) starts from the same
+function. Only the first `stacks` hourglasses may be
 kept: every stack's heatmaps are supervised (intermediate supervision).
 """
 
