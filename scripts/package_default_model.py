@@ -32,7 +32,6 @@ def main():
     for checkpoint_path, name in ((args.keypoints, 'keypoints'), (args.detector, 'detector')):
         subprocess.run([sys.executable, '-m', 'pose_kp_ros.tools.cli', 'export', checkpoint_path,
                         '--out', str(out / f'{name}.onnx')], check=True)
-    for checkpoint_path, name in ((args.keypoints, 'keypoints'), (args.detector, 'detector')):
         checkpoint = torch.load(checkpoint_path, map_location='cpu', weights_only=False)
         checkpoint['training'] = None
         torch.save(checkpoint, out / f'{name}.pt')

@@ -10,17 +10,16 @@ first K hourglasses.
 """
 
 import argparse
-import json
 from pathlib import Path
 import sys
 
 import numpy as np
-import onnxruntime
 import torch
 
 from pose_kp_ros.geometry.object_model import ObjectModel
+from pose_kp_ros.network.checkpoint import load_model
 from pose_kp_ros.network.checkpoint_format import save_checkpoint
-from pose_kp_ros.network.onnx_recovery import recover_hourglass
+from pose_kp_ros.network.onnx_recovery import first_stacks, recover_hourglass
 from pose_kp_ros.training.keypoint_dataset import KeypointDataset
 from pose_kp_ros.training.records import load_records
 
@@ -35,7 +34,7 @@ def main(argv=None):
     parser.add_argument('--stacks', type=int, default=0, help='keep the first K (0: all)')
     parser.add_argument('--crops', type=int, default=256, help='crops for the statistics')
     args = parser.parse_args(argv)
-    meta = json.loads(args.onnx_model.with_name(args.onnx_model.name + '.json').read_text())
+    exported, meta = load_model(args.onnx_model)
     _, _, records = load_records(args.dataset, meta['keypoint_names'])
     dataset = KeypointDataset(records, meta['input_size'], meta['heatmap_size'],
                               padding=meta['padding'], low_pass_px=meta['low_pass_px'],
@@ -43,18 +42,18 @@ def main(argv=None):
     rows = np.random.default_rng(0).permutation(len(dataset))[:args.crops]
     crops = torch.stack([dataset[int(row)]['image'] for row in rows])
     full, meta = recover_hourglass(args.onnx_model, crops)
-    session = onnxruntime.InferenceSession(str(args.onnx_model),
-                                           providers=['CPUExecutionProvider'])
     with torch.no_grad():
-        rebuilt = full(crops[:16])[-1].numpy()
-    expected = session.run(None, {'images': crops[:16].numpy()})[0]
-    difference = float(np.abs(rebuilt - expected).max())
+        difference = float(np.abs(full(crops[:16])[-1].numpy()
+                                  - np.asarray(exported(crops[:16]))).max())
     print(f'rebuilt network against ONNX Runtime: largest heatmap difference {difference:.2e}')
     if difference > 1e-3:
         print('the rebuilt network does not compute the ONNX model', file=sys.stderr)
         return 1
-    network, meta = recover_hourglass(args.onnx_model, crops, args.stacks)
+    network = full
     meta = {key: value for key, value in meta.items() if key not in ('export', 'exported_from')}
+    if args.stacks:
+        network = first_stacks(full, args.stacks)
+        meta['architecture'] = network.config.to_dict()
     meta['recovered_from'] = str(args.onnx_model)
     save_checkpoint(args.out, network, meta)
     print(f'wrote {args.out} ({network.config.num_stacks} of {full.config.num_stacks} stacks)')

@@ -8,8 +8,8 @@ convolution followed by a batch norm set to the statistics of its input W' x on 
 (running mean m, variance v, scale sqrt(v + eps), shift m + b'). The network then computes the
 ONNX model's heatmaps in eval mode; in train mode each rebuilt batch norm still adds b' while
 its batch statistics stay near m, v, so a fine-tuning (`init_weights`) starts from the same
-function. Only the first `stacks` hourglasses may be
-kept: every stack's heatmaps are supervised (intermediate supervision).
+function. Only the first `stacks` hourglasses may be kept: every stack's heatmaps are
+supervised (intermediate supervision).
 """
 
 import json
