@@ -2,7 +2,7 @@
 # One command for a GPU session (docs/training.md, "The full schedule"): the pretrained-encoder
 # driller keypoint network trained and chosen by pose accuracy, within DEADLINE_S seconds.
 #  1. renders (scripts/train_driller_model.sh with RUNS=none; skipped where already there);
-#  2. config/train_driller_mobilenet.yaml: one epoch that times this machine, then as many
+#  2. CONFIG (config/train_driller_mobilenet.yaml): one epoch that times this machine, then as many
 #     epochs as fit before the selection's reserve (at most EPOCHS; the last PLAIN_MSE_EPOCHS
 #     with plain squared error, plain_mse_last_epochs), each epoch's checkpoint kept;
 #  3. benchmarks/select_epoch.py: the last SELECT_LAST epochs on the held-out renders (ground-
@@ -17,12 +17,13 @@
 #   DEADLINE_S=540 scripts/offline_gpu/train_and_select.sh      # on the GPU machine, as root,
 #                                                              # with .offline_bundle/ (BUNDLE)
 # Settings (environment, default): PYTHON (python3), BUNDLE (.offline_bundle), OUT (/tmp/out),
-# RUN (runs/driller_mobilenet_gpu), DEADLINE_S (540: from start to packed results), EPOCHS (20),
-# PLAIN_MSE_EPOCHS (4), PLAN_EPOCHS (1: fit the epochs to the deadline; 0: EPOCHS as given),
-# SELECT_LAST (6), SELECT_RESERVE_S (170: kept for step 3), TRAIN_WORKERS (cores - 1),
-# BATCH_SIZE (the config's), EVAL_DEVICE (cuda where there is one, else cpu), EVAL_FRAMES (0:
-# all), GRID_REPROJECTION ("12 20 30"), GRID_POWER ("2 4 8"), and for the renders TRAIN_V2 /
-# TRAIN_V3 / VAL_V2 (8000 / 6000 / 400) and RENDER_WORKERS (cores).
+# CONFIG (config/train_driller_mobilenet.yaml; config/train_driller_mobilenet_lite.yaml: the
+# 64-feature network), RUN (runs/driller_mobilenet_gpu), DEADLINE_S (540: from start to packed
+# results), EPOCHS (20), PLAIN_MSE_EPOCHS (4), PLAN_EPOCHS (1: fit the epochs to the deadline;
+# 0: EPOCHS as given), SELECT_LAST (6), SELECT_RESERVE_S (170: kept for step 3), TRAIN_WORKERS
+# (cores - 1), BATCH_SIZE (the config's), EVAL_DEVICE (cuda where there is one, else cpu),
+# EVAL_FRAMES (0: all), GRID_REPROJECTION ("12 20 30"), GRID_POWER ("2 4 8"), and for the
+# renders TRAIN_V2 / TRAIN_V3 / VAL_V2 (8000 / 6000 / 400) and RENDER_WORKERS (cores).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHON="${PYTHON:-python3}"
@@ -51,7 +52,8 @@ tr '\r' '\n' < "$RUN/logs/renders.log" | grep -E 'rendered|rror' | tail -n 5
 
 # 2. Training: a timed first epoch, then the planned epochs.
 workers="${TRAIN_WORKERS:-$(($(nproc) > 1 ? $(nproc) - 1 : 0))}"
-train=("$PY" -m pose_kp_ros.tools.cli train --config config/train_driller_mobilenet.yaml --resume
+CONFIG="${CONFIG:-config/train_driller_mobilenet.yaml}"
+train=("$PY" -m pose_kp_ros.tools.cli train --config "$CONFIG" --resume
        --set "output_dir=../$RUN" --set "plain_mse_last_epochs=$PLAIN"
        --set "keep_epoch_checkpoints=$EPOCHS" --set "workers=$workers")
 [[ -n "${BATCH_SIZE:-}" ]] && train+=(--set "batch_size=$BATCH_SIZE")
