@@ -2,9 +2,10 @@
 
 Per problem: Marquardt damping H + mu diag(H), a step accepted only if it lowers the robust
 cost (and keeps every keypoint in front of the camera), mu x0.2 on acceptance and x10 on
-rejection; a problem stops when a step changes the cost by at most tolerance x (cost + 1e-4 px^2
-x sum D), when mu exceeds 1e10, or after max_iterations. Masks keep finished problems frozen,
-so a problem's answer does not depend on the rest of its batch.
+rejection; a problem stops when the next step is predicted (step . rhs, the local quadratic
+model) or found to change the cost by at most tolerance x (cost + 1e-4 px^2 x sum D), when mu
+exceeds 1e10, or after max_iterations (each computed step counts as an iteration). Masks keep
+finished problems frozen, so a problem's answer does not depend on the rest of its batch.
 """
 
 import math
@@ -47,14 +48,20 @@ def levenberg_marquardt(problem: Problem, active: np.ndarray, R: np.ndarray, t: 
         if not active.any():
             break
         damping = mu[:, None] * (H.diagonal(0, 1, 2) + 1e-12)
-        step = solve_rows(H + damping[..., None] * eye, rhs)[..., 0]
+        step = solve_rows(H + damping[..., None] * eye, rhs)
+        iterations += active
+        # The local quadratic model predicts a cost decrease between step . rhs and twice it:
+        # too small to matter ends the problem here, without evaluating the step.
+        active = active & ~((step.mT @ rhs)[:, 0, 0] <= tolerance * (cost + floor))
+        if not active.any():
+            break
+        step = step[..., 0]
         R_new = so3_exp(step[:, 3:6]) @ R
         t_new = t + step[:, :3]
         c_new = c + step[:, 6:]
         cost_new, H_new, rhs_new, sq_new = evaluate(R_new, t_new, c_new, problem)
         accept = active & (cost_new < cost)
         converged = np.abs(cost - cost_new) <= tolerance * (cost + floor)
-        iterations += active
         if accept.all():  # the common case, and the same values as the masked merge below
             R, t, c, H, rhs, sq, cost = R_new, t_new, c_new, H_new, rhs_new, sq_new, cost_new
         elif accept.any():

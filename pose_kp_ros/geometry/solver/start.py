@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from numpy.typing import ArrayLike
 
-from pose_kp_ros.geometry.solver.problem import Problem, all_finite, identity
+from pose_kp_ros.geometry.solver.problem import Problem, all_finite, determinants, identity
 
 INIT_RELATIVE_CONFIDENCE = 0.5
 """The closed-form start uses keypoints with conf >= this times the problem's largest conf."""
@@ -100,7 +100,7 @@ def warm_start(R: ArrayLike, t: ArrayLike, coeffs: ArrayLike, valid: ArrayLike, 
     if not ok.all():
         R = np.where(ok[:, None, None], R, eye)
     ok &= (np.abs(R @ R.mT - eye).max((1, 2)) < ROTATION_TOLERANCE) \
-        & (np.linalg.det(R) > 0)
+        & (determinants(R) > 0)
     if not ok.all():
         R = np.where(ok[:, None, None], R, eye)
         t = np.where(ok[:, None], t, 1.0)

@@ -116,7 +116,9 @@ def test_warm_start_converges_in_few_iterations(rng, model):
     assert warm.valid.all()
     assert warm.iterations.max() <= 4
     assert rotation_error_deg(warm.R, cold.R).max() < 0.01
-    assert translation_error(warm.t, cold.t).max() < 1e-4
+    # Both fits stop at a relative cost change of 1e-5: the same pose to 2% of its uncertainty.
+    t_std_m = np.sqrt(np.trace(cold.covariance[:, :3, :3], axis1=1, axis2=2))
+    assert (translation_error(warm.t, cold.t) < 0.02 * t_std_m).all()
 
 
 def test_warm_start_broadcasts_a_single_previous_result(rng, model):
@@ -261,3 +263,19 @@ def test_wrong_argument_shapes_raise_value_error(model):
         solve_pose(np.zeros((2, 10, 2)), np.ones((2, 10)), np.eye(4), model)
     with pytest.raises(ValueError, match='robust'):
         solve_pose(np.zeros((2, 10, 2)), np.ones((2, 10)), LMO_K, model, robust='tukey')
+
+
+def test_linear_algebra_rows_match_numpy_linalg_and_singular_rows_are_nan(rng):
+    from pose_kp_ros.geometry.solver.problem import determinants, solve_rows
+    A = rng.normal(size=(4, 6, 6))
+    A[2] = 0.0  # singular
+    b = rng.normal(size=(4, 6, 1))
+    with np.errstate(invalid='ignore'):
+        x = solve_rows(A, b)
+        inverse = solve_rows(A, np.eye(6))  # a (P, K) right-hand side for every row
+    regular = [0, 1, 3]
+    np.testing.assert_array_equal(x[regular], np.linalg.solve(A[regular], b[regular]))
+    np.testing.assert_allclose(inverse[regular], np.linalg.inv(A[regular]), rtol=1e-12,
+                               atol=1e-12)
+    assert np.isnan(x[2]).all() and np.isnan(inverse[2]).all()
+    np.testing.assert_array_equal(determinants(A), np.linalg.det(A))
