@@ -22,7 +22,7 @@ def solve_pose(uv: ArrayLike, conf: ArrayLike | None, K: ArrayLike, model: Objec
                init: PoseResult | None = None, *, robust: str | None = 'huber',
                robust_scale_px: float = 4.0, max_iterations: int = 20,
                min_confidence: float = 0.0, confidence_power: float = 1.0,
-               shape_prior_weight: float = 1.0, tolerance: float = 1e-5,
+               shape_prior_weight: float = 1.0, tolerance: float = 1e-4,
                fallback_rms_px: float = 8.0, dtype: Any = None) -> PoseResult:
     """Fit object poses (and shape coefficients) to 2D keypoints; never raises on bad values.
 
@@ -45,9 +45,9 @@ def solve_pose(uv: ArrayLike, conf: ArrayLike | None, K: ArrayLike, model: Objec
             quickly as its confidence drops (docs/solver.md).
         shape_prior_weight: lambda of the prior term lambda * sum_j (c_j / prior_scale_j)^2, in
             px^2 (about the keypoint noise variance).
-        tolerance: stop a problem when its next step is predicted (local quadratic model), or a
-            tried step found, to change the cost by at most tolerance * (cost + 1e-4 px^2 *
-            sum(conf)).
+        tolerance: stop a problem when an accepted step lowers the cost by less than
+            tolerance * (cost + 1e-4 px^2 * sum(conf)), or its next step is predicted to lower
+            it by under 1% of that (iteration.PREDICTED_STOP).
         fallback_rms_px: warm-start rows whose robust RMS error sqrt(cost / sum(conf)) ends
             above this (pixels) are re-solved cold; inf: never, not
             even rows with an invalid or infeasible init (they then come back invalid).

@@ -2,10 +2,12 @@
 
 Per problem: Marquardt damping H + mu diag(H), a step accepted only if it lowers the robust
 cost (and keeps every keypoint in front of the camera), mu x0.2 on acceptance and x10 on
-rejection; a problem stops when the next step is predicted (step . rhs, the local quadratic
-model) or found to change the cost by at most tolerance x (cost + 1e-4 px^2 x sum D), when mu
-exceeds 1e10, or after max_iterations (each computed step counts as an iteration). Masks keep
-finished problems frozen, so a problem's answer does not depend on the rest of its batch.
+rejection; a problem stops when a step changes the cost by at most tolerance x (cost + 1e-4
+px^2 x sum D), when its next step is predicted (step . rhs, the local quadratic model) to change
+it by under PREDICTED_STOP times that (then that step is not evaluated: the usual last step of a
+converged fit), when mu exceeds 1e10, or after max_iterations (each computed step counts as an
+iteration). Masks keep finished problems frozen, so a problem's answer does not depend on the
+rest of its batch.
 """
 
 import math
@@ -21,6 +23,8 @@ MU_START_COLD = 1e-3
 MU_START_WARM = 1e-4
 MU_MAX = 1e10
 NOISE_FLOOR_PX2 = 1e-4
+PREDICTED_STOP = 0.01
+"""A step predicted to change the cost by under this fraction of the tolerance is not tried."""
 
 
 class Fit(NamedTuple):
@@ -51,8 +55,9 @@ def levenberg_marquardt(problem: Problem, active: np.ndarray, R: np.ndarray, t: 
         step = solve_rows(H + damping[..., None] * eye, rhs)
         iterations += active
         # The local quadratic model predicts a cost decrease between step . rhs and twice it:
-        # too small to matter ends the problem here, without evaluating the step.
-        active = active & ~((step.mT @ rhs)[:, 0, 0] <= tolerance * (cost + floor))
+        # far below the tolerance ends the problem here, without evaluating the step.
+        predicted = (step.mT @ rhs)[:, 0, 0]
+        active = active & ~(predicted <= PREDICTED_STOP * tolerance * (cost + floor))
         if not active.any():
             break
         step = step[..., 0]

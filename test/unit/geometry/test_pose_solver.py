@@ -116,9 +116,7 @@ def test_warm_start_converges_in_few_iterations(rng, model):
     assert warm.valid.all()
     assert warm.iterations.max() <= 4
     assert rotation_error_deg(warm.R, cold.R).max() < 0.01
-    # Both fits stop at a relative cost change of 1e-5: the same pose to 2% of its uncertainty.
-    t_std_m = np.sqrt(np.trace(cold.covariance[:, :3, :3], axis1=1, axis2=2))
-    assert (translation_error(warm.t, cold.t) < 0.02 * t_std_m).all()
+    assert translation_error(warm.t, cold.t).max() < 1e-4
 
 
 def test_warm_start_broadcasts_a_single_previous_result(rng, model):
