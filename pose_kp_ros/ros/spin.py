@@ -21,7 +21,8 @@ def spin_node(node_factory: Callable[[], NodeT], args: Sequence[str] | None = No
 
     Ctrl-C (KeyboardInterrupt) and a shutdown of the context from outside end the work quietly,
     and so does an error raised once the context is already shut down (SIGINT during start-up
-    shuts it down before the executor exists: a clean shutdown, not an error). Any other error,
+    shuts it down before the executor exists: a clean shutdown, not an error; its
+    KeyboardInterrupt may then arrive while that error is handled). Any other error,
     a failing `node_factory` included, is raised after the shutdown.
 
     Args:
@@ -34,13 +35,16 @@ def spin_node(node_factory: Callable[[], NodeT], args: Sequence[str] | None = No
     rclpy.init(args=args)
     node = None
     try:
-        node = node_factory()
-        work(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        try:
+            node = node_factory()
+            work(node)
+        except ExternalShutdownException:
+            pass
+        except Exception:
+            if rclpy.ok():
+                raise
+    except KeyboardInterrupt:  # also the one SIGINT raises while the error above is looked at
         pass
-    except Exception:
-        if rclpy.ok():
-            raise
     finally:
         if node is not None:
             if cleanup is not None:
