@@ -107,7 +107,8 @@ class EpochTrainer:
     The loop (learning-rate schedule, mid-epoch resume to the exact batch, periodic last.pt,
     validation, best.pt by score, metrics.json and the curves) is shared; a task subclass
     implements the hooks build_data, build_model, loss, evaluate, score, meta, load_weights,
-    summary, describe and plot_history, and may set loss_parts and loss_format.
+    summary, describe and plot_history, may override start_from (init_weights) and may set
+    loss_parts and loss_format.
     """
 
     loss_parts = ()         # names of loss() parts logged per epoch as train_<name>_loss
@@ -139,7 +140,7 @@ class EpochTrainer:
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.use_amp)
         self.epoch, self.batches_done, self.history, self.best = 0, 0, [], None
         if config['init_weights']:
-            self.load_weights(config['init_weights'])
+            self.start_from(config['init_weights'])
 
     # Hooks of the task.
 
@@ -177,6 +178,10 @@ class EpochTrainer:
         Returns the checkpoint's training state (None for weights-only files).
         """
         raise NotImplementedError
+
+    def start_from(self, path: Path | str) -> None:
+        """Start from checkpoint `path`'s weights (`init_weights`); the default: load_weights."""
+        self.load_weights(path)
 
     def encoder_blocks(self) -> torch.nn.Sequential | None:
         """Return the pretrained encoder's blocks (nn.Sequential) for the freezing schedule.

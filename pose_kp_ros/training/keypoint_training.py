@@ -18,12 +18,9 @@ from pose_kp_ros.network.checkpoint import (
 from pose_kp_ros.network.checkpoint_format import CheckpointError
 from pose_kp_ros.network.crops import heatmap_to_crop_affine, transform_points
 from pose_kp_ros.network.heatmaps import decode_heatmaps
-from pose_kp_ros.network.hourglass import (
-    HourglassConfig,
-    HourglassConfigError,
-    transfer_weights,
-)
+from pose_kp_ros.network.hourglass import HourglassConfig, HourglassConfigError
 from pose_kp_ros.network.keypoint_net import build_keypoint_network
+from pose_kp_ros.network.keypoint_transfer import network_channels, transfer_keypoint_weights
 from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from pose_kp_ros.training.augmentation import AugmentConfig
 from pose_kp_ros.training.config import (
@@ -292,10 +289,9 @@ class KeypointTrainer(EpochTrainer):
                          low_pass_px=self.config['low_pass_px'], objects=self.objects)
 
     def load_weights(self, path: Path | str) -> dict | None:
-        """Load checkpoint `path` into the model; return its training state.
+        """Load checkpoint `path` (resume); return its training state.
 
-        The checkpoint must have the same keypoints and architecture, or one that differs only
-        in heatmap_stride (its weights are then transferred, see transfer_weights).
+        The checkpoint must serve the same objects and keypoints with the same architecture.
         """
         several = len(self.objects) > 1
         checkpoint = load_checkpoint(path, None if several else self.keypoint_names,
@@ -304,17 +300,35 @@ class KeypointTrainer(EpochTrainer):
             raise CheckpointError(f'{path}: a network of {network_objects(checkpoint.meta)}, '
                                   f'not of the configured objects {self.objects}')
         source = HourglassConfig.from_dict(checkpoint.meta['architecture'])
+        if source != self.net_config:
+            raise CheckpointError(f'{path}: architecture {source.to_dict()} is not the '
+                                  f"config's {self.net_config.to_dict()}")
+        getattr(self.model, 'module', self.model).load_state_dict(checkpoint.model.state_dict())
+        return checkpoint.training
+
+    def start_from(self, path: Path | str) -> None:
+        """Start from checkpoint `path`: its trunk and the heatmaps of the keypoints both have.
+
+        The checkpoint may serve other objects or keypoints and have another heatmap_stride
+        (network/keypoint_transfer.py); any other architecture difference is a CheckpointError.
+        """
+        checkpoint = load_checkpoint(path)
+        source = HourglassConfig.from_dict(checkpoint.meta['architecture'])
+        source_channels = network_channels(network_objects(checkpoint.meta))
+        target_channels = network_channels(self.objects)
+        model = getattr(self.model, 'module', self.model)
         try:
-            weights = transfer_weights(checkpoint.model.state_dict(), source, self.net_config)
+            weights = transfer_keypoint_weights(
+                checkpoint.model.state_dict(), source, source_channels, model.state_dict(),
+                self.net_config, target_channels)
         except HourglassConfigError as error:
             raise CheckpointError(f'{path}: architecture {source.to_dict()} does not fit the '
                                   f"config's {self.net_config.to_dict()}: {error}") from None
-        model = getattr(self.model, 'module', self.model)
-        missing, unexpected = model.load_state_dict(weights, strict=False)
-        if missing or unexpected:
-            raise CheckpointError(f'{path}: weights do not fit the network (missing '
-                                  f'{missing[:3]}, unexpected {unexpected[:3]})')
-        return checkpoint.training
+        model.load_state_dict(weights)
+        shared = len(set(source_channels) & set(target_channels))
+        if shared < len(target_channels) and self.is_main:
+            print(f'init_weights {path}: trunk and {shared} of {len(target_channels)} heatmaps '
+                  f'(the others start fresh)', flush=True)
 
     def summary(self, train_metrics: Mapping[str, float], metrics: Mapping[str, float]) -> str:
         """Return losses, mean image error and PCK of the epoch."""

@@ -116,6 +116,20 @@ def test_init_weights_fine_tunes_from_a_checkpoint(kite_dataset, tmp_path, capsy
     # (contiguous: the trainer's weights are channels-last, which sums in another order)
     assert sorted(t.contiguous().sum().item() for t in trainer.model.state_dict().values()) == \
         sorted(t.contiguous().sum().item() for t in expected.values())
+    # A network of the keypoints in another order (as another object's network would share
+    # only some): the trunk whole, each heatmap from its own keypoint's channel.
+    data = torch.load(start, weights_only=True)
+    names = data['meta']['keypoint_names']
+    data['meta']['keypoint_names'] = names[::-1]
+    torch.save(data, tmp_path / 'reversed.pt')
+    trainer = KeypointTrainer(load_config(write_config(
+        tmp_path / 'fifth.yaml', kite_dataset, output_dir='run5',
+        init_weights=str(tmp_path / 'reversed.pt'))), torch.device('cpu'), 0, 1)
+    weights = trainer.model.state_dict()
+    for name in ('to_heatmaps.0.weight', 'to_heatmaps.1.bias', 'merge_heatmaps.0.weight'):
+        dimension = 1 if name.startswith('merge') else 0
+        assert torch.equal(weights[name], expected[name].flip(dimension)), name
+    assert torch.equal(weights['stem.0.weight'], expected['stem.0.weight'])
 
 
 
