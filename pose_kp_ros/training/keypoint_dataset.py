@@ -58,8 +58,10 @@ class KeypointDataset(EpochDataset):
     box's longer side; low_pass_px is a Gaussian blur in image pixels.
 
     For a network of several objects, object_channels {object name: first channel} and
-    num_channels C put each sample's N keypoints into its object's channels of C: heatmaps
-    (C, H, H), weights, keypoints and visibility of C, zero (unsupervised) elsewhere.
+    keypoint_rows R (the most keypoints of any of them) pad each sample's N keypoint rows to R
+    (zero, unsupervised) and add channels (R,): the network's heatmap channel of each row (a
+    padded row: its object's first channel), which the loss and the metrics gather
+    (`sample_heatmaps`), so only a crop's own object's heatmaps are compared.
     """
 
     def __init__(self, records: Iterable[InstanceRecord], input_size: int, heatmap_size: int,
@@ -70,7 +72,7 @@ class KeypointDataset(EpochDataset):
                  std: Sequence[float] = IMAGENET_STD,
                  object_models: Sequence[ObjectModel] = (),
                  object_channels: Mapping[str, int] | None = None,
-                 num_channels: int = 0) -> None:
+                 keypoint_rows: int = 0) -> None:
         if not 0.0 < occluded_peak <= 1.0:
             raise DatasetError(f'occluded_peak: expected (0, 1], got {occluded_peak!r}')
         if not 0.0 <= low_pass_px <= 10.0:
@@ -89,7 +91,7 @@ class KeypointDataset(EpochDataset):
         self.mean = np.asarray(mean, np.float32)
         self.std = np.asarray(std, np.float32)
         self.object_channels = object_channels
-        self.num_channels = num_channels
+        self.keypoint_rows = keypoint_rows
         self.epoch = 0
         self.symmetric = symmetric_keypoints(object_models, self.records)
         self.crop_from_heatmap = heatmap_to_crop_affine(input_size, heatmap_size)
@@ -143,7 +145,7 @@ class KeypointDataset(EpochDataset):
         }
         if self.object_channels is None:
             return sample
-        return in_channels(sample, self.object_channels[record.object_name], self.num_channels)
+        return with_channels(sample, self.object_channels[record.object_name], self.keypoint_rows)
 
     def _augment_pixels(self, crop, crop_mask, rng):
         """Apply background replacement, occluders, cutout, colour, blur and noise.
@@ -195,15 +197,27 @@ PER_KEYPOINT = ('heatmaps', 'weights', 'keypoints', 'visibility')
 """Sample entries with one row per keypoint (first axis)."""
 
 
-def in_channels(sample: dict[str, torch.Tensor], start: int,
-                num_channels: int) -> dict[str, torch.Tensor]:
-    """Return `sample` with its N per-keypoint rows at rows start..start+N of num_channels rows.
+def with_channels(sample: dict[str, torch.Tensor], start: int,
+                  rows: int) -> dict[str, torch.Tensor]:
+    """Return `sample` padded to `rows` keypoint rows, with channels (rows,) from `start` on.
 
-    The other rows are zero: weight and visibility 0, so the loss and the metrics skip them.
+    Padded rows are zero: weight and visibility 0, so the loss and the metrics skip them; their
+    channel is `start` (any of the object's: never compared).
     """
-    spread = dict(sample)
+    count = len(sample['weights'])
+    padded = dict(sample)
     for key in PER_KEYPOINT:
-        rows = sample[key]
-        spread[key] = rows.new_zeros((num_channels, *rows.shape[1:]))
-        spread[key][start:start + len(rows)] = rows
-    return spread
+        values = sample[key]
+        padded[key] = torch.cat([values, values.new_zeros((rows - count, *values.shape[1:]))])
+    padded['channels'] = torch.cat([torch.arange(start, start + count),
+                                    torch.full((rows - count,), start)])
+    return padded
+
+
+def sample_heatmaps(heatmaps: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+    """Return each sample's own rows (B, R, H, W) of a network's heatmaps (B, C, H, W).
+
+    channels: (B, R) the heatmap channel of each sample's keypoint rows (`with_channels`).
+    """
+    index = channels.to(heatmaps.device)[:, :, None, None]
+    return heatmaps.gather(1, index.expand(-1, -1, *heatmaps.shape[-2:]))

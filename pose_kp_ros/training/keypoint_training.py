@@ -32,7 +32,7 @@ from pose_kp_ros.training.config import (
 )
 from pose_kp_ros.training.distributed import all_reduce_sums
 from pose_kp_ros.training.epoch_loop import Batch, EpochTrainer, plot_curves
-from pose_kp_ros.training.keypoint_dataset import KeypointDataset
+from pose_kp_ros.training.keypoint_dataset import KeypointDataset, sample_heatmaps
 from pose_kp_ros.training.losses import heatmap_loss
 from pose_kp_ros.training.records import (
     DatasetError,
@@ -120,14 +120,14 @@ def epoch_foreground_weight(config: Mapping[str, Any], epoch: int) -> float:
 
 def keypoint_error_sums(heatmaps: torch.Tensor, batch: Batch, crop_from_heatmap: np.ndarray,
                         min_visibility: int,
-                        channels: Mapping[str, slice] | None = None) -> dict[str, float]:
+                        groups: Mapping[str, torch.Tensor] | None = None) -> dict[str, float]:
     """Return sums for validation metrics of one batch (crop and image pixels, PCK counts).
 
-    heatmaps: (B, N, H, H) of the last stack; batch: KeypointDataset samples stacked
-    (keypoints (B, N, 2) crop pixels, visibility (B, N), crop_scale (B,), box_size (B,));
-    crop_from_heatmap: (2, 3) affine from heatmap to crop pixels; channels: {object name: its
-    heatmap channels} of a network of several objects, whose sums also come per object
-    ('<sum>/<object>').
+    heatmaps: (B, N, H, H) of the last stack, each sample's own keypoint rows; batch:
+    KeypointDataset samples stacked (keypoints (B, N, 2) crop pixels, visibility (B, N),
+    crop_scale (B,), box_size (B,)); crop_from_heatmap: (2, 3) affine from heatmap to crop
+    pixels; groups: {object name: (B,) bool, its samples} of a network of several objects,
+    whose sums also come per object ('<sum>/<object>').
 
     Keypoints with visibility >= min_visibility count. Image-pixel error = crop error / crop
     scale; PCK@a counts errors <= a * longer side of the tight box.
@@ -140,14 +140,15 @@ def keypoint_error_sums(heatmaps: torch.Tensor, batch: Batch, crop_from_heatmap:
     counted = batch['visibility'] >= min_visibility
     hits = {alpha: error_image <= alpha * batch['box_size'][:, None] for alpha in PCK_THRESHOLDS}
     sums = {}
-    for suffix, channel in [('', slice(None)), *((f'/{name}', channel) for name, channel
-                                                 in (channels or {}).items())]:
-        mine = counted[:, channel]
+    everything = torch.ones(len(counted), dtype=torch.bool)
+    for suffix, samples in [('', everything), *((f'/{name}', samples) for name, samples
+                                                in (groups or {}).items())]:
+        mine = counted & samples[:, None]
         sums.update({f'count{suffix}': mine.sum().item(),
-                     f'error_crop_px{suffix}': error_crop[:, channel][mine].sum().item(),
-                     f'error_image_px{suffix}': error_image[:, channel][mine].sum().item()})
+                     f'error_crop_px{suffix}': error_crop[mine].sum().item(),
+                     f'error_image_px{suffix}': error_image[mine].sum().item()})
         for alpha, hit in hits.items():
-            sums[f'pck@{alpha}{suffix}'] = (hit[:, channel] & mine).sum().item()
+            sums[f'pck@{alpha}{suffix}'] = (hit & mine).sum().item()
     return sums
 
 
@@ -179,13 +180,14 @@ class KeypointTrainer(EpochTrainer):
         self.crop_from_heatmap = heatmap_to_crop_affine(net.input_size, net.heatmap_size)
         channels = ({name: channel.start for name, channel in
                      object_channels(self.objects).items()} if len(self.objects) > 1 else None)
+        rows = max(len(names) for _, names in self.objects)
         common = {'input_size': net.input_size, 'heatmap_size': net.heatmap_size,
                   'sigma': config['sigma'], 'padding': config['padding'],
                   'seed': config['seed'], 'min_visibility': config['min_visibility'],
                   'occluded_peak': config['occluded_peak'], 'low_pass_px': config['low_pass_px'],
                   'min_visible_fraction': config['min_visible_fraction'],
                   'object_models': models, 'object_channels': channels,
-                  'num_channels': len(self.keypoint_names)}
+                  'keypoint_rows': rows}
         self.train_set = KeypointDataset(
             train_records, augment=AugmentConfig.from_dict(config['augmentation']), **common)
         self.val_set = KeypointDataset(val_records, augment=None, **common)
@@ -240,6 +242,8 @@ class KeypointTrainer(EpochTrainer):
         """Return (heatmap loss summed over stacks, {}) of one batch (outputs: one per stack)."""
         targets = batch['heatmaps'].to(self.device, non_blocking=True)
         weights = batch['weights'].to(self.device, non_blocking=True)
+        if 'channels' in batch:  # several objects: each crop against its own object's heatmaps
+            outputs = [sample_heatmaps(heatmaps, batch['channels']) for heatmaps in outputs]
         return heatmap_loss(outputs, targets, weights,
                             epoch_foreground_weight(self.config, self.epoch)), {}
 
@@ -257,8 +261,13 @@ class KeypointTrainer(EpochTrainer):
         channels = object_channels(self.objects) if len(self.objects) > 1 else None
         sums = {}
         for outputs, batch in results:
-            batch_sums = keypoint_error_sums(outputs[-1].float(), batch, self.crop_from_heatmap,
-                                             self.config['eval_min_visibility'], channels)
+            heatmaps, groups = outputs[-1].float(), None
+            if channels is not None:
+                heatmaps = sample_heatmaps(heatmaps, batch['channels'])
+                groups = {name: batch['channels'][:, 0] == channel.start
+                          for name, channel in channels.items()}
+            batch_sums = keypoint_error_sums(heatmaps, batch, self.crop_from_heatmap,
+                                             self.config['eval_min_visibility'], groups)
             for key, value in batch_sums.items():
                 sums[key] = sums.get(key, 0) + value
         sums = all_reduce_sums(sums, self.device, self.world_size)

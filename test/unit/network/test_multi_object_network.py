@@ -22,7 +22,8 @@ from pose_kp_ros.network.predictor import KeypointPredictor
 from pose_kp_ros.pipeline.estimator import KeypointPoseEstimator
 from pose_kp_ros.tools.cli import main as cli_main
 from pose_kp_ros.tools.export_model import main as export_main
-from pose_kp_ros.training.keypoint_dataset import KeypointDataset
+from pose_kp_ros.training.keypoint_dataset import KeypointDataset, sample_heatmaps
+from pose_kp_ros.training.losses import heatmap_loss
 from pose_kp_ros.training.records import read_dataset
 
 OBJECTS = {'kite': ['tip', 'left', 'tail', 'right', 'centre'],
@@ -91,24 +92,46 @@ def trained(folder, tmp_path_factory):
     return work / 'run'
 
 
-def test_each_sample_fills_its_objects_channels_only(folder):
+def test_each_sample_keeps_its_rows_and_names_its_objects_channels(folder):
     _, records = read_dataset(folder)
     channels = {name: channel.start for name, channel in
                 object_channels(list(OBJECTS.items())).items()}
     assert channels == {'kite': 0, 'dart': 5}
-    dataset = KeypointDataset(records, 32, 16, object_channels=channels, num_channels=9)
+    dataset = KeypointDataset(records, 32, 16, object_channels=channels, keypoint_rows=5)
     plain = KeypointDataset(records, 32, 16)
     for index in (0, 1):  # a kite, then a dart
         sample, alone = dataset[index], plain[index]
-        mine = slice(0, 5) if records[index].object_name == 'kite' else slice(5, 9)
-        assert sample['heatmaps'].shape == (9, 16, 16)
-        torch.testing.assert_close(sample['heatmaps'][mine], alone['heatmaps'])
-        torch.testing.assert_close(sample['keypoints'][mine], alone['keypoints'])
-        others = torch.ones(9, dtype=torch.bool)
-        others[mine] = False
-        assert (sample['weights'][others] == 0).all() and (sample['heatmaps'][others] == 0).all()
-        assert (sample['visibility'][others] == 0).all() and (sample['weights'][mine] > 0).all()
-    torch.utils.data.default_collate([dataset[0], dataset[1]])  # one keypoint count per batch
+        kite = records[index].object_name == 'kite'
+        count = 5 if kite else 4
+        assert sample['heatmaps'].shape == (5, 16, 16)
+        torch.testing.assert_close(sample['heatmaps'][:count], alone['heatmaps'])
+        torch.testing.assert_close(sample['keypoints'][:count], alone['keypoints'])
+        assert sample['channels'].tolist() == ([0, 1, 2, 3, 4] if kite else [5, 6, 7, 8, 5])
+        # the dart's padded row is never supervised nor scored
+        assert (sample['weights'][count:] == 0).all() and (sample['visibility'][count:] == 0).all()
+        assert (sample['weights'][:count] > 0).all()
+    batch = torch.utils.data.default_collate([dataset[0], dataset[1]])  # one batch, both objects
+    assert batch['channels'].shape == (2, 5)
+
+
+def test_the_loss_compares_each_crop_with_its_own_objects_heatmaps_only(folder):
+    """Gathering a crop's rows gives the loss of comparing all channels with zero weights."""
+    _, records = read_dataset(folder)
+    dataset = KeypointDataset(records, 32, 16, object_channels={'kite': 0, 'dart': 5},
+                              keypoint_rows=5)
+    batch = torch.utils.data.default_collate([dataset[0], dataset[1], dataset[1]])
+    outputs = [torch.rand(3, 9, 16, 16) for _ in range(2)]
+    full_targets, full_weights = torch.zeros(3, 9, 16, 16), torch.zeros(3, 9)
+    for row, channels in enumerate(batch['channels']):
+        used = batch['weights'][row] > 0
+        full_targets[row, channels[used]] = batch['heatmaps'][row, used]
+        full_weights[row, channels[used]] = batch['weights'][row, used]
+    own = [sample_heatmaps(heatmaps, batch['channels']) for heatmaps in outputs]
+    for foreground_weight in (0.0, 20.0):
+        torch.testing.assert_close(
+            heatmap_loss(own, batch['heatmaps'], batch['weights'], foreground_weight),
+            heatmap_loss(outputs, full_targets, full_weights, foreground_weight))
+    torch.testing.assert_close(own[0][1, :4], outputs[0][1, 5:9])  # the dart's channels
 
 
 def test_training_records_every_object_and_its_metrics(trained):
