@@ -148,5 +148,6 @@ def demo_graph(rate_hz: float = 10.0, objects: str | list[str] | DemoObjects = '
                     ('stem', 'demo' if objects.table else f'demo_{names[0]}'),
                     ('mosaic_every', 10 if debug_image_scale > 0 else 0)) + table,
         remappings=tuple(per_object) + (('debug_image', '/pose_kp/debug_image'),
+                                        ('detections', '/pose_kp/detections'),
                                         ('camera_info', '/camera/camera_info')))
     return [pose, evaluator, camera]

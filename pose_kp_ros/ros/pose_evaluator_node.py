@@ -8,6 +8,9 @@ Parameter `objects`: the objects measured (a list, or one name; default driller)
 and once:
   /tf           tf2_msgs/TFMessage, counts the transforms seen per object (child frame
                 `<tf_prefix><object>_<track id>`, as the pose node names them)
+  detections    vision_msgs/Detection3DArray (e.g. pose_kp's ~/detections, sent for every frame
+                it processes, empty or not): the frames answered, against those the node
+                dropped (`frames_answered` of each object's ground-truth frames)
   debug_image   sensor_msgs/Image (best effort), every `mosaic_every`-th one is kept for a mosaic
                 (mosaic_every 0: not subscribed)
   camera_info   sensor_msgs/CameraInfo, K for the 2D projection error
@@ -44,6 +47,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
+from vision_msgs.msg import Detection3DArray
 
 from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.geometry.rotations import quaternion_xyzw_to_matrix
@@ -104,6 +108,10 @@ class LiveObject:
         self.points = model_points(self.model)  # the point set of pose-kp eval-lmo
         self.truth, self.estimates, self.tf_frames = {}, {}, 0
 
+    def answered(self, stamps: set[StampKey]) -> int:
+        """Return how many of this object's ground-truth frames are among `stamps`."""
+        return len(stamps.intersection(self.truth))
+
     def results(self, K: np.ndarray, frame_index: Mapping[StampKey, int]) -> list[FrameResult]:
         """Return the FrameResults of the frames with ground truth, in stamp order.
 
@@ -162,6 +170,8 @@ class PoseEvaluatorNode(Node):
             self.create_subscription(PoseStamped, f'pose/{name}', partial(self._on_pose, live),
                                      50)
         self.create_subscription(TFMessage, '/tf', self._on_tf, 50)
+        self.answered_stamps = set()
+        self.create_subscription(Detection3DArray, 'detections', self._on_detections, 50)
         if self.settings['mosaic_every'] > 0:  # best effort, as for any image shown to people
             self.create_subscription(Image, 'debug_image', self._on_debug_image,
                                      qos_profile_sensor_data)
@@ -182,6 +192,10 @@ class PoseEvaluatorNode(Node):
         stamp = stamp_seconds(msg.header.stamp)
         live.estimates[stamp_key(msg.header.stamp)] = (*pose_from_msg(msg),
                                                        (arrival - stamp) * 1e3)
+        self.last_news = time.monotonic()
+
+    def _on_detections(self, msg):
+        self.answered_stamps.add(stamp_key(msg.header.stamp))
         self.last_news = time.monotonic()
 
     def _on_tf(self, msg):
@@ -248,11 +262,14 @@ class PoseEvaluatorNode(Node):
             live = self.objects[name]
             summary = live.summary(found)
             summary['debug_images_received'] = self.debug_images
+            summary['frames_answered'] = live.answered(self.answered_stamps)
             summaries[name] = summary
             if not self.table:  # one object: the files of a single-object run, mosaic included
                 write_evaluation(found, summary, live.model.diameter, folder, stem,
                                  f'{name} (live)', self.tiles)
                 print(summary_table(summary), flush=True)
+                print(f"[evaluator] frames answered on detections: {summary['frames_answered']} "
+                      f"of {summary['frames']}", flush=True)
                 continue
             write_evaluation(found, summary, live.model.diameter, folder, f'{stem}_{name}',
                              f'{name} (live, {live.metric})', [])

@@ -40,6 +40,7 @@ def test_demo_graph_remaps_the_camera_into_the_node_and_the_evaluator():
     pose, evaluator, camera = demo_graph(frames=5)
     assert dict(camera.remappings)['image'] == dict(pose.remappings)['image']
     assert dict(evaluator.remappings)['pose/driller'] == '/pose_kp/pose/driller'
+    assert dict(evaluator.remappings)['detections'] == '/pose_kp/detections'
     assert ('expected_frames', 5) in evaluator.parameters
     assert ('mosaic_every', 10) in evaluator.parameters
     assert ('debug_image_scale', 0.5) in pose.parameters
