@@ -6,11 +6,14 @@ a rendered dataset folder labelling them, e.g. held-out multi-object renders), w
 call per photo for all of them (as the node runs); the others are 'no model' rows, left out of
 the mean. Metric per object: ADD, or ADD-S for objects whose YAML declares symmetries (eggbox,
 glue), at 0.1 d. Written to --output-dir: `all_[renders_]<boxes>[_tracking]_summary.json` (rows,
-mean, the published figures), `..._accuracy.png` (bars), `..._mosaic.png`, and per object the
-files of a single-object run in the folder `all_[renders_]<boxes>[_tracking]/`.
+mean, the published figures, the CPU model and the time per frame and per stage of the one
+pipeline call for all objects), `..._accuracy.png` (bars), `..._mosaic.png`, and per object the
+files of a single-object run in the folder `all_[renders_]<boxes>[_tracking]/`. The stage table
+is printed below the objects table.
 """
 
 import argparse
+import os
 from pathlib import Path
 import sys
 from typing import TypeVar
@@ -37,6 +40,7 @@ from pose_kp_ros.pipeline.multi_evaluation import (
     object_row,
     write_objects_table,
 )
+from pose_kp_ros.pipeline.stage_timer import StageHistory, cpu_model, stage_table
 from pose_kp_ros.pipeline.tracking import PoseTracker, TrackingConfig
 from pose_kp_ros.training.posed_images import dataset_scenes
 
@@ -99,9 +103,10 @@ def main(args: argparse.Namespace) -> int:
         return 2
     points = {name: model_points(estimator.objects[name].model) for name in names}
     tracker = video_tracker(estimator, args)
+    stages = StageHistory()
     results, overlays = evaluate_frames(
         estimator, frames, names, points, args.boxes, tracker, args.mosaic_frames,
-        lambda items: tqdm(items, desc=f'eval {", ".join(names)}'))
+        lambda items: tqdm(items, desc=f'eval {", ".join(names)}'), stages)
     stem = (f'all_{"renders_" if args.dataset else ""}{args.boxes}'
             f'{"_tracking" if args.tracking else ""}')
     folder = Path(args.output_dir)
@@ -130,6 +135,9 @@ def main(args: argparse.Namespace) -> int:
         rows, len(frames), training, folder, stem,
         f'{common["frames_source"]}, {len(frames)} images ({args.boxes} boxes): ADD(-S) < 0.1 d '
         'per object',
-        overlays, () if args.dataset else PUBLISHED_LMO, **common))
+        overlays, () if args.dataset else PUBLISHED_LMO, **common, cpu_model=cpu_model(),
+        load_average_1_5_15=list(os.getloadavg()), stages=stages.summary(),
+        tallies_per_frame=stages.tallies()))
+    print(stage_table(stages.summary(), stages.tallies()))
     print(f'wrote {folder}/{stem}_* and {folder / stem}/')
     return 0

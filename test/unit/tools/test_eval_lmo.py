@@ -152,6 +152,11 @@ def test_shipped_config_gives_the_single_object_driller_row_and_no_model_rows(tm
     assert not Path(rows['driller']['summary']).is_absolute()
     assert [p['method'] for p in combined['published']][-1] == 'ZebraPose'
     assert 'mean (1 of 8)' in printed and 'ZebraPose' in printed
+    # the one pipeline call per photo for all objects: its time per frame and per stage
+    assert {'detector', 'network', 'frame total'} <= set(combined['stages'])
+    assert combined['stages']['frame total']['frames_run'] == 3
+    assert combined['cpu_model'] and len(combined['load_average_1_5_15']) == 3
+    assert 'frame total' in printed and 'median ms' in printed
     for name in ('all_detector_accuracy.png', 'all_detector_mosaic.png'):
         assert (tmp_path / 'all' / name).stat().st_size > 1000
 
