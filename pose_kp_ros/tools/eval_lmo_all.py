@@ -115,6 +115,7 @@ def main(args: argparse.Namespace) -> int:
               'frames_source': portable_path(args.dataset) if args.dataset else 'LM-O test photos',
               'pipeline_config': portable_path(config),
               'device': str(estimator.device), 'threads': args.threads}
+    stage_times, tallies = stages.summary(), stages.tallies()
     training = SHIPPED_TRAINING if portable_path(config) == DEFAULT_CONFIG else OTHER_TRAINING
     rows = []
     for name in sorted(LMO_OBJECT_IDS):
@@ -136,8 +137,8 @@ def main(args: argparse.Namespace) -> int:
         f'{common["frames_source"]}, {len(frames)} images ({args.boxes} boxes): ADD(-S) < 0.1 d '
         'per object',
         overlays, () if args.dataset else PUBLISHED_LMO, **common, cpu_model=cpu_model(),
-        load_average_1_5_15=list(os.getloadavg()), stages=stages.summary(),
-        tallies_per_frame=stages.tallies()))
-    print(stage_table(stages.summary(), stages.tallies()))
+        load_average_1_5_15=list(os.getloadavg()), stages=stage_times,
+        tallies_per_frame=tallies))
+    print(stage_table(stage_times, tallies))
     print(f'wrote {folder}/{stem}_* and {folder / stem}/')
     return 0
