@@ -230,6 +230,18 @@ COMPARED = {'eval_lmo_median_ms': ('eval-lmo ms per frame', 1),
             'node_latency_median_ms': ('node latency median (ms)', 0)}
 
 
+def load_average_range(runs):
+    """Return the caption's load-average clause for compare_commits.py's runs ({side: [run]}).
+
+    '' where the runs did not record it.
+    """
+    loads = [run['load_average_1min'] for side in runs.values() for run in side
+             if 'load_average_1min' in run]
+    if not loads:
+        return ''
+    return f"; 1-minute load average {min(loads):.1f}-{max(loads):.1f} at the runs' ends"
+
+
 def comparison_section(results):
     """Return the side-by-side comparisons of results/compare_*.json (compare_commits.py)."""
     lines = []
@@ -243,7 +255,8 @@ def comparison_section(results):
                   f"({this}), alternately, {len(report['runs']['this'])} runs each, every "
                   f"process held to core(s) {', '.join(map(str, report['cores']))}; "
                   f"eval-lmo on the first {report['frames']} photos (one thread), the node "
-                  f"at 30 Hz for {report['node_seconds']:g} s; CPU: {report['cpu_model']}.", '',
+                  f"at 30 Hz for {report['node_seconds']:g} s; CPU: {report['cpu_model']}"
+                  f"{load_average_range(report['runs'])}.", '',
                   f'| median | {other} | {this} | {this} / {other} |', '|---|---|---|---|']
         for key, ratio in report['this_over_other'].items():
             label, digits = COMPARED.get(key, (key, 2))
