@@ -2,10 +2,13 @@
 
     python benchmarks/bench_node.py [--rate 30] [--seconds 300] [--pipeline-config FILE]
                                     [--torch-threads N] [--device auto|cpu|cuda|cuda:N]
+                                    [--param NAME=VALUE ...]
 
 Starts the LM-O camera replay (real photos, looping) and the pose node as separate processes
-(the demo's NodeSpecs), receives the node's PoseStamped in this process, and reports: end-to-end
-latency (image stamp -> pose received here) median / p95, output rate at the given input rate,
+(the demo's NodeSpecs), receives the node's driller PoseStamped and its Detection3DArray (one per
+answered frame, every object's poses in it) in this process, and reports: end-to-end latency
+(image stamp -> message received here) median / p95 and output rate at the given input rate, of
+the driller's poses and of answered frames, the poses per answered frame of each object,
 the node's CPU load (% of one core) and resident memory over the run, and where the node's frame
 time goes: the per-stage medians of its last 100 frames, as its /diagnostics reports them
 ('stage_ms/<stage>', the last status received before the camera stops). Writes
@@ -13,6 +16,7 @@ results/bench_node.json and prints a table. No assertions: figures only.
 """
 
 import argparse
+from collections import Counter
 import os
 from pathlib import Path
 import sys
@@ -29,6 +33,8 @@ from node_harness import (
 )
 import numpy as np
 import rclpy
+from vision_msgs.msg import Detection3DArray
+import yaml
 
 from pose_kp_ros import strict_json
 from pose_kp_ros.paths import portable_path
@@ -48,11 +54,16 @@ def main():
     parser.add_argument('--device', default='auto',
                         help="the node's device parameter: auto (CUDA when present), cpu, "
                              'cuda or cuda:N')
+    parser.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
+                        help="another of the node's parameters (YAML value), e.g. "
+                             'verify_interval=0; repeatable')
     args = parser.parse_args()
+    node_parameters = tuple(node_parameter(text) for text in args.param)
 
     isolate_ros_env()
     pose_spec, camera_spec = camera_and_node(args.rate, args.seconds, args.pipeline_config,
-                                              args.torch_threads, args.device)
+                                              args.torch_threads, args.device,
+                                              node_parameters)
     node = start_process(pose_spec)
     rclpy.init()
     listener = rclpy.create_node('bench_node_listener')
@@ -65,6 +76,16 @@ def main():
         arrivals.append(time.monotonic())
 
     listener.create_subscription(PoseStamped, '/pose_kp/pose/driller', on_pose, 50)
+    frame_latencies, frame_arrivals, object_poses = [], [], Counter()
+
+    def on_detections(msg):
+        now = listener.get_clock().now().nanoseconds * 1e-9
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        frame_latencies.append((now - stamp) * 1e3)
+        frame_arrivals.append(time.monotonic())
+        object_poses.update(d.results[0].hypothesis.class_id for d in msg.detections if d.results)
+
+    listener.create_subscription(Detection3DArray, '/pose_kp/detections', on_detections, 50)
     stages = {}
     seen = {}  # the device the node reports running on
 
@@ -97,13 +118,19 @@ def main():
     samples = np.array(samples)
     warm = samples[samples[:, 0] > start + 30] if len(samples) > 40 else samples
     cpu_percent = 100 * np.diff(warm[:, 1]).sum() / max(1e-9, warm[-1, 0] - warm[0, 0])
-    duration = (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else float('nan')
+    frames = len(frame_latencies)
     result = {
         'input_rate_hz': args.rate, 'seconds': args.seconds,
         'poses_received': len(latencies),
-        'output_rate_hz': (len(arrivals) - 1) / duration if len(arrivals) > 1 else 0.0,
-        'latency_median_ms': float(np.median(latencies)) if latencies else float('nan'),
-        'latency_p95_ms': float(np.percentile(latencies, 95)) if latencies else float('nan'),
+        'output_rate_hz': rate(arrivals),
+        'latency_median_ms': percentile(latencies, 50),
+        'latency_p95_ms': percentile(latencies, 95),
+        'frames_answered': frames,
+        'frames_answered_per_s': rate(frame_arrivals),
+        'frame_latency_median_ms': percentile(frame_latencies, 50),
+        'frame_latency_p95_ms': percentile(frame_latencies, 95),
+        'poses_per_answered_frame': {name: count / frames
+                                     for name, count in sorted(object_poses.items())},
         'node_cpu_percent_of_one_core': float(cpu_percent),
         'node_rss_mb_start': float(warm[0, 2]), 'node_rss_mb_end': float(warm[-1, 2]),
         'node_rss_mb_max': float(samples[:, 2].max()),
@@ -111,6 +138,7 @@ def main():
         'cores': sorted(os.sched_getaffinity(0)),
         'torch_threads': dict(pose_spec.parameters).get('torch_threads', 'node default'),
         'device': args.device, 'node_device': seen.get('device'),
+        'node_parameters': dict(node_parameters),
         'pipeline_config': portable_path(args.pipeline_config) if args.pipeline_config
         else 'models/driller/pipeline.yaml',
         'stages_median_ms_last_100_frames': dict(stages),
@@ -120,11 +148,31 @@ def main():
     for key, value in result.items():
         if key == 'stages_median_ms_last_100_frames':
             continue
+        if key == 'poses_per_answered_frame':
+            value = ', '.join(f'{name} {share:.2f}' for name, share in value.items()) or '-'
         print(f'{key:<32} {value:.2f}' if isinstance(value, float) else f'{key:<32} {value}')
     print('node stage medians over its last 100 frames (ms):')
     for name, ms in stages.items():
         print(f"  {'  ' * name.count('/') + name.rsplit('/', 1)[-1]:<34} {ms:8.2f}")
     return 0
+
+
+def node_parameter(text: str) -> tuple:
+    """Return (name, value) of 'NAME=VALUE', the value read as YAML (7, 0.5, true, text)."""
+    name, separator, value = text.partition('=')
+    if not separator or not name:
+        raise SystemExit(f'--param expects NAME=VALUE, got {text!r}')
+    return name, yaml.safe_load(value)
+
+
+def rate(arrivals: list) -> float:
+    """Return messages per second between the first and the last of `arrivals` (s); 0: < 2."""
+    return (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
+
+
+def percentile(values: list, q: float) -> float:
+    """Return the q-th percentile of `values` (nan when empty)."""
+    return float(np.percentile(values, q)) if values else float('nan')
 
 
 if __name__ == '__main__':

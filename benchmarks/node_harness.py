@@ -39,14 +39,15 @@ def process_sample(pid):
 
 
 def camera_and_node(rate_hz, seconds, pipeline_config='', torch_threads=None,
-                    device='auto'):
+                    device='auto', node_parameters=()):
     """Return (pose node NodeSpec, LM-O camera NodeSpec) replaying about rate_hz * seconds frames.
 
     The camera loops over the first CAMERA_DISTINCT_FRAMES LM-O photos; it publishes
     '/camera/image', '/camera/camera_info' and '/lmo_camera/ground_truth/driller' (one per frame)
     and waits for subscribers on the image and the ground truth before it starts.
     torch_threads: the node's `torch_threads` (None: the node's default); device: its `device`
-    parameter (auto, cpu, cuda, cuda:N).
+    parameter (auto, cpu, cuda, cuda:N); node_parameters: more of the node's parameters,
+    ((name, value), ...).
     """
     total = max(1, round(rate_hz * seconds))
     frames = min(CAMERA_DISTINCT_FRAMES, total)
@@ -55,8 +56,10 @@ def camera_and_node(rate_hz, seconds, pipeline_config='', torch_threads=None,
     camera_spec = camera_spec.__class__(**{**camera_spec.__dict__, 'parameters': (
         camera_spec.parameters + (('loops', math.ceil(total / frames)),))})
     if torch_threads is not None:
+        node_parameters = (('torch_threads', int(torch_threads)),) + tuple(node_parameters)
+    if node_parameters:
         pose_spec = pose_spec.__class__(**{**pose_spec.__dict__, 'parameters': (
-            pose_spec.parameters + (('torch_threads', int(torch_threads)),))})
+            pose_spec.parameters + tuple(node_parameters))})
     return pose_spec, camera_spec
 
 
