@@ -39,6 +39,7 @@ import yaml
 from pose_kp_ros import strict_json
 from pose_kp_ros.paths import portable_path
 from pose_kp_ros.pipeline.stage_timer import cpu_model
+from pose_kp_ros.ros.messages import stamp_seconds
 
 STAGE = 'stage_ms/'  # the node's /diagnostics keys of stage medians
 
@@ -68,23 +69,20 @@ def main():
     rclpy.init()
     listener = rclpy.create_node('bench_node_listener')
     latencies, arrivals = [], []
-
-    def on_pose(msg):
-        now = listener.get_clock().now().nanoseconds * 1e-9
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        latencies.append((now - stamp) * 1e3)
-        arrivals.append(time.monotonic())
-
-    listener.create_subscription(PoseStamped, '/pose_kp/pose/driller', on_pose, 50)
     frame_latencies, frame_arrivals, object_poses = [], [], Counter()
 
-    def on_detections(msg):
+    def record(header, latencies_ms, arrival_times):
+        """Append a message's latency (its stamp to now, ms) and arrival time (monotonic s)."""
         now = listener.get_clock().now().nanoseconds * 1e-9
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        frame_latencies.append((now - stamp) * 1e3)
-        frame_arrivals.append(time.monotonic())
+        latencies_ms.append((now - stamp_seconds(header.stamp)) * 1e3)
+        arrival_times.append(time.monotonic())
+
+    def on_detections(msg):
+        record(msg.header, frame_latencies, frame_arrivals)
         object_poses.update(d.results[0].hypothesis.class_id for d in msg.detections if d.results)
 
+    listener.create_subscription(PoseStamped, '/pose_kp/pose/driller',
+                                 lambda msg: record(msg.header, latencies, arrivals), 50)
     listener.create_subscription(Detection3DArray, '/pose_kp/detections', on_detections, 50)
     stages = {}
     seen = {}  # the device the node reports running on
