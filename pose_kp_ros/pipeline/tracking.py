@@ -2,7 +2,8 @@
 
 Rules (all parameters of `TrackingConfig`):
 - every live track asks for a crop around its last pose's projection, warm-started from that pose;
-- given boxes (e.g. a detection topic) that overlap no track's box start new requests;
+- given boxes (e.g. a detection topic) that overlap no track's box (IoU < `match_iou`) start
+  new requests;
 - the detector's full-image search runs for an object when it has fewer live tracks (tracks
   whose last frame gave a pose) than its `max_instances` and no given boxes, at most every
   `search_interval` frames, and always on the frame after a track missed (unless a new track
@@ -11,6 +12,9 @@ Rules (all parameters of `TrackingConfig`):
   and on every frame after a track's pose scored below `verify_below_score` (0: never): its
   crops compete with the tracks' crops and the estimator keeps the better-scoring of two poses
   of one instance, so a track that drifted onto a wrong pose is replaced by a fresh one;
+- a search box that overlaps the crop box of a track of its object by `search_overlap_iou` or
+  more is not cropped: the track's warm-started crop stands for it (one crop per instance, not
+  two), unless the track's pose scored below `verify_below_score` (then both compete);
 - a track that yields no accepted pose for more than `max_misses` consecutive frames is dropped;
 - an object keeps at most `max_instances` tracks (live ones first, then the longest-lived): a
   new track replaces one that lost its instance, and no stale track keeps asking for crops;
@@ -47,6 +51,7 @@ class TrackingConfig:
     verify_below_score: float = 0.0
     box_margin: float = 0.1
     match_iou: float = 0.3
+    search_overlap_iou: float = 0.5
 
     def validated(self) -> 'TrackingConfig':
         """Return self after range checks; raise ValueError naming the field."""
@@ -63,8 +68,9 @@ class TrackingConfig:
                              f'got {self.verify_below_score!r}')
         if not 0.0 <= self.box_margin <= 1.0:
             raise ValueError(f'box_margin: expected [0, 1], got {self.box_margin!r}')
-        if not 0.0 < self.match_iou <= 1.0:
-            raise ValueError(f'match_iou: expected (0, 1], got {self.match_iou!r}')
+        for name in ('match_iou', 'search_overlap_iou'):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f'{name}: expected (0, 1], got {getattr(self, name)!r}')
         return self
 
 
@@ -134,10 +140,18 @@ class PoseTracker:
         with timer.stage('tracking'):
             height, width = np.asarray(image_rgb).shape[:2]
             requests = self._track_requests(tracks, K, width, height)
-            given = self._given_requests(boxes or {}, requests)
-            requests += given
+            given = self._untracked([CropRequest(name, box, source='boxes')
+                                     for name, object_boxes in (boxes or {}).items()
+                                     for box in np.asarray(object_boxes, dtype=np.float64)
+                                     .reshape(-1, 4)], requests, self.config.match_iou)
             wanted = self._search_wanted(tracks, given, lost, last_search, frame_index)
-        requests += self.estimator.search(image_rgb, wanted) if wanted else []
+        searched = self.estimator.search(image_rgb, wanted) if wanted else []
+        with timer.stage('tracking'):
+            doubtful = {(t.object_name, t.track_id) for t in tracks
+                        if t.pose.score < self.config.verify_below_score}
+            trusted = [r for r in requests if (r.object_name, r.track_id) not in doubtful]
+            requests += given + self._untracked(searched, trusted,
+                                                self.config.search_overlap_iou)
         poses = self.estimator.estimate(image_rgb, K, requests, D, distortion_model)
         with timer.stage('tracking'):
             tracked, kept, lost = self._assign(tracks, poses)
@@ -160,14 +174,13 @@ class PoseTracker:
                                         track_id=track.track_id, margin=self.config.box_margin))
         return requests
 
-    def _given_requests(self, boxes, track_requests):
-        requests = []
-        for name, object_boxes in boxes.items():
-            for box in np.asarray(object_boxes, dtype=np.float64).reshape(-1, 4):
-                if not any(r.object_name == name and box_iou(r.box_xyxy, box) >=
-                           self.config.match_iou for r in track_requests):
-                    requests.append(CropRequest(name, box, source='boxes'))
-        return requests
+    @staticmethod
+    def _untracked(candidates, track_requests, min_iou):
+        """Return the candidates overlapping no track's crop box of their object by min_iou."""
+        return [candidate for candidate in candidates
+                if not any(r.object_name == candidate.object_name
+                           and box_iou(r.box_xyxy, candidate.box_xyxy) >= min_iou
+                           for r in track_requests)]
 
     def _search_wanted(self, tracks, given, lost, last_search, frame_index):
         """Return the objects the detector's full-image search runs for this frame."""

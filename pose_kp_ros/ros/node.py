@@ -82,7 +82,8 @@ class PoseKpNode(Node):
         self.tracker = PoseTracker(self.estimator, TrackingConfig(
             max_misses=params['max_misses'], search_interval=params['search_interval'],
             verify_interval=params['verify_interval'],
-            verify_below_score=params['verify_below_score']))
+            verify_below_score=params['verify_below_score'],
+            search_overlap_iou=params['search_overlap_iou']))
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self.scheduler = FrameScheduler(held_max_age_s=HELD_FRAME_MAX_AGE_S)

@@ -94,6 +94,10 @@ NODE_PARAMETERS = (
     ParameterSpec('verify_below_score', TrackingConfig.verify_below_score, 'Also a full-image '
                   'search on every frame after a tracked pose scored below this (a doubtful '
                   'track). 0: never.', low=0.0, high=1.0),
+    ParameterSpec('search_overlap_iou', TrackingConfig.search_overlap_iou, 'A search box '
+                  "overlapping a trusted track's crop box by this IoU or more is not cropped "
+                  "(the track's crop stands for it). 1: only identical boxes.", low=0.01,
+                  high=1.0),
     ParameterSpec('min_keypoint_confidence', _PIPELINE.min_keypoint_confidence,
                   'Keypoints at or below this confidence are ignored by the fit.', dynamic=True,
                   low=0.0, high=0.999, from_pipeline=True),

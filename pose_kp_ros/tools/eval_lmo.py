@@ -64,6 +64,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help='with --tracking: also search on every frame after a tracked pose '
                              'scored below this (0: never; the node parameter '
                              'verify_below_score)')
+    parser.add_argument('--search-overlap-iou', type=float,
+                        default=TrackingConfig.search_overlap_iou,
+                        help="with --tracking: search boxes overlapping a track's crop by this "
+                             'IoU or more are not cropped (the node parameter '
+                             'search_overlap_iou)')
     parser.add_argument('--frames', type=int, default=0, help='evaluate the first N (0: all)')
     parser.add_argument('--frame-step', type=int, default=1,
                         help='evaluate every Nth of those frames (a fixed spread-out subset)')

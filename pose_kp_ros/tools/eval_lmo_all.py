@@ -64,13 +64,14 @@ def video_tracker(estimator: KeypointPoseEstimator,
     if not args.tracking:
         return None
     return PoseTracker(estimator, TrackingConfig(verify_interval=args.verify_interval,
-                                                 verify_below_score=args.verify_below_score))
+                                                 verify_below_score=args.verify_below_score,
+                                                 search_overlap_iou=args.search_overlap_iou))
 
 
 def tracking_settings(args: argparse.Namespace) -> dict:
     """Return the tracking options a summary records (None without --tracking)."""
-    return {'verify_interval': args.verify_interval if args.tracking else None,
-            'verify_below_score': args.verify_below_score if args.tracking else None}
+    return {name: getattr(args, name) if args.tracking else None
+            for name in ('verify_interval', 'verify_below_score', 'search_overlap_iou')}
 
 
 def lmo_photos(object_names: list[str]) -> list[EvalFrame]:

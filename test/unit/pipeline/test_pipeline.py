@@ -429,7 +429,9 @@ def test_verification_search_replaces_a_drifted_track(verify_interval):
                                                 verify_interval=verify_interval)
     t = predictor.t
     assert np.allclose(tracker.update(IMAGE, K)[0].pose.t, t, atol=1e-6)
-    predictor.t = t + np.array([0.03, 0.0, 0.0])  # the object moved: the track's crop is off
+    # The object moved 8 cm: the track's crop is off, and the detector's box overlaps it by
+    # IoU 0.47, under search_overlap_iou (0.5), so the search's crop is made and competes.
+    predictor.t = t + np.array([0.08, 0.0, 0.0])
     tracked = tracker.update(IMAGE, K)
     assert len(tracked) == 1 and detector.calls == 1 + verify_interval
     error = np.linalg.norm(tracked[0].pose.t - predictor.t)
@@ -438,6 +440,23 @@ def test_verification_search_replaces_a_drifted_track(verify_interval):
         assert tracked[0].track_id == 0  # within 0.3 diameter: the same instance
     else:
         assert error > 0.01 and tracked[0].pose.request.source == 'track'
+
+
+@pytest.mark.parametrize('search_overlap_iou', [0.5, 1.0])
+def test_a_search_box_on_a_track_is_left_to_the_track(search_overlap_iou):
+    predictor, detector, tracker = moving_scene(CropBiasedPredictor, verify_interval=1,
+                                                search_overlap_iou=search_overlap_iou)
+    tracker.update(IMAGE, K)
+    predictor.t = predictor.t + np.array([0.03, 0.0, 0.0])  # boxes overlap by IoU 0.67
+    tracked = tracker.update(IMAGE, K)
+    assert detector.calls == 2  # the verification search ran
+    if search_overlap_iou <= 0.67:  # its box is not cropped: the track's crop stands for it
+        assert len(predictor.boxes) == 1 and tracked[0].pose.request.source == 'track'
+    else:  # both crops are made and the better-scoring pose wins
+        assert len(predictor.boxes) == 2 and tracked[0].pose.request.source == 'search'
+    assert [t.track_id for t in tracked] == [0]
+    with pytest.raises(ValueError, match='search_overlap_iou'):
+        TrackingConfig(search_overlap_iou=0.0).validated()
 
 
 def test_verify_interval_spaces_searches_while_tracked():
