@@ -108,7 +108,8 @@ def resolve_path(config_path: Path | str, value: Path | str) -> str:
     return os.path.abspath(Path(config_path).parent / value)
 
 
-PATH_KEYS = ('object', 'objects', 'datasets', 'val_datasets', 'output_dir', 'init_weights')
+PATH_KEYS = ('object', 'objects', 'datasets', 'val_datasets', 'output_dir', 'init_weights',
+             'teacher')
 """Config keys holding paths (a path or a list of paths; empty when unset)."""
 
 

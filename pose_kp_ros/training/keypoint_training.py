@@ -11,6 +11,7 @@ from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.network.checkpoint import (
     combined_names,
     load_checkpoint,
+    load_model,
     make_meta,
     network_objects,
     object_channels,
@@ -22,6 +23,7 @@ from pose_kp_ros.network.hourglass import HourglassConfig, HourglassConfigError
 from pose_kp_ros.network.keypoint_net import build_keypoint_network
 from pose_kp_ros.network.keypoint_transfer import network_channels, transfer_keypoint_weights
 from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
+from pose_kp_ros.network.onnx_runtime import OnnxNetwork
 from pose_kp_ros.training.augmentation import AugmentConfig
 from pose_kp_ros.training.config import (
     ENCODER_DEFAULTS,
@@ -80,6 +82,10 @@ DEFAULTS = {
                                 # all-zero plateau of plain MSE early; 0: plain MSE)
     'plain_mse_last_epochs': 0,  # the last N of `epochs` train with foreground_weight 0
     'keep_epoch_checkpoints': 0,  # also keep epoch_NNN.pt of the last N epochs (0: none)
+    'teacher': None,            # distillation: a keypoint model (.pt or .onnx) of the same
+                                # object, crop and heatmap sizes and low_pass_px
+    'teacher_weight': 0.5,      # targets: (1 - this) x rendered Gaussians + this x the teacher's
+                                # final heatmaps of the same crop
     **ENCODER_DEFAULTS,         # architecture encoder: ImageNet start and freezing schedule
 }
 
@@ -94,8 +100,12 @@ def load_config(path: Path | str, epochs: int | None = None,
     config = read_config(path, DEFAULTS, REQUIRED, epochs, overrides)
     if config['object'] and config['objects']:
         raise TrainConfigError(f'{path}: give object (one) or objects (several), not both')
-    if config['object']:
-        config['object'] = resolve_path(path, config['object'])
+    for key in ('object', 'teacher'):
+        if config[key]:
+            config[key] = resolve_path(path, config[key])
+    if not 0.0 <= config['teacher_weight'] <= 1.0:
+        raise TrainConfigError(f"{path}: teacher_weight must be in [0, 1], got "
+                               f"{config['teacher_weight']!r}")
     config['objects'] = [resolve_path(path, item) for item in config['objects'] or []]
     augmentation = dict(config['augmentation'] or {})
     if augmentation.get('background_dirs'):
@@ -191,6 +201,22 @@ class KeypointTrainer(EpochTrainer):
         self.train_set = KeypointDataset(
             train_records, augment=AugmentConfig.from_dict(config['augmentation']), **common)
         self.val_set = KeypointDataset(val_records, augment=None, **common)
+        self.teacher = self._load_teacher() if config['teacher'] else None
+
+    def _load_teacher(self) -> torch.nn.Module | OnnxNetwork:
+        """Return the teacher network of `teacher` (crops in, final heatmaps out), checked."""
+        path, net = self.config['teacher'], self.net_config
+        if len(self.objects) > 1:
+            raise TrainConfigError(f'teacher {path}: distillation serves one object, not '
+                                   f'{[name for name, _ in self.objects]}')
+        model, meta = load_model(path, self.keypoint_names, self.object_name, self.device)
+        mine = {'input_size': net.input_size, 'heatmap_size': net.heatmap_size,
+                'low_pass_px': float(self.config['low_pass_px']),
+                'mean': list(IMAGENET_MEAN), 'std': list(IMAGENET_STD)}
+        differ = {key: meta.get(key) for key, value in mine.items() if meta.get(key) != value}
+        if differ:
+            raise TrainConfigError(f"teacher {path}: {differ} differ from this run's {mine}")
+        return model
 
     def _object_records(self, path: str | None, read: dict[str, tuple | None],
                         ) -> tuple[ObjectModel | None, str, list[str], list, list]:
@@ -242,6 +268,11 @@ class KeypointTrainer(EpochTrainer):
         """Return (heatmap loss summed over stacks, {}) of one batch (outputs: one per stack)."""
         targets = batch['heatmaps'].to(self.device, non_blocking=True)
         weights = batch['weights'].to(self.device, non_blocking=True)
+        if self.teacher is not None:
+            with torch.no_grad():
+                taught = self.teacher(self._images(batch)).float()
+            share = float(self.config['teacher_weight'])
+            targets = (1.0 - share) * targets + share * taught
         if 'channels' in batch:  # several objects: each crop against its own object's heatmaps
             outputs = [sample_heatmaps(heatmaps, batch['channels']) for heatmaps in outputs]
         return heatmap_loss(outputs, targets, weights,

@@ -133,6 +133,43 @@ def test_init_weights_fine_tunes_from_a_checkpoint(kite_dataset, tmp_path, capsy
 
 
 
+def test_a_teacher_network_mixes_its_heatmaps_into_the_targets(kite_dataset, tmp_path):
+    """Distillation: targets (1 - w) x rendered Gaussians + w x the teacher's final heatmaps."""
+    import torch
+
+    from pose_kp_ros.network.checkpoint import load_model
+    from pose_kp_ros.training.keypoint_training import KeypointTrainer
+    from pose_kp_ros.training.losses import heatmap_loss
+    first = write_config(tmp_path / 'first.yaml', kite_dataset)
+    assert cli_main(['train', '--config', str(first), '--device', 'cpu']) == 0
+    teacher_path = tmp_path / 'run' / 'best.pt'
+    teacher, _ = load_model(teacher_path)
+    batch = next(iter(torch.utils.data.DataLoader(
+        KeypointTrainer(load_config(write_config(tmp_path / 'plain.yaml', kite_dataset,
+                                                 output_dir='plain')),
+                        torch.device('cpu'), 0, 1).val_set, batch_size=4)))
+    outputs = [torch.rand_like(batch['heatmaps']) for _ in range(2)]
+    with torch.no_grad():
+        taught = teacher(batch['image'])
+    assert not torch.allclose(taught, batch['heatmaps'], atol=1e-3)  # the test can tell them apart
+    for share in (0.0, 0.5, 1.0):
+        trainer = KeypointTrainer(load_config(write_config(
+            tmp_path / f'student{share}.yaml', kite_dataset, output_dir=f'student{share}',
+            teacher=str(teacher_path), teacher_weight=share)), torch.device('cpu'), 0, 1)
+        expected = heatmap_loss(outputs, (1 - share) * batch['heatmaps'] + share * taught,
+                                batch['weights'])
+        assert torch.allclose(trainer.loss(outputs, batch)[0], expected, rtol=1e-5), share
+    # A teacher of other crop or heatmap sizes is refused, naming what differs.
+    with pytest.raises(TrainConfigError, match='input_size'):
+        KeypointTrainer(load_config(write_config(
+            tmp_path / 'other.yaml', kite_dataset, output_dir='other', teacher=str(teacher_path),
+            architecture={'num_stacks': 2, 'features': 16, 'depth': 2, 'input_size': 64})),
+            torch.device('cpu'), 0, 1)
+    with pytest.raises(TrainConfigError, match='teacher_weight'):
+        load_config(write_config(tmp_path / 'weight.yaml', kite_dataset, teacher_weight=1.5))
+
+
+
 
 RECIPE = Path(__file__).resolve().parents[3] / 'models' / 'driller' / 'recipe'
 
