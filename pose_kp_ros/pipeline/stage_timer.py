@@ -165,10 +165,21 @@ def stage_table(summary: Mapping[str, Mapping[str, float]],
 
 
 def cpu_model() -> str:
-    """Return lscpu's 'Model name' (else the platform's processor string): timings' machine."""
+    """Return the timings' machine: lscpu's model name, family, model and widest vector unit.
+
+    e.g. 'AMD EPYC (family 25, model 17, AVX-512)': virtual machines often report a bare
+    'AMD EPYC' for CPUs three times apart in speed. Without lscpu: the platform's processor.
+    """
     try:
         lines = subprocess.run(['lscpu'], capture_output=True, text=True).stdout.splitlines()
     except OSError:
         lines = []
-    names = [line.split(':', 1)[1].strip() for line in lines if line.startswith('Model name')]
-    return names[0] if names else (platform.processor() or platform.machine())
+    fields = dict(line.split(':', 1) for line in lines if ':' in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    name = fields.get('Model name') or platform.processor() or platform.machine()
+    flags = fields.get('Flags', '').split()
+    vector = 'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else None
+    details = [f'family {fields["CPU family"]}' if 'CPU family' in fields else None,
+               f'model {fields["Model"]}' if 'Model' in fields else None, vector]
+    details = [detail for detail in details if detail]
+    return f'{name} ({", ".join(details)})' if details else name

@@ -1,11 +1,14 @@
 """StageTimer / StageHistory: stages named, nested, counted and summed (no timing assertions)."""
 
+import platform
+import shutil
 import threading
 
 from pose_kp_ros.pipeline.stage_timer import (
     TOTAL,
     StageHistory,
     StageTimer,
+    cpu_model,
     parents_first,
     stage_table,
 )
@@ -99,3 +102,11 @@ def test_table_indents_nested_stages_and_ends_with_the_total():
     assert lines[1].startswith('network') and lines[2].startswith('  crops')
     assert lines[-3].startswith('untimed rest') and lines[-3].split()[-1] == '1.00'
     assert lines[-2].startswith(TOTAL) and 'crops from search' in lines[-1]
+
+
+def test_cpu_model_names_more_than_a_bare_model_name():
+    """Timings name their CPU: model name plus lscpu's family / model and vector unit."""
+    text = cpu_model()
+    assert text.strip()
+    if shutil.which('lscpu') and platform.machine() == 'x86_64':
+        assert 'model ' in text and text.endswith(')'), text
