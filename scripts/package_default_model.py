@@ -1,12 +1,14 @@
-"""Copy the trained driller models from runs/ into models/driller/ (what the package ships).
+"""Copy trained driller networks from runs/ into models/driller/ (what the package ships).
 
-    python scripts/package_default_model.py [--keypoints runs/driller_keypoints_s6/best.pt]
-                                            [--detector runs/detector_driller_v2/best.pt]
+    python scripts/package_default_model.py [--keypoints runs/RUN/epoch_NNN.pt]
+                                            [--detector runs/RUN/best.pt]
 
-Both networks are exported with `pose-kp export` to ONNX (keypoints.onnx, detector.onnx: what
-the pipeline runs, metadata inside); both checkpoints are also copied without their optimizer
-state (keypoints.pt, detector.pt: for fine-tuning and their parameter counts). Training curves
-and metrics come along so models/driller/ records how the shipped files were made.
+Each network given is exported with `pose-kp export` to ONNX (keypoints.onnx, detector.onnx:
+what the pipeline runs, metadata inside) and its checkpoint copied without the optimizer state
+(keypoints.pt, detector.pt: for fine-tuning and their parameter counts); its run's training
+curves and metrics come along, so models/driller/ records how the shipped files were made. A
+network not given stays as shipped. pipeline.yaml is not touched: its thresholds are chosen
+with the network (`benchmarks/select_epoch.py` writes the ones it chose).
 """
 
 import argparse
@@ -20,26 +22,34 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def main():
-    """Export, copy and report; return 0."""
+def package(checkpoint_path: Path, name: str, out: Path) -> None:
+    """Export checkpoint_path to out/<name>.onnx; copy it and its run's metrics and curves."""
+    subprocess.run([sys.executable, '-m', 'pose_kp_ros.tools.cli', 'export', str(checkpoint_path),
+                    '--out', str(out / f'{name}.onnx')], check=True)
+    checkpoint = torch.load(checkpoint_path, map_location='cpu', weights_only=False)
+    checkpoint['training'] = None
+    torch.save(checkpoint, out / f'{name}.pt')
+    run = checkpoint_path.parent
+    shutil.copy(run / 'metrics.json', out / f'{name}_metrics.json')
+    shutil.copy(run / 'training_curves.png', out / f'{name}_training_curves.png')
+
+
+def main() -> int:
+    """Export, copy and report; return 0 (2 when no network is given)."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--keypoints', default=str(REPO / 'runs/driller_keypoints_s6/best.pt'))
-    parser.add_argument('--detector', default=str(REPO / 'runs/detector_driller_v2/best.pt'))
-    parser.add_argument('--out', default=str(REPO / 'models/driller'))
+    parser.add_argument('--keypoints', type=Path, help='keypoint network checkpoint (.pt)')
+    parser.add_argument('--detector', type=Path, help='detector checkpoint (.pt)')
+    parser.add_argument('--out', type=Path, default=REPO / 'models' / 'driller')
     args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for checkpoint_path, name in ((args.keypoints, 'keypoints'), (args.detector, 'detector')):
-        subprocess.run([sys.executable, '-m', 'pose_kp_ros.tools.cli', 'export', checkpoint_path,
-                        '--out', str(out / f'{name}.onnx')], check=True)
-        checkpoint = torch.load(checkpoint_path, map_location='cpu', weights_only=False)
-        checkpoint['training'] = None
-        torch.save(checkpoint, out / f'{name}.pt')
-    for run, name in ((Path(args.keypoints).parent, 'keypoints'),
-                      (Path(args.detector).parent, 'detector')):
-        shutil.copy(run / 'metrics.json', out / f'{name}_metrics.json')
-        shutil.copy(run / 'training_curves.png', out / f'{name}_training_curves.png')
-    print(f'packaged into {out}: ' + ', '.join(sorted(p.name for p in out.iterdir())))
+    given = {name: path for name, path in (('keypoints', args.keypoints),
+                                            ('detector', args.detector)) if path}
+    if not given:
+        parser.error('give --keypoints and/or --detector')
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, path in given.items():
+        package(path, name, args.out)
+    print(f'packaged {", ".join(given)} into {args.out}: '
+          + ', '.join(sorted(p.name for p in args.out.iterdir())))
     return 0
 
 
