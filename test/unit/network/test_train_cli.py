@@ -186,3 +186,5 @@ def test_the_shipped_models_recipe_loads_with_its_paths_in_the_repository(name):
     assert {Path(p).relative_to(root).parts[0] for p in folders} <= {'data', 'runs'}, folders
     if trainer is keypoint_training:
         assert Path(config['object']) == root / 'objects' / 'driller.yaml'
+        if config['teacher']:  # the distilling stages' teacher ships beside them
+            assert Path(config['teacher']).is_file(), config['teacher']
