@@ -114,8 +114,11 @@ def tracking_section(results):
               'orbits the drill by 10-30 degrees in 2 s at 30 Hz; tracking restarts with each '
               'video), the default pipeline with its detector, one thread; every frame, and '
               'every fourth (`--frame-step 4`: what a node answering 7.5 of 30 frames a second '
-              "sees). The node's tracking defaults (verify_interval 1) are the most accurate "
-              'tracking row of both tables; they are never chosen on LM-O. Jitter: how much the '
+              "sees). The node's tracking defaults (verify_interval 1) were chosen with the "
+              'previous keypoint network, where they were the most accurate tracking row of both '
+              'tables; with the distilled network (session 22) no tracking is ahead on these '
+              'videos, in ADD and in jitter, so the defaults are to be chosen again. They are '
+              'never chosen on LM-O. Jitter: how much the '
               'pose error changes from one frame to the next (same object, consecutive frames '
               'with poses).', '']
     for data in runs:
