@@ -132,8 +132,11 @@ NODE_PARAMETERS = (
                   'Xeon (10.1 against 10.5 poses/s) and ahead of them on an AMD EPYC (3.6 '
                   'against 3.2; the node also needs the second core for receiving and '
                   'publishing), although 2 threads run the network alone 1.5-1.7x faster '
-                  '(`benchmarks/bench_threads.py`, docs/performance.md); raise it where idle '
-                  'cores exist, after measuring there.', low=0, high=256),
+                  '(`benchmarks/bench_threads.py`, docs/performance.md); with the distilled '
+                  'network on two cores of an AMD EPYC Zen 4, 1 and 2 threads alternately '
+                  '(`bench_node.py --torch-threads T`, A B A B): 14.0 / 15.9 against 15.2 / '
+                  '14.8 poses/s, 96 / 89 against 88 / 89 ms, no difference. Raise it where '
+                  'idle cores exist, after measuring there.', low=0, high=256),
 )
 
 SPECS = {spec.name: spec for spec in NODE_PARAMETERS}

@@ -53,6 +53,8 @@ def test_chooses_epoch_then_thresholds_and_writes_the_pipeline(select_epoch, mon
 
     monkeypatch.setattr(select_epoch, 'evaluate', evaluate)
     monkeypatch.setattr(select_epoch, 'export_onnx', export_onnx)
+    # The default pipeline's pair comes first in the grid: fixed here, whatever the shipped one.
+    monkeypatch.setattr(select_epoch, 'default_thresholds', lambda: (12.0, 4.0))
     assert select_epoch.main(['--run', str(run), '--last', '2', '--frames', '5', '--jobs', '2',
                               '--max-reprojection', '12', '30', '--confidence-power', '4', '8',
                               '--lmo', 'no']) == 0
