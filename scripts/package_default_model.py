@@ -35,7 +35,7 @@ def package(checkpoint_path: Path, name: str, out: Path) -> None:
 
 
 def main() -> int:
-    """Export, copy and report; return 0 (2 when no network is given)."""
+    """Export, copy and report; return 0 (argparse exits 2 when no network is given)."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--keypoints', type=Path, help='keypoint network checkpoint (.pt)')
     parser.add_argument('--detector', type=Path, help='detector checkpoint (.pt)')
