@@ -57,14 +57,16 @@ def intrinsics_ok(K: ArrayLike) -> np.ndarray:
 
 def project_object_points(points: ArrayLike, R: ArrayLike, t: ArrayLike, K: ArrayLike, *,
                           with_depth: bool = False, in_front_only: bool = False,
-                          ) -> np.ndarray | tuple[np.ndarray, np.ndarray] | None:
+                          as_columns: bool = False,
+                          ) -> np.ndarray | tuple[np.ndarray, ...] | None:
     """Return pixels (..., N, 2) of object points (..., N, 3) at poses R (..., 3, 3), t (..., 3).
 
     The one projection of object points (metres): x_cam = R x_obj + t, then K (3, 3) or
     (..., 3, 3); leading dimensions broadcast (one pose, or a batch of poses over one or a batch
     of point sets). Points at or behind the camera (Z <= MIN_DEPTH_M) get finite pixels of no
     meaning. with_depth: return (pixels, camera-frame depths Z (..., N) metres). in_front_only:
-    return None when any point is at or behind the camera.
+    return None when any point is at or behind the camera. as_columns: the pixels as two
+    arrays (u, v), each (..., N), instead of (..., N, 2) (no copy into pairs).
 
     Example:
         >>> K = np.array([[500.0, 0.0, 320.0], [0.0, 500.0, 240.0], [0.0, 0.0, 1.0]])
@@ -92,5 +94,5 @@ def project_object_points(points: ArrayLike, R: ArrayLike, t: ArrayLike, K: Arra
     v += row[..., 1, 1] * y
     u += row[..., 0, 2] * w
     v += row[..., 1, 2] * w
-    uv = np.stack([u, v], -1)
+    uv = (u, v) if as_columns else np.stack([u, v], -1)
     return (uv, z) if with_depth else uv

@@ -77,19 +77,26 @@ def silhouette_contour(surface_points: ArrayLike, R: ArrayLike, t: ArrayLike, K:
     camera or too small.
     """
     empty = np.zeros((0, 2))
-    uv = project_object_points(surface_points, R, t, K, in_front_only=True)
-    if uv is None:
+    projected = project_object_points(surface_points, R, t, K, in_front_only=True,
+                                      as_columns=True)
+    if projected is None:
         return empty, empty, np.zeros(0, int)
-    low = np.array([uv[:, 0].min(), uv[:, 1].min()])  # per column: much faster than min(0)
-    high = np.array([uv[:, 0].max(), uv[:, 1].max()])
+    u, v = projected
+    low = np.array([u.min(), v.min()])
+    high = np.array([u.max(), v.max()])
     zoom = CANVAS_PX / max(float((high - low).max()), 1e-6)
     origin = low - 4.0 / zoom  # 4 canvas pixels of border
     size = np.ceil((high - origin) * zoom).astype(int) + 5
-    cells = uv - origin  # in place: the rounded canvas cells, as ((uv - origin) * zoom + 0.5)
-    cells *= zoom
-    cells += 0.5
-    cells = cells.astype(np.intp)  # all positive
-    flat = cells[:, 1] * size[0] + cells[:, 0]  # flat canvas indices
+    # The rounded canvas cells ((uv - origin) * zoom + 0.5), in place, per coordinate.
+    u -= origin[0]
+    v -= origin[1]
+    u *= zoom
+    v *= zoom
+    u += 0.5
+    v += 0.5
+    flat = v.astype(np.intp)  # all positive
+    flat *= size[0]
+    flat += u.astype(np.intp)  # flat canvas indices
     canvas = np.zeros(size[1] * size[0], np.uint8)
     canvas[flat] = 255
     owner = np.full(len(canvas), -1, np.int32)
