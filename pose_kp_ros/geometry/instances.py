@@ -23,13 +23,13 @@ def suppress_duplicates(poses: Sequence[Pose], diameter: float, max_instances: i
 
 def distinct_best(positions: ArrayLike, scores: ArrayLike, from_track: ArrayLike, diameter: float,
                   limit: int) -> list[int]:
-    """Return indices, best score first (tracks +0.05), each > 0.3 diameter from those kept.
+    """Return indices, best score first (tracks win ties), each > 0.3 diameter from those kept.
 
     positions: (M, 3) metres; scores: (M,); from_track: (M,) bool; diameter: metres; at most
-    `limit` indices.
+    `limit` indices. A track wins ties only: a head start let drifted tracks beat the
+    detector's correct poses on held-out videos (docs/pipeline.md, 'Tracking').
     """
-    order = sorted(range(len(scores)), key=lambda i: scores[i] + (0.05 if from_track[i] else 0),
-                   reverse=True)
+    order = sorted(range(len(scores)), key=lambda i: (scores[i], from_track[i]), reverse=True)
     kept = []
     for i in order:
         if all(np.linalg.norm(np.subtract(positions[i], positions[j])) > 0.3 * diameter

@@ -49,8 +49,10 @@ def solve_pose(uv: ArrayLike, conf: ArrayLike | None, K: ArrayLike, model: Objec
             tolerance * (cost + 1e-4 px^2 * sum(conf)), or its next step is predicted to lower
             it by under 1% of that (iteration.PREDICTED_STOP).
         fallback_rms_px: warm-start rows whose robust RMS error sqrt(cost / sum(conf)) ends
-            above this (pixels) are re-solved cold; inf: never, not
-            even rows with an invalid or infeasible init (they then come back invalid).
+            above this (pixels) are re-solved cold; 0: every warm row is solved cold too (a
+            warm start in a wrong basin, e.g. a flipped pose, then loses to a better cold fit);
+            inf: never, not even rows with an invalid or infeasible init (they then come back
+            invalid).
         dtype: dtype of the float results (numpy or torch dtype); None: float64, or float32
             for tensors on a GPU. The fit itself always runs in numpy float64 on the CPU.
 
@@ -161,7 +163,8 @@ OPTION_CHECKS = {
     'confidence_power': ('a finite number > 0', lambda v: _number(v) and 0 < v < math.inf),
     'shape_prior_weight': ('a finite number >= 0', lambda v: _number(v) and 0 <= v < math.inf),
     'tolerance': ('a finite number > 0', lambda v: _number(v) and 0 < v < math.inf),
-    'fallback_rms_px': ('a number > 0 (.inf: never)', lambda v: _number(v) and v > 0),
+    'fallback_rms_px': ('a number >= 0 (0: always, .inf: never)',
+                        lambda v: _number(v) and v >= 0),
 }
 """solve_pose keyword options (except dtype): (what is expected, check of a value)."""
 

@@ -103,8 +103,9 @@ def warm_solve(problem: Problem, ok: np.ndarray,
     """Solve from init (R, t, c, init_ok) (see start.warm_start); re-solve poor rows cold.
 
     Rows whose init is unusable or whose warm fit ends with a robust RMS sqrt(cost / sum D)
-    above fallback_rms_px are solved again from the closed form; the lower cost wins. With
-    fallback_rms_px inf, rows without a usable init stay unsolved (cost inf: invalid).
+    above fallback_rms_px are solved again from the closed form; the lower cost wins (0: every
+    row with a cost above 0). With fallback_rms_px inf, rows without a usable init stay unsolved
+    (cost inf: invalid).
     """
     R, t, c, init_ok = init
     mu = np.full(len(ok), MU_START_WARM)
