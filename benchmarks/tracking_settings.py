@@ -27,6 +27,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pose_kp_ros import strict_json  # noqa: E402
+from pose_kp_ros.paths import portable_path  # noqa: E402
 from pose_kp_ros.pipeline.stage_timer import cpu_model  # noqa: E402
 
 SETTINGS = ((None, None), (1, 0.0), (0, 0.0), (10, 0.0), (0, 0.3), (0, 0.4), (0, 0.5),
@@ -107,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(strict_json.dumps({
-        'benchmark': 'tracking_settings', 'videos': args.videos, 'frames': args.frames,
-        'frame_step': args.frame_step,
+        'benchmark': 'tracking_settings', 'videos': portable_path(args.videos),
+        'frames': args.frames, 'frame_step': args.frame_step,
         'cpu_model': cpu_model(), 'load_average_1_5_15': {'start': load_start,
                                                            'end': list(os.getloadavg())},
         'rows': rows}, indent=1))
