@@ -27,7 +27,7 @@ def distinct_best(positions: ArrayLike, scores: ArrayLike, from_track: ArrayLike
 
     positions: (M, 3) metres; scores: (M,); from_track: (M,) bool; diameter: metres; at most
     `limit` indices. A track wins ties only: a head start let drifted tracks beat the
-    detector's correct poses on held-out videos (docs/pipeline.md, 'Tracking').
+    detector's correct poses on held-out videos (models/driller/README.md, session 23).
     """
     order = sorted(range(len(scores)), key=lambda i: (scores[i], from_track[i]), reverse=True)
     kept = []
