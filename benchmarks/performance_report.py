@@ -310,7 +310,10 @@ def stages_section(results):
                         'stages into its summary.', '']
     lines += ['Wall time per stage of one frame (`pose_kp_ros.pipeline.stage_timer`; a stage '
               'a frame skips counts as 0 ms in it). Indented rows are parts of the row above '
-              'them; the top-level rows do not overlap, and what they leave out of the frame '
+              'them; the top-level rows do not overlap, except those marked (concurrent): '
+              "with tracking the detector's search runs on a worker thread while the tracks' "
+              'crops go through the network, and the frame waits for it only in "waiting for '
+              'concurrent requests". What the other top-level rows leave out of the frame '
               'total (duplicate removal, request bookkeeping) is the untimed rest. eval-lmo: '
               '`' + '`, `'.join(command for _, _, command in STAGE_SOURCES) + '` (one thread, '
               'the image already decoded, no overlay timed); node: '

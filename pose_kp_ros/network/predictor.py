@@ -17,7 +17,7 @@ model forward (one batch) -> `decode_heatmaps` (heatmaps.py) -> `heatmap_to_imag
 
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -60,6 +60,20 @@ class KeypointPrediction:
     confidence: np.ndarray
     heatmaps: torch.Tensor
     crop_affines: np.ndarray
+
+
+def concatenated_predictions(parts: Sequence[KeypointPrediction]) -> KeypointPrediction:
+    """Return the KeypointPredictions of several batches of one object's crops as one, in order.
+
+    A field that some part does not report (None, e.g. heatmaps) is None.
+    """
+    def joined(values):
+        if any(value is None for value in values):
+            return None
+        return torch.cat(values) if isinstance(values[0], torch.Tensor) else np.concatenate(values)
+
+    return KeypointPrediction(*(joined([getattr(part, field.name) for part in parts])
+                                for field in fields(KeypointPrediction)))
 
 
 def normalise_crops(crops: np.ndarray, mean: Sequence[float], std: Sequence[float],

@@ -7,7 +7,9 @@
 
 Per frame (`estimate`, one method per stage):
 1. crop requests: given boxes, boxes from previous poses, or the detector's full-image search
-   (`search`); invalid boxes are skipped;
+   (`search`); invalid boxes are skipped; requests that take time to make (PoseTracker: the
+   search) can be made on a worker thread while the others' crops go through the network
+   (`estimate`'s `more_requests`);
 2. keypoint stage (`_keypoint_stage`): one batched forward per keypoint network (a network of
    several objects takes all their crops at once) -> keypoints in image pixels, undistorted once
    when the camera has distortion, and their fit weights -> per object one batched
@@ -26,7 +28,8 @@ Per frame (`estimate`, one method per stage):
 Every tunable comes from the PipelineConfig (pipeline/config.py), whose defaults are the only ones.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 import logging
 from pathlib import Path
@@ -51,7 +54,12 @@ from pose_kp_ros.geometry.solver import (
 )
 from pose_kp_ros.geometry.symmetry import symmetry_group
 from pose_kp_ros.network.checkpoint import check_keypoints
-from pose_kp_ros.network.predictor import KeypointPredictor, predict_crops
+from pose_kp_ros.network.predictor import (
+    KeypointPrediction,
+    KeypointPredictor,
+    concatenated_predictions,
+    predict_crops,
+)
 from pose_kp_ros.pipeline.config import (
     PipelineConfig,
     PipelineConfigError,
@@ -118,6 +126,7 @@ class KeypointPoseEstimator:
         self.detectors = list(detectors)
         self.device = device
         self.timer = StageTimer()  # where the last frame's time went (see `__call__`)
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix='pose_kp_requests')
 
     @classmethod
     def from_config(cls, path_or_dict: Path | str | dict,
@@ -205,18 +214,21 @@ class KeypointPoseEstimator:
                         for box in np.asarray(object_boxes, dtype=np.float64).reshape(-1, 4)]
         return self.estimate(image_rgb, K, requests, D, distortion_model)
 
-    def search(self, image_rgb: np.ndarray,
-               object_names: Iterable[str] | None = None) -> list[CropRequest]:
+    def search(self, image_rgb: np.ndarray, object_names: Iterable[str] | None = None,
+               timer: StageTimer | None = None) -> list[CropRequest]:
         """Return CropRequests for the objects the detectors find in the whole image.
 
         Only the detectors of `object_names` (None: all objects) run; `search_requests` keeps
         each object's boxes (their crops compete, the best-scoring pose of an instance wins).
+        timer: where the stage 'detector' is timed (None: `self.timer`; another thread must
+        pass a timer of its own).
         """
         names = set(object_names or self.object_names)
+        timer = self.timer if timer is None else timer
         found = []
         for detector in self.detectors:
             if names.intersection(detector.object_names):
-                with self.timer.stage('detector'):
+                with timer.stage('detector'):
                     found += detector.detect(image_rgb, self.thresholds.min_detection_score)
         found.sort(key=lambda detection: -detection.score)
         requests = []
@@ -227,25 +239,33 @@ class KeypointPoseEstimator:
         return requests
 
     def estimate(self, image_rgb: np.ndarray, K: np.ndarray, requests: list[CropRequest],
-                 D: ArrayLike | None = None,
-                 distortion_model: str = 'plumb_bob') -> list[ObjectPose]:
+                 D: ArrayLike | None = None, distortion_model: str = 'plumb_bob',
+                 more_requests: Callable[[StageTimer], list[CropRequest]] | None = None,
+                 ) -> list[ObjectPose]:
         """Fit poses for explicit CropRequests; returns the accepted ObjectPoses.
 
         image_rgb (H, W, 3) uint8, K (3, 3), D and distortion_model as in `__call__`. Requests
         with unknown objects or invalid boxes (NaN, tiny, absurd, outside the image) are skipped
         with a debug log; they never raise.
+
+        more_requests: called on a worker thread, with a StageTimer of its own, while the crops
+        of `requests` go through the keypoint network (e.g. the detector's `search`: ONNX
+        Runtime and torch release the GIL, so on two cores the two overlap); the crops of the
+        requests it returns go through the network next and every crop is fitted in one batch
+        per object. Its stages are recorded as '<stage> (concurrent)', outside the frame's sum,
+        and the time the frame waited for it as 'waiting for concurrent requests'.
         """
         image_rgb = np.asarray(image_rgb)
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
             raise ValueError(f'image_rgb: expected (H, W, 3) uint8, got {image_rgb.shape} '
                              f'{image_rgb.dtype}')
         frame = Frame(image_rgb, np.asarray(K, dtype=np.float64), D, distortion_model)
-        usable = self._usable(requests, frame)
+        usable, predictions = self._predictions(frame, requests, more_requests)
         mine = {name: [r for r in usable if r.object_name == name] for name in self.objects}
         mine = {name: chosen for name, chosen in mine.items() if chosen}  # objects asked for
-        fits = self._keypoint_stage(frame, {name: (np.stack([r.box_xyxy for r in chosen]),
-                                                   [r.init for r in chosen])
-                                            for name, chosen in mine.items()})
+        fits = self._fits(frame, {name: (np.stack([r.box_xyxy for r in chosen]),
+                                         [r.init for r in chosen])
+                                  for name, chosen in mine.items()}, predictions)
         if self.config.refine_iou_below > 0 and mine:
             with self.timer.stage('second pass'):
                 self._second_pass(frame, mine, fits)
@@ -273,17 +293,65 @@ class KeypointPoseEstimator:
                 self.timer.tally(f'crops from {request.source}', 1)
         return usable
 
+    def _predictions(self, frame: Frame, requests: list[CropRequest],
+                     more_requests: Callable[[StageTimer], list[CropRequest]] | None,
+                     ) -> tuple[list[CropRequest], dict[str, KeypointPrediction]]:
+        """Return the usable requests and {object: KeypointPrediction of its usable requests}.
+
+        The rows of each object's prediction follow its requests' order in the returned list
+        (those of `requests` first, then those of `more_requests`; see `estimate`).
+        """
+        if more_requests is None:
+            usable = self._usable(requests, frame)
+            return usable, self._predict(frame, usable)
+        concurrent = StageTimer()
+        pending = self._worker.submit(more_requests, concurrent)
+        first = self._usable(requests, frame)
+        predictions = self._predict(frame, first)
+        with self.timer.stage('waiting for concurrent requests'):
+            more = pending.result()
+        for name, seconds in concurrent.seconds.items():
+            self.timer.add(f'{name} (concurrent)', seconds, concurrent.counts[name])
+        later = self._usable(more, frame)
+        for name, prediction in self._predict(frame, later).items():
+            predictions[name] = (concatenated_predictions([predictions[name], prediction])
+                                 if name in predictions else prediction)
+        return first + later, predictions
+
+    def _predict(self, frame: Frame, requests: list[CropRequest],
+                 ) -> dict[str, KeypointPrediction]:
+        """Return {object: KeypointPrediction of its requests' crops, in their order}.
+
+        One forward per network (all crops of its objects).
+        """
+        boxes = {}
+        for request in requests:
+            boxes.setdefault(request.object_name, []).append(request.box_xyxy)
+        if not boxes:
+            return {}
+        return predict_crops({name: self.objects[name].predictor for name in boxes},
+                             frame.image, {name: np.stack(b) for name, b in boxes.items()},
+                             self.timer)
+
     def _keypoint_stage(self, frame: Frame, crops: dict[str, tuple[np.ndarray, list]],
                         ) -> dict[str, CropFits]:
         """Return {object: CropFits} of crops {object: (boxes (B, 4), warm starts)}.
 
-        One batched forward per network (all crops of its objects); keypoints undistorted and
-        fit weights computed once here, for the fit and the silhouette stage; one batched fit
-        per object (warm starts of symmetric objects moved by warm_start_equivalent).
+        One batched forward per network (all crops of its objects), then `_fits`.
         """
         predictions = predict_crops(
             {name: self.objects[name].predictor for name in crops}, frame.image,
             {name: boxes for name, (boxes, _) in crops.items()}, self.timer)
+        return self._fits(frame, crops, predictions)
+
+    def _fits(self, frame: Frame, crops: dict[str, tuple[np.ndarray, list]],
+              predictions: dict[str, KeypointPrediction]) -> dict[str, CropFits]:
+        """Return {object: CropFits} of crops {object: (boxes (B, 4), warm starts)}.
+
+        predictions: {object: KeypointPrediction of those boxes}. Keypoints undistorted and fit
+        weights computed once here, for the fit and the silhouette stage; one batched fit per
+        object (warm starts of symmetric objects moved by warm_start_equivalent).
+        """
         options = self._fit_options()
         fits = {}
         for name, (boxes, inits) in crops.items():

@@ -9,9 +9,10 @@
 
 A stage entered again in the same frame accumulates (its count says how often it ran). Nested
 stages are named after their parents ('second pass/network'), so the stages without a '/' never
-overlap and their sum is the timed part of the frame. `reset` starts a new frame. No global
-state: each estimator owns its timer; one thread uses a timer at a time. `StageHistory` keeps
-frames' stage times (thread-safe) for medians and means.
+overlap and their sum is the timed part of the frame, except stages named '... (concurrent)':
+they ran on another thread beside the frame's stages and are left out of the sum. `reset`
+starts a new frame. No global state: each estimator owns its timer; one thread uses a timer at
+a time. `StageHistory` keeps frames' stage times (thread-safe) for medians and means.
 """
 
 from collections import deque
@@ -132,11 +133,16 @@ def parents_first(names: Iterable[str]) -> list[str]:
 
 
 TOTAL = 'frame total'  # the stage name under which callers record a frame's whole time
+CONCURRENT = ' (concurrent)'  # the suffix of stages that ran on another thread (not summed)
 
 
 def top_level_sum(summary: Mapping[str, Mapping[str, float]], key: str = 'median_ms') -> float:
-    """Return the sum of `key` over the top-level stages (no '/') of a summary, TOTAL excluded."""
-    return sum(row[key] for name, row in summary.items() if '/' not in name and name != TOTAL)
+    """Return the sum of `key` over the top-level stages (no '/') of a summary.
+
+    TOTAL and the concurrent stages are left out.
+    """
+    return sum(row[key] for name, row in summary.items()
+               if '/' not in name and name != TOTAL and not name.endswith(CONCURRENT))
 
 
 def stage_table(summary: Mapping[str, Mapping[str, float]],

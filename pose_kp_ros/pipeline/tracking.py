@@ -128,7 +128,9 @@ class PoseTracker:
 
         `boxes` is None or {object_name: (M, 4) xyxy}, e.g. from a detection topic. A reset
         during the call keeps this frame's poses out of the tracks (they belong to the old camera).
-        The estimator's timer then holds the frame's stages, 'tracking' (the tracks' own
+        The detector's search runs on the estimator's worker thread while the tracks' crops go
+        through the keypoint network (KeypointPoseEstimator.estimate, `more_requests`). The
+        estimator's timer then holds the frame's stages, 'tracking' (the tracks' own
         book-keeping) among them.
         """
         timer = self.estimator.timer
@@ -145,14 +147,16 @@ class PoseTracker:
                                      for box in np.asarray(object_boxes, dtype=np.float64)
                                      .reshape(-1, 4)], requests, self.config.match_iou)
             wanted = self._search_wanted(tracks, given, lost, last_search, frame_index)
-        searched = self.estimator.search(image_rgb, wanted) if wanted else []
-        with timer.stage('tracking'):
             doubtful = {(t.object_name, t.track_id) for t in tracks
                         if t.pose.score < self.config.verify_below_score}
             trusted = [r for r in requests if (r.object_name, r.track_id) not in doubtful]
-            requests += given + self._untracked(searched, trusted,
-                                                self.config.search_overlap_iou)
-        poses = self.estimator.estimate(image_rgb, K, requests, D, distortion_model)
+
+        def searched(search_timer):  # on the estimator's worker, beside the tracks' crops
+            return self._untracked(self.estimator.search(image_rgb, wanted, search_timer),
+                                   trusted, self.config.search_overlap_iou)
+
+        poses = self.estimator.estimate(image_rgb, K, requests + given, D, distortion_model,
+                                        more_requests=searched if wanted else None)
         with timer.stage('tracking'):
             tracked, kept, lost = self._assign(tracks, poses)
         with self._state_lock:

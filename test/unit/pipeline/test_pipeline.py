@@ -450,10 +450,12 @@ def test_a_search_box_on_a_track_is_left_to_the_track(search_overlap_iou):
     predictor.t = predictor.t + np.array([0.03, 0.0, 0.0])  # boxes overlap by IoU 0.67
     tracked = tracker.update(IMAGE, K)
     assert detector.calls == 2  # the verification search ran
+    crops = tracker.estimator.timer.tallies
+    assert crops['crops from track'] == 1
     if search_overlap_iou <= 0.67:  # its box is not cropped: the track's crop stands for it
-        assert len(predictor.boxes) == 1 and tracked[0].pose.request.source == 'track'
+        assert 'crops from search' not in crops and tracked[0].pose.request.source == 'track'
     else:  # both crops are made and the better-scoring pose wins
-        assert len(predictor.boxes) == 2 and tracked[0].pose.request.source == 'search'
+        assert crops['crops from search'] == 1 and tracked[0].pose.request.source == 'search'
     assert [t.track_id for t in tracked] == [0]
     with pytest.raises(ValueError, match='search_overlap_iou'):
         TrackingConfig(search_overlap_iou=0.0).validated()
@@ -467,6 +469,38 @@ def test_verify_interval_spaces_searches_while_tracked():
     assert detector.calls == 3  # frames 0 (no track yet), 3 and 6
     with pytest.raises(ValueError, match='verify_interval'):
         TrackingConfig(verify_interval=-1).validated()
+
+
+def test_concurrent_requests_run_beside_the_network_and_join_one_fit():
+    model = make_model()
+    R, t = ground_truth()
+    predictor = CropBiasedPredictor(model, R, t)
+    estimator = estimator_with(predictor, model, refine_iou_below=0.0)  # no second pass
+    centred = CropRequest('widget', true_box(model, R, t))
+    shifted = CropRequest('widget', true_box(model, R, t) + 30.0)
+    together = estimator.estimate(IMAGE, K, [shifted, centred])
+    threads = []
+
+    def more_requests(timer):
+        threads.append(threading.current_thread())
+        with timer.stage('detector'):
+            return [centred, CropRequest('widget', [np.nan, 0, 10, 10])]  # invalid: skipped
+
+    predictor.calls = 0
+    apart = estimator.estimate(IMAGE, K, [shifted], more_requests=more_requests)
+    assert threads and threads[0] is not threading.current_thread()
+    assert predictor.calls == 2  # the given crops' batch, then the concurrent requests' one
+    assert [pose.request for pose in apart] == [pose.request for pose in together] == [centred]
+    assert np.allclose(apart[0].t, together[0].t) and apart[0].score == together[0].score
+    stages = estimator.timer.seconds
+    assert {'detector (concurrent)', 'waiting for concurrent requests'} <= set(stages)
+    assert 'detector' not in stages
+
+    def failing(timer):
+        raise RuntimeError('detector failed')
+
+    with pytest.raises(RuntimeError, match='detector failed'):  # raised in the caller's thread
+        estimator.estimate(IMAGE, K, [shifted], more_requests=failing)
 
 
 class CropLimitedPredictor(CropBiasedPredictor):

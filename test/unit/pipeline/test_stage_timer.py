@@ -102,6 +102,10 @@ def test_table_indents_nested_stages_and_ends_with_the_total():
     assert lines[1].startswith('network') and lines[2].startswith('  crops')
     assert lines[-3].startswith('untimed rest') and lines[-3].split()[-1] == '1.00'
     assert lines[-2].startswith(TOTAL) and 'crops from search' in lines[-1]
+    history = StageHistory()  # a stage that ran on another thread is not part of the sum
+    history.add(frame(network=10.0, solver=2.0, **{'detector (concurrent)': 6.0, TOTAL: 13.0}))
+    lines = stage_table(history.summary()).splitlines()
+    assert lines[-2].startswith('untimed rest') and lines[-2].split()[-1] == '1.00'
 
 
 def test_cpu_model_names_more_than_a_bare_model_name():
