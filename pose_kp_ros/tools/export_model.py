@@ -13,6 +13,11 @@ The format follows FILE's suffix:
   extra file 'pose_kp_meta.json'; the graph's stack traces name files relative to their import
   root.
 
+`--int8 DATASET [DATASET ...]` (keypoint checkpoint, `.onnx`): the float export quantized to
+int8 (network/quantization.py: ONNX Runtime's static QDQ quantization, the heatmaps'
+convolution kept float), calibrated on `--calibration-crops` crops of those training datasets'
+instances of the network's objects; the metadata records it under 'quantization'.
+
 Either way the metadata is also written as a sidecar FILE.json for people and tools without the
 runtime, `exported_from` is a relative path, and the file names no folder of the machine that
 exported it. `load_model`, `KeypointPredictor` and `ObjectDetector.from_file` read the exports
@@ -25,18 +30,26 @@ import os
 from pathlib import Path
 import re
 import sys
+import tempfile
 from typing import Any
 
 import torch
 
 from pose_kp_ros import strict_json
-from pose_kp_ros.network.checkpoint import EXPORT_META_FILE, load_checkpoint
+from pose_kp_ros.network.checkpoint import EXPORT_META_FILE, load_checkpoint, network_objects
 from pose_kp_ros.network.checkpoint_format import CheckpointError, read_checkpoint_file
 from pose_kp_ros.network.detector_checkpoint import FORMAT as DETECTOR_FORMAT
 from pose_kp_ros.network.detector_checkpoint import load_detector_checkpoint
 from pose_kp_ros.network.hourglass import FinalHeatmaps
 from pose_kp_ros.network.onnx_export import MAX_BATCH, write_onnx
+from pose_kp_ros.network.quantization import (
+    CALIBRATION_BOX_JITTER,
+    CALIBRATION_PERCENTILE,
+    calibration_crops,
+    quantize_keypoint_model,
+)
 from pose_kp_ros.paths import SOURCE_ROOT, portable_path
+from pose_kp_ros.training.records import DatasetError, read_dataset
 
 
 def import_relative(file_name: str) -> str:
@@ -87,11 +100,17 @@ def write_program(model: torch.nn.Module, example: torch.Tensor, meta_text: str,
     torch.export.save(program, str(out_path), extra_files={EXPORT_META_FILE: meta_text})
 
 
-def export_model(checkpoint_path: Path | str, out_path: Path | str) -> dict:
+def export_model(checkpoint_path: Path | str, out_path: Path | str,
+                 int8_datasets: Sequence[Path | str] = (), calibration_count: int = 300,
+                 ) -> dict:
     """Export a checkpoint to `out_path` (.onnx, or .pt2 for a keypoint network); return meta.
 
+    int8_datasets: training dataset folders to calibrate an int8 keypoint network on (none:
+    float); calibration_count: how many of their instances' crops.
+
     Raises:
-        CheckpointError: unreadable checkpoint, or a suffix this checkpoint cannot export to.
+        CheckpointError: unreadable checkpoint, a suffix this checkpoint cannot export to, or
+            int8 asked of a detector, a .pt2 or without usable calibration records.
     """
     out_path = Path(out_path)
     suffix = out_path.suffix.lower()
@@ -100,16 +119,47 @@ def export_model(checkpoint_path: Path | str, out_path: Path | str) -> dict:
     model, meta, example, output_names = checkpoint_network(checkpoint_path)
     if meta['format'] == DETECTOR_FORMAT and suffix == '.pt2':
         raise CheckpointError(f'{checkpoint_path}: a detector exports to .onnx only')
+    if int8_datasets and (meta['format'] == DETECTOR_FORMAT or suffix != '.onnx'):
+        raise CheckpointError(f'{checkpoint_path}: --int8 exports keypoint networks to .onnx '
+                              'only')
     export = 'onnx' if suffix == '.onnx' else 'torch.export'
     meta = {**meta, 'exported_from': portable_path(checkpoint_path), 'export': export}
     text = strict_json.dumps(meta, indent=1)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    if export == 'onnx':
+    if int8_datasets:
+        crops = calibration_crops(training_records(int8_datasets, meta), meta,
+                                  calibration_count)
+        meta['quantization'] = {
+            'format': 'ONNX QDQ: int8 weights per output channel, uint8 activations',
+            'calibration': f'percentile {CALIBRATION_PERCENTILE}',
+            'float_layers': 'the heatmaps convolution',
+            'datasets': [portable_path(path) for path in int8_datasets],
+            'crops': len(crops), 'box_jitter': CALIBRATION_BOX_JITTER}
+        text = strict_json.dumps(meta, indent=1)
+        with tempfile.TemporaryDirectory() as folder:
+            float_path = Path(folder) / 'float.onnx'
+            write_onnx(model, example, output_names, text, float_path)
+            quantize_keypoint_model(float_path, out_path, crops)
+    elif export == 'onnx':
         write_onnx(model, example, output_names, text, out_path)
     else:
         write_program(model, example, text, out_path)
     Path(f'{out_path}.json').write_text(text)
     return meta
+
+
+def training_records(datasets: Sequence[Path | str], meta: Mapping[str, Any]) -> list:
+    """Return the instance records of the network's objects in the dataset folders."""
+    try:
+        _, records = read_dataset([Path(path) for path in datasets])
+    except DatasetError as error:
+        raise CheckpointError(f'--int8: {error}') from None
+    names = {name for name, _ in network_objects(dict(meta))}
+    mine = [record for record in records if record.object_name in names]
+    if not mine:
+        raise CheckpointError(f'--int8: no instances of {sorted(names)} in '
+                              f'{[str(path) for path in datasets]}')
+    return mine
 
 
 def describe(meta: Mapping[str, Any]) -> str:
@@ -129,9 +179,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--out', required=True,
                         help='file to write: model.onnx (ONNX Runtime) or model.pt2 '
                         '(torch.export, keypoint networks only)')
+    parser.add_argument('--int8', nargs='+', metavar='DATASET', default=[],
+                        help='keypoint networks: write an int8 model calibrated on crops of '
+                        'these training dataset folders (never evaluation data)')
+    parser.add_argument('--calibration-crops', type=int, default=300,
+                        help='how many crops calibrate --int8 (default 300)')
     args = parser.parse_args(argv)
+    if args.calibration_crops < 1:
+        parser.error('--calibration-crops: expected an integer >= 1')
     try:
-        meta = export_model(args.checkpoint, args.out)
+        meta = export_model(args.checkpoint, args.out, args.int8, args.calibration_crops)
     except CheckpointError as error:
         print(f'pose-kp export: error: {error}', file=sys.stderr)
         return 2
