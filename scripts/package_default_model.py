@@ -1,14 +1,17 @@
 """Copy trained driller networks from runs/ into models/driller/ (what the package ships).
 
-    python scripts/package_default_model.py [--keypoints runs/RUN/epoch_NNN.pt]
+    python scripts/package_default_model.py [--keypoints runs/RUN/epoch_NNN.pt
+                                             --int8 data/driller_train_v2 data/driller_train_v3]
                                             [--detector runs/RUN/best.pt]
 
-Each network given is exported with `pose-kp export` to ONNX (keypoints.onnx, detector.onnx:
-what the pipeline runs, metadata inside) and its checkpoint copied without the optimizer state
-(keypoints.pt, detector.pt: for fine-tuning and their parameter counts); its run's training
-curves and metrics come along, so models/driller/ records how the shipped files were made. A
-network not given stays as shipped. pipeline.yaml is not touched: its thresholds are chosen
-with the network (`benchmarks/select_epoch.py` writes the ones it chose).
+Each network given is exported with `pose-kp export` to ONNX (keypoints.onnx, detector.onnx,
+metadata inside) and its checkpoint copied without the optimizer state (keypoints.pt,
+detector.pt: for fine-tuning and their parameter counts); its run's training curves and metrics
+come along, so models/driller/ records how the shipped files were made. The keypoint network is
+also exported in int8, calibrated on the --int8 training datasets (keypoints_int8.onnx: what
+the pipeline runs on the CPU; keypoints.onnx serves GPUs). A network not given stays as shipped.
+pipeline.yaml is not touched: its thresholds are chosen with the network
+(`benchmarks/select_epoch.py` writes the ones it chose).
 """
 
 import argparse
@@ -22,10 +25,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
+def export(checkpoint_path: Path, out_path: Path, *options: str) -> None:
+    """Run `pose-kp export checkpoint_path --out out_path [options]`."""
+    subprocess.run([sys.executable, '-m', 'pose_kp_ros.tools.cli', 'export', str(checkpoint_path),
+                    '--out', str(out_path), *options], check=True)
+
+
 def package(checkpoint_path: Path, name: str, out: Path) -> None:
     """Export checkpoint_path to out/<name>.onnx; copy it and its run's metrics and curves."""
-    subprocess.run([sys.executable, '-m', 'pose_kp_ros.tools.cli', 'export', str(checkpoint_path),
-                    '--out', str(out / f'{name}.onnx')], check=True)
+    export(checkpoint_path, out / f'{name}.onnx')
     checkpoint = torch.load(checkpoint_path, map_location='cpu', weights_only=False)
     checkpoint['training'] = None
     torch.save(checkpoint, out / f'{name}.pt')
@@ -38,6 +46,9 @@ def main() -> int:
     """Export, copy and report; return 0 (argparse exits 2 when no network is given)."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--keypoints', type=Path, help='keypoint network checkpoint (.pt)')
+    parser.add_argument('--int8', nargs='+', type=Path, metavar='DATASET',
+                        help='training datasets calibrating keypoints_int8.onnx (with '
+                        '--keypoints)')
     parser.add_argument('--detector', type=Path, help='detector checkpoint (.pt)')
     parser.add_argument('--out', type=Path, default=REPO / 'models' / 'driller')
     args = parser.parse_args()
@@ -45,9 +56,13 @@ def main() -> int:
                                             ('detector', args.detector)) if path}
     if not given:
         parser.error('give --keypoints and/or --detector')
+    if bool(args.keypoints) != bool(args.int8):
+        parser.error('--keypoints needs --int8 DATASET ... (and --int8 needs --keypoints)')
     args.out.mkdir(parents=True, exist_ok=True)
     for name, path in given.items():
         package(path, name, args.out)
+    if args.keypoints:
+        export(args.keypoints, args.out / 'keypoints_int8.onnx', '--int8', *map(str, args.int8))
     print(f'packaged {", ".join(given)} into {args.out}: '
           + ', '.join(sorted(p.name for p in args.out.iterdir())))
     return 0

@@ -1,13 +1,19 @@
-"""The default model's training checkpoint computes what its shipped ONNX model computes.
+"""The default model's training checkpoint computes what its shipped ONNX models compute.
 
 models/driller/keypoints.pt is the start for fine-tuning the default network (`init_weights`;
-docs/training.md, "Fine-tuning the default model"); keypoints.onnx is what the pipeline runs.
+docs/training.md, "Fine-tuning the default model"); keypoints.onnx is its float export (for
+GPUs), keypoints_int8.onnx its int8 export, which the default pipeline runs.
 """
 
+import cv2
 import numpy as np
 import torch
 
+from pose_kp_ros.data.package_data import lmo_frames
+from pose_kp_ros.geometry.boxes import grown_box, projected_box
+from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.network.checkpoint import load_model
+from pose_kp_ros.network.predictor import KeypointPredictor
 
 
 def test_keypoint_checkpoint_and_onnx_give_the_same_heatmaps(repo_root):
@@ -21,3 +27,25 @@ def test_keypoint_checkpoint_and_onnx_give_the_same_heatmaps(repo_root):
     with torch.no_grad():
         expected = np.asarray(onnx(crops))
         np.testing.assert_allclose(checkpoint(crops).numpy(), expected, atol=1e-4)
+
+
+def test_int8_keypoint_model_finds_the_float_models_keypoints(repo_root):
+    """On 8 LM-O photos (around the true pose's keypoints) int8 keypoints move ~1 px."""
+    folder = repo_root / 'models' / 'driller'
+    model = ObjectModel.from_yaml(repo_root / 'objects' / 'driller.yaml')
+    exact, int8 = (KeypointPredictor.from_file(folder / name, model.keypoint_names, 'driller')
+                   for name in ('keypoints.onnx', 'keypoints_int8.onnx'))
+    assert int8.meta.pop('quantization')['datasets'] == ['data/driller_train_v2',
+                                                         'data/driller_train_v3']
+    assert int8.meta == exact.meta
+    moved, confidence_change = [], []
+    for _, path, K, R, t, _ in lmo_frames('driller')[::25]:
+        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        box = grown_box(projected_box(model.keypoints, R, t, K), 0.1)
+        a, b = exact.predict(image, [box]), int8.predict(image, [box])
+        both = (a.confidence[0] > 0.3) & (b.confidence[0] > 0.3)
+        moved += list(np.linalg.norm(a.keypoints[0] - b.keypoints[0], axis=1)[both])
+        confidence_change += list(np.abs(a.confidence[0] - b.confidence[0]))
+    assert len(moved) > 30  # image pixels; measured when shipped: median 1.0, p90 2.4
+    assert np.median(moved) < 2.0 and np.percentile(moved, 90) < 5.0
+    assert max(confidence_change) < 0.25  # measured: 0.12
