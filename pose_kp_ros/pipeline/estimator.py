@@ -41,6 +41,7 @@ import torch
 
 from pose_kp_ros.geometry.boxes import box_iou, grown_box, projected_box, valid_box
 from pose_kp_ros.geometry.contour_alignment import image_gradients, refine_pose
+from pose_kp_ros.geometry.distortion import has_distortion
 from pose_kp_ros.geometry.instances import distinct_best, suppress_duplicates
 from pose_kp_ros.geometry.mesh import mesh_outline_points, object_mesh, surface_points
 from pose_kp_ros.geometry.object_model import ObjectModel
@@ -81,6 +82,8 @@ if TYPE_CHECKING:
     from pose_kp_ros.network.detector import ObjectDetector
 
 LOGGER = logging.getLogger(__name__)
+SILHOUETTE_MARGIN = 0.25     # of the outline box's size, each side (see _silhouette_region)
+SILHOUETTE_MARGIN_PX = 32.0  # pixels, each side
 
 
 class ObjectRuntime:
@@ -439,11 +442,32 @@ class KeypointPoseEstimator:
                     continue
                 if gradients is None:
                     with self.timer.stage('image gradients'):
-                        gradients = image_gradients(frame.image)
+                        gradients = image_gradients(frame.image,
+                                                    region=self._silhouette_region(frame, poses))
                 pose = self._on_silhouette(frame, gradients, pose)
                 if pose is not None:
                     refined.append(pose)
         return refined
+
+    def _silhouette_region(self, frame: Frame, poses: list[ObjectPose]) -> np.ndarray | None:
+        """Return the xyxy box (4,) pixels that the poses' silhouette refinement can look at.
+
+        Each pose's projected outline box grown by SILHOUETTE_MARGIN of its size plus
+        SILHOUETTE_MARGIN_PX (depth starts scale it by 5%, steps move it, edges are searched
+        `contour_search_px` along the normals); None (the whole image) when a pose is behind
+        the camera or the lens distorts (the edges are then sampled off the pinhole box).
+        """
+        if frame.D is not None and has_distortion(frame.D):
+            return None
+        boxes = []
+        for pose in poses:
+            box = projected_box(self.objects[pose.object_name].outline, pose.R, pose.t, frame.K)
+            if box is None:
+                return None
+            boxes.append(grown_box(box, SILHOUETTE_MARGIN)
+                         + np.array([-1, -1, 1, 1]) * SILHOUETTE_MARGIN_PX)
+        boxes = np.array(boxes)
+        return np.concatenate([boxes[:, :2].min(0), boxes[:, 2:].max(0)])
 
     def _on_silhouette(self, frame: Frame, gradients, pose: ObjectPose) -> ObjectPose | None:
         """Return `pose` refined on the image `gradients`, or None if it is then rejected."""

@@ -197,3 +197,17 @@ def test_distort_pixels_inverts_undistort_pixels(model, D):
 def test_distort_pixels_without_distortion_is_identity():
     points = np.array([[10.0, 20.0], [300.5, 200.25]])
     np.testing.assert_array_equal(distort_pixels(points, K, np.zeros(5), 'plumb_bob'), points)
+
+
+@pytest.mark.parametrize('region', [[100.3, 50.7, 300.2, 400.9], [-50, -20, 100, 90],
+                                    [600, 400, 700, 500], [700, 500, 800, 600]])
+def test_gradients_of_a_region_equal_the_whole_images_there_and_are_zero_elsewhere(region):
+    image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    whole, part = image_gradients(image), image_gradients(image, region=region)
+    inside = np.zeros((480, 640), bool)
+    x0, y0 = max(int(np.floor(region[0])), 0), max(int(np.floor(region[1])), 0)
+    inside[y0:int(np.ceil(region[3])) + 1, x0:int(np.ceil(region[2])) + 1] = True
+    for a, b in zip(whole, part):
+        assert b.shape == a.shape and b.dtype == np.float32
+        np.testing.assert_allclose(b[inside], a[inside], atol=1e-3)  # SIMD rounding only
+        assert not b[~inside].any()
