@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from pose_kp_ros import strict_json
 from pose_kp_ros.data.package_data import lmo_frames
-from pose_kp_ros.geometry.contour_alignment import image_gradients, refine_pose
+from pose_kp_ros.geometry.contour_alignment import refine_pose
+from pose_kp_ros.geometry.image_edges import image_gradients
 from pose_kp_ros.geometry.mesh import object_mesh, surface_points
 from pose_kp_ros.geometry.metrics import rotation_error_deg
 from pose_kp_ros.geometry.object_model import ObjectModel

@@ -10,7 +10,7 @@ Per frame (`estimate`, one method per stage):
    (`search`); invalid boxes are skipped; requests that take time to make (PoseTracker: the
    search) can be made on a worker thread while the others' crops go through the network
    (`estimate`'s `more_requests`);
-2. keypoint stage (`_keypoint_stage`): one batched forward per keypoint network (a network of
+2. keypoint stage (`_predict`, `_fits`): one batched forward per keypoint network (a network of
    several objects takes all their crops at once) -> keypoints in image pixels, undistorted once
    when the camera has distortion, and their fit weights -> per object one batched
    confidence-weighted pose fit, warm-started where a previous pose is given;
@@ -18,11 +18,10 @@ Per frame (`estimate`, one method per stage):
    around its fitted pose, through the keypoint stage again (all objects together); the better
    fit is kept;
 4. acceptance thresholds (`_accept`), then duplicates removed;
-5. silhouette stage (`_silhouette_stage`): 6-DoF pose refined jointly on the mesh silhouette's
-   image edges and the same undistorted keypoints and weights, from several depths
-   (`contour_search_px`, `contour_balance`, `contour_depth_starts`;
-   pose_kp_ros.geometry.contour_alignment) -> rms_px and covariance evaluated at the refined pose,
-   the reprojection threshold checked there;
+5. silhouette stage (pipeline/silhouette_stage.py): 6-DoF pose refined jointly on the mesh
+   silhouette's image edges and the same undistorted keypoints and weights, from several depths
+   (`contour_search_px`, `contour_balance`, `contour_depth_starts`) -> rms_px and covariance
+   evaluated at the refined pose, the reprojection threshold checked there;
 6. symmetric objects: the published one of the equivalent poses (pipeline.symmetric_poses).
 
 Every tunable comes from the PipelineConfig (pipeline/config.py), whose defaults are the only ones.
@@ -40,20 +39,15 @@ from numpy.typing import ArrayLike
 import torch
 
 from pose_kp_ros.geometry.boxes import box_iou, grown_box, projected_box, valid_box
-from pose_kp_ros.geometry.contour_alignment import image_gradients, refine_pose
-from pose_kp_ros.geometry.distortion import has_distortion
 from pose_kp_ros.geometry.instances import distinct_best, suppress_duplicates
-from pose_kp_ros.geometry.mesh import mesh_outline_points, object_mesh, surface_points
 from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.geometry.solver import (
     completed_options,
-    evaluate_pose,
     fit_weights,
     result_row,
     solve_pose,
     stacked_results,
 )
-from pose_kp_ros.geometry.symmetry import symmetry_group
 from pose_kp_ros.network.checkpoint import check_keypoints
 from pose_kp_ros.network.predictor import (
     KeypointPrediction,
@@ -75,6 +69,8 @@ from pose_kp_ros.pipeline.object_pose import (
     pose_scores,
     search_requests,
 )
+from pose_kp_ros.pipeline.object_runtime import ObjectRuntime
+from pose_kp_ros.pipeline.silhouette_stage import refined_on_silhouettes
 from pose_kp_ros.pipeline.stage_timer import StageTimer
 from pose_kp_ros.pipeline.symmetric_poses import published_pose, warm_start_equivalent
 
@@ -82,32 +78,6 @@ if TYPE_CHECKING:
     from pose_kp_ros.network.detector import ObjectDetector
 
 LOGGER = logging.getLogger(__name__)
-SILHOUETTE_MARGIN = 0.25     # of the outline box's size, each side (see _silhouette_region)
-SILHOUETTE_MARGIN_PX = 32.0  # pixels, each side
-
-
-class ObjectRuntime:
-    """An object model with its keypoint network, outline points (crop boxes) and surface points.
-
-    `surface` is (P, 3) metres sampled on the mesh for the silhouette refinement, or None when
-    the model has no usable mesh (poses are then not refined).
-    """
-
-    def __init__(self, model: ObjectModel, predictor: KeypointPredictor,
-                 max_instances: int = 1) -> None:
-        """predictor: a KeypointPredictor (or anything with its `predict_objects`) for `model`."""
-        self.model = model
-        self.predictor = predictor
-        self.max_instances = max_instances
-        mesh = object_mesh(model)
-        self.outline = mesh_outline_points(model, mesh)
-        self.surface = None if mesh is None else surface_points(mesh)
-        self.symmetry_group = symmetry_group(model.symmetries) if model.symmetries else None
-
-    @property
-    def name(self) -> str:
-        """Return the object's name."""
-        return self.model.name
 
 
 class KeypointPoseEstimator:
@@ -266,8 +236,7 @@ class KeypointPoseEstimator:
         usable, predictions = self._predictions(frame, requests, more_requests)
         mine = {name: [r for r in usable if r.object_name == name] for name in self.objects}
         mine = {name: chosen for name, chosen in mine.items() if chosen}  # objects asked for
-        fits = self._fits(frame, {name: (np.stack([r.box_xyxy for r in chosen]),
-                                         [r.init for r in chosen])
+        fits = self._fits(frame, {name: (boxes_by_object(chosen)[name], [r.init for r in chosen])
                                   for name, chosen in mine.items()}, predictions)
         if self.config.refine_iou_below > 0 and mine:
             with self.timer.stage('second pass'):
@@ -306,46 +275,26 @@ class KeypointPoseEstimator:
         """
         if more_requests is None:
             usable = self._usable(requests, frame)
-            return usable, self._predict(frame, usable)
+            return usable, self._predict(frame, boxes_by_object(usable))
         concurrent = StageTimer()
         pending = self._worker.submit(more_requests, concurrent)
         first = self._usable(requests, frame)
-        predictions = self._predict(frame, first)
+        predictions = self._predict(frame, boxes_by_object(first))
         with self.timer.stage('waiting for concurrent requests'):
             more = pending.result()
         for name, seconds in concurrent.seconds.items():
             self.timer.add(f'{name} (concurrent)', seconds, concurrent.counts[name])
         later = self._usable(more, frame)
-        for name, prediction in self._predict(frame, later).items():
+        for name, prediction in self._predict(frame, boxes_by_object(later)).items():
             predictions[name] = (concatenated_predictions([predictions[name], prediction])
                                  if name in predictions else prediction)
         return first + later, predictions
 
-    def _predict(self, frame: Frame, requests: list[CropRequest],
+    def _predict(self, frame: Frame, boxes: dict[str, np.ndarray],
                  ) -> dict[str, KeypointPrediction]:
-        """Return {object: KeypointPrediction of its requests' crops, in their order}.
-
-        One forward per network (all crops of its objects).
-        """
-        boxes = {}
-        for request in requests:
-            boxes.setdefault(request.object_name, []).append(request.box_xyxy)
-        if not boxes:
-            return {}
+        """Return {object: KeypointPrediction of its boxes (B, 4)}: one forward per network."""
         return predict_crops({name: self.objects[name].predictor for name in boxes},
-                             frame.image, {name: np.stack(b) for name, b in boxes.items()},
-                             self.timer)
-
-    def _keypoint_stage(self, frame: Frame, crops: dict[str, tuple[np.ndarray, list]],
-                        ) -> dict[str, CropFits]:
-        """Return {object: CropFits} of crops {object: (boxes (B, 4), warm starts)}.
-
-        One batched forward per network (all crops of its objects), then `_fits`.
-        """
-        predictions = predict_crops(
-            {name: self.objects[name].predictor for name in crops}, frame.image,
-            {name: boxes for name, (boxes, _) in crops.items()}, self.timer)
-        return self._fits(frame, crops, predictions)
+                             frame.image, boxes, self.timer) if boxes else {}
 
     def _fits(self, frame: Frame, crops: dict[str, tuple[np.ndarray, list]],
               predictions: dict[str, KeypointPrediction]) -> dict[str, CropFits]:
@@ -395,9 +344,10 @@ class KeypointPoseEstimator:
         if not redo:
             return
         self.timer.tally('crops of the second pass', sum(len(rows) for rows, _ in redo.values()))
-        again = self._keypoint_stage(frame, {
-            name: (np.stack(boxes), [result_row(fits[name].results, i) for i in rows])
-            for name, (rows, boxes) in redo.items()})
+        crops = {name: (np.stack(boxes), [result_row(fits[name].results, i) for i in rows])
+                 for name, (rows, boxes) in redo.items()}
+        again = self._fits(frame, crops, self._predict(
+            frame, {name: boxes for name, (boxes, _) in crops.items()}))
         for name, (rows, _) in redo.items():
             old, new = fits[name].results, again[name].results
             better = [(i, j) for j, i in enumerate(rows) if new.valid[j]
@@ -427,66 +377,22 @@ class KeypointPoseEstimator:
         return fits.pose(runtime.name, request, i)
 
     def _silhouette_stage(self, frame: Frame, poses: list[ObjectPose]) -> list[ObjectPose]:
-        """Return the poses refined on their silhouettes' image edges (objects with a mesh).
-
-        A refined pose gets the keypoint fit's rms_px and covariance evaluated where it now is,
-        and is dropped if that breaks max_reprojection_error_px (or leaves it unusable).
-        """
+        """Return the poses refined on their silhouettes' image edges (silhouette_stage.py)."""
         if not self.config.contour_search_px or not poses:
             return poses
-        refined, gradients = [], None
-        with self.timer.stage('silhouette refinement'):
-            for pose in poses:
-                if self.objects[pose.object_name].surface is None:
-                    refined.append(pose)
-                    continue
-                if gradients is None:
-                    with self.timer.stage('image gradients'):
-                        gradients = image_gradients(frame.image,
-                                                    region=self._silhouette_region(frame, poses))
-                pose = self._on_silhouette(frame, gradients, pose)
-                if pose is not None:
-                    refined.append(pose)
-        return refined
-
-    def _silhouette_region(self, frame: Frame, poses: list[ObjectPose]) -> np.ndarray | None:
-        """Return the xyxy box (4,) pixels that the poses' silhouette refinement can look at.
-
-        Each pose's projected outline box grown by SILHOUETTE_MARGIN of its size plus
-        SILHOUETTE_MARGIN_PX (depth starts scale it by 5%, steps move it, edges are searched
-        `contour_search_px` along the normals); None (the whole image) when a pose is behind
-        the camera or the lens distorts (the edges are then sampled off the pinhole box).
-        """
-        if frame.D is not None and has_distortion(frame.D):
-            return None
-        boxes = []
-        for pose in poses:
-            box = projected_box(self.objects[pose.object_name].outline, pose.R, pose.t, frame.K)
-            if box is None:
-                return None
-            boxes.append(grown_box(box, SILHOUETTE_MARGIN)
-                         + np.array([-1, -1, 1, 1]) * SILHOUETTE_MARGIN_PX)
-        boxes = np.array(boxes)
-        return np.concatenate([boxes[:, :2].min(0), boxes[:, 2:].max(0)])
-
-    def _on_silhouette(self, frame: Frame, gradients, pose: ObjectPose) -> ObjectPose | None:
-        """Return `pose` refined on the image `gradients`, or None if it is then rejected."""
-        runtime, config = self.objects[pose.object_name], self.config
-        options = self._fit_options()
-        R, t = refine_pose(gradients, runtime.surface, pose.R, pose.t, frame.K,
-                           config.contour_search_px, pose.measured,
-                           runtime.model.shape(pose.result.coeffs), pose.weights,
-                           config.contour_balance, options['robust_scale_px'], frame.D,
-                           frame.distortion_model, depth_starts=config.contour_depth_starts,
-                           timer=self.timer)
-        with self.timer.stage('evaluation'):
-            result = evaluate_pose(pose.measured, pose.confidences, frame.K, runtime.model,
-                                   replace(pose.result, R=R, t=t), **options)
-        if result.valid and result.rms_px <= self.thresholds.max_reprojection_error_px:
-            return replace(pose, R=result.R, t=result.t, result=result)
-        return None
+        return refined_on_silhouettes(frame, poses, self.objects, self.config,
+                                      self._fit_options(),
+                                      self.thresholds.max_reprojection_error_px, self.timer)
 
     def _fit_options(self) -> dict:
         """Return every solve_pose option: the config's, min_confidence, defaults for the rest."""
         return completed_options({**self.config.solver,
                                   'min_confidence': self.thresholds.min_keypoint_confidence})
+
+
+def boxes_by_object(requests: list[CropRequest]) -> dict[str, np.ndarray]:
+    """Return {object: (B, 4) boxes of its requests, in their order}."""
+    boxes = {}
+    for request in requests:
+        boxes.setdefault(request.object_name, []).append(request.box_xyxy)
+    return {name: np.stack(rows) for name, rows in boxes.items()}

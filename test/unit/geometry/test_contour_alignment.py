@@ -13,11 +13,11 @@ from pose_kp_ros.geometry.contour_alignment import (
     CONTOUR_STEP,
     contour_model,
     contour_support,
-    image_gradients,
     refine_pose,
     silhouette_contour,
 )
 from pose_kp_ros.geometry.distortion import distort_pixels, undistort_pixels
+from pose_kp_ros.geometry.image_edges import image_gradients
 
 K = np.array([[570.0, 0.0, 320.0], [0.0, 570.0, 240.0], [0.0, 0.0, 1.0]])
 BOX = trimesh.creation.box(extents=(0.20, 0.12, 0.08))
