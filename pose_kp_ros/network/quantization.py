@@ -17,12 +17,16 @@ TensorRT runs it in int8, the CUDA provider in float between the dequantize node
 from collections.abc import Sequence
 from pathlib import Path
 import tempfile
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pose_kp_ros.network.checkpoint_format import CheckpointError
 from pose_kp_ros.network.crops import crop_boxes, low_pass_crops
 from pose_kp_ros.network.predictor import normalise_crops
+
+if TYPE_CHECKING:
+    import onnx
 
 CALIBRATION_BOX_JITTER = 0.1
 """Standard deviation of each box side's shift, as a fraction of the box's width / height."""
@@ -59,7 +63,7 @@ def calibration_crops(records: Sequence, meta: dict, count: int = 300,
     return np.concatenate(crops)
 
 
-def heatmap_convolution(model) -> str:
+def heatmap_convolution(model: 'onnx.ModelProto') -> str:
     """Return the name of the node that writes the graph's first output (the heatmaps)."""
     output = model.graph.output[0].name
     for node in model.graph.node:
