@@ -236,7 +236,8 @@ class KeypointPoseEstimator:
         usable, predictions = self._predictions(frame, requests, more_requests)
         mine = {name: [r for r in usable if r.object_name == name] for name in self.objects}
         mine = {name: chosen for name, chosen in mine.items() if chosen}  # objects asked for
-        fits = self._fits(frame, {name: (boxes_by_object(chosen)[name], [r.init for r in chosen])
+        fits = self._fits(frame, {name: (np.stack([r.box_xyxy for r in chosen]),
+                                         [r.init for r in chosen])
                                   for name, chosen in mine.items()}, predictions)
         if self.config.refine_iou_below > 0 and mine:
             with self.timer.stage('second pass'):
