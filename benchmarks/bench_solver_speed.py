@@ -1,18 +1,18 @@
-"""Speed of solve_pose against OpenCV and against the solver before it moved to numpy, one run.
+"""Speed of solve_pose against OpenCV and against an earlier solver, in one run.
 
 Times, interleaved problem by problem in one process (so that load on this shared machine hits
 every method alike): cv2.solvePnP with SOLVEPNP_EPNP and SOLVEPNP_ITERATIVE, and solve_pose
-now and at a baseline commit (the torch solver, imported from git history), for one problem per
-call warm and cold, and for batches. Problems as in bench_solver.py (10 keypoints in a 25 cm
-object, 0.6-1.4 m, LM-O camera, 1 px noise); warm starts are the true pose moved by 2 degrees and
-1 cm. Also reports how far the two solvers' answers differ. Writes
-results/bench_solver_speed.json and prints a table.
+now ('new') and at a baseline commit ('old', by default the numpy solver before the compiled
+one: its modules imported from git history), for one problem per call warm and cold, and for
+batches. Problems as in bench_solver.py (10 keypoints in a 25 cm object, 0.6-1.4 m, LM-O
+camera, 1 px noise); warm starts are the true pose moved by 2 degrees and 1 cm. Also reports
+how far the two solvers' answers differ. Writes results/bench_solver_speed.json and prints a
+table.
 
     python benchmarks/bench_solver_speed.py [--problems 300] [--batches 3 10 50 256]
 """
 
 import argparse
-import importlib
 import os
 from pathlib import Path
 import platform
@@ -24,7 +24,6 @@ import types
 from bench_solver import make_problems, previous_frame, select
 import cv2
 import numpy as np
-import torch
 
 from pose_kp_ros import strict_json
 from pose_kp_ros.geometry.metrics import rotation_error_deg
@@ -33,41 +32,46 @@ from pose_kp_ros.geometry.synthetic import LMO_K, random_keypoint_model
 from pose_kp_ros.pipeline.stage_timer import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
-OLD_SOLVER = 'pose_kp_ros/geometry/solver.py'
-OLD_MODULES = ('camera', 'rotations')
-"""Modules of pose_kp_ros.geometry the old solver imports and that changed with it."""
+PACKAGE = 'pose_kp_ros.geometry.solver'
+COMPILED_SOLVER = 'pose_kp_ros/geometry/solver/compiled_fit.py'
+BASELINE_MODULES = ('problem', 'start', 'iteration', 'result', 'api')
+"""The numpy solver's modules in an order in which each imports only earlier ones."""
+
+
+def git(*words, check=True):
+    """Run git in the repository; return the completed process (text output)."""
+    return subprocess.run(['git', *words], cwd=REPO, capture_output=True, text=True,
+                          check=check)
 
 
 def baseline_commit():
-    """Return the last commit that has the torch solver: HEAD, or the parent of its removal."""
-    def git(*words, check=True):
-        return subprocess.run(['git', *words], cwd=REPO, capture_output=True, text=True,
-                              check=check)
-
-    last = git('rev-list', '-1', 'HEAD', '--', OLD_SOLVER).stdout.strip()
-    removed = git('cat-file', '-e', f'{last}:{OLD_SOLVER}', check=False).returncode != 0
-    return git('rev-parse', f'{last}^' if removed else last).stdout.strip()
+    """Return the last commit with the numpy solver: the parent of the compiled one's, or HEAD."""
+    added = git('log', '--diff-filter=A', '--format=%H', '-1', '--', COMPILED_SOLVER).stdout
+    return git('rev-parse', f'{added.strip()}^' if added.strip() else 'HEAD').stdout.strip()
 
 
 def load_baseline(commit):
-    """Return the solve_pose of `commit`, imported with the geometry modules of that commit."""
-    def module(name):
-        source = subprocess.run(['git', 'show', f'{commit}:pose_kp_ros/geometry/{name}.py'],
-                                cwd=REPO, capture_output=True, text=True, check=True).stdout
-        loaded = types.ModuleType(f'baseline_{name}')
-        exec(compile(source, f'{commit}:{name}.py', 'exec'), loaded.__dict__)  # noqa: S102
-        return loaded
+    """Return the solve_pose of `commit`, its solver modules imported from git history.
 
-    current = {name: importlib.import_module(f'pose_kp_ros.geometry.{name}')
-               for name in OLD_MODULES}
+    While they load, sys.modules maps the solver's module names to the baseline's, so that
+    their imports of each other find each other; the other geometry modules are today's.
+    """
+    names = [f'{PACKAGE}.{name}' for name in BASELINE_MODULES]
+    saved = {name: sys.modules.get(name) for name in names}
     try:
-        for name in OLD_MODULES:
-            sys.modules[f'pose_kp_ros.geometry.{name}'] = module(name)
-        return module('solver').solve_pose
+        for name, short in zip(names, BASELINE_MODULES):
+            path = f'pose_kp_ros/geometry/solver/{short}.py'
+            loaded = types.ModuleType(name)
+            sys.modules[name] = loaded
+            exec(compile(git('show', f'{commit}:{path}').stdout, f'{commit}:{path}', 'exec'),  # noqa: S102
+                 loaded.__dict__)
+        return sys.modules[f'{PACKAGE}.api'].solve_pose
     finally:
-        for name, loaded in current.items():
-            sys.modules[f'pose_kp_ros.geometry.{name}'] = loaded
-
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
 
 
 def single_methods(model, old_solve):
@@ -141,12 +145,11 @@ def main(argv=None):
     parser.add_argument('--batch-repeats', type=int, default=20,
                         help='timed solves per batch size and method')
     parser.add_argument('--baseline', default=None,
-                        help='commit of the old solver (default: the last one with '
-                             f'{OLD_SOLVER}); "none" to skip it')
+                        help='commit of the old solver (default: the last one before '
+                             f'{COMPILED_SOLVER}); "none" to skip it')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--output', default=str(REPO / 'results' / 'bench_solver_speed.json'))
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # the old solver's setting in bench_solver.py: tiny tensors
     commit, old_solve = None, None
     if args.baseline != 'none':
         try:
@@ -179,7 +182,6 @@ def main(argv=None):
                  'starts 2 deg and 1 cm off; batch rows: time per fit',
         'machine': {'cpu_model': cpu_model(), 'platform': platform.platform(),
                     'cpus': os.cpu_count(), 'numpy': np.__version__,
-                    'torch': torch.__version__, 'torch_threads': torch.get_num_threads(),
                     'opencv': cv2.__version__, 'load_average_before': load_before,
                     'load_average_after': os.getloadavg()},
         'rows': rows}

@@ -2,6 +2,7 @@
 
 from pose_kp_ros.geometry.mesh import mesh_outline_points, object_mesh, surface_points
 from pose_kp_ros.geometry.object_model import ObjectModel
+from pose_kp_ros.geometry.solver import compile_solver
 from pose_kp_ros.geometry.symmetry import symmetry_group
 from pose_kp_ros.network.predictor import KeypointPredictor
 
@@ -23,6 +24,7 @@ class ObjectRuntime:
         self.outline = mesh_outline_points(model, mesh)
         self.surface = None if mesh is None else surface_points(mesh)
         self.symmetry_group = symmetry_group(model.symmetries) if model.symmetries else None
+        compile_solver()  # once per machine; no frame waits for the compiler
 
     @property
     def name(self) -> str:

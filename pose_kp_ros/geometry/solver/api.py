@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from pose_kp_ros.geometry.camera import project_object_points
 from pose_kp_ros.geometry.object_model import ObjectModel, key_text
 from pose_kp_ros.geometry.solver.iteration import cold_solve, warm_solve
-from pose_kp_ros.geometry.solver.problem import ROBUST_KERNELS, prepare
+from pose_kp_ros.geometry.solver.problem import ROBUST_KERNELS, fit_weights, prepare
 from pose_kp_ros.geometry.solver.result import PoseResult, finish, result_fields
 from pose_kp_ros.geometry.solver.start import warm_start
+from pose_kp_ros.geometry.synthetic import random_keypoint_model
 
 
 def solve_pose(uv: ArrayLike, conf: ArrayLike | None, K: ArrayLike, model: ObjectModel,
@@ -104,6 +106,24 @@ def solve_pose(uv: ArrayLike, conf: ArrayLike | None, K: ArrayLike, model: Objec
     if single:
         result = PoseResult(*(field[0, ...] for field in result_fields(result)))
     return _converted(result, tensor, dtype)
+
+
+def compile_solver() -> None:
+    """Compile the solver's numba functions, or load them from numba's cache.
+
+    Tens of seconds once per machine and version (the cache lives beside the modules, or in
+    numba's user cache directory where they are read-only), well under a second after that.
+    Solves one small synthetic problem cold, warm and evaluated, with a shape basis; the
+    pipeline calls this while it loads, so that no frame waits for the compiler.
+    """
+    rng = np.random.default_rng(0)
+    rigid = random_keypoint_model(rng, 6, 0.2, name='compile_solver')
+    model = replace(rigid, basis=rng.normal(0.0, 0.01, (1, 6, 3)), prior_scale=np.ones(1))
+    camera = np.array([[600.0, 0.0, 320.0], [0.0, 600.0, 240.0], [0.0, 0.0, 1.0]])
+    uv = project_object_points(model.keypoints, np.eye(3), np.array([0.0, 0.0, 1.0]), camera)
+    result = solve_pose(uv, None, camera, model)
+    evaluate_pose(uv, None, camera, model, solve_pose(uv, None, camera, model, init=result))
+    fit_weights(uv, np.ones(6))
 
 
 OPTION_DEFAULTS = {name: parameter.default

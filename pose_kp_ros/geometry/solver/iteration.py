@@ -1,13 +1,8 @@
-"""The solver's iteration: batched Levenberg-Marquardt from closed-form or warm starts.
+"""The solver's iteration: Levenberg-Marquardt from closed-form or warm starts.
 
-Per problem: Marquardt damping H + mu diag(H), a step accepted only if it lowers the robust
-cost (and keeps every keypoint in front of the camera), mu x0.2 on acceptance and x10 on
-rejection; a problem stops when a step changes the cost by at most tolerance x (cost + 1e-4
-px^2 x sum D), when its next step is predicted (step . rhs, the local quadratic model) to change
-it by under PREDICTED_STOP times that (then that step is not evaluated: the usual last step of a
-converged fit), when mu exceeds 1e10, or after max_iterations (each computed step counts as an
-iteration). Masks keep finished problems frozen, so a problem's answer does not depend on the
-rest of its batch.
+The iteration itself is compiled (compiled_fit.fit_rows, one problem at a time, so a problem's
+answer does not depend on the rest of its batch); here: the cold start's choice among the
+closed-form candidates, and the warm start with its cold fallback.
 """
 
 import math
@@ -15,16 +10,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pose_kp_ros.geometry.rotations import so3_exp
-from pose_kp_ros.geometry.solver.problem import Problem, evaluate, identity, solve_rows
+from pose_kp_ros.geometry.solver import compiled_fit
+from pose_kp_ros.geometry.solver.problem import Problem
 from pose_kp_ros.geometry.solver.start import closed_form_candidates
-
-MU_START_COLD = 1e-3
-MU_START_WARM = 1e-4
-MU_MAX = 1e10
-NOISE_FLOOR_PX2 = 1e-4
-PREDICTED_STOP = 0.01
-"""A step predicted to change the cost by under this fraction of the tolerance is not tried."""
 
 
 class Fit(NamedTuple):
@@ -42,43 +30,27 @@ class Fit(NamedTuple):
 def levenberg_marquardt(problem: Problem, active: np.ndarray, R: np.ndarray, t: np.ndarray,
                         c: np.ndarray, mu: np.ndarray, max_iterations: int,
                         tolerance: float) -> Fit:
-    """Run batched LM from (R (B, 3, 3), t (B, 3), c (B, M)) for the active (B,) problems."""
-    cost, H, rhs, sq = evaluate(R, t, c, problem)
-    active = active & np.isfinite(cost)
-    floor = NOISE_FLOOR_PX2 * problem.weight_sum
-    iterations = np.zeros(len(active), dtype=np.int64)
-    eye = identity(H.shape[-1])
-    for _ in range(max_iterations):
-        if not active.any():
-            break
-        damping = mu[:, None] * (H.diagonal(0, 1, 2) + 1e-12)
-        step = solve_rows(H + damping[..., None] * eye, rhs)
-        iterations += active
-        # The local quadratic model predicts a cost decrease between step . rhs and twice it:
-        # far below the tolerance ends the problem here, without evaluating the step.
-        predicted = (step.mT @ rhs)[:, 0, 0]
-        active = active & ~(predicted <= PREDICTED_STOP * tolerance * (cost + floor))
-        if not active.any():
-            break
-        step = step[..., 0]
-        R_new = so3_exp(step[:, 3:6]) @ R
-        t_new = t + step[:, :3]
-        c_new = c + step[:, 6:]
-        cost_new, H_new, rhs_new, sq_new = evaluate(R_new, t_new, c_new, problem)
-        accept = active & (cost_new < cost)
-        converged = np.abs(cost - cost_new) <= tolerance * (cost + floor)
-        if accept.all():  # the common case, and the same values as the masked merge below
-            R, t, c, H, rhs, sq, cost = R_new, t_new, c_new, H_new, rhs_new, sq_new, cost_new
-        elif accept.any():
-            rows = accept[:, None]
-            R, H, rhs = (np.where(rows[..., None], new, old) for new, old in
-                         ((R_new, R), (H_new, H), (rhs_new, rhs)))
-            t, c, sq = (np.where(rows, new, old) for new, old in
-                        ((t_new, t), (c_new, c), (sq_new, sq)))
-            cost = np.where(accept, cost_new, cost)
-        mu = mu * np.where(accept, 0.2, 10.0)
-        active = active & ~converged & (mu < MU_MAX)
-    return Fit(R, t, c, cost, H, sq, iterations)
+    """Run LM from (R (B, 3, 3), t (B, 3), c (B, M)) for the active (B,) problems.
+
+    mu (B,): the starting damping. compiled_fit.fit_rows does the work (see there).
+    """
+    return Fit(*compiled_fit.fit_rows(*problem.compiled_arrays(), *_contiguous(R, t, c),
+                                  np.ascontiguousarray(active), mu, max_iterations,
+                                  tolerance))
+
+
+def problem_costs(problem: Problem, R: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Return the cost (B,) of each problem at (R (B, 3, 3), t (B, 3), c (B, M))."""
+    uv, weight, used, _, K, *model = problem.compiled_arrays()
+    return compiled_fit.costs(uv, weight, used, K, *model, *_contiguous(R, t, c))
+
+
+def _contiguous(*arrays):
+    """Return the arrays as float64 and C-contiguous (views copied).
+
+    One compiled specialisation then serves every caller.
+    """
+    return tuple(np.ascontiguousarray(a, dtype=np.float64) for a in arrays)
 
 
 def cold_solve(problem: Problem, ok: np.ndarray, max_iterations: int, tolerance: float) -> Fit:
@@ -86,14 +58,14 @@ def cold_solve(problem: Problem, ok: np.ndarray, max_iterations: int, tolerance:
     candidates = closed_form_candidates(problem, ok)
     c = np.zeros((len(ok), len(problem.prior)))
     R, t = candidates[0]
-    cost = evaluate(R, t, c, problem)[0]
+    cost = problem_costs(problem, R, t, c)
     for R_other, t_other in candidates[1:]:
-        cost_other = evaluate(R_other, t_other, c, problem)[0]
+        cost_other = problem_costs(problem, R_other, t_other, c)
         better = cost_other < cost
         R = np.where(better[:, None, None], R_other, R)
         t = np.where(better[:, None], t_other, t)
         cost = np.where(better, cost_other, cost)
-    mu = np.full(len(ok), MU_START_COLD)
+    mu = np.full(len(ok), compiled_fit.MU_START_COLD)
     return levenberg_marquardt(problem, ok, R, t, c, mu, max_iterations, tolerance)
 
 
@@ -108,7 +80,7 @@ def warm_solve(problem: Problem, ok: np.ndarray,
     (cost inf: invalid).
     """
     R, t, c, init_ok = init
-    mu = np.full(len(ok), MU_START_WARM)
+    mu = np.full(len(ok), compiled_fit.MU_START_WARM)
     warm = levenberg_marquardt(problem, ok & init_ok, R, t, c, mu, max_iterations, tolerance)
     if math.isinf(fallback_rms_px):
         return warm._replace(cost=np.where(init_ok, warm.cost, np.inf))

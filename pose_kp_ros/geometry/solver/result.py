@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from pose_kp_ros.geometry.solver.compiled_fit import finished
 from pose_kp_ros.geometry.solver.iteration import Fit
-from pose_kp_ros.geometry.solver.problem import Problem, all_finite, identity, solve_rows
+from pose_kp_ros.geometry.solver.problem import Problem
 
 
 @dataclass
@@ -72,29 +73,16 @@ def set_rows(result: PoseResult, rows: Sequence[int] | np.ndarray, other: PoseRe
         mine[rows] = theirs[other_rows]
 
 
-def rms_px(problem: Problem, sq: np.ndarray) -> np.ndarray:
-    """Return the confidence-weighted RMS pixel error (B,) from squared errors sq (B, N) px^2."""
-    return np.sqrt(np.vecdot(problem.weight, sq) / np.maximum(problem.weight_sum, 1e-300))
-
-
 def finish(problem: Problem, ok: np.ndarray, fit: Fit) -> PoseResult:
     """Return the batched PoseResult of a fit: covariance, validity, NaN in invalid rows.
 
     fit: (R (B, 3, 3), t (B, 3), c (B, M), cost (B,), H (B, P, P), sq (B, N), iterations (B,))
     with H the normal matrix at the solution; ok (B,): the problem was solvable at all. The
-    covariance is the (t, w) block of sigma^2 H^-1, sigma^2 = cost / max(2 n - P, 1).
+    covariance is the (t, w) block of sigma^2 H^-1, sigma^2 = cost / max(2 n - P, 1)
+    (compiled_fit.finished).
     """
-    R, t, c, cost, H, sq, iterations = fit
-    num_params = H.shape[-1]
-    H_inv = solve_rows(H, identity(num_params))
-    dof = np.maximum(2 * problem.used.sum(-1) - num_params, 1)
-    covariance = H_inv[:, :6, :6] * (cost / dof)[:, None, None]
-    valid = ok & (covariance.diagonal(0, 1, 2) >= 0).all(-1) \
-        & all_finite(cost[:, None], covariance, R, t, c)
-    values = [R, t, c, cost, rms_px(problem, sq), covariance]
-    if not valid.all():
-        values = [np.where(valid.reshape((-1,) + (1,) * (x.ndim - 1)), x, np.nan)
-                  for x in values]
-    R, t, c, cost, rms, covariance = values
-    return PoseResult(R=R, t=t, coeffs=c, cost=cost, rms_px=rms, iterations=iterations,
+    R, t, c, cost, rms, covariance, valid = finished(
+        problem.weight, problem.weight_sum, problem.used, ok, fit.R, fit.t, fit.c, fit.cost,
+        fit.H, fit.sq)
+    return PoseResult(R=R, t=t, coeffs=c, cost=cost, rms_px=rms, iterations=fit.iterations,
                       valid=valid, covariance=covariance)

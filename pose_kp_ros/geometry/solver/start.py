@@ -9,15 +9,14 @@ import cv2
 import numpy as np
 from numpy.typing import ArrayLike
 
-from pose_kp_ros.geometry.solver.problem import Problem, all_finite, determinants, identity
+from pose_kp_ros.geometry.solver.compiled_inputs import warm_starts
+from pose_kp_ros.geometry.solver.problem import Problem
 
 INIT_RELATIVE_CONFIDENCE = 0.5
 """The closed-form start uses keypoints with conf >= this times the problem's largest conf."""
 FALLBACK_METHODS = (cv2.SOLVEPNP_IPPE, cv2.SOLVEPNP_EPNP)
 """Closed-form methods tried where SQPnP (and AP3P) found nothing: IPPE (planar points, both
 of its solutions), EPnP (any). Their candidates compete like the others (lowest cost wins)."""
-ROTATION_TOLERANCE = 1e-3
-"""A warm start's R counts as a rotation when |R R^T - I| stays below this everywhere."""
 
 
 def closed_form_candidates(problem: Problem,
@@ -79,8 +78,7 @@ def warm_start(R: ArrayLike, t: ArrayLike, coeffs: ArrayLike, valid: ArrayLike, 
     """Return (R (B, 3, 3), t (B, 3), c (B, M), ok (B,)) from a previous pose of batch B or 1.
 
     R, t, coeffs, valid: a PoseResult's fields as numpy arrays, batched or single. Rows that
-    are invalid, not finite or not a rotation (LM moves R on SO(3), it cannot repair a
-    non-rotation) get ok False and the harmless values R = I, t = (1, 1, 1), c = 0.
+    are invalid, not finite or not a rotation get ok False (compiled_inputs.warm_starts).
 
     Raises:
         ValueError: for a batch other than B or 1, or a number of coefficients other than M.
@@ -95,16 +93,4 @@ def warm_start(R: ArrayLike, t: ArrayLike, coeffs: ArrayLike, valid: ArrayLike, 
         raise ValueError(f'init: expected a PoseResult of batch {batch} (or 1) with {num_basis} '
                          f'shape coefficients, got R {tuple(R.shape)}, t {tuple(t.shape)}, '
                          f'coeffs {tuple(c.shape)}')
-    eye = identity(3)
-    ok = valid & all_finite(R, t, c)
-    if not ok.all():
-        R = np.where(ok[:, None, None], R, eye)
-    ok &= (np.abs(R @ R.mT - eye).max((1, 2)) < ROTATION_TOLERANCE) \
-        & (determinants(R) > 0)
-    if not ok.all():
-        R = np.where(ok[:, None, None], R, eye)
-        t = np.where(ok[:, None], t, 1.0)
-        c = np.where(ok[:, None], c, 0.0)
-    if len(ok) != batch:  # one previous pose for every problem
-        R, t, c, ok = (np.broadcast_to(x, (batch,) + x.shape[1:]) for x in (R, t, c, ok))
-    return R, t, c, ok
+    return warm_starts(*(np.ascontiguousarray(x) for x in (R, t, c, valid)), batch)

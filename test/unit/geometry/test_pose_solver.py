@@ -263,17 +263,18 @@ def test_wrong_argument_shapes_raise_value_error(model):
         solve_pose(np.zeros((2, 10, 2)), np.ones((2, 10)), LMO_K, model, robust='tukey')
 
 
-def test_linear_algebra_rows_match_numpy_linalg_and_singular_rows_are_nan(rng):
-    from pose_kp_ros.geometry.solver.problem import determinants, solve_rows
-    A = rng.normal(size=(4, 6, 6))
-    A[2] = 0.0  # singular
-    b = rng.normal(size=(4, 6, 1))
-    with np.errstate(invalid='ignore'):
-        x = solve_rows(A, b)
-        inverse = solve_rows(A, np.eye(6))  # a (P, K) right-hand side for every row
-    regular = [0, 1, 3]
-    np.testing.assert_array_equal(x[regular], np.linalg.solve(A[regular], b[regular]))
-    np.testing.assert_allclose(inverse[regular], np.linalg.inv(A[regular]), rtol=1e-12,
-                               atol=1e-12)
-    assert np.isnan(x[2]).all() and np.isnan(inverse[2]).all()
-    np.testing.assert_array_equal(determinants(A), np.linalg.det(A))
+def test_compiled_linear_solve_matches_numpy_linalg_and_singular_systems_are_nan(rng):
+    from pose_kp_ros.geometry.solver.compiled_fit import _solve
+    A = rng.normal(size=(3, 6, 6))
+    A[1, 0, 0] = 0.0  # needs a row exchange
+    for matrix in A:
+        B = rng.normal(size=(6, 2))
+        np.testing.assert_allclose(_solve(matrix, B), np.linalg.solve(matrix, B), rtol=1e-10,
+                                   atol=1e-12)
+        np.testing.assert_allclose(_solve(matrix, np.eye(6)), np.linalg.inv(matrix),
+                                   rtol=1e-10, atol=1e-12)
+    singular = A[0].copy()
+    singular[3] = 2.0 * singular[1]
+    singular[:, 5] = 0.0
+    assert np.isnan(_solve(singular, np.ones((6, 1)))).all()
+    assert np.isnan(_solve(np.zeros((6, 6)), np.ones((6, 1)))).all()
