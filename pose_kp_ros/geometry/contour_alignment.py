@@ -15,7 +15,7 @@ hundreds of pixels. Given a fitted pose:
    without changing the accuracy on held-out renders;
 2. Gauss-Newton steps, one per search range, each project the contour points and search along
    each normal for the strongest image edge (gradient component along the normal): a signed
-   offset, weighted by edge strength and Huber (`HUBER_PX`);
+   offset, weighted by edge strength and Huber (`compiled_contour.HUBER_PX`);
 3. and solve for the 6-DoF pose update that moves each contour point's projection along its
    normal by its offset (point-to-line residuals), jointly with the keypoints' reprojection
    residuals so the keypoints keep the pose where the outline is ambiguous or occluded.
@@ -36,13 +36,14 @@ import cv2
 import numpy as np
 from numpy.typing import ArrayLike
 
-from pose_kp_ros.geometry.camera import project_object_points, project_with_jacobian
+from pose_kp_ros.geometry.camera import project_object_points
+from pose_kp_ros.geometry.compiled_contour import (
+    edge_normal_equations,
+    normal_gradients,
+    outline_geometry,
+)
 from pose_kp_ros.geometry.distortion import distort_pixels, has_distortion
-from pose_kp_ros.geometry.image_edges import sample_bilinear
-from pose_kp_ros.geometry.rotations import hat, rotation_angle, so3_exp
-
-HUBER_PX = 1.0
-"""Residuals beyond this many pixels are down-weighted (chosen on held-out renders)."""
+from pose_kp_ros.geometry.rotations import rotation_angle, so3_exp
 
 CANVAS_PX = 160
 """Longest side of the canvas the silhouette is rasterised on (the driller's 10,000 surface
@@ -145,41 +146,18 @@ def _nearest_owner(owner, cells, width):
     return found
 
 
-def _normal_gradients(gradients, points, normals, offsets, K=None, D=None,
-                      distortion_model='plumb_bob'):
-    """Return |image gradient . normal| (M, O) at points + offsets * normals.
+def _sample_pixels(uv, normals, grid, K, D, distortion_model):
+    """Return the pixels x, y (M, O) where the image is sampled at uv + grid * normals.
 
-    points, normals: (M, 2) undistorted pixels and unit normals; offsets (O,) pixels. The image
-    is sampled at the distorted positions with lens distortion (K, D, model).
+    uv, normals: (M, 2) undistorted pixels and unit normals; grid (O,) offsets, pixels. With
+    lens distortion (K, D, model) the distorted positions of those points.
     """
-    x = points[:, :1] + offsets * normals[:, :1]  # (M, O) pixels
-    y = points[:, 1:] + offsets * normals[:, 1:]
+    x = uv[:, :1] + grid * normals[:, :1]  # (M, O) pixels
+    y = uv[:, 1:] + grid * normals[:, 1:]
     if D is not None and has_distortion(D):
         x, y = distort_pixels(np.stack([x, y], -1).reshape(-1, 2), K, D, distortion_model).T
-    gx, gy = sample_bilinear(gradients, x, y).reshape(2, len(points), len(offsets))
-    along = gx * normals[:, :1]
-    along += gy * normals[:, 1:]
-    return np.abs(along, out=along)
-
-
-def edge_offsets(gradients: tuple[np.ndarray, np.ndarray], points: np.ndarray,
-                 normals: np.ndarray, reach: float, K: ArrayLike | None = None,
-                 D: ArrayLike | None = None, distortion_model: str = 'plumb_bob',
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return offsets (M,) pixels along the normals to the strongest edges, and weights (M,).
-
-    The offset is the signed distance to the strongest edge within +-reach (pixels); the weight
-    is the edge strength (relative to the mean) times Huber (`HUBER_PX`).
-    points, normals: (M, 2) undistorted pixels and unit normals; with lens distortion (K, D,
-    model) the image is sampled at the distorted positions.
-    """
-    offsets = np.arange(-reach, reach + 1e-9, _SEARCH_STEP_PX)
-    along = _normal_gradients(gradients, points, normals, offsets, K, D, distortion_model)
-    residual = offsets[along.argmax(1)]
-    strength = along.max(1)
-    weights = strength / max(float(strength.mean()), 1e-6)
-    weights *= np.minimum(1.0, HUBER_PX / np.maximum(np.abs(residual), 1e-9))
-    return residual, weights
+        x, y = x.reshape(len(uv), len(grid)), y.reshape(len(uv), len(grid))
+    return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
 
 class ContourModel(NamedTuple):
@@ -225,25 +203,17 @@ def contour_support(gradients: tuple[np.ndarray, np.ndarray], model: ContourMode
     metres, K (3, 3); D, distortion_model: the image's lens distortion.
     """
     R, t, K = (np.asarray(v, dtype=np.float64) for v in (R, t, K))
-    uv, jacobian, in_front = _projection_jacobian(model.points, R, t, K)
-    normals = _outline_normals(model, jacobian, R)
-    if normals is None or not np.all(in_front):
+    uv, normals, *_, ok = outline_geometry(model.points, model.directions, np.zeros((0, 3)),
+                                           R, t, K)
+    if not ok:
         return 0.0
-    along = _normal_gradients(gradients, uv, normals, np.zeros(1), K, D, distortion_model)
-    return float(along.mean())
+    x, y = _sample_pixels(uv, normals, np.zeros(1), K, D, distortion_model)
+    return float(normal_gradients(*_float32_images(gradients), x, y, normals).mean())
 
 
-def _outline_normals(model, jacobian, R):
-    """Return the unit outward normals (M, 2) of the model's projected outline, or None.
-
-    jacobian: (M, 2, 6) d uv / d (t, w) of the model's points at rotation R; its first three
-    columns are d uv / d X.
-    """
-    normals = np.einsum('mij,mj->mi', jacobian[:, :, :3], model.directions @ R.T)
-    length = np.linalg.norm(normals, axis=1)
-    if not np.all(length > 1e-12):
-        return None
-    return normals / length[:, None]
+def _float32_images(gradients):
+    """Return the (gx, gy) gradient images as C-contiguous float32 arrays (copies only if not)."""
+    return tuple(np.ascontiguousarray(g, dtype=np.float32) for g in gradients)
 
 
 def refine_pose(gradients: tuple[np.ndarray, np.ndarray], surface_points: np.ndarray,
@@ -285,10 +255,10 @@ def refine_pose(gradients: tuple[np.ndarray, np.ndarray], surface_points: np.nda
     # Coordinates contiguous (Fortran order): the projections' matrix products read P^T directly.
     surface_points = np.asfortranarray(surface_points, dtype=np.float64)
     if keypoints is None or not np.sum(keypoint_weights) > 0:
-        keypoints, keypoint_points, keypoint_weights = np.zeros((0, 2)), np.zeros((0, 3)), []
-    keypoint_terms = (np.asarray(keypoints, dtype=np.float64),
-                      np.asarray(keypoint_points, dtype=np.float64),
-                      np.asarray(keypoint_weights, dtype=np.float64))
+        keypoints, keypoint_points, keypoint_weights = np.zeros((0, 2)), np.zeros((0, 3)), ()
+    keypoint_terms = tuple(np.ascontiguousarray(v, dtype=np.float64).reshape(shape) for v, shape
+                           in ((keypoints, (-1, 2)), (keypoint_points, (-1, 3)),
+                               (keypoint_weights, (-1,))))
     stage = timer.stage if timer is not None else nullcontext
     with stage('contour'):
         model = contour_model(surface_points, R0, t0, K)
@@ -320,34 +290,24 @@ def _gauss_newton_steps(gradients, model, R, t, K, search_px, keypoint_terms, co
     """Return (R, t) after one step per search range (see refine_pose), or None on failure.
 
     model: the ContourModel; keypoint_terms: (keypoints (N, 2), keypoint_points (N, 3),
-    keypoint_weights (N,)).
+    keypoint_weights (N,)). The outline's geometry, the edge search and the normal equations
+    are compiled (compiled_contour); the 6x6 solve and the rotation update are numpy's.
     """
     keypoints, keypoint_points, keypoint_weights = keypoint_terms
-    used = (keypoint_weights > 0)[:, None]
-    total = keypoint_weights.sum() if len(keypoint_weights) else 1.0
-    count = len(model.points)  # the contour's points, then the keypoints, in one projection
-    object_points = np.concatenate([model.points, keypoint_points])
+    gx, gy = _float32_images(gradients)
     for reach in search_px:
-        uv, jacobian, in_front = _projection_jacobian(object_points, R, t, K)
-        normals = _outline_normals(model, jacobian[:count], R)
-        if normals is None or not np.all(in_front[:count]):
+        uv, normals, rows, keypoint_uv, keypoint_jac, in_front, ok = outline_geometry(
+            model.points, model.directions, keypoint_points, R, t, K)
+        if not ok:
             return None
-        offsets, contour_weights = edge_offsets(gradients, uv[:count], normals, reach, K, D,
-                                                distortion_model)
-        errors = np.where(used, keypoints - uv[count:], 0.0)
-        huber = np.minimum(1.0, keypoint_huber_px
-                           / np.maximum(np.linalg.norm(errors, axis=1), 1e-9))
-        rows = np.concatenate([np.einsum('mi,mij->mj', normals, jacobian[:count]),
-                               jacobian[count:].reshape(-1, 6)])
-        targets = np.concatenate([offsets, errors.reshape(-1)])
-        weights = np.concatenate([
-            contour_weights * contour_balance * total / max(contour_weights.sum(), 1e-9),
-            np.repeat(keypoint_weights * huber * in_front[count:], 2)])
-        weighted = rows * weights[:, None]
-        normal = weighted.T @ rows
+        grid = np.arange(-reach, reach + 1e-9, _SEARCH_STEP_PX)
+        along = normal_gradients(gx, gy, *_sample_pixels(uv, normals, grid, K, D,
+                                                         distortion_model), normals)
+        normal, rhs = edge_normal_equations(along, grid, rows, keypoints, keypoint_uv,
+                                            keypoint_jac, in_front, keypoint_weights,
+                                            float(keypoint_huber_px), float(contour_balance))
         try:
-            step = np.linalg.solve(normal + 1e-9 * np.trace(normal) * np.eye(6),
-                                   weighted.T @ targets)
+            step = np.linalg.solve(normal + 1e-9 * np.trace(normal) * np.eye(6), rhs)
         except np.linalg.LinAlgError:  # no edges and no keypoints: nothing to fit
             return None
         if not np.all(np.isfinite(step)):
@@ -357,12 +317,18 @@ def _gauss_newton_steps(gradients, model, R, t, K, search_px, keypoint_terms, co
     return R, t
 
 
-def _projection_jacobian(object_points, R, t, K):
-    """Return pixels (P, 2), d uv / d (t, w) (P, 2, 6) and in-front flags (P,).
+def compile_refinement() -> None:
+    """Compile the refinement's numba functions, or load them from numba's cache.
 
-    Object points (P, 3) metres at pose R, t; the update is R <- exp(w) R, t <- t + dt.
+    Seconds once per machine and version, then milliseconds (see compile_solver): refines a
+    sphere's pose on a blank image, so that no frame waits for the compiler.
     """
-    rotated = object_points @ R.T
-    uv, jacobian, in_front = project_with_jacobian(rotated + t, K)  # jacobian: d uv / d X
-    minus_cross = -hat(rotated)  # d X / d w = -[R p]_x
-    return uv, np.concatenate([jacobian, jacobian @ minus_cross], axis=2), in_front
+    rng = np.random.default_rng(0)
+    sphere = rng.normal(size=(2000, 3))
+    sphere *= 0.1 / np.linalg.norm(sphere, axis=1, keepdims=True)
+    camera = np.array([[500.0, 0.0, 64.0], [0.0, 500.0, 64.0], [0.0, 0.0, 1.0]])
+    blank = (np.zeros((128, 128), np.float32), np.zeros((128, 128), np.float32))
+    model = contour_model(sphere, np.eye(3), np.array([0.0, 0.0, 1.0]), camera)
+    contour_support(blank, model, np.eye(3), np.array([0.0, 0.0, 1.0]), camera)
+    refine_pose(blank, sphere, np.eye(3), np.array([0.0, 0.0, 1.0]), camera, [2.0],
+                np.zeros((1, 2)), np.zeros((1, 3)), np.ones(1))

@@ -1,6 +1,4 @@
-"""Image edges for the silhouette refinement: smoothed gradients, and sampling them at pixels."""
-
-from collections.abc import Sequence
+"""Image edges for the silhouette refinement: smoothed gradients (sampled by compiled_contour)."""
 
 import cv2
 import numpy as np
@@ -35,19 +33,3 @@ def image_gradients(image_rgb: np.ndarray, sigma_px: float = 1.0,
                                                                ksize=3)[window]
         gradients.append(full)
     return gradients[0], gradients[1]
-
-
-def sample_bilinear(images: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Return the values (len(images), *x.shape) of float32 (H, W) images at pixels (x, y).
-
-    x, y: pixel coordinates, any one shape; 0 outside the images.
-    """
-    count, columns = x.size, 4096  # cv2.remap maps must stay below 32767 per side
-    rows = max(1, -(-count // columns))
-    maps = np.zeros((2, rows * columns), np.float32)  # x row, y row
-    maps[0, :count] = x.reshape(-1)
-    maps[1, :count] = y.reshape(-1)
-    map_x, map_y = maps.reshape(2, rows, columns)
-    return np.stack([cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=0).reshape(-1)[:count]
-                     for image in images]).reshape((len(images),) + x.shape)

@@ -1,5 +1,6 @@
 """What the estimator keeps per object: its model, keypoint network, outline and surface points."""
 
+from pose_kp_ros.geometry.contour_alignment import compile_refinement
 from pose_kp_ros.geometry.mesh import mesh_outline_points, object_mesh, surface_points
 from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.geometry.solver import compile_solver
@@ -25,6 +26,8 @@ class ObjectRuntime:
         self.surface = None if mesh is None else surface_points(mesh)
         self.symmetry_group = symmetry_group(model.symmetries) if model.symmetries else None
         compile_solver()  # once per machine; no frame waits for the compiler
+        if self.surface is not None:
+            compile_refinement()
 
     @property
     def name(self) -> str:

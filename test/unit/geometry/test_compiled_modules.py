@@ -1,4 +1,4 @@
-"""The solver's numba modules keep the rule their cache depends on (docs/solver.md).
+"""The numba modules keep the rule their cache depends on (docs/solver.md).
 
 numba renews a compiled function's on-disk cache when its own file changes, not when a
 function it calls from another file does: a compiled function that called into another module
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-SOLVER = Path(__file__).resolve().parents[3] / 'pose_kp_ros' / 'geometry' / 'solver'
-COMPILED_MODULES = ('compiled_inputs.py', 'compiled_fit.py')
+GEOMETRY = Path(__file__).resolve().parents[3] / 'pose_kp_ros' / 'geometry'
+COMPILED_MODULES = ('solver/compiled_inputs.py', 'solver/compiled_fit.py', 'compiled_contour.py')
 
 
 def compiled_functions(tree):
@@ -24,7 +24,7 @@ def compiled_functions(tree):
 
 @pytest.mark.parametrize('module', COMPILED_MODULES)
 def test_compiled_functions_call_only_their_own_module_builtins_numpy_and_math(module):
-    tree = ast.parse((SOLVER / module).read_text())
+    tree = ast.parse((GEOMETRY / module).read_text())
     functions = compiled_functions(tree)
     imported = {(alias.asname or alias.name).split('.')[0] for stmt in tree.body
                 if isinstance(stmt, (ast.Import, ast.ImportFrom)) for alias in stmt.names}
