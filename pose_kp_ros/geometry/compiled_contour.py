@@ -20,7 +20,9 @@ HUBER_PX = 1.0
 def _pose_jacobian(point, R, t, K, jac):
     """Project an object point (3,) at (R, t); fill jac (2, 6) = d uv / d (t, w); return (u, v, z).
 
-    d uv / d X = (K[:2] - uv e3^T) / z and d X / d (t, w) = [I | -[R p]x].
+    d uv / d X = (K[:2] - uv e3^T) / z and d X / d (t, w) = [I | -[R p]x]: the solver's
+    objective (solver/compiled_fit) writes the same per point; numba's cache rule keeps them in
+    their own modules, and test_compiled_contour holds this one to camera.project_with_jacobian.
     """
     q0 = R[0, 0] * point[0] + R[0, 1] * point[1] + R[0, 2] * point[2]
     q1 = R[1, 0] * point[0] + R[1, 1] * point[1] + R[1, 2] * point[2]

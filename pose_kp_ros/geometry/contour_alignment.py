@@ -254,6 +254,7 @@ def refine_pose(gradients: tuple[np.ndarray, np.ndarray], surface_points: np.nda
     K = np.asarray(K, dtype=np.float64)
     # Coordinates contiguous (Fortran order): the projections' matrix products read P^T directly.
     surface_points = np.asfortranarray(surface_points, dtype=np.float64)
+    gradients = _float32_images(gradients)  # once for every start (compiled_contour takes these)
     if keypoints is None or not np.sum(keypoint_weights) > 0:
         keypoints, keypoint_points, keypoint_weights = np.zeros((0, 2)), np.zeros((0, 3)), ()
     keypoint_terms = tuple(np.ascontiguousarray(v, dtype=np.float64).reshape(shape) for v, shape
@@ -294,7 +295,7 @@ def _gauss_newton_steps(gradients, model, R, t, K, search_px, keypoint_terms, co
     are compiled (compiled_contour); the 6x6 solve and the rotation update are numpy's.
     """
     keypoints, keypoint_points, keypoint_weights = keypoint_terms
-    gx, gy = _float32_images(gradients)
+    gx, gy = gradients
     for reach in search_px:
         uv, normals, rows, keypoint_uv, keypoint_jac, in_front, ok = outline_geometry(
             model.points, model.directions, keypoint_points, R, t, K)

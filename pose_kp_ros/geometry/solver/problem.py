@@ -55,9 +55,9 @@ class Problem:
 
     def select(self, index: np.ndarray) -> 'Problem':
         """Return the sub-problem of the batch rows `index` (a 1-D integer array)."""
-        return Problem(*(np.ascontiguousarray(x[index]) for x in (
-            self.uv, self.weight, self.used, self.weight_sum, self.K)), self.mean, self.basis,
-            self.prior, self.robust, self.robust_scale_px)
+        return Problem(self.uv[index], self.weight[index], self.used[index],
+                       self.weight_sum[index], self.K[index], self.mean, self.basis, self.prior,
+                       self.robust, self.robust_scale_px)
 
 
 def fit_weights(uv: np.ndarray, conf: np.ndarray, min_confidence: float = 0.0,

@@ -24,3 +24,21 @@ def test_normal_gradients_sample_bilinearly_with_zero_outside(rng):
     np.testing.assert_allclose(along[0, 1], abs(gx[3, 2] + gx[3, 3]) / 2, rtol=1e-6)
     np.testing.assert_allclose(along[1, 3], 0.25 * abs(0.6 * gx[0, 0] + 0.8 * gy[0, 0]),
                                rtol=1e-6)                    # a corner: a quarter of the pixel
+
+
+def test_pose_jacobian_matches_the_numpy_projection_and_its_jacobian(rng):
+    from pose_kp_ros.geometry.camera import project_with_jacobian
+    from pose_kp_ros.geometry.compiled_contour import _pose_jacobian
+    from pose_kp_ros.geometry.rotations import hat, so3_exp
+    from pose_kp_ros.geometry.synthetic import LMO_K
+
+    R, t = so3_exp([0.3, -0.2, 0.5]), np.array([0.05, -0.02, 0.7])
+    for point in rng.uniform(-0.1, 0.1, (5, 3)):
+        jac = np.empty((2, 6))
+        u, v, z = _pose_jacobian(point, R, t, LMO_K, jac)
+        rotated = R @ point
+        uv, d_uv_d_x, _ = (value[0] for value in project_with_jacobian((rotated + t)[None],
+                                                                         LMO_K))
+        np.testing.assert_allclose([u, v, z], [*uv, rotated[2] + t[2]], rtol=1e-12)
+        np.testing.assert_allclose(jac, np.hstack([d_uv_d_x, d_uv_d_x @ -hat(rotated)]),
+                                   rtol=1e-10, atol=1e-9)
