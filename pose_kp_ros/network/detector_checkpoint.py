@@ -4,8 +4,10 @@ A checkpoint is a `torch.save` dict {'meta', 'model', 'training'} like the keypo
 (`pose_kp_ros.network.checkpoint_format`).
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import torch
 
 from pose_kp_ros.network.checkpoint_format import (
     CheckpointError,
@@ -85,3 +87,42 @@ def load_detector_checkpoint(path: Path | str, object_names: Sequence[str] | Non
         lambda architecture: CenterNet(DetectorConfig.from_dict(architecture)),
         meta['architecture'], data['model'], path, 'detector architecture')
     return model.eval(), meta, data.get('training')
+
+
+CLASS_HEAD = 'heads.heatmap.1.'
+"""State-dict prefix of the class heatmaps' last 1x1 convolution: one output row per class."""
+
+
+def transfer_detector_weights(state_dict: Mapping[str, torch.Tensor],
+                              source_names: Sequence[str],
+                              target_state: Mapping[str, torch.Tensor],
+                              target_names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Return a state dict for a detector of `target_names`, started from a detector of others.
+
+    state_dict, source_names: the trained detector's weights and classes; target_state,
+    target_names: the new detector's fresh weights and classes, of the same architecture but
+    for the class count. Every tensor is copied except the class heatmaps' last convolution,
+    whose rows are copied for the classes both have (by name); the other classes keep their
+    fresh rows (the prior's bias). A driller detector so gives an eight-object detector its
+    trunk, neck, box heads and the driller's heatmap.
+
+    Raises:
+        CheckpointError: a tensor outside the class head whose shape differs.
+    """
+    index = {name: i for i, name in enumerate(source_names)}
+    result = {}
+    for name, fresh in target_state.items():
+        source = state_dict.get(name)
+        if name.startswith(CLASS_HEAD):
+            merged = fresh.detach().clone()
+            for t, class_name in enumerate(target_names):
+                if class_name in index and source is not None:
+                    merged[t] = source[index[class_name]]
+            result[name] = merged
+        elif source is None or source.shape != fresh.shape:
+            raise CheckpointError(f'detector weight {name}: '
+                                  f'{None if source is None else tuple(source.shape)} does not '
+                                  f'fit {tuple(fresh.shape)} (another architecture)')
+        else:
+            result[name] = source.detach().clone()
+    return result

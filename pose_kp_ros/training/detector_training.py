@@ -10,7 +10,11 @@ import torch.distributed as dist
 from pose_kp_ros.network.box_codec import decode_outputs, map_boxes, output_to_input_affine
 from pose_kp_ros.network.checkpoint_format import CheckpointError
 from pose_kp_ros.network.crops import compose_affines, invert_affines
-from pose_kp_ros.network.detector_checkpoint import load_detector_checkpoint, make_detector_meta
+from pose_kp_ros.network.detector_checkpoint import (
+    load_detector_checkpoint,
+    make_detector_meta,
+    transfer_detector_weights,
+)
 from pose_kp_ros.network.detector_model import CenterNet, DetectorConfig, DetectorConfigError
 from pose_kp_ros.network.mobilenet_v2 import load_imagenet_weights
 from pose_kp_ros.training.augmentation import DetectorAugmentConfig
@@ -184,6 +188,26 @@ class DetectorTrainer(EpochTrainer):
                                   f'{self.class_names} / {self.net_config.to_dict()}')
         getattr(self.model, 'module', self.model).load_state_dict(model.state_dict())
         return state
+
+    def start_from(self, path: Path | str) -> None:
+        """Start from detector checkpoint `path`: same architecture, its classes may differ.
+
+        Everything but the class heatmaps is copied; of those, the classes both have
+        (transfer_detector_weights). Another architecture is a CheckpointError.
+        """
+        source, meta, _ = load_detector_checkpoint(path)
+        architecture = DetectorConfig.from_dict(
+            {**meta['architecture'], 'num_classes': self.net_config.num_classes})
+        if architecture != self.net_config:
+            raise CheckpointError(f"{path}: architecture {meta['architecture']} differs from "
+                                  f"the config's {self.net_config.to_dict()} beyond the classes")
+        model = getattr(self.model, 'module', self.model)
+        model.load_state_dict(transfer_detector_weights(
+            source.state_dict(), meta['class_names'], model.state_dict(), self.class_names))
+        shared = [n for n in self.class_names if n in meta['class_names']]
+        if len(shared) < len(self.class_names) and self.is_main:
+            print(f'init_weights {path}: trunk and the heatmaps of {shared} (the other '
+                  f'{len(self.class_names) - len(shared)} classes start fresh)', flush=True)
 
     def summary(self, train_metrics: Mapping[str, float], metrics: Mapping[str, float]) -> str:
         """Return losses, recall, precision, mean IoU and AP@0.5 of the epoch."""

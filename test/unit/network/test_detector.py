@@ -398,6 +398,44 @@ def test_train_detector_cli_then_resume(shape_datasets, tmp_path, capsys):
     assert trainer.epoch == 0
 
 
+def test_a_detector_of_other_classes_starts_from_a_trained_one(shape_datasets, tmp_path,
+                                                               capsys):
+    """init_weights from a one-class detector: trunk, box heads and the shared class's row.
+
+    The new class's heatmap row stays fresh (the prior); another architecture fails.
+    """
+    single = DetectorConfig(num_classes=1, **TINY)
+    source = CenterNet(single)
+    with torch.no_grad():
+        for parameter in source.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    start = tmp_path / 'disc_only.pt'
+    save_checkpoint(start, source, make_detector_meta(single, ['disc']))
+    config = {'datasets': [str(shape_datasets['square']), str(shape_datasets['disc'])],
+              'val_fraction': 0.34, 'output_dir': 'two', 'epochs': 1, 'batch_size': 4,
+              'workers': 0, 'seed': 1, 'architecture': TINY, 'max_objects': 4, 'threads': 1,
+              'init_weights': str(start)}
+    path = tmp_path / 'two.yaml'
+    path.write_text(yaml.safe_dump(config))
+    from pose_kp_ros.training.detector_training import DetectorTrainer, load_config
+    trainer = DetectorTrainer(load_config(path), torch.device('cpu'), 0, 1)
+    assert trainer.class_names == ['square', 'disc']
+    assert "heatmaps of ['disc'] (the other 1 classes start fresh)" in capsys.readouterr().out
+    prior_bias = CenterNet(DetectorConfig(num_classes=2, **TINY)).heads['heatmap'][-1].bias
+    weights, trained = trainer.model.state_dict(), source.state_dict()
+    for name, tensor in weights.items():
+        if name.startswith('heads.heatmap.1.'):
+            assert torch.equal(tensor[1], trained[name][0]), name   # disc: copied
+            assert not torch.equal(tensor[0], trained[name][0]), name  # square: fresh
+        else:
+            assert torch.equal(tensor, trained[name]), name
+    assert weights['heads.heatmap.1.bias'][0] == prior_bias[0]
+    wider = tmp_path / 'wider.yaml'
+    wider.write_text(yaml.safe_dump({**config, 'architecture': {**TINY, 'neck_channels': 24}}))
+    with pytest.raises(CheckpointError, match='differs from the config'):
+        DetectorTrainer(load_config(wider), torch.device('cpu'), 0, 1)
+
+
 def test_pretrained_encoder_detector(shape_datasets, tmp_path):
     """MobileNetV2 under the neck: same maps, and folding batch norm stays exact.
 
