@@ -33,6 +33,16 @@ EVAL_ROWS = (
      'pose-kp eval-lmo --object driller --dataset data/driller_val_v2 --boxes ground-truth'),
 )
 
+EIGHT_OBJECTS = 'pose-kp eval-lmo --object all --pipeline-config models/lmo_all/pipeline.yaml'
+EVAL_ALL_ROWS = (
+    ('all_detector', 'LM-O photos', 'full-image detector', EIGHT_OBJECTS),
+    ('all_ground-truth', 'LM-O photos', 'ground-truth boxes',
+     f'{EIGHT_OBJECTS} --boxes ground-truth'),
+    ('all_renders_detector', 'held-out renders', 'full-image detector',
+     f'{EIGHT_OBJECTS} --dataset data/lmo_all_val --frame-step 4'),
+)
+"""The eight LM-O objects (models/lmo_all): eval-lmo --object all summaries in results/eval_lmo."""
+
 
 def read(path):
     """Return the parsed JSON at path, or None when it does not exist."""
@@ -76,6 +86,56 @@ def accuracy_section(results):
     lines += ['', 'Per-frame CSV/JSON, accuracy-vs-threshold plots and overlay mosaics are '
               'written next to each summary in `results/eval_lmo/`.', '']
     return lines + visibility_lines(results)
+
+
+def objects_section(results):
+    """Return the eight-object table: ADD(-S) per object and the mean, beside published means."""
+    lines = ['## Eight LM-O objects (`pose-kp eval-lmo --object all`)', '',
+             'models/lmo_all: one keypoint network and one detector for the eight LM-O objects, '
+             'trained on multi-object renders only (models/lmo_all/README.md); one pipeline call '
+             'per frame for all of them, one CPU thread. ADD < 0.1 d, ADD-S for the symmetric '
+             'eggbox and glue; each object on the frames that annotate it.', '']
+    summaries = [(row, read(results / 'eval_lmo' / f'{row[0]}_summary.json'))
+                 for row in EVAL_ALL_ROWS]
+    measured = [(row, summary) for row, summary in summaries if summary is not None]
+    if not measured:
+        return lines + ['Not measured yet: `' + EIGHT_OBJECTS + '`.', '']
+    lines += ['| object | ' + ' | '.join(f'{source}, {boxes}' for (_, source, boxes, _), _
+                                          in measured) + ' |',
+              '|---' * (len(measured) + 1) + '|']
+    names = [row['object'] for row in measured[0][1]['rows']]
+    for index, name in enumerate(names):
+        cells = []
+        for _, summary in measured:
+            row = summary['rows'][index]
+            cells.append(f"{number(row['accuracy_0.1d'], 1, 100, '%')} ({row['metric']}, "
+                         f"{row['frames']} frames, detected "
+                         f"{number(row['detection_rate'], 0, 100, '%')})")
+        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    lines.append('| **mean** | ' + ' | '.join(
+        f"**{number(summary['mean']['accuracy_0.1d'], 1, 100, '%')}**" for _, summary
+        in measured) + ' |')
+    lines.append('| ms per frame (median) | ' + ' | '.join(
+        number(summary['stages'][TOTAL]['median_ms'], 0) for _, summary in measured) + ' |')
+    published = next((summary['published'] for _, summary in measured if summary['published']),
+                     [])
+    lines += ['', 'Commands: ' + '; '.join(f'`{command}`' for (_, _, _, command), _
+                                          in measured) + f". CPU: {measured[0][1]['cpu_model']}.",
+              '', 'Published means on LM-O (ADD(-S) < 0.1 d, all eight objects, whole test '
+              'set), each trained with real LINEMOD photos: ' + ', '.join(
+                  f"{entry['method']} ({entry['paper']}) "
+                  f"{number(entry['add_s_0.1d_accuracy'], 1, 100, '%')}"
+                  for entry in published) + '.', '']
+    node = read(results / 'bench_node_lmo_all.json')
+    if node is not None:
+        lines += [f"The node with the eight objects (`python benchmarks/bench_node.py --rate "
+                  f"{node['input_rate_hz']:g} --seconds {node['seconds']:g} --pipeline-config "
+                  f"models/lmo_all/pipeline.yaml --output results/bench_node_lmo_all.json`, the "
+                  f"LM-O replay over DDS): {number(node['frames_answered_per_s'], 1)} frames "
+                  f"answered per second, latency median / p95 "
+                  f"{number(node['frame_latency_median_ms'], 0)} / "
+                  f"{number(node['frame_latency_p95_ms'], 0)} ms ({node['cpu_model']}).", '']
+    return lines
 
 
 def visibility_lines(results):
@@ -507,7 +567,8 @@ def render(results):
              'every figure names the command that measured it. Machine: 2 CPU cores, no GPU, '
              'often shared with training jobs (load averages are in the JSON files); numbers on a '
              'quiet machine or a GPU are better.', '']
-    lines += accuracy_section(results) + tracking_section(results) + stages_section(results) \
+    lines += accuracy_section(results) + objects_section(results) + tracking_section(results) \
+        + stages_section(results) \
         + node_section(results) \
         + threads_section(results) + comparison_section(results) + parts_section(results) \
         + gpu_section(results)
@@ -515,8 +576,8 @@ def render(results):
 
 
 def evaluate(output_dir):
-    """Run the eval-lmo command of every EVAL_ROWS entry, writing into output_dir."""
-    for _, _, _, command in EVAL_ROWS:
+    """Run the eval-lmo command of every EVAL_ROWS and EVAL_ALL_ROWS entry into output_dir."""
+    for _, _, _, command in EVAL_ROWS + EVAL_ALL_ROWS:
         words = shlex.split(command)
         if '--dataset' in words and not Path(words[words.index('--dataset') + 1]).is_dir():
             print(f'skipped (no dataset folder): {command}')

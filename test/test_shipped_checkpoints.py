@@ -1,12 +1,14 @@
-"""The default model's training checkpoint computes what its shipped ONNX models compute.
+"""A shipped model's training checkpoint computes what its shipped ONNX models compute.
 
-models/driller/keypoints.pt is the start for fine-tuning the default network (`init_weights`;
+models/<model>/keypoints.pt is the start for fine-tuning a shipped network (`init_weights`;
 docs/training.md, "Fine-tuning the default model"); keypoints.onnx is its float export (for
-GPUs), keypoints_int8.onnx its int8 export, which the default pipeline runs.
+GPUs), keypoints_int8.onnx its int8 export, which the shipped pipelines run (the driller's and
+the eight LM-O objects', models/lmo_all).
 """
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from pose_kp_ros.data.package_data import lmo_frames
@@ -16,8 +18,9 @@ from pose_kp_ros.network.checkpoint import load_model
 from pose_kp_ros.network.predictor import KeypointPredictor
 
 
-def test_keypoint_checkpoint_and_onnx_give_the_same_heatmaps(repo_root):
-    folder = repo_root / 'models' / 'driller'
+@pytest.mark.parametrize('model', ['driller', 'lmo_all'])
+def test_keypoint_checkpoint_and_onnx_give_the_same_heatmaps(repo_root, model):
+    folder = repo_root / 'models' / model
     checkpoint, checkpoint_meta = load_model(folder / 'keypoints.pt')
     onnx, onnx_meta = load_model(folder / 'keypoints.onnx')
     for key in ('keypoint_names', 'architecture', 'padding', 'sigma', 'low_pass_px', 'mean',
