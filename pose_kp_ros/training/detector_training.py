@@ -55,7 +55,7 @@ DEFAULTS = {
     'min_lr_fraction': 0.01,
     'augmentation': {},         # DetectorAugmentConfig fields
     'save_every_minutes': 10,   # also save last.pt mid-epoch (0: only at epoch end)
-    'amp': True,                # mixed precision on CUDA
+    'amp': True,                # mixed precision: float16 on CUDA, bfloat16 on CPUs with it
     'threads': 0,               # torch CPU threads (0: all cores this process may use)
     'init_weights': None,       # start from this detector checkpoint's weights (fine-tuning)
     **ENCODER_DEFAULTS,         # architecture encoder: ImageNet start and freezing schedule

@@ -14,13 +14,25 @@ from tqdm import tqdm
 from pose_kp_ros import strict_json
 from pose_kp_ros.network.checkpoint_format import save_checkpoint
 from pose_kp_ros.training.config import learning_rate
-from pose_kp_ros.training.distributed import EpochSampler, all_reduce_sums, worker_init
+from pose_kp_ros.training.distributed import (
+    EpochSampler,
+    all_reduce_sums,
+    autocast_dtype,
+    worker_init,
+)
 from pose_kp_ros.training.records import read_image
 
 Batch = dict[str, torch.Tensor]
 """A DataLoader batch: a dataset's sample dict, each tensor stacked along a first axis B."""
 Outputs = list[torch.Tensor] | dict[str, torch.Tensor]
 """A network's outputs: the keypoint network's heatmaps per stack, the detector's maps."""
+
+
+def outputs_float32(outputs: Outputs) -> Outputs:
+    """Return the network's outputs as float32 (mixed precision: losses in full precision)."""
+    if isinstance(outputs, dict):
+        return {name: output.float() for name, output in outputs.items()}
+    return [output.float() for output in outputs]
 
 
 class EpochDataset(torch.utils.data.Dataset):
@@ -136,8 +148,8 @@ class EpochTrainer:
                 find_unused_parameters=self.encoder_blocks() is not None)  # frozen blocks
         self.optimizer = torch.optim.AdamW(self._parameter_groups(model), lr=config['lr'],
                                            weight_decay=config['weight_decay'])
-        self.use_amp = bool(config['amp']) and device.type == 'cuda'
-        self.scaler = torch.amp.GradScaler('cuda', enabled=self.use_amp)
+        self.amp_dtype = autocast_dtype(bool(config['amp']), device)
+        self.scaler = torch.amp.GradScaler('cuda', enabled=self.amp_dtype == torch.float16)
         self.epoch, self.batches_done, self.history, self.best = 0, 0, [], None
         if config['init_weights']:
             self.start_from(config['init_weights'])
@@ -303,12 +315,12 @@ class EpochTrainer:
         sums = {'loss': 0.0, 'count': 0, **dict.fromkeys(self.loss_parts, 0.0)}
         bar = tqdm(loader, desc=f'epoch {self.epoch + 1}/{config["epochs"]} train',
                    disable=not self.is_main, leave=False, dynamic_ncols=True)
-        autocast = (torch.autocast('cuda', dtype=torch.float16) if self.use_amp
+        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype
                     else nullcontext())
         for batch in bar:
             with autocast:
                 outputs = self.model(self._images(batch))
-            loss, parts = self.loss(outputs, batch)
+            loss, parts = self.loss(outputs_float32(outputs), batch)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)

@@ -75,7 +75,7 @@ DEFAULTS = {
     'min_lr_fraction': 0.01,    # cosine schedule floor, fraction of lr
     'augmentation': {},         # AugmentConfig fields
     'save_every_minutes': 10,   # also save last.pt mid-epoch (0: only at epoch end)
-    'amp': True,                # mixed precision on CUDA
+    'amp': True,                # mixed precision: float16 on CUDA, bfloat16 on CPUs with it
     'threads': 0,               # torch CPU threads (0: all cores this process may use)
     'init_weights': None,       # start from this checkpoint's weights (fine-tuning; same net)
     'foreground_weight': 0.0,   # squared error weighted by 1 + this x target (leaves the
