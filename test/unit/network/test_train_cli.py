@@ -172,21 +172,28 @@ def test_a_teacher_network_mixes_its_heatmaps_into_the_targets(kite_dataset, tmp
 
 
 
-RECIPE = Path(__file__).resolve().parents[3] / 'models' / 'driller' / 'recipe'
+MODELS = Path(__file__).resolve().parents[3] / 'models'
+RECIPES = sorted(f'{p.parent.parent.name}/{p.name}' for p in MODELS.glob('*/recipe/*.yaml'))
+LMO_OBJECTS = ['ape', 'can', 'cat', 'driller', 'duck', 'eggbox', 'glue', 'holepuncher']
 
 
-@pytest.mark.parametrize('name', sorted(p.name for p in RECIPE.glob('*.yaml')))
+@pytest.mark.parametrize('name', RECIPES)
 def test_the_shipped_models_recipe_loads_with_its_paths_in_the_repository(name):
-    """The stage configs beside models/driller name the repository's object, data and runs."""
+    """The stage configs beside models/<model> name the repository's objects, data and runs."""
     from pose_kp_ros.training import detector_training, keypoint_training
-    trainer = detector_training if name.startswith('train_detector') else keypoint_training
-    config = trainer.load_config(RECIPE / name)
-    root = RECIPE.parents[2]
+    model, file = name.split('/')
+    trainer = detector_training if 'detector' in file else keypoint_training
+    config = trainer.load_config(MODELS / model / 'recipe' / file)
+    root = MODELS.parent
     folders = [*config['datasets'], *config['val_datasets'], config['output_dir']]
-    folders += [config['init_weights']] if config['init_weights'] else []
     assert {Path(p).relative_to(root).parts[0] for p in folders} <= {'data', 'runs'}, folders
+    if config['init_weights']:  # a run of the recipe before it, or a shipped model
+        start = Path(config['init_weights']).relative_to(root)
+        assert start.parts[0] == 'runs' or (root / start).is_file(), start
     if trainer is keypoint_training:
-        assert Path(config['object']) == root / 'objects' / 'driller.yaml'
+        objects = [config['object']] if config['object'] else config['objects']
+        expected = ['driller'] if model == 'driller' else LMO_OBJECTS
+        assert [Path(o) for o in objects] == [root / 'objects' / f'{o}.yaml' for o in expected]
         if config['teacher']:  # the distilling stages' teacher ships beside them
             assert Path(config['teacher']).is_file(), config['teacher']
 
