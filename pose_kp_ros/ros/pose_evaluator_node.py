@@ -108,9 +108,10 @@ class LiveObject:
         self.metric = error_metric(self.model)
         self.points = model_points(self.model)  # the point set of pose-kp eval-lmo
         self.truth, self.estimates, self.tf_frames = {}, {}, 0
-        # {stamp key: (estimate, K, FrameResult)}: each frame's errors are computed once (ADD-S
-        # over a whole mesh takes milliseconds), not at every progress line.
-        self.errors = {}
+        # {stamp key: (estimate, FrameResult)} under the camera matrix errors_K: each frame's
+        # errors are computed once (ADD-S over a whole mesh takes milliseconds), not at every
+        # progress line.
+        self.errors, self.errors_K = {}, None
 
     def answered(self, stamps: set[StampKey]) -> int:
         """Return how many of this object's ground-truth frames are among `stamps`."""
@@ -122,17 +123,18 @@ class LiveObject:
         K: (3, 3) intrinsics (NaN until a camera_info came); frame_index: {stamp key: index of
         the frame among every frame seen}.
         """
+        if self.errors_K is None or not np.array_equal(self.errors_K, K, equal_nan=True):
+            self.errors, self.errors_K = {}, K.copy()
         results = []
         for key in sorted(self.truth):
             estimate = self.estimates.get(key)
             cached = self.errors.get(key)
-            if (cached is None or cached[0] is not estimate
-                    or not np.array_equal(cached[1], K, equal_nan=True)):
+            if cached is None or cached[0] is not estimate:
                 R, t, latency = estimate or (None, None, float('nan'))
-                cached = self.errors[key] = (estimate, K.copy(), frame_errors(
+                cached = self.errors[key] = (estimate, frame_errors(
                     0, R, t, *self.truth[key], self.points, K, self.metric == 'ADD-S',
                     latency_ms=latency, symmetries=self.model.symmetries))
-            results.append(replace(cached[2], frame=str(frame_index[key])))
+            results.append(replace(cached[1], frame=str(frame_index[key])))
         return results
 
     def summary(self, results: Sequence[FrameResult]) -> dict:
