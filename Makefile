@@ -1,5 +1,5 @@
 # pose_kp_ros: every target sets up what it needs (scripts/setup_env.sh, idempotent) first.
-#   make demo    the main job (README, first command)
+#   make demo    the main job (README, first command): the driller, then all eight LM-O objects
 #   make test    all tests: lint, unit (no ROS), integration (real DDS, colcon) (README, second command)
 # DDS traffic stays on this machine and in a domain of its own unless you say otherwise.
 
@@ -21,6 +21,7 @@ setup:
 demo: setup
 	@echo "[demo] ROS_DOMAIN_ID=$$ROS_DOMAIN_ID ROS_AUTOMATIC_DISCOVERY_RANGE=$$ROS_AUTOMATIC_DISCOVERY_RANGE"
 	@$(PY) -m pose_kp_ros.tools.cli demo $(DEMO_ARGS)
+	@$(PY) -m pose_kp_ros.tools.cli demo --object all --pipeline-config models/lmo_all/pipeline.yaml $(DEMO_ARGS)
 
 test: setup
 	@echo "[test] ROS_DOMAIN_ID=$$ROS_DOMAIN_ID ROS_AUTOMATIC_DISCOVERY_RANGE=$$ROS_AUTOMATIC_DISCOVERY_RANGE"
