@@ -4,7 +4,15 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def benchmarks_path(monkeypatch):
+    """Make the report's sibling modules (benchmarks/speed_sections.py, ...) importable."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT / 'benchmarks'))
 
 
 def load_report_module():
