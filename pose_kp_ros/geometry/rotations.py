@@ -1,7 +1,7 @@
-"""Batched SO(3) helpers over numpy arrays: skew matrices, exp and log maps, quaternions, sampling.
+"""Batched SO(3) helpers over numpy arrays: skew matrices, the exp map, angles, quaternions.
 
 Rotation vectors (axis-angle) are in radians, shape (..., 3); rotation matrices are (..., 3, 3).
-Formulas: Rodrigues' rotation formula and its inverse, e.g. Barfoot, "State Estimation for
+Formulas: Rodrigues' rotation formula, e.g. Barfoot, "State Estimation for
 Robotics" (2017), section 7.1.
 """
 
@@ -60,30 +60,6 @@ def rotation_angle(R: ArrayLike) -> np.ndarray:
     cos = (np.trace(R, axis1=-2, axis2=-1) - 1.0) / 2.0
     sin = np.linalg.norm(_vee_of_antisymmetric_part(R), axis=-1) / 2.0
     return np.arctan2(sin, cos)
-
-
-def so3_log(R: ArrayLike) -> np.ndarray:
-    """Return rotation vectors w (..., 3) in radians with so3_exp(w) = R, for R (..., 3, 3).
-
-    The angle is in [0, pi]; near pi the axis is taken from the symmetric part of R.
-    """
-    R = np.asarray(R, dtype=np.float64)
-    theta = rotation_angle(R)[..., None]
-    vee = _vee_of_antisymmetric_part(R)
-    small = theta < 1e-4
-    scale = np.where(small, 0.5 + theta * theta / 12.0,
-                     theta / (2.0 * np.where(small, 1.0, np.sin(theta))))
-    w_generic = scale * vee
-    # Near pi: sym(R) + I = (1 + cos) I + (1 - cos) a a^T ~ 2 a a^T; take its largest column.
-    sym = (R + np.swapaxes(R, -1, -2)) / 2.0 + np.eye(3)
-    col_index = np.diagonal(sym, axis1=-2, axis2=-1).argmax(-1)
-    col = np.take_along_axis(sym, col_index[..., None, None], -1)[..., 0]
-    axis = col / np.maximum(np.linalg.norm(col, axis=-1, keepdims=True), 1e-12)
-    # Sign: keep the axis that agrees with the (small) antisymmetric part.
-    sign = np.where((axis * vee).sum(-1, keepdims=True) < 0, -1.0, 1.0)
-    w_near_pi = sign * axis * theta
-    near_pi = theta > np.pi - 1e-3
-    return np.where(near_pi, w_near_pi, w_generic)
 
 
 def matrix_to_quaternion_xyzw(R: ArrayLike) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""SO(3) exponential/logarithm, random rotations, pinhole projection with its Jacobian."""
+"""SO(3) exponential and angle, random rotations, pinhole projection with its Jacobian."""
 
 import numpy as np
 import pytest
@@ -17,7 +17,6 @@ from pose_kp_ros.geometry.rotations import (
     random_rotations,
     rotation_angle,
     so3_exp,
-    so3_log,
 )
 
 
@@ -27,7 +26,7 @@ def test_hat_is_the_cross_product():
 
 
 @pytest.mark.parametrize('angle', [0.0, 1e-9, 1e-4, 0.5, 2.0, np.pi - 1e-6, np.pi])
-def test_exp_log_round_trip(angle):
+def test_exp_is_a_rotation_of_the_given_angle_and_axis(angle):
     axis = np.random.default_rng(1).normal(size=(16, 3))
     w = axis / np.linalg.norm(axis, axis=-1, keepdims=True) * angle
     R = so3_exp(w)
@@ -35,8 +34,7 @@ def test_exp_log_round_trip(angle):
                                atol=1e-14)
     np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-14)
     np.testing.assert_allclose(rotation_angle(R), angle, atol=1e-7)
-    back = so3_exp(so3_log(R))
-    np.testing.assert_allclose(back, R, atol=1e-7)
+    np.testing.assert_allclose(R, Rotation.from_rotvec(w).as_matrix(), atol=1e-12)
 
 
 def test_exp_matches_matrix_exponential():
