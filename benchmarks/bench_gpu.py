@@ -47,6 +47,7 @@ from bench_network import time_forward
 import cv2
 import numpy as np
 import onnxruntime
+from report_format import number
 import torch
 
 from pose_kp_ros import strict_json
@@ -288,11 +289,6 @@ def node_row(device, providers, trt_cache, seconds, folder):
             'latency_p95_ms', 'node_cpu_percent_of_one_core', 'node_rss_mb_max',
             'stages_median_ms_last_100_frames')
     return {key: result.get(key) for key in keep}
-
-
-def number(value, digits=1):
-    """Format a float or None."""
-    return '-' if value is None else f'{value:.{digits}f}'
 
 
 def print_report(report, missing):
