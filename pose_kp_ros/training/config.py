@@ -135,8 +135,12 @@ def recorded_config(config: dict) -> dict:
     return recorded
 
 
-def learning_rate(config: Mapping[str, Any], epoch: int) -> float:
-    """Return the learning rate of `epoch` (0-based) under the config's schedule."""
+def learning_rate(config: Mapping[str, Any], epoch: float) -> float:
+    """Return the learning rate at `epoch` (0-based; fractions: part of an epoch done).
+
+    Warm-up ramps linearly, the cosine decays from lr to min_lr_fraction x lr at the last
+    epoch's end, a step schedule multiplies by lr_gamma at each milestone epoch.
+    """
     lr, warmup = config['lr'], config['warmup_epochs']
     if epoch < warmup:
         return lr * (epoch + 1) / (warmup + 1)

@@ -300,15 +300,16 @@ class EpochTrainer:
     def train_epoch(self) -> tuple[dict[str, float], float]:
         """Train one epoch (or its remainder after a mid-epoch resume).
 
-        Returns ({'train_loss', 'train_<part>_loss'...} means over all ranks, learning rate).
+        The learning rate follows the schedule batch by batch (learning_rate at the fraction of
+        the epoch done). Returns ({'train_loss', 'train_<part>_loss'...} means over all ranks,
+        the learning rate at the epoch's start).
         """
         config = self.config
-        lr = learning_rate(config, self.epoch)
-        for group in self.optimizer.param_groups:
-            group['lr'] = lr * group.get('lr_scale', 1.0)
         self.train_set.set_epoch(self.epoch)
         self.train_sampler.set_epoch(self.epoch, self.batches_done * config['batch_size'])
         loader = self._loader(self.train_set, self.train_sampler, True)
+        epoch_batches = max(self.batches_done + len(loader), 1)
+        first_lr = learning_rate(config, self.epoch)
         self.model.train()
         self.apply_encoder_schedule()
         last_save = time.monotonic()
@@ -318,6 +319,9 @@ class EpochTrainer:
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype
                     else nullcontext())
         for batch in bar:
+            lr = learning_rate(config, self.epoch + self.batches_done / epoch_batches)
+            for group in self.optimizer.param_groups:
+                group['lr'] = lr * group.get('lr_scale', 1.0)
             with autocast:
                 outputs = self.model(self._images(batch))
             loss, parts = self.loss(outputs_float32(outputs), batch)
@@ -339,7 +343,7 @@ class EpochTrainer:
         sums = all_reduce_sums(sums, self.device, self.world_size)
         count = max(sums['count'], 1)
         return {'train_loss': sums['loss'] / count,
-                **{f'train_{name}_loss': sums[name] / count for name in self.loss_parts}}, lr
+                **{f'train_{name}_loss': sums[name] / count for name in self.loss_parts}}, first_lr
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:

@@ -65,9 +65,10 @@ epochs_done() {
 plan="$RUN/planned_epochs"
 if [[ $status == 0 && ! -f $plan ]]; then
   if [[ "${PLAN_EPOCHS:-1}" == 1 ]]; then
-    # Epoch 1 alone: its learning rate and loss do not depend on the total (cosine from lr,
-    # no warm-up; foreground-weighted), so it is the first epoch of whatever plan follows.
-    train_until_reserve --epochs 1 --set plain_mse_last_epochs=0
+    # Epoch 1 alone at the constant lr (a long cosine, which decays batch by batch, keeps
+    # within 1% of lr over its first epoch; no warm-up; foreground-weighted), so it is the
+    # first epoch of whatever plan follows.
+    train_until_reserve --epochs 1 --set plain_mse_last_epochs=0 --set lr_schedule=constant
     rc=$?
     if [[ $rc == 0 ]]; then
       "$PY" - "$RUN/metrics.json" "$(($(left) - RESERVE - PACK_S - 20))" "$EPOCHS" "$PLAIN" \

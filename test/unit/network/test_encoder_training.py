@@ -51,7 +51,7 @@ def test_schedule_freezes_the_encoder_then_its_first_blocks(kite_dataset, tmp_pa
 def test_frozen_batch_norm_statistics_and_encoder_learning_rate(kite_dataset, tmp_path):
     config = load_config(write_config(tmp_path / 'b.yaml', kite_dataset, encoder_bn='frozen',
                                       encoder_lr_scale=0.25, lr=0.004,
-                                      warmup_epochs=0))
+                                      warmup_epochs=0, lr_schedule='constant'))
     trainer = KeypointTrainer(config, torch.device('cpu'), 0, 1)
     trainer.model.train()
     trainer.apply_encoder_schedule()
@@ -60,6 +60,25 @@ def test_frozen_batch_norm_statistics_and_encoder_learning_rate(kite_dataset, tm
     trainer.train_epoch()
     scales = sorted(group['lr'] for group in trainer.optimizer.param_groups)
     assert scales == pytest.approx([0.001, 0.004])
+
+
+def test_cosine_learning_rate_decays_batch_by_batch(kite_dataset, tmp_path):
+    config = load_config(write_config(tmp_path / 'd.yaml', kite_dataset, lr=0.004, batch_size=2,
+                                      warmup_epochs=0, min_lr_fraction=0.0,
+                                      encoder_lr_scale=0.25))
+    trainer = KeypointTrainer(config, torch.device('cpu'), 0, 1)
+    step, used = trainer.optimizer.step, []
+
+    def recording_step(*args, **kwargs):
+        used.append([group['lr'] for group in trainer.optimizer.param_groups])
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = recording_step
+    _, epoch_lr = trainer.train_epoch()
+    heads = [max(rates) for rates in used]
+    assert len(heads) >= 3 and epoch_lr == heads[0] == pytest.approx(0.004)
+    assert all(a > b for a, b in zip(heads, heads[1:]))      # one epoch: the whole cosine
+    assert all(min(rates) == pytest.approx(0.25 * max(rates)) for rates in used)  # encoder
 
 
 def test_training_keeps_frozen_blocks_at_their_imagenet_weights(kite_dataset, tmp_path):

@@ -70,6 +70,9 @@ def test_learning_rate_schedules():
     assert learning_rate(config, 1) == 1.0
     assert learning_rate(config, 6) == pytest.approx(0.5)
     assert learning_rate({**config, 'lr_schedule': 'step'}, 6) == pytest.approx(0.1)
+    assert learning_rate(config, 0.5) == 0.75                       # within an epoch too
+    assert learning_rate(config, 6) > learning_rate(config, 6.5) > learning_rate(config, 7)
+    assert learning_rate(config, 11) == pytest.approx(0.0)           # the last epoch's end
 
 
 def test_sampler_shards_cover_everything_and_skip():
