@@ -135,8 +135,11 @@ NODE_PARAMETERS = (
                   '(`benchmarks/bench_threads.py`, docs/performance.md); with the distilled '
                   'network on two cores of an AMD EPYC Zen 4, 1 and 2 threads alternately '
                   '(`bench_node.py --torch-threads T`, A B A B): 14.0 / 15.9 against 15.2 / '
-                  '14.8 poses/s, 96 / 89 against 88 / 89 ms, no difference. Raise it where '
-                  'idle cores exist, after measuring there.', low=0, high=256),
+                  '14.8 poses/s, 96 / 89 against 88 / 89 ms, no difference; with all eight '
+                  'LM-O objects (models/lmo_all, about 15 crops a frame) on two idle cores of '
+                  'an Intel Xeon, 10 Hz: 6.23 / 6.21 frames/s with 2 threads against 5.43 / '
+                  '5.83 with 1 (interleaved), about 10% faster. Raise it where idle cores '
+                  'exist and crops are many, after measuring there.', low=0, high=256),
 )
 
 SPECS = {spec.name: spec for spec in NODE_PARAMETERS}
