@@ -176,3 +176,15 @@ def test_lmo_scene_settings_load(repo_root):
     driller = load_settings(repo_root / 'config' / 'render_driller.yaml')
     assert settings.colour_ranges('driller') == driller.colour_ranges('driller')
     assert settings.colour_ranges('ape') == RenderSettings().colour_ranges('ape')
+
+
+def test_lmo_colour_scene_settings_widen_only_the_colours_of_the_objects_without_their_own(
+        repo_root):
+    base = load_settings(repo_root / 'config' / 'render_lmo_all.yaml')
+    colour = load_settings(repo_root / 'config' / 'render_lmo_all_colour.yaml')
+    colour_fields = {'object_saturation', 'object_brightness', 'object_hue_shift_deg'}
+    base_dict, colour_dict = base.to_dict(), colour.to_dict()
+    assert {k for k in base_dict if base_dict[k] != colour_dict[k]} == colour_fields
+    assert colour.colour_ranges('driller') == base.colour_ranges('driller')
+    for wide, narrow in zip(colour.colour_ranges('ape'), base.colour_ranges('ape')):
+        assert wide[0] <= narrow[0] and narrow[1] <= wide[1] and wide != narrow
