@@ -77,7 +77,12 @@ class LmoCameraNode(Node):
                          else ReliabilityPolicy.BEST_EFFORT)
         self.image_pub = self.create_publisher(Image, 'image', qos)
         self.info_pub = self.create_publisher(CameraInfo, 'camera_info', qos)
-        self.truth_pubs = {name: self.create_publisher(PoseStamped, f'~/ground_truth/{name}', 10)
+        # Reliable, and deep enough to hold every truth of the replay: a scorer that falls
+        # behind for a second (ten photos) under CPU load must not lose a photo's truth.
+        truth_qos = QoSProfile(depth=max(10, len(self.frames)),
+                               reliability=ReliabilityPolicy.RELIABLE)
+        self.truth_pubs = {name: self.create_publisher(PoseStamped, f'~/ground_truth/{name}',
+                                                       truth_qos)
                            for name in names}
 
     def wait_for_subscribers(self) -> bool:
