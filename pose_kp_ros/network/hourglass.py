@@ -46,6 +46,10 @@ class HourglassConfig:
         encoder: 'none' (Newell's convolutional stem, trained from scratch) or 'mobilenet_v2'
             (an ImageNet-pretrainable MobileNetV2 to stride 16 whose features feed hourglasses
             at stride 4; see keypoint_net.EncoderHourglassNet; heatmap_stride must be 2).
+        object_keypoints: () for one set of hourglass stacks writing every heatmap; else the
+            keypoint count of each object, in channel order (summing to num_keypoints): every
+            object gets hourglass stacks of its own on the shared encoder
+            (keypoint_net.ObjectHeadsNet; needs an encoder).
     """
 
     num_keypoints: int
@@ -57,6 +61,7 @@ class HourglassConfig:
     heatmap_stride: int = 4
     block: str = 'bottleneck'
     encoder: str = 'none'
+    object_keypoints: tuple[int, ...] = ()
 
     def __post_init__(self):
         """Check that the configuration describes a buildable network."""
@@ -78,6 +83,17 @@ class HourglassConfig:
         if self.encoder != 'none' and self.heatmap_stride != 2:
             raise HourglassConfigError(f'hourglass encoder {self.encoder!r} needs '
                                        f'heatmap_stride 2')
+        if not isinstance(self.object_keypoints, tuple):  # lists from JSON and YAML
+            object.__setattr__(self, 'object_keypoints', tuple(self.object_keypoints))
+        if self.object_keypoints:
+            if self.encoder == 'none':
+                raise HourglassConfigError('hourglass object_keypoints (per-object heads) needs '
+                                           "an encoder (encoder: 'mobilenet_v2')")
+            if (any(not isinstance(n, int) or n < 1 for n in self.object_keypoints)
+                    or sum(self.object_keypoints) != self.num_keypoints):
+                raise HourglassConfigError(
+                    f'hourglass object_keypoints must be positive integers summing to '
+                    f'num_keypoints {self.num_keypoints}, got {list(self.object_keypoints)}')
         if self.features % 4:
             raise HourglassConfigError(f'hourglass features must be a multiple of 4, '
                                        f'got {self.features}')
@@ -95,8 +111,16 @@ class HourglassConfig:
         return self.input_size // self.heatmap_stride
 
     def to_dict(self) -> dict:
-        """Return the configuration as a plain dict (for checkpoints and JSON)."""
-        return asdict(self)
+        """Return the configuration as a plain dict (for checkpoints and JSON).
+
+        object_keypoints is a list; a shared-heads network (the default) leaves it out, so
+        its dict is the one written before per-object heads existed.
+        """
+        values = asdict(self)
+        values['object_keypoints'] = list(self.object_keypoints)
+        if not self.object_keypoints:
+            del values['object_keypoints']
+        return values
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> 'HourglassConfig':
@@ -272,9 +296,14 @@ class FinalHeatmaps(nn.Module):
         super().__init__()
         self.network = network
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Return the last stack's heatmaps for normalised crops (B, 3, S, S)."""
-        return self.network(images)[-1]
+    def forward(self, images: torch.Tensor,
+                objects: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the last stack's heatmaps for normalised crops (B, 3, S, S).
+
+        objects: each crop's object index (B,) int64, for a network of per-object heads
+        (keypoint_net.ObjectHeadsNet); None for any other.
+        """
+        return (self.network(images) if objects is None else self.network(images, objects))[-1]
 
 
 def count_parameters(model: nn.Module) -> int:

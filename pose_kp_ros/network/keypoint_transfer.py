@@ -10,6 +10,11 @@ nothing the next stack sees. When the target has every heatmap of the source, it
 heatmaps are the source's exactly: a driller network so gives an eight-object network its trunk
 and the same driller heatmaps before any training. A custom
 object's network starts from trained keypoint features instead of ImageNet's alone.
+
+Networks of per-object heads (keypoint_net.ObjectHeadsNet) take part as sets of stacks:
+`transfer_stack_weights` starts every target set of stacks (the one of a shared network, or
+each object's) from the source set that has most of its heatmaps (the first on a tie), so a
+shared network's stacks become every object's head, each with its own object's heatmaps.
 """
 
 from collections.abc import Mapping, Sequence
@@ -33,6 +38,56 @@ def network_channels(objects: Sequence[tuple[str, Sequence[str]]]) -> list[Chann
     [('ape', 'a'), ('ape', 'b'), ('can', 'a')]
     """
     return [(str(name), str(keypoint)) for name, names in objects for keypoint in names]
+
+
+def stack_sets(state_dict: Mapping[str, torch.Tensor], config: HourglassConfig,
+               channels: Sequence[Channel],
+               ) -> list[tuple[dict[str, torch.Tensor], HourglassConfig, list[Channel], str]]:
+    """Return a network's sets of stacks, each as a shared network would hold them.
+
+    Each set is (state, config, channels, prefix of its stack parameters in `state_dict`). A
+    shared network is one set (prefix ''); a network of per-object heads has one set per object
+    (prefix 'object_heads.<k>.'), each with the trunk and that object's stacks.
+    """
+    if not config.object_keypoints:
+        return [(dict(state_dict), config, list(channels), '')]
+    trunk = {name: value for name, value in state_dict.items()
+             if not name.startswith('object_heads.')}
+    sets, start = [], 0
+    for k, count in enumerate(config.object_keypoints):
+        prefix = f'object_heads.{k}.'
+        stacks = {name[len(prefix):]: value for name, value in state_dict.items()
+                  if name.startswith(prefix)}
+        sets.append(({**trunk, **stacks}, replace(config, num_keypoints=count,
+                                                  object_keypoints=()),
+                     list(channels[start:start + count]), prefix))
+        start += count
+    return sets
+
+
+def transfer_stack_weights(state_dict: Mapping[str, torch.Tensor], source: HourglassConfig,
+                           source_channels: Sequence[Channel],
+                           target_state: Mapping[str, torch.Tensor], target: HourglassConfig,
+                           target_channels: Sequence[Channel]) -> dict[str, torch.Tensor]:
+    """Return `transfer_keypoint_weights` for networks with or without per-object heads.
+
+    Each target set of stacks (`stack_sets`) starts from the source set sharing most of its
+    heatmaps; the trunk comes from the source's.
+    """
+    for config, channels in ((source, source_channels), (target, target_channels)):
+        if len(channels) != config.num_keypoints:
+            raise ValueError(f'{len(channels)} channels for a network of '
+                             f'{config.num_keypoints} heatmaps')
+    sources = stack_sets(state_dict, source, source_channels)
+    result = {}
+    for fresh, config, channels, prefix in stack_sets(target_state, target, target_channels):
+        state, source_config, source_set_channels, _ = max(
+            sources, key=lambda item: len(set(item[2]) & set(channels)))
+        weights = transfer_keypoint_weights(state, source_config, source_set_channels, fresh,
+                                            config, channels)
+        for name, value in weights.items():
+            result[f'{prefix}{name}' if f'{prefix}{name}' in target_state else name] = value
+    return result
 
 
 def heatmap_dimensions(config: HourglassConfig) -> dict[str, int]:

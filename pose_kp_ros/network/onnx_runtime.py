@@ -107,7 +107,8 @@ class OnnxNetwork:
                  ) -> None:
         self.session = session
         self.max_batch = max_batch
-        self.input_name = session.get_inputs()[0].name
+        self.input_names = [item.name for item in session.get_inputs()]
+        self.input_name = self.input_names[0]
         self.output_names = [output.name for output in session.get_outputs()]
 
     @property
@@ -115,15 +116,45 @@ class OnnxNetwork:
         """Return the providers the session runs on, best first (after any fallback)."""
         return self.session.get_providers()
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
-        """Run float images (B, 3, H, W); return the output tensor, or a dict by output name."""
+    def __call__(self, images: torch.Tensor, objects: torch.Tensor | None = None,
+                 ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Run float images (B, 3, H, W); return the output tensor, or a dict by output name.
+
+        A model of per-object heads (an input per object, export_model.py) needs `objects`,
+        each image's object index (B,); it returns the heatmaps of all objects' channels
+        (B, N, H, W), each image's other objects' channels zero, like the torch network.
+        """
         pixels = np.ascontiguousarray(images.detach().cpu().numpy(), np.float32)
         step = self.max_batch or max(len(pixels), 1)
+        starts = range(0, max(len(pixels), 1), step)
+        if len(self.input_names) > 1:
+            if objects is None or len(objects) != len(pixels):
+                raise ValueError(f'a model of per-object heads ({len(self.input_names)} '
+                                 f'inputs) needs the object index of each of the {len(pixels)} '
+                                 'images')
+            index = np.asarray(objects.detach().cpu().numpy() if isinstance(objects, torch.Tensor)
+                               else objects, dtype=np.int64)
+            heatmaps = [self._object_heatmaps(pixels[start:start + step],
+                                              index[start:start + step]) for start in starts]
+            return torch.from_numpy(np.concatenate(heatmaps)).to(images.device)
         chunks = [self.session.run(None, {self.input_name: pixels[start:start + step]})
-                  for start in range(0, max(len(pixels), 1), step)]
+                  for start in starts]
         outputs = [torch.from_numpy(np.concatenate(parts) if len(parts) > 1 else parts[0])
                    .to(images.device) for parts in zip(*chunks)]
         return outputs[0] if len(outputs) == 1 else dict(zip(self.output_names, outputs))
+
+    def _object_heatmaps(self, pixels: np.ndarray, objects: np.ndarray) -> np.ndarray:
+        """Return (B, N, H, W) of images (B, 3, S, S) of objects (B,), one run for all."""
+        if len(objects) and not 0 <= objects.min() <= objects.max() < len(self.input_names):
+            raise ValueError(f'object indices {sorted(set(objects.tolist()))} outside the '
+                             f"model's {len(self.input_names)} objects")
+        parts = self.session.run(None, {name: pixels[objects == k]
+                                        for k, name in enumerate(self.input_names)})
+        counts = [part.shape[1] for part in parts]
+        heatmaps = np.zeros((len(pixels), sum(counts), *parts[0].shape[2:]), np.float32)
+        for k, (part, start) in enumerate(zip(parts, np.cumsum([0, *counts[:-1]]))):
+            heatmaps[objects == k, start:start + counts[k]] = part
+        return heatmaps
 
 
 def static_input_shapes(path: Path | str, onnxruntime: ModuleType) -> dict[str, list[int]] | None:

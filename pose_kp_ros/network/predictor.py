@@ -113,6 +113,8 @@ class KeypointPredictor:
         self.heatmap_size = int(meta['heatmap_size'])
         self.padding = float(meta['padding'])
         self.low_pass_px = float(meta.get('low_pass_px', 0.0))  # older checkpoints: none
+        # per-object heads (keypoint_net.ObjectHeadsNet): the network needs each crop's object
+        self.object_heads = bool(meta['architecture'].get('object_keypoints'))
 
     @classmethod
     def from_file(cls, path: Path | str, expected_keypoint_names: Sequence[str] | None = None,
@@ -165,7 +167,13 @@ class KeypointPredictor:
                                      self.tensor_device)
         predictions = {}
         with stage('network'):  # all crops in one batch: one forward, one session.run
-            heatmaps = self.model(images).float().cpu()
+            if self.object_heads:
+                objects = torch.as_tensor(np.repeat(
+                    [self.object_names.index(name) for name in groups],
+                    [len(boxes) for boxes in groups.values()]), device=images.device)
+                heatmaps = self.model(images, objects).float().cpu()
+            else:
+                heatmaps = self.model(images).float().cpu()
             to_image = heatmap_to_image_affines(affines, self.input_size, self.heatmap_size)
             start = 0
             for name, boxes in groups.items():

@@ -7,14 +7,16 @@ The float model exported by `pose-kp export` is quantized in ONNX's QDQ format: 
 output channel, activations uint8 per tensor with ranges at the 0.001th / 99.999th percentile
 of the calibration crops' activations (ONNX Runtime's percentile calibration). The last
 convolution, which writes the heatmaps, stays float: the peaks' sub-pixel positions and
-heights are not rounded to 256 levels. Calibration crops are cut from training records as the
+heights are not rounded to 256 levels. A network of per-object heads (one input and output
+per object) is calibrated on crops of each object fed to its own input, and every object's
+heatmaps convolution stays float. Calibration crops are cut from training records as the
 pipeline cuts crops (crop_boxes, low_pass_crops, normalise_crops) around each instance's box
 moved by CALIBRATION_BOX_JITTER of its size, since detector and track boxes are not tight.
 ONNX Runtime runs the QDQ model with int8 kernels on the CPU (VNNI where the CPU has it);
 TensorRT runs it in int8, the CUDA provider in float between the dequantize nodes.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 import tempfile
 from typing import TYPE_CHECKING
@@ -63,20 +65,24 @@ def calibration_crops(records: Sequence, meta: dict, count: int = 300,
     return np.concatenate(crops)
 
 
-def heatmap_convolution(model: 'onnx.ModelProto') -> str:
-    """Return the name of the node that writes the graph's first output (the heatmaps)."""
-    output = model.graph.output[0].name
-    for node in model.graph.node:
-        if output in node.output:
-            return node.name
-    raise CheckpointError(f'no node writes the output {output!r}')
+def heatmap_convolutions(model: 'onnx.ModelProto') -> list[str]:
+    """Return the names of the nodes that write the graph's outputs (the heatmaps)."""
+    names = []
+    for output in model.graph.output:
+        writers = [node.name for node in model.graph.node if output.name in node.output]
+        if not writers:
+            raise CheckpointError(f'no node writes the output {output.name!r}')
+        names += writers
+    return names
 
 
 def quantize_keypoint_model(float_path: Path | str, out_path: Path | str,
-                            crops: np.ndarray) -> None:
+                            crops: np.ndarray | Mapping[str, np.ndarray]) -> None:
     """Write the int8 (QDQ) model of an exported float keypoint network to `out_path`.
 
-    crops: calibration inputs (B, 3, S, S) float32 (`calibration_crops`). The float model's
+    crops: calibration inputs (B, 3, S, S) float32 (`calibration_crops`) of input 'images', or
+    {input name: its crops} for a model of several inputs (each call feeds the next crop of
+    every input, the shorter ones repeated). The float model's
     metadata_props (pose_kp_meta) are copied as they are; the caller records the quantization
     in them (`write_metadata`).
     """
@@ -90,13 +96,18 @@ def quantize_keypoint_model(float_path: Path | str, out_path: Path | str,
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    inputs = dict(crops) if isinstance(crops, Mapping) else {'images': crops}
+    calls = max(len(batch) for batch in inputs.values())
+
     class Crops(CalibrationDataReader):  # one crop per call: the calibrator stacks the calls
         def __init__(self):
-            self.crops = iter(crops)
+            self.calls = iter(range(calls))
 
         def get_next(self):
-            crop = next(self.crops, None)
-            return None if crop is None else {'images': np.ascontiguousarray(crop[None])}
+            call = next(self.calls, None)
+            return None if call is None else {
+                name: np.ascontiguousarray(batch[call % len(batch)][None])
+                for name, batch in inputs.items()}
 
     source = onnx.load(str(float_path))
     with tempfile.TemporaryDirectory() as folder:
@@ -106,7 +117,7 @@ def quantize_keypoint_model(float_path: Path | str, out_path: Path | str,
                         per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.Percentile,
-                        nodes_to_exclude=[heatmap_convolution(source)],
+                        nodes_to_exclude=heatmap_convolutions(source),
                         extra_options={'CalibPercentile': CALIBRATION_PERCENTILE})
     write_metadata(out_path, {item.key: item.value for item in source.metadata_props})
 

@@ -6,7 +6,10 @@ The format follows FILE's suffix:
   (network/onnx_runtime.py). A keypoint network maps normalised crops (B, 3, S, S) to the last
   stack's heatmaps 'heatmaps' (B, N, H, H); a detector maps a normalised letterboxed image
   (B, 3, H, W) to its raw output maps 'heatmap' (logits), 'size' and 'offset' (decoding stays in
-  box_codec.py). Any batch size, batch norm frozen (eval mode). The checkpoint's metadata is
+  box_codec.py). A network of per-object heads (keypoint_net.ObjectHeadsNet) has an input
+  'images_<object>' and an output 'heatmaps_<object>' (B_k, n_k, H, H) per object, in channel
+  order, each with its own batch: the encoder runs once over all crops, each object's stacks
+  over its own. Any batch size, batch norm frozen (eval mode). The checkpoint's metadata is
   JSON in the model's metadata_props (key onnx_runtime.META_KEY); the exporter's debugging
   annotations (source stack traces) are removed.
 - `.pt2` (keypoint checkpoint only): a `torch.export` program archive with the metadata as the
@@ -16,7 +19,8 @@ The format follows FILE's suffix:
 `--int8 DATASET [DATASET ...]` (keypoint checkpoint, `.onnx`): the float export quantized to
 int8 (network/quantization.py: ONNX Runtime's static QDQ quantization, the heatmaps'
 convolution kept float), calibrated on `--calibration-crops` crops of those training datasets'
-instances of the network's objects; the metadata records it under 'quantization'.
+instances of the network's objects (per-object heads: that many of each object's); the
+metadata records it under 'quantization'.
 
 Either way the metadata is also written as a sidecar FILE.json for people and tools without the
 runtime, `exported_from` is a relative path, and the file names no folder of the machine that
@@ -41,6 +45,7 @@ from pose_kp_ros.network.checkpoint_format import CheckpointError, read_checkpoi
 from pose_kp_ros.network.detector_checkpoint import FORMAT as DETECTOR_FORMAT
 from pose_kp_ros.network.detector_checkpoint import load_detector_checkpoint
 from pose_kp_ros.network.hourglass import FinalHeatmaps
+from pose_kp_ros.network.keypoint_net import ObjectHeadsNet, ObjectHeatmaps
 from pose_kp_ros.network.onnx_export import MAX_BATCH, write_onnx
 from pose_kp_ros.network.quantization import (
     CALIBRATION_BOX_JITTER,
@@ -73,22 +78,30 @@ def portable_stack_traces(program: torch.export.ExportedProgram) -> None:
                 trace)
 
 
-def checkpoint_network(path: Path | str) -> tuple[torch.nn.Module, dict, torch.Tensor, list[str]]:
+def checkpoint_network(path: Path | str) -> tuple[torch.nn.Module, dict, Any, list[str],
+                                                 list[str] | None]:
     """Return the network of a keypoint or detector checkpoint, ready to export.
 
     Returns:
-        (module in eval mode, checkpoint meta, example input (2, 3, H, W), output names).
+        (module in eval mode, checkpoint meta, example input (2, 3, H, W), output names, input
+        names): input names None for the one input 'images'; a network of per-object heads
+        has one example batch and input per object.
     """
     data = read_checkpoint_file(str(path))
     meta = data.get('meta') if isinstance(data, dict) else None
     if isinstance(meta, dict) and meta.get('format') == DETECTOR_FORMAT:
         model, meta, _ = load_detector_checkpoint(path)
         width, height = meta['input_size']
-        return model, meta, torch.zeros(2, 3, height, width), list(model.heads)
+        return model, meta, torch.zeros(2, 3, height, width), list(model.heads), None
     checkpoint = load_checkpoint(path)  # anything else: the keypoint checkpoint's errors
     size = checkpoint.meta['input_size']
+    if isinstance(checkpoint.model, ObjectHeadsNet):
+        names = [name for name, _ in network_objects(checkpoint.meta)]
+        return (ObjectHeatmaps(checkpoint.model).eval(), checkpoint.meta,
+                [torch.zeros(2, 3, size, size) for _ in names],
+                [f'heatmaps_{name}' for name in names], [f'images_{name}' for name in names])
     return (FinalHeatmaps(checkpoint.model).eval(), checkpoint.meta,
-            torch.zeros(2, 3, size, size), ['heatmaps'])
+            torch.zeros(2, 3, size, size), ['heatmaps'], None)
 
 
 def write_program(model: torch.nn.Module, example: torch.Tensor, meta_text: str,
@@ -116,9 +129,12 @@ def export_model(checkpoint_path: Path | str, out_path: Path | str,
     suffix = out_path.suffix.lower()
     if suffix not in ('.onnx', '.pt2'):
         raise CheckpointError(f'{out_path}: --out must end in .onnx or .pt2')
-    model, meta, example, output_names = checkpoint_network(checkpoint_path)
+    model, meta, example, output_names, input_names = checkpoint_network(checkpoint_path)
     if meta['format'] == DETECTOR_FORMAT and suffix == '.pt2':
         raise CheckpointError(f'{checkpoint_path}: a detector exports to .onnx only')
+    if input_names is not None and suffix == '.pt2':
+        raise CheckpointError(f'{checkpoint_path}: a network of per-object heads exports to '
+                              '.onnx only')
     if int8_datasets and (meta['format'] == DETECTOR_FORMAT or suffix != '.onnx'):
         raise CheckpointError(f'{checkpoint_path}: --int8 exports keypoint networks to .onnx '
                               'only')
@@ -127,21 +143,28 @@ def export_model(checkpoint_path: Path | str, out_path: Path | str,
     text = strict_json.dumps(meta, indent=1)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if int8_datasets:
-        crops = calibration_crops(training_records(int8_datasets, meta), meta,
-                                  calibration_count)
+        records = training_records(int8_datasets, meta)
+        if input_names is None:
+            crops = calibration_crops(records, meta, calibration_count)
+        else:  # every object's stacks calibrated on crops of that object
+            crops = {input_name: calibration_crops(
+                [record for record in records if record.object_name == name], meta,
+                calibration_count) for input_name, (name, _) in zip(input_names,
+                                                                    network_objects(meta))}
         meta['quantization'] = {
             'format': 'ONNX QDQ: int8 weights per output channel, uint8 activations',
             'calibration': f'percentile {CALIBRATION_PERCENTILE}',
             'float_layers': 'the heatmaps convolution',
             'datasets': [portable_path(path) for path in int8_datasets],
-            'crops': len(crops), 'box_jitter': CALIBRATION_BOX_JITTER}
+            'crops': sum(map(len, crops.values())) if isinstance(crops, dict) else len(crops),
+            'box_jitter': CALIBRATION_BOX_JITTER}
         text = strict_json.dumps(meta, indent=1)
         with tempfile.TemporaryDirectory() as folder:
             float_path = Path(folder) / 'float.onnx'
-            write_onnx(model, example, output_names, text, float_path)
+            write_onnx(model, example, output_names, text, float_path, input_names)
             quantize_keypoint_model(float_path, out_path, crops)
     elif export == 'onnx':
-        write_onnx(model, example, output_names, text, out_path)
+        write_onnx(model, example, output_names, text, out_path, input_names)
     else:
         write_program(model, example, text, out_path)
     Path(f'{out_path}.json').write_text(text)

@@ -292,6 +292,10 @@ class EpochTrainer:
         self.history, self.best = state['history'], state['best']
         return True
 
+    def forward(self, model: torch.nn.Module, batch: Batch) -> list[torch.Tensor]:
+        """Return model's outputs for the batch (a network that needs more overrides this)."""
+        return model(self._images(batch))
+
     def _images(self, batch: Batch) -> torch.Tensor:
         """Return the batch's images (B, 3, H, W) on the device, channels-last like the model."""
         return batch['image'].to(self.device, non_blocking=True,
@@ -323,7 +327,7 @@ class EpochTrainer:
             for group in self.optimizer.param_groups:
                 group['lr'] = lr * group.get('lr_scale', 1.0)
             with autocast:
-                outputs = self.model(self._images(batch))
+                outputs = self.forward(self.model, batch)
             loss, parts = self.loss(outputs_float32(outputs), batch)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -355,7 +359,7 @@ class EpochTrainer:
         def results():
             for batch in tqdm(loader, desc='validation', disable=not self.is_main, leave=False,
                               dynamic_ncols=True):
-                outputs = model(self._images(batch))
+                outputs = self.forward(model, batch)
                 sums['loss'] += self.loss(outputs, batch)[0].item()
                 sums['batches'] += 1
                 yield outputs, batch

@@ -21,7 +21,7 @@ from pose_kp_ros.network.crops import heatmap_to_crop_affine, transform_points
 from pose_kp_ros.network.heatmaps import decode_heatmaps
 from pose_kp_ros.network.hourglass import HourglassConfig, HourglassConfigError
 from pose_kp_ros.network.keypoint_net import build_keypoint_network
-from pose_kp_ros.network.keypoint_transfer import network_channels, transfer_keypoint_weights
+from pose_kp_ros.network.keypoint_transfer import network_channels, transfer_stack_weights
 from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from pose_kp_ros.network.onnx_runtime import OnnxNetwork
 from pose_kp_ros.training.augmentation import AugmentConfig
@@ -49,6 +49,9 @@ DEFAULTS = {
                                 # datasets label several objects); its keypoints must match
     'objects': [],              # or object YAMLs: one network for all of them, each object's
                                 # heatmaps the next channels in this order (not with object)
+    'object_heads': False,      # objects: hourglass stacks of its own for each object on the
+                                # shared encoder (keypoint_net.ObjectHeadsNet); each crop runs
+                                # its object's only
     'datasets': None,           # required: dataset folder or list of folders
     'val_datasets': [],         # optional validation folders; else val_fraction of the images
     'val_fraction': 0.1,
@@ -107,6 +110,8 @@ def load_config(path: Path | str, epochs: int | None = None,
         raise TrainConfigError(f"{path}: teacher_weight must be in [0, 1], got "
                                f"{config['teacher_weight']!r}")
     config['objects'] = [resolve_path(path, item) for item in config['objects'] or []]
+    if config['object_heads'] and len(config['objects']) < 2:
+        raise TrainConfigError(f'{path}: object_heads needs several objects (objects: [...])')
     augmentation = dict(config['augmentation'] or {})
     if augmentation.get('background_dirs'):
         augmentation['background_dirs'] = [resolve_path(path, p)
@@ -185,8 +190,10 @@ class KeypointTrainer(EpochTrainer):
             self.object_name, self.keypoint_names = combined_names(self.objects)
         else:
             (self.object_name, self.keypoint_names), = self.objects
+        heads = {'object_keypoints': tuple(len(names) for _, names in self.objects)
+                 } if config['object_heads'] else {}
         self.net_config = net = HourglassConfig.from_preset(
-            config['preset'], len(self.keypoint_names), **config['architecture'])
+            config['preset'], len(self.keypoint_names), **config['architecture'], **heads)
         self.crop_from_heatmap = heatmap_to_crop_affine(net.input_size, net.heatmap_size)
         channels = ({name: channel.start for name, channel in
                      object_channels(self.objects).items()} if len(self.objects) > 1 else None)
@@ -262,6 +269,16 @@ class KeypointTrainer(EpochTrainer):
         """Return the pretrained encoder's blocks, or None for the plain hourglass."""
         encoder = getattr(getattr(self.model, 'module', self.model), 'encoder', None)
         return None if encoder is None else encoder.features
+
+    def forward(self, model: torch.nn.Module, batch: Batch) -> list[torch.Tensor]:
+        """Return every stack's heatmaps of the batch; per-object heads get each crop's object."""
+        images = self._images(batch)
+        if not self.net_config.object_keypoints:
+            return model(images)
+        starts = torch.tensor([channel.start for channel in
+                               object_channels(self.objects).values()])
+        objects = torch.searchsorted(starts, batch['channels'][:, 0].contiguous(), right=True) - 1
+        return model(images, objects.to(self.device))
 
     def loss(self, outputs: list[torch.Tensor],
              batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -358,7 +375,7 @@ class KeypointTrainer(EpochTrainer):
         target_channels = network_channels(self.objects)
         model = getattr(self.model, 'module', self.model)
         try:
-            weights = transfer_keypoint_weights(
+            weights = transfer_stack_weights(
                 checkpoint.model.state_dict(), source, source_channels, model.state_dict(),
                 self.net_config, target_channels)
         except HourglassConfigError as error:

@@ -13,7 +13,7 @@ from pose_kp_ros.network.checkpoint_format import save_checkpoint
 from pose_kp_ros.network.hourglass import HourglassConfig, HourglassNet
 from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from pose_kp_ros.network.predictor import KeypointPredictor
-from pose_kp_ros.network.quantization import heatmap_convolution
+from pose_kp_ros.network.quantization import heatmap_convolutions
 from pose_kp_ros.tools.export_model import main as export_main
 
 NAMES = ['tip', 'left', 'tail', 'right']
@@ -45,7 +45,7 @@ def test_int8_model_is_quantized_but_for_the_heatmaps_and_says_so(exports, kite_
     model = onnx.load(str(int8_path))
     ops = [node.op_type for node in model.graph.node]
     assert ops.count('QuantizeLinear') > 10 and ops.count('DequantizeLinear') > 10
-    last = next(node for node in model.graph.node if node.name == heatmap_convolution(model))
+    last = next(node for node in model.graph.node if node.name in heatmap_convolutions(model))
     floats = {item.name for item in model.graph.initializer
               if item.data_type == onnx.TensorProto.FLOAT}
     assert last.op_type == 'Conv' and last.input[1] in floats  # its weights stay float
