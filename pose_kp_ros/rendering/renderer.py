@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pose_kp_ros.rendering.shadows import cast_shadows
+
 if TYPE_CHECKING:
     import trimesh
 
@@ -75,6 +77,7 @@ class Light:
 
     kind: 'directional' (shines along `direction`) or 'point' (at `position`, metres).
     colour: (3,) RGB in [0, 1]; intensity: lux for directional, candela for point lights.
+    casts_shadow: the surfaces it does not reach are rendered without it (shadows.py).
     """
 
     kind: str
@@ -82,6 +85,7 @@ class Light:
     intensity: float
     direction: tuple = (0.0, 0.0, 1.0)
     position: tuple = (0.0, 0.0, 0.0)
+    casts_shadow: bool = False
 
 
 @dataclass
@@ -156,11 +160,13 @@ class SceneRenderer:
                depth_only: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
         """Render `placements` seen through intrinsics K (3, 3), pixels, OpenCV convention.
 
-        ambient: RGB in [0, 1]. Returns (rgb (H, W, 3) uint8 or None if depth_only, depth (H, W)
-        float32 z in metres, 0 where no surface).
+        ambient: RGB in [0, 1]; lights marked casts_shadow cast shadows (shadows.py). Returns
+        (rgb (H, W, 3) uint8 or None if depth_only, depth (H, W) float32 z in metres, 0 where no
+        surface).
         """
         self._camera.fx, self._camera.fy = float(K[0, 0]), float(K[1, 1])
         self._camera.cx, self._camera.cy = float(K[0, 2]) + 0.5, float(K[1, 2]) + 0.5
+        placements = list(placements)
         for node in self._nodes.values():
             node.mesh.is_visible = False
         for placement in placements:
@@ -175,8 +181,11 @@ class SceneRenderer:
         if depth_only:
             depth = self._renderer.render(self._scene, flags=self._pyrender.RenderFlags.DEPTH_ONLY)
             return None, depth
+        lights = list(lights)
         self._set_lights(lights, ambient)
         rgb, depth = self._renderer.render(self._scene)
+        if any(light.casts_shadow for light in lights):
+            rgb = cast_shadows(self, K, placements, lights, ambient, rgb, depth)
         return rgb, depth
 
     def _set_lights(self, lights, ambient):

@@ -17,6 +17,7 @@ Sampling (documented in docs/custom_object.md and, for several objects, docs/dat
   `table_probability` the table top is drawn (a flat box, a random photo painted over its
   shading);
 - ambient light plus 1-3 directional or point lights of random direction, colour and intensity;
+  with `shadow_probability` they cast shadows (rendering/shadows.py);
 - `distractor_count` distractors (primitives of random colour and size, and meshes such as the
   LM-O objects not listed), one of them placed between the camera and the first object with
   `occluder_probability`, each of the others beside it (clutter, within
@@ -31,6 +32,7 @@ so datasets of one object render as they always did.
 """
 
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -303,6 +305,8 @@ class SampleRenderer:
         if table_top:
             placements.append(self._table_top(rng, centre, plane))
         ambient, lights = self._lights(rng, centre)
+        if settings.shadow_probability > 0 and rng.random() < settings.shadow_probability:
+            lights = [replace(light, casts_shadow=True) for light in lights]
         return objects, placements, ambient, lights
 
     def label_instances(self, objects: list, depth: np.ndarray,
