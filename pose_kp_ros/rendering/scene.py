@@ -63,6 +63,7 @@ from pose_kp_ros.rendering.poses import (
 )
 from pose_kp_ros.rendering.renderer import Light, Placement, SceneRenderer
 from pose_kp_ros.rendering.settings import RenderSettings
+from pose_kp_ros.rendering.shadows import cast_shadows
 
 SMOOTH = ('sphere', 'capsule', 'torus')
 """Primitives shaded with smooth normals (the others have sharp edges)."""
@@ -359,10 +360,14 @@ class SampleRenderer:
             if scene is None:
                 continue
             objects, placements, ambient, lights = scene
-            rgb, depth = self.renderer.render(self.K, placements, lights, ambient)
+            unshadowed = [replace(light, casts_shadow=False) for light in lights]
+            rgb, depth = self.renderer.render(self.K, placements, unshadowed, ambient)
             ids, labelled = self.label_instances(objects, depth,
                                                  self.settings.min_visible_fraction)
-            if labelled is not None:
+            if labelled is not None:  # shadows only for the scene kept: two renders a light
+                if any(light.casts_shadow for light in lights):
+                    rgb = cast_shadows(self.renderer, self.K, placements, lights, ambient, rgb,
+                                       depth)
                 return scene, rgb, depth, ids, labelled
         raise SampleRejectedError(
             f'{what}: no scene with at least {self.settings.min_visible_fraction:.0%} '

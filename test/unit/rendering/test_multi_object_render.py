@@ -206,3 +206,30 @@ def test_cli_takes_several_objects_and_checks_the_colour_settings(tmp_path, repo
     assert config['settings']['object_colours'] == {'ape': {'object_hue_shift_deg': [-5, 5]}}
     # the LM-O meshes not rendered are the distractors
     assert len(config['distractor_meshes']) == 6
+
+
+def test_shadows_darken_the_scene_and_change_no_label(tmp_path, repo_root, renderer_available,
+                                                      driller_uri, monkeypatch):
+    """The same scenes with their lights casting shadows, and with cast_shadows switched off."""
+    from dataclasses import replace
+
+    from pose_kp_ros.rendering import scene
+
+    settings = replace(SETTINGS, shadow_probability=1.0, table_probability=1.0)
+    folders = {}
+    for kind in ('shadows', 'plain'):
+        if kind == 'plain':
+            monkeypatch.setattr(scene, 'cast_shadows', lambda *args: args[5])  # the rgb as is
+        folders[kind] = tmp_path / kind
+        assert render_dataset(object_files(repo_root), folders[kind], 2, seed=5, size=SIZE, K=K,
+                              settings=settings, progress=False) == 2
+    assert ((folders['shadows'] / 'annotations.jsonl').read_text()
+            == (folders['plain'] / 'annotations.jsonl').read_text())
+    darker = []
+    for line in read_lines(folders['plain']):
+        plain, shadowed = (cv2.imread(str(folders[kind] / line['image']), cv2.IMREAD_GRAYSCALE)
+                           .astype(float) for kind in ('plain', 'shadows'))
+        change = shadowed - plain
+        darker.append((change < -15).mean())
+        assert (change > 15).mean() < 0.002  # only JPEG's differences brighten
+    assert max(darker) > 0.01  # a shadow of some size on the table or the objects

@@ -34,7 +34,7 @@ def test_a_pixel_is_shadowed_only_where_the_light_sees_something_nearer():
 ])
 def test_the_lights_camera_looks_from_the_light_and_sees_every_surface(light):
     depth = np.full((120, 160), 1.0, np.float32)
-    _, points = surface_points(depth, K)
+    points = surface_points(depth, K)
     R, t, K_light = light_camera(light, points, (160, 120))
     np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
     local = points @ R.T + t
