@@ -1,7 +1,8 @@
 """Copy trained driller networks from runs/ into models/driller/ (what the package ships).
 
     python scripts/package_default_model.py [--keypoints runs/RUN/epoch_NNN.pt
-                                             --int8 data/driller_train_v2 data/driller_train_v3]
+                                             --int8 data/driller_train_v2 data/driller_train_v3
+                                             [--no-float-keypoints]]
                                             [--detector runs/RUN/best.pt]
 
 Each network given is exported with `pose-kp export` to ONNX (keypoints.onnx, detector.onnx,
@@ -9,7 +10,9 @@ metadata inside) and its checkpoint copied without the optimizer state (keypoint
 detector.pt: for fine-tuning and their parameter counts); its run's training curves and metrics
 come along, so models/driller/ records how the shipped files were made. The keypoint network is
 also exported in int8, calibrated on the --int8 training datasets (keypoints_int8.onnx: what
-the pipeline runs on the CPU; keypoints.onnx serves GPUs). A network not given stays as shipped.
+the pipeline runs on the CPU; keypoints.onnx serves GPUs; `--no-float-keypoints` leaves it out
+and removes a shipped one, for size: `pose-kp export keypoints.pt --out keypoints.onnx` writes
+it). A network not given stays as shipped.
 pipeline.yaml is not touched: its thresholds are chosen with the network
 (`benchmarks/select_epoch.py` writes the ones it chose).
 """
@@ -31,9 +34,16 @@ def export(checkpoint_path: Path, out_path: Path, *options: str) -> None:
                     '--out', str(out_path), *options], check=True)
 
 
-def package(checkpoint_path: Path, name: str, out: Path) -> None:
-    """Export checkpoint_path to out/<name>.onnx; copy it and its run's metrics and curves."""
-    export(checkpoint_path, out / f'{name}.onnx')
+def package(checkpoint_path: Path, name: str, out: Path, float_onnx: bool = True) -> None:
+    """Export checkpoint_path to out/<name>.onnx; copy it and its run's metrics and curves.
+
+    float_onnx False: no out/<name>.onnx (a shipped one and its metadata sidecar are removed).
+    """
+    if float_onnx:
+        export(checkpoint_path, out / f'{name}.onnx')
+    else:
+        for stale in (out / f'{name}.onnx', out / f'{name}.onnx.json'):
+            stale.unlink(missing_ok=True)
     checkpoint = torch.load(checkpoint_path, map_location='cpu', weights_only=False)
     checkpoint['training'] = None
     torch.save(checkpoint, out / f'{name}.pt')
@@ -49,6 +59,9 @@ def main() -> int:
     parser.add_argument('--int8', nargs='+', type=Path, metavar='DATASET',
                         help='training datasets calibrating keypoints_int8.onnx (with '
                         '--keypoints)')
+    parser.add_argument('--no-float-keypoints', action='store_true',
+                        help='ship no float keypoints.onnx (size; GPUs run the int8 model or '
+                        'export keypoints.pt themselves)')
     parser.add_argument('--detector', type=Path, help='detector checkpoint (.pt)')
     parser.add_argument('--out', type=Path, default=REPO / 'models' / 'driller')
     args = parser.parse_args()
@@ -60,7 +73,8 @@ def main() -> int:
         parser.error('--keypoints needs --int8 DATASET ... (and --int8 needs --keypoints)')
     args.out.mkdir(parents=True, exist_ok=True)
     for name, path in given.items():
-        package(path, name, args.out)
+        float_onnx = name != 'keypoints' or not args.no_float_keypoints
+        package(path, name, args.out, float_onnx)
     if args.keypoints:
         export(args.keypoints, args.out / 'keypoints_int8.onnx', '--int8', *map(str, args.int8))
     print(f'packaged {", ".join(given)} into {args.out}: '

@@ -110,6 +110,8 @@ class OnnxNetwork:
         self.input_names = [item.name for item in session.get_inputs()]
         self.input_name = self.input_names[0]
         self.output_names = [output.name for output in session.get_outputs()]
+        # TensorRT's profiles start at a batch of 1: an object without crops gets a blank one
+        self.pad_empty_inputs = 'TensorrtExecutionProvider' in session.get_providers()
 
     @property
     def providers(self) -> list[str]:
@@ -148,8 +150,12 @@ class OnnxNetwork:
         if len(objects) and not 0 <= objects.min() <= objects.max() < len(self.input_names):
             raise ValueError(f'object indices {sorted(set(objects.tolist()))} outside the '
                              f"model's {len(self.input_names)} objects")
-        parts = self.session.run(None, {name: pixels[objects == k]
-                                        for k, name in enumerate(self.input_names)})
+        feeds = {name: pixels[objects == k] for k, name in enumerate(self.input_names)}
+        if self.pad_empty_inputs:
+            blank = np.zeros((1, *pixels.shape[1:]), np.float32)
+            feeds = {name: batch if len(batch) else blank for name, batch in feeds.items()}
+        parts = [part[:np.count_nonzero(objects == k)]
+                 for k, part in enumerate(self.session.run(None, feeds))]
         counts = [part.shape[1] for part in parts]
         heatmaps = np.zeros((len(pixels), sum(counts), *parts[0].shape[2:]), np.float32)
         for k, (part, start) in enumerate(zip(parts, np.cumsum([0, *counts[:-1]]))):

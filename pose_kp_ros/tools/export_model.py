@@ -19,8 +19,8 @@ The format follows FILE's suffix:
 `--int8 DATASET [DATASET ...]` (keypoint checkpoint, `.onnx`): the float export quantized to
 int8 (network/quantization.py: ONNX Runtime's static QDQ quantization, the heatmaps'
 convolution kept float), calibrated on `--calibration-crops` crops of those training datasets'
-instances of the network's objects (per-object heads: that many of each object's); the
-metadata records it under 'quantization'.
+instances of the network's objects (per-object heads: equally many of each object's, that many
+in all); the metadata records it under 'quantization'.
 
 Either way the metadata is also written as a sidecar FILE.json for people and tools without the
 runtime, `exported_from` is a relative path, and the file names no folder of the machine that
@@ -119,7 +119,9 @@ def export_model(checkpoint_path: Path | str, out_path: Path | str,
     """Export a checkpoint to `out_path` (.onnx, or .pt2 for a keypoint network); return meta.
 
     int8_datasets: training dataset folders to calibrate an int8 keypoint network on (none:
-    float); calibration_count: how many of their instances' crops.
+    float); calibration_count: how many of their instances' crops (per-object heads: as many
+    of each object's, calibration_count in all: the calibrator keeps every activation of every
+    crop in memory).
 
     Raises:
         CheckpointError: unreadable checkpoint, a suffix this checkpoint cannot export to, or
@@ -147,10 +149,11 @@ def export_model(checkpoint_path: Path | str, out_path: Path | str,
         if input_names is None:
             crops = calibration_crops(records, meta, calibration_count)
         else:  # every object's stacks calibrated on crops of that object
+            objects = network_objects(meta)
+            each = max(calibration_count // len(objects), 1)
             crops = {input_name: calibration_crops(
-                [record for record in records if record.object_name == name], meta,
-                calibration_count) for input_name, (name, _) in zip(input_names,
-                                                                    network_objects(meta))}
+                [record for record in records if record.object_name == name], meta, each)
+                for input_name, (name, _) in zip(input_names, objects)}
         meta['quantization'] = {
             'format': 'ONNX QDQ: int8 weights per output channel, uint8 activations',
             'calibration': f'percentile {CALIBRATION_PERCENTILE}',
