@@ -188,3 +188,10 @@ def test_lmo_colour_scene_settings_widen_only_the_colours_of_the_objects_without
     assert colour.colour_ranges('driller') == base.colour_ranges('driller')
     for wide, narrow in zip(colour.colour_ranges('ape'), base.colour_ranges('ape')):
         assert wide[0] <= narrow[0] and narrow[1] <= wide[1] and wide != narrow
+
+
+def test_lmo_shadow_scene_settings_add_only_shadows_to_the_colour_settings(repo_root):
+    colour = load_settings(repo_root / 'config' / 'render_lmo_all_colour.yaml').to_dict()
+    shadows = load_settings(repo_root / 'config' / 'render_lmo_all_shadows.yaml').to_dict()
+    assert {key for key in colour if colour[key] != shadows[key]} == {'shadow_probability'}
+    assert colour['shadow_probability'] == 0.0 and shadows['shadow_probability'] == 0.5
