@@ -51,6 +51,7 @@ from pose_kp_ros.rendering.camera_noise import (
     sensor_noise,
 )
 from pose_kp_ros.rendering.labels import instance_label, visible_mask
+from pose_kp_ros.rendering.lighting import random_lights
 from pose_kp_ros.rendering.mesh import mesh_diameter, primitive_meshes
 from pose_kp_ros.rendering.poses import (
     camera_from_table,
@@ -61,7 +62,7 @@ from pose_kp_ros.rendering.poses import (
     side_by_side,
     table_rotation,
 )
-from pose_kp_ros.rendering.renderer import Light, Placement, SceneRenderer
+from pose_kp_ros.rendering.renderer import Placement, SceneRenderer
 from pose_kp_ros.rendering.settings import RenderSettings
 from pose_kp_ros.rendering.shadows import cast_shadows
 
@@ -252,24 +253,6 @@ class SampleRenderer:
         textured = np.clip(rgb.astype(np.float32) * photo / 255.0, 0, 255).astype(np.uint8)
         return np.where(visible_mask(own_depth, depth)[..., None], textured, rgb)
 
-    def _lights(self, rng, object_centre_cam):
-        """Draw the ambient light (3,) and 1-3 directional or point lights."""
-        ambient = rng.uniform(0.05, 0.5) * rng.uniform(0.8, 1.0, size=3)
-        lights = []
-        for _ in range(int(rng.integers(1, 4))):
-            colour = tuple(1.0 - rng.uniform(0.0, 0.3, size=3))
-            direction = rng.normal(size=3)
-            direction[2] = abs(direction[2]) + 0.3  # shine away from the camera, onto the scene
-            if rng.random() < 0.6:
-                lights.append(Light('directional', colour, rng.uniform(1.0, 6.0),
-                                    direction=tuple(direction)))
-            else:
-                distance = rng.uniform(0.3, 1.5)
-                position = object_centre_cam - distance * direction / np.linalg.norm(direction)
-                lights.append(Light('point', colour, rng.uniform(1.0, 6.0) * distance ** 2,
-                                    position=tuple(position)))
-        return ambient, lights
-
     def _amodal_area(self, object_placement, object_depth):
         """Return the object's full silhouette area in pixels, parts outside the image included."""
         inside = object_depth > 0
@@ -305,9 +288,7 @@ class SampleRenderer:
                                                   up_cam, plane)
         if table_top:
             placements.append(self._table_top(rng, centre, plane))
-        ambient, lights = self._lights(rng, centre)
-        if settings.shadow_probability > 0 and rng.random() < settings.shadow_probability:
-            lights = [replace(light, casts_shadow=True) for light in lights]
+        ambient, lights = random_lights(rng, centre, settings.shadow_probability)
         return objects, placements, ambient, lights
 
     def label_instances(self, objects: list, depth: np.ndarray,

@@ -4,7 +4,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from pose_kp_ros.geometry.object_model import ObjectModel
@@ -17,8 +16,7 @@ from pose_kp_ros.network.checkpoint import (
     object_channels,
 )
 from pose_kp_ros.network.checkpoint_format import CheckpointError
-from pose_kp_ros.network.crops import heatmap_to_crop_affine, transform_points
-from pose_kp_ros.network.heatmaps import decode_heatmaps
+from pose_kp_ros.network.crops import heatmap_to_crop_affine
 from pose_kp_ros.network.hourglass import HourglassConfig, HourglassConfigError
 from pose_kp_ros.network.keypoint_net import build_keypoint_network
 from pose_kp_ros.network.keypoint_transfer import network_channels, transfer_stack_weights
@@ -35,6 +33,7 @@ from pose_kp_ros.training.config import (
 from pose_kp_ros.training.distributed import all_reduce_sums
 from pose_kp_ros.training.epoch_loop import Batch, EpochTrainer, plot_curves
 from pose_kp_ros.training.keypoint_dataset import KeypointDataset, sample_heatmaps
+from pose_kp_ros.training.keypoint_metrics import PCK_THRESHOLDS, keypoint_error_sums
 from pose_kp_ros.training.losses import heatmap_loss
 from pose_kp_ros.training.records import (
     DatasetError,
@@ -94,7 +93,6 @@ DEFAULTS = {
 
 
 REQUIRED = ('datasets', 'output_dir')
-PCK_THRESHOLDS = (0.05, 0.1)
 
 
 def load_config(path: Path | str, epochs: int | None = None,
@@ -131,40 +129,6 @@ def epoch_foreground_weight(config: Mapping[str, Any], epoch: int) -> float:
     if epoch >= config['epochs'] - config['plain_mse_last_epochs']:
         return 0.0
     return float(config['foreground_weight'])
-
-
-def keypoint_error_sums(heatmaps: torch.Tensor, batch: Batch, crop_from_heatmap: np.ndarray,
-                        min_visibility: int,
-                        groups: Mapping[str, torch.Tensor] | None = None) -> dict[str, float]:
-    """Return sums for validation metrics of one batch (crop and image pixels, PCK counts).
-
-    heatmaps: (B, N, H, H) of the last stack, each sample's own keypoint rows; batch:
-    KeypointDataset samples stacked (keypoints (B, N, 2) crop pixels, visibility (B, N),
-    crop_scale (B,), box_size (B,)); crop_from_heatmap: (2, 3) affine from heatmap to crop
-    pixels; groups: {object name: (B,) bool, its samples} of a network of several objects,
-    whose sums also come per object ('<sum>/<object>').
-
-    Keypoints with visibility >= min_visibility count. Image-pixel error = crop error / crop
-    scale; PCK@a counts errors <= a * longer side of the tight box.
-    """
-    decoded, _ = decode_heatmaps(heatmaps)
-    predicted = transform_points(torch.as_tensor(crop_from_heatmap, dtype=torch.float32),
-                                 decoded.cpu())
-    error_crop = (predicted - batch['keypoints']).norm(dim=-1)
-    error_image = error_crop / batch['crop_scale'][:, None]
-    counted = batch['visibility'] >= min_visibility
-    hits = {alpha: error_image <= alpha * batch['box_size'][:, None] for alpha in PCK_THRESHOLDS}
-    sums = {}
-    everything = torch.ones(len(counted), dtype=torch.bool)
-    for suffix, samples in [('', everything), *((f'/{name}', samples) for name, samples
-                                                in (groups or {}).items())]:
-        mine = counted & samples[:, None]
-        sums.update({f'count{suffix}': mine.sum().item(),
-                     f'error_crop_px{suffix}': error_crop[mine].sum().item(),
-                     f'error_image_px{suffix}': error_image[mine].sum().item()})
-        for alpha, hit in hits.items():
-            sums[f'pck@{alpha}{suffix}'] = (hit & mine).sum().item()
-    return sums
 
 
 class KeypointTrainer(EpochTrainer):
