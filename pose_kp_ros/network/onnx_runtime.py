@@ -150,16 +150,17 @@ class OnnxNetwork:
         if len(objects) and not 0 <= objects.min() <= objects.max() < len(self.input_names):
             raise ValueError(f'object indices {sorted(set(objects.tolist()))} outside the '
                              f"model's {len(self.input_names)} objects")
-        feeds = {name: pixels[objects == k] for k, name in enumerate(self.input_names)}
+        rows = [objects == k for k in range(len(self.input_names))]
+        feeds = {name: pixels[mine] for name, mine in zip(self.input_names, rows)}
         if self.pad_empty_inputs:
             blank = np.zeros((1, *pixels.shape[1:]), np.float32)
             feeds = {name: batch if len(batch) else blank for name, batch in feeds.items()}
-        parts = [part[:np.count_nonzero(objects == k)]
-                 for k, part in enumerate(self.session.run(None, feeds))]
+        parts = [part[:np.count_nonzero(mine)]
+                 for part, mine in zip(self.session.run(None, feeds), rows)]
         counts = [part.shape[1] for part in parts]
         heatmaps = np.zeros((len(pixels), sum(counts), *parts[0].shape[2:]), np.float32)
-        for k, (part, start) in enumerate(zip(parts, np.cumsum([0, *counts[:-1]]))):
-            heatmaps[objects == k, start:start + counts[k]] = part
+        for mine, part, start in zip(rows, parts, np.cumsum([0, *counts[:-1]])):
+            heatmaps[mine, start:start + part.shape[1]] = part
         return heatmaps
 
 
