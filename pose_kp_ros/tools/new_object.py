@@ -71,19 +71,22 @@ def mesh_symmetries(loaded: trimesh.Trimesh, seed: int = 0) -> list[Symmetry]:
 def make_object_model(mesh: Path | str, name: str, num_keypoints: int = 10,
                       keypoints_file: Path | str | None = None, mesh_scale: float = 1.0,
                       symmetric: bool = False, out_path: Path | str | None = None, seed: int = 0,
-                      symmetries: bool = False) -> tuple[ObjectModel, trimesh.Trimesh]:
+                      symmetries: bool = False, upright_axis: Sequence[float] | None = None
+                      ) -> tuple[ObjectModel, trimesh.Trimesh]:
     """Build the ObjectModel of a mesh; return (model, loaded trimesh in metres).
 
     mesh_scale: mesh units to metres; keypoints_file: keypoints given (read_keypoints_file)
     instead of num_keypoints by farthest-point sampling; out_path: the YAML the mesh reference is
     relative to (default: NAME.yaml here). symmetries=True derives the mesh's 180-degree
-    symmetries (mesh_symmetries) and records them.
+    symmetries (mesh_symmetries) and records them. upright_axis: (3,) mesh-frame axis pointing
+    up when the object stands: keypoints only where it is seen from above (none on its base).
     """
     loaded = load_mesh(mesh, mesh_scale)
     if keypoints_file is not None:
         names, keypoints = read_keypoints_file(keypoints_file, mesh_scale)
     else:
-        names, keypoints = None, farthest_point_keypoints(loaded, num_keypoints, seed=seed)
+        names, keypoints = None, farthest_point_keypoints(loaded, num_keypoints, seed=seed,
+                                                          upright_axis=upright_axis)
     if names is None:
         names = [f'kp{index:02d}' for index in range(len(keypoints))]
     found = tuple(mesh_symmetries(loaded, seed)) if symmetries else ()
@@ -115,16 +118,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--find-symmetries', action='store_true',
                         help='derive the 180-degree rotations that map the mesh onto itself and '
                              'record them (then ADD-S)')
+    parser.add_argument('--upright-axis', type=float, nargs=3, metavar=('X', 'Y', 'Z'),
+                        help='mesh axis that points up when the object stands (as the render '
+                             'setting upright_axis): keypoints only where it is seen from above, '
+                             'none on its base (default: anywhere on the surface)')
     parser.add_argument('--seed', type=int, default=0, help='surface sampling seed')
     parser.add_argument('--out', help='output YAML (default objects/NAME.yaml)')
     parser.add_argument('--preview', help='keypoint picture (default: next to the YAML, '
                                           'NAME_keypoints.png); "none" to skip')
     args = parser.parse_args(argv)
+    if args.keypoints and args.upright_axis:
+        parser.error('--upright-axis chooses where keypoints go: not with --keypoints')
     out = Path(args.out or f'objects/{args.name}.yaml')
     try:
         model, mesh = make_object_model(args.mesh, args.name, args.num_keypoints, args.keypoints,
                                         args.mesh_scale, args.symmetric, out, args.seed,
-                                        args.find_symmetries)
+                                        args.find_symmetries, args.upright_axis)
     except (MeshError, ObjectModelError, ValueError) as error:
         print(f'pose-kp new-object: {error}', file=sys.stderr)
         return 1

@@ -7,7 +7,13 @@ import trimesh
 from pose_kp_ros.data.package_data import LMO_DIAMETERS_MM, PackageDataError, resolve_pkgdata
 from pose_kp_ros.geometry.mesh import MeshError, load_mesh
 from pose_kp_ros.geometry.object_model import ObjectModel
-from pose_kp_ros.rendering.mesh import farthest_point_keypoints, mesh_diameter
+from pose_kp_ros.rendering.mesh import (
+    SEEN_MIN_FRACTION,
+    farthest_point_keypoints,
+    mesh_diameter,
+    seen_fraction,
+    views_from_above,
+)
 from pose_kp_ros.tools import new_object
 
 BOP_DRILLER_DIAMETER_M = LMO_DIAMETERS_MM[8] / 1000.0
@@ -54,6 +60,66 @@ def test_fps_keypoints_lie_on_the_surface_spread_and_are_seeded(driller_mesh):
     random_gaps = np.linalg.norm(random_points[:, None] - random_points[None], axis=-1)
     assert gaps.min() > (random_gaps + np.eye(10)).min()
     assert gaps.min() > 0.05 * BOP_DRILLER_DIAMETER_M
+
+
+def test_a_standing_box_is_seen_on_top_and_sides_never_on_its_base():
+    box = trimesh.creation.box(extents=(0.1, 0.1, 0.2))
+    points, faces = trimesh.sample.sample_surface(box, 20000, seed=0)
+    views = views_from_above([0, 0, 2])
+    assert np.allclose(np.linalg.norm(views, axis=1), 1.0)
+    assert np.degrees(np.arcsin(views[:, 2])).min() == pytest.approx(10.0)
+    cell = np.sqrt(32.0 * box.area / 20000)
+    top, base = points[:, 2] > 0.0999, points[:, 2] < -0.0999
+    interior = np.abs(points[:, :2]).max(1) < 0.045
+    seen = seen_fraction(points, box.face_normals[faces], views, cell)
+    assert np.median(seen[top & interior]) == 1.0
+    assert 0.4 < np.median(seen[~top & ~base]) < 0.6  # a wall faces half the azimuths
+    assert seen[base & interior].max() == 0.0
+    # without normals (a mesh whose winding cannot be mended) the z-buffer alone
+    seen = seen_fraction(points, None, views, cell)
+    assert np.median(seen[top & interior]) > 0.75
+    assert np.mean(seen[base & interior] >= SEEN_MIN_FRACTION) < 0.05
+
+
+def test_fps_keypoints_of_a_standing_object_avoid_its_base():
+    slab = trimesh.creation.box(extents=(0.2, 0.2, 0.05))
+
+    def on_face(keypoints, z):
+        return int(np.sum((np.abs(keypoints[:, 2] - z) < 1e-9)
+                          & (np.abs(keypoints[:, :2]).max(1) < 0.09)))
+
+    anywhere = farthest_point_keypoints(slab, 10)
+    assert on_face(anywhere, -0.025) > 0  # plain FPS puts some on the base
+    standing = farthest_point_keypoints(slab, 10, upright_axis=[0, 0, 1])
+    assert on_face(standing, -0.025) == 0 and on_face(standing, 0.025) > 0
+    assert surface_distance(slab, standing).max() < 1e-6
+    upside_down = farthest_point_keypoints(slab, 10, upright_axis=[0, 0, -1])
+    assert on_face(upside_down, 0.025) == 0
+    faces = slab.faces.copy()
+    faces[::3] = faces[::3, ::-1]  # a scan's inconsistent winding: mended on a copy
+    scanned = trimesh.Trimesh(slab.vertices, faces, process=False)
+    assert not scanned.is_winding_consistent
+    assert on_face(farthest_point_keypoints(scanned, 10, upright_axis=[0, 0, 1]), -0.025) == 0
+    assert not scanned.is_winding_consistent
+    with pytest.raises(ValueError, match='non-zero 3-vector'):
+        farthest_point_keypoints(slab, 10, upright_axis=[0, 0, 0])
+    with pytest.raises(ValueError, match='too few'):
+        farthest_point_keypoints(slab, 30, surface_samples=20, upright_axis=[0, 0, 1])
+
+
+def test_new_object_upright_axis(tmp_path, box_ply, capsys):
+    out = tmp_path / 'box.yaml'
+    argv = ['--mesh', str(box_ply), '--name', 'box', '--mesh-scale', '0.001', '--out', str(out),
+            '--preview', 'none']
+    assert new_object.main(argv + ['--upright-axis', '0', '0', '1']) == 0
+    keypoints = ObjectModel.from_yaml(out).keypoints
+    assert not np.any((np.abs(keypoints[:, 2] + 0.025) < 1e-6)
+                      & (np.abs(keypoints[:, 0]) < 0.09) & (np.abs(keypoints[:, 1]) < 0.04))
+    assert new_object.main(argv + ['--upright-axis', '0', '0', '0']) == 1
+    assert 'upright axis must be a non-zero 3-vector' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        new_object.main(argv + ['--upright-axis', '0', '0', '1', '--keypoints', 'kp.yaml'])
+    assert 'not with --keypoints' in capsys.readouterr().err
 
 
 def test_missing_garbage_and_empty_meshes_raise_mesh_error(tmp_path):
