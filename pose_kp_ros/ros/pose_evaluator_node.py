@@ -76,6 +76,12 @@ if TYPE_CHECKING:
 
 StampKey = tuple[int, int]
 """A header stamp as (sec, nanosec): frames are matched by it."""
+SCORED_DEPTH = 1000
+"""History depth of the scored topics (ground truth, poses, detections): the reader keeps this
+many messages a topic that this node has not yet taken. At depth 50 an evaluator kept from
+the later objects' topics for a few seconds (two loaded cores, eight objects at 10 Hz) lost the
+oldest ground truths of five objects (`make demo`: 145-190 of 154-200 scored); 1000 holds five
+whole LM-O replays of small messages."""
 
 
 def pose_from_msg(msg: PoseStamped) -> tuple[np.ndarray, np.ndarray]:
@@ -176,13 +182,14 @@ class PoseEvaluatorNode(Node):
         self.truth_topics = []
         for name, live in self.objects.items():
             truth = self.create_subscription(PoseStamped, f'ground_truth/{name}',
-                                             partial(self._on_truth, live), 50)
+                                             partial(self._on_truth, live), SCORED_DEPTH)
             self.truth_topics.append(truth.topic_name)
             self.create_subscription(PoseStamped, f'pose/{name}', partial(self._on_pose, live),
-                                     50)
+                                     SCORED_DEPTH)
         self.create_subscription(TFMessage, '/tf', self._on_tf, 50)
         self.answered_stamps = set()
-        self.create_subscription(Detection3DArray, 'detections', self._on_detections, 50)
+        self.create_subscription(Detection3DArray, 'detections', self._on_detections,
+                                 SCORED_DEPTH)
         if self.settings['mosaic_every'] > 0:  # best effort, as for any image shown to people
             self.create_subscription(Image, 'debug_image', self._on_debug_image,
                                      qos_profile_sensor_data)
