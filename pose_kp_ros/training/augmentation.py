@@ -107,6 +107,29 @@ def jpeg_compress(image: np.ndarray, quality: int) -> np.ndarray:
     return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1].copy() if ok else image
 
 
+def paint_polygon(image: np.ndarray, rng: np.random.Generator, centre: np.ndarray,
+                  radius: float) -> None:
+    """Fill a random polygon (3-7 corners, one random colour) into `image` in place.
+
+    image: (H, W, 3) uint8; centre: (2,) x, y pixels; radius: corner distance, pixels.
+    """
+    angles = np.sort(rng.uniform(0, 2 * np.pi, rng.integers(3, 8)))
+    points = centre + radius * np.stack([np.cos(angles), np.sin(angles)], 1)
+    cv2.fillPoly(image, [np.round(points).astype(np.int32)], rng.integers(0, 256, 3).tolist())
+
+
+def paint_noise_rectangle(image: np.ndarray, rng: np.random.Generator,
+                          side_range: tuple = (0.1, 0.35)) -> None:
+    """Fill a rectangle of uniform noise into `image` (H, W, 3) uint8 in place.
+
+    Its width and height are drawn from `side_range` as fractions of the image's.
+    """
+    height, width = image.shape[:2]
+    w, h = (rng.uniform(*side_range, 2) * [width, height]).astype(int)
+    x, y = rng.integers(0, width - w), rng.integers(0, height - h)
+    image[y:y + h, x:x + w] = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
 def photometric(image: np.ndarray, rng: np.random.Generator,
                 aug: 'AugmentConfig | DetectorAugmentConfig') -> np.ndarray:
     """Return a uint8 RGB image after colour jitter, blur, noise and JPEG re-compression.
@@ -140,6 +163,9 @@ class DetectorAugmentConfig:
         blur_prob, blur_sigma_max: Gaussian blur probability and largest sigma (input px).
         noise_prob, noise_std_max: additive Gaussian noise probability and largest std (0-255).
         jpeg_prob, jpeg_quality: probability of JPEG re-compression and its quality range.
+        occluder_prob: probability, per annotated object, of a random polygon over part of it.
+        occluder_size: range of that polygon's corner distance, a fraction of sqrt(box area).
+        cutout_prob: probability of one rectangle of noise (10-35% of each side) on the image.
     """
 
     enabled: bool = True
@@ -156,6 +182,9 @@ class DetectorAugmentConfig:
     noise_std_max: float = 8.0
     jpeg_prob: float = 0.0
     jpeg_quality: tuple = (30, 95)
+    occluder_prob: float = 0.0
+    occluder_size: tuple = (0.15, 0.4)
+    cutout_prob: float = 0.0
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> 'DetectorAugmentConfig':

@@ -17,7 +17,12 @@ from pose_kp_ros.network.box_codec import (
 from pose_kp_ros.network.crops import invert_affines
 from pose_kp_ros.network.detector_model import DetectorConfig
 from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
-from pose_kp_ros.training.augmentation import DetectorAugmentConfig, photometric
+from pose_kp_ros.training.augmentation import (
+    DetectorAugmentConfig,
+    paint_noise_rectangle,
+    paint_polygon,
+    photometric,
+)
 from pose_kp_ros.training.detector_targets import encode_targets
 from pose_kp_ros.training.epoch_loop import EpochDataset
 from pose_kp_ros.training.records import DatasetError, read_dataset, split_records
@@ -122,7 +127,7 @@ class DetectionDataset(EpochDataset):
             if rng.random() < aug.flip_prob:
                 canvas = np.ascontiguousarray(canvas[:, ::-1])
                 boxes[:, [0, 2]] = in_w - 1 - boxes[:, [2, 0]]
-            canvas = photometric(canvas, rng, aug)
+            canvas = photometric(occlude(canvas, boxes, rng, aug), rng, aug)
         boxes = np.clip(boxes, -0.5, [in_w - 0.5, in_h - 0.5, in_w - 0.5, in_h - 0.5])
         keep = ((boxes[:, 2:] - boxes[:, :2]) >= self.min_box_px).all(1)
         output_boxes = map_boxes(invert_affines(self.input_from_output), boxes[keep])
@@ -139,3 +144,24 @@ class DetectionDataset(EpochDataset):
                       gt_classes=torch.from_numpy(padded_classes),
                       image_to_input=torch.from_numpy(image_to_input))
         return sample
+
+
+def occlude(canvas: np.ndarray, boxes: np.ndarray, rng: np.random.Generator,
+            aug: DetectorAugmentConfig) -> np.ndarray:
+    """Paint random polygons over parts of the objects and a rectangle of noise, in place.
+
+    canvas: (H, W, 3) uint8 input image; boxes: (N, 4) x0, y0, x1, y1 of its objects, input
+    pixels. Each object gets, with aug.occluder_prob, a polygon centred inside its box whose
+    corner distance is aug.occluder_size times sqrt(box area); the image gets a noise rectangle
+    with aug.cutout_prob. The boxes stay the targets: the detector learns partly hidden objects.
+    Returns the canvas.
+    """
+    if aug.occluder_prob:
+        for x0, y0, x1, y1 in boxes:
+            if rng.random() < aug.occluder_prob:
+                centre = rng.uniform([x0, y0], [max(x1, x0), max(y1, y0)])
+                scale = np.sqrt(max(x1 - x0, 1.0) * max(y1 - y0, 1.0))
+                paint_polygon(canvas, rng, centre, rng.uniform(*aug.occluder_size) * scale)
+    if aug.cutout_prob and rng.random() < aug.cutout_prob:
+        paint_noise_rectangle(canvas, rng)
+    return canvas

@@ -29,7 +29,12 @@ from pose_kp_ros.network.crops import (
 )
 from pose_kp_ros.network.heatmaps import keypoint_weights, render_heatmaps
 from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
-from pose_kp_ros.training.augmentation import AugmentConfig, photometric
+from pose_kp_ros.training.augmentation import (
+    AugmentConfig,
+    paint_noise_rectangle,
+    paint_polygon,
+    photometric,
+)
 from pose_kp_ros.training.epoch_loop import EpochDataset
 from pose_kp_ros.training.records import (
     DatasetError,
@@ -161,16 +166,9 @@ class KeypointDataset(EpochDataset):
         if rng.random() < aug.occluder_prob:
             for _ in range(rng.integers(1, 3)):
                 centre = rng.uniform(0, size, 2)
-                radius = rng.uniform(0.1, 0.3) * size
-                angles = np.sort(rng.uniform(0, 2 * np.pi, rng.integers(3, 8)))
-                points = centre + radius * np.stack([np.cos(angles), np.sin(angles)], 1)
-                colour = rng.integers(0, 256, 3).tolist()
-                polygon = [np.round(points).astype(np.int32)]
-                cv2.fillPoly(crop, polygon, colour)
+                paint_polygon(crop, rng, centre, rng.uniform(0.1, 0.3) * size)
         if rng.random() < aug.cutout_prob:
-            w, h = (rng.uniform(0.1, 0.35, 2) * size).astype(int)
-            x, y = rng.integers(0, size - w), rng.integers(0, size - h)
-            crop[y:y + h, x:x + w] = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            paint_noise_rectangle(crop, rng)
         return photometric(crop, rng, aug)
 
     def _background(self, rng):

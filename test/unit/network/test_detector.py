@@ -32,8 +32,13 @@ from pose_kp_ros.network.detector_model import (
     fold_batch_norm,
 )
 from pose_kp_ros.tools.cli import main as cli_main
+from pose_kp_ros.training.augmentation import DetectorAugmentConfig
 from pose_kp_ros.training.detection_metrics import DetectionEvaluator, match_detections
-from pose_kp_ros.training.detector_dataset import DetectionDataset, load_image_records
+from pose_kp_ros.training.detector_dataset import (
+    DetectionDataset,
+    load_image_records,
+    occlude,
+)
 from pose_kp_ros.training.detector_targets import encode_targets, gaussian_radius
 from pose_kp_ros.training.losses import detection_losses, focal_loss
 
@@ -354,6 +359,42 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
         ObjectDetector.from_file(path, object_names=['driller'])
     with pytest.raises(ValueError, match='image_rgb'):
         detector.detect(np.zeros((60, 90), np.uint8))
+
+
+def test_occluders_cover_part_of_each_object_and_cutout_the_image():
+    rng = np.random.default_rng(0)
+    boxes = np.array([[40.0, 30.0, 100.0, 90.0]])
+    off = DetectorAugmentConfig()
+    canvas = np.full((192, 256, 3), 128, np.uint8)
+    state = rng.bit_generator.state
+    assert np.array_equal(occlude(canvas.copy(), boxes, rng, off), canvas)
+    assert rng.bit_generator.state == state   # off by default: older recipes draw as before
+    on = DetectorAugmentConfig(occluder_prob=1.0, occluder_size=(0.2, 0.4))
+    for _ in range(20):
+        painted = occlude(canvas.copy(), boxes, rng, on)
+        changed = np.argwhere((painted != canvas).any(2))[:, ::-1]
+        assert len(changed) > 0
+        # a polygon of corner distance <= 0.4 * 60 px around a centre inside the box
+        assert (changed >= boxes[0, :2] - 24.5).all() and (changed <= boxes[0, 2:] + 24.5).all()
+        assert len(changed) < 0.8 * 60 * 60
+    cut = DetectorAugmentConfig(cutout_prob=1.0)
+    painted = occlude(canvas.copy(), np.zeros((0, 4)), rng, cut)
+    rows, cols = np.nonzero((painted != canvas).any(2))
+    assert 0.1 * 192 - 2 <= np.ptp(rows) + 1 <= 0.35 * 192
+    assert 0.1 * 256 - 2 <= np.ptp(cols) + 1 <= 0.35 * 256
+
+
+def test_occluded_samples_keep_their_targets(shape_datasets):
+    _, records, _ = load_image_records([shape_datasets['disc'], shape_datasets['square']])
+    config = DetectorConfig(num_classes=2, **TINY)
+    plain = DetectionDataset(records, 2, config, DetectorAugmentConfig(), seed=4, max_objects=4)
+    occluded = DetectionDataset(records, 2, config, DetectorAugmentConfig(
+        occluder_prob=1.0, cutout_prob=1.0), seed=4, max_objects=4)
+    for index in range(3):
+        a, b = plain[index], occluded[index]
+        assert not torch.equal(a['image'], b['image'])
+        for key in ('heatmap', 'size', 'offset', 'mask', 'gt_boxes', 'image_to_input'):
+            assert torch.equal(a[key], b[key]), key
 
 
 def test_train_detector_cli_then_resume(shape_datasets, tmp_path, capsys):
