@@ -40,7 +40,6 @@ import torch
 
 from pose_kp_ros.geometry.boxes import box_iou, grown_box, projected_box, valid_box
 from pose_kp_ros.geometry.instances import distinct_best, suppress_duplicates
-from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.geometry.solver import (
     completed_options,
     fit_weights,
@@ -48,19 +47,13 @@ from pose_kp_ros.geometry.solver import (
     solve_pose,
     stacked_results,
 )
-from pose_kp_ros.network.checkpoint import check_keypoints
 from pose_kp_ros.network.predictor import (
     KeypointPrediction,
-    KeypointPredictor,
     concatenated_predictions,
     predict_crops,
 )
-from pose_kp_ros.pipeline.config import (
-    PipelineConfig,
-    PipelineConfigError,
-    Thresholds,
-    resolve_device,
-)
+from pose_kp_ros.pipeline.config import PipelineConfig, Thresholds, resolve_device
+from pose_kp_ros.pipeline.loading import load_detectors, load_object_runtimes
 from pose_kp_ros.pipeline.object_pose import (
     CropFits,
     CropRequest,
@@ -112,34 +105,8 @@ class KeypointPoseEstimator:
         config = PipelineConfig.load(path_or_dict)
         config.check_files()
         torch_device = resolve_device(device or config.device)
-        models = [ObjectModel.from_yaml(entry.object_path) for entry in config.objects]
-        names = [model.name for model in models]
-        for index, name in enumerate(names):
-            if name in names[:index]:
-                raise PipelineConfigError(
-                    f'{config.source or "<config>"}: objects[{index}].object: object '
-                    f'{name!r} is already objects[{names.index(name)}] (list each object once; '
-                    'max_instances sets how many instances are kept)')
-        runtimes, predictors = [], {}  # a file listed by several objects is loaded once
-        for entry, model in zip(config.objects, models):
-            path = entry.keypoint_model_path
-            if path in predictors:
-                check_keypoints(predictors[path].meta, model.keypoint_names, model.name, path)
-            else:
-                predictors[path] = KeypointPredictor.from_file(
-                    path, expected_keypoint_names=model.keypoint_names, object_name=model.name,
-                    device=torch_device)
-            runtimes.append(ObjectRuntime(model, predictors[path], entry.max_instances))
-        served = {}  # detector file -> the objects it searches for (own detector, else shared)
-        for entry, model in zip(config.objects, models):
-            path = entry.detector_path or config.detector_path
-            if path is not None:
-                served.setdefault(path, []).append(model.name)
-        detectors = []
-        if served:
-            from pose_kp_ros.network.detector import ObjectDetector
-            detectors = [ObjectDetector.from_file(path, object_names=names, device=torch_device)
-                         for path, names in served.items()]
+        runtimes = load_object_runtimes(config, torch_device)
+        detectors = load_detectors(config, [runtime.name for runtime in runtimes], torch_device)
         return cls(config, runtimes, detectors, torch_device)
 
     @property
