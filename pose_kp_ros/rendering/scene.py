@@ -15,7 +15,7 @@ Sampling (documented in docs/custom_object.md and, for several objects, docs/dat
 - the others stand (with `upright_probability`, else lie in a uniform rotation) on the table top
   under the first object, side by side without overlap (`table_spacing`); with
   `table_probability` the table top is drawn (a flat box, a random photo painted over its
-  shading);
+  shading; with `texture_probability` a procedural pattern instead, rendering/textures.py);
 - ambient light plus 1-3 directional or point lights of random direction, colour and intensity;
   with `shadow_probability` they cast shadows (rendering/shadows.py);
 - `distractor_count` distractors (primitives of random colour and size, and meshes such as the
@@ -26,7 +26,8 @@ Sampling (documented in docs/custom_object.md and, for several objects, docs/dat
 - each object's saturation and brightness scaled and its hue shifted (`object_saturation`,
   `object_brightness`, `object_hue_shift_deg`, per object in `object_colours`): scanned vertex
   colours are duller than photos;
-- a random crop of a real photo behind everything, then colour jitter, blur, noise, JPEG.
+- a random crop of a real photo behind everything (with `texture_probability` a procedural
+  pattern instead), then colour jitter, blur, noise, JPEG.
 With one object listed and no table top drawn, no draw is added to what lone-object scenes drew,
 so datasets of one object render as they always did.
 """
@@ -65,6 +66,7 @@ from pose_kp_ros.rendering.poses import (
 from pose_kp_ros.rendering.renderer import Placement, SceneRenderer
 from pose_kp_ros.rendering.settings import RenderSettings
 from pose_kp_ros.rendering.shadows import cast_shadows
+from pose_kp_ros.rendering.textures import procedural_texture
 
 SMOOTH = ('sphere', 'capsule', 'torus')
 """Primitives shaded with smooth normals (the others have sharp edges)."""
@@ -249,9 +251,20 @@ class SampleRenderer:
         top's Placement (rendered in a light colour). Returns the new rgb.
         """
         _, own_depth = self.renderer.render(self.K, [table], depth_only=True)
-        photo = random_background(rng, self.photos, self.width, self.height)
+        photo = self._backdrop(rng)
         textured = np.clip(rgb.astype(np.float32) * photo / 255.0, 0, 255).astype(np.uint8)
         return np.where(visible_mask(own_depth, depth)[..., None], textured, rgb)
+
+    def _backdrop(self, rng):
+        """Return an (H, W, 3) uint8 background or table texture (a photo or a pattern).
+
+        With `texture_probability` a procedural pattern replaces the photo; when it is 0 no draw
+        is made for it, so scenes render as they did before the setting existed.
+        """
+        probability = self.settings.texture_probability
+        if probability > 0 and rng.random() < probability:
+            return procedural_texture(rng, self.width, self.height)
+        return random_background(rng, self.photos, self.width, self.height)
 
     def _amodal_area(self, object_placement, object_depth):
         """Return the object's full silhouette area in pixels, parts outside the image included."""
@@ -372,7 +385,7 @@ class SampleRenderer:
             saturation, brightness, hue = self.settings.colour_ranges(self.models[number].name)
             rgb = object_colour_jitter((colour_rngs or {}).get(number, rng), rgb, mask,
                                        saturation, brightness, hue)
-        background = random_background(rng, self.photos, self.width, self.height)
+        background = self._backdrop(rng)
         image = np.where((depth > 0)[..., None], rgb, background)
         image = sensor_noise(noise_rng, blur(rng, colour_jitter(rng, image)))
         tolerance = self.settings.visibility_tolerance

@@ -49,6 +49,8 @@ class RenderSettings:
     """A table top of random colour is drawn under the objects that stand on a table."""
     shadow_probability: float = 0.0
     """A scene's lights cast shadows (on the table top, objects, distractors; shadows.py)."""
+    texture_probability: float = 0.0
+    """The background and the table top each get a procedural pattern (textures.py), no photo."""
     sequence_length: int = 1
     """Frames per video: > 1 renders videos of one scene each (rendering/sequence.py)."""
     sequence_sweep_deg: tuple = (10.0, 30.0)
@@ -66,7 +68,8 @@ class RenderSettings:
                                  f'{self.upright_axis}')
         for name in ('upright_probability', 'near_distractor_probability',
                      'occluder_probability', 'low_occluder_probability',
-                     'min_visible_fraction', 'table_probability', 'shadow_probability'):
+                     'min_visible_fraction', 'table_probability', 'shadow_probability',
+                     'texture_probability'):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f'{name} must be in [0, 1], got {getattr(self, name)}')
         for name in ('distance_m', 'distractor_count', 'elevation_deg', 'object_saturation',

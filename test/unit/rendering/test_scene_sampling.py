@@ -195,3 +195,10 @@ def test_lmo_shadow_scene_settings_add_only_shadows_to_the_colour_settings(repo_
     shadows = load_settings(repo_root / 'config' / 'render_lmo_all_shadows.yaml').to_dict()
     assert {key for key in colour if colour[key] != shadows[key]} == {'shadow_probability'}
     assert colour['shadow_probability'] == 0.0 and shadows['shadow_probability'] == 0.5
+
+
+def test_lmo_texture_scene_settings_add_only_textures_to_the_shadow_settings(repo_root):
+    shadows = load_settings(repo_root / 'config' / 'render_lmo_all_shadows.yaml').to_dict()
+    textures = load_settings(repo_root / 'config' / 'render_lmo_all_textures.yaml').to_dict()
+    assert {key for key in shadows if shadows[key] != textures[key]} == {'texture_probability'}
+    assert shadows['texture_probability'] == 0.0 and textures['texture_probability'] == 0.5
