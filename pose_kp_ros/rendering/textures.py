@@ -16,12 +16,9 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-TEXTURE_FAMILIES = ('checkerboard', 'stripes', 'marker_grid', 'smooth_noise', 'shapes')
-"""The pattern families `procedural_texture` draws from, uniformly."""
-
 
 def _colours(rng: np.random.Generator, count: int) -> np.ndarray:
-    """Return (count, 3) float RGB colours in [0, 255], of random brightness and saturation."""
+    """Return (count, 3) float RGB colours, each channel uniform in [0, 255]."""
     return rng.uniform(0.0, 255.0, size=(count, 3))
 
 
@@ -101,6 +98,8 @@ def _shapes(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
 _FAMILIES: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
     'checkerboard': _checkerboard, 'stripes': _stripes, 'marker_grid': _marker_grid,
     'smooth_noise': _smooth_noise, 'shapes': _shapes}
+TEXTURE_FAMILIES = tuple(_FAMILIES)
+"""The pattern families `procedural_texture` draws from, uniformly."""
 
 
 def procedural_texture(rng: np.random.Generator, width: int, height: int,
