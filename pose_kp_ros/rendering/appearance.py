@@ -1,4 +1,4 @@
-"""Object appearance in renders: colours shifted towards what cameras see of scanned meshes."""
+"""Object appearance in renders: colours shifted towards what cameras see, random materials."""
 
 import cv2
 import numpy as np
@@ -20,3 +20,16 @@ def object_colour_jitter(rng: np.random.Generator, rgb: np.ndarray, mask: np.nda
     hsv[..., 2] *= rng.uniform(*brightness)
     jittered = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB)
     return np.where(mask[..., None], jittered, rgb)
+
+
+def random_material(rng: np.random.Generator, metallic: tuple[float, float] | None,
+                    roughness: tuple[float, float] | None) -> tuple | None:
+    """Draw an object's (metallic, roughness) PBR factors, each uniform in its (low, high).
+
+    An unset range gives None for that factor (the mesh's own); returns None, drawing nothing,
+    when neither is set (`Placement.material`).
+    """
+    if metallic is None and roughness is None:
+        return None
+    return tuple(None if bounds is None else float(rng.uniform(*bounds))
+                 for bounds in (metallic, roughness))

@@ -93,7 +93,9 @@ class Placement:
     """One mesh instance in the camera's OpenCV frame.
 
     key: name given to `SceneRenderer.add_mesh`; R (3, 3), t (3,) metres: mesh-to-camera;
-    scale: (3,) per-axis factor on the mesh; colour: (4,) RGBA base colour or None (mesh's own).
+    scale: (3,) per-axis factor on the mesh; colour: (4,) RGBA base colour or None (mesh's own);
+    material: (metallic, roughness) PBR factors in [0, 1], either None for the mesh's own
+    (pyrender gives vertex-coloured meshes 0.2 / 0.8), or None for both.
     """
 
     key: str
@@ -101,6 +103,7 @@ class Placement:
     t: np.ndarray
     scale: tuple = (1.0, 1.0, 1.0)
     colour: tuple = None
+    material: tuple = None
 
 
 def _pose_matrix(R, t, scale=(1.0, 1.0, 1.0)):
@@ -142,6 +145,7 @@ class SceneRenderer:
         self._camera = pyrender.IntrinsicsCamera(1.0, 1.0, 0.0, 0.0, znear=Z_NEAR_M, zfar=Z_FAR_M)
         self._scene.add(self._camera, pose=np.eye(4))
         self._nodes = {}
+        self._own_materials = {}
         self._light_nodes = []
 
     def add_mesh(self, key: str, mesh: 'trimesh.Trimesh', smooth: bool = True) -> None:
@@ -154,6 +158,9 @@ class SceneRenderer:
         render_mesh = self._pyrender.Mesh.from_trimesh(mesh, smooth=smooth)
         render_mesh.is_visible = False
         self._nodes[key] = self._scene.add(render_mesh, pose=np.eye(4))
+        self._own_materials[key] = [(primitive.material.metallicFactor,
+                                     primitive.material.roughnessFactor)
+                                    for primitive in render_mesh.primitives]
 
     def render(self, K: np.ndarray, placements: Iterable[Placement], lights: Iterable[Light] = (),
                ambient: Sequence[float] = (0.3, 0.3, 0.3),
@@ -178,6 +185,7 @@ class SceneRenderer:
             if placement.colour is not None:
                 for primitive in node.mesh.primitives:
                     primitive.material.baseColorFactor = np.asarray(placement.colour, np.float32)
+            self._set_material(placement)
         if depth_only:
             depth = self._renderer.render(self._scene, flags=self._pyrender.RenderFlags.DEPTH_ONLY)
             return None, depth
@@ -187,6 +195,14 @@ class SceneRenderer:
         if any(light.casts_shadow for light in lights):
             rgb = cast_shadows(self, K, placements, lights, ambient, rgb, depth)
         return rgb, depth
+
+    def _set_material(self, placement):
+        """Give a placed mesh the placement's metallic / roughness factors, else its own."""
+        metallic, roughness = placement.material or (None, None)
+        for primitive, (own_metallic, own_roughness) in zip(
+                self._nodes[placement.key].mesh.primitives, self._own_materials[placement.key]):
+            primitive.material.metallicFactor = own_metallic if metallic is None else metallic
+            primitive.material.roughnessFactor = own_roughness if roughness is None else roughness
 
     def _set_lights(self, lights, ambient):
         """Replace the scene's lights."""

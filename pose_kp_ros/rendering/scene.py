@@ -4,30 +4,14 @@ Everything random in sample `index` comes from `numpy.random.default_rng([seed, 
 sample is the same whichever process renders it and in whatever order. A drawn scene whose first
 object is less than `min_visible_fraction` visible is redrawn from the same stream.
 
-Sampling (documented in docs/custom_object.md and, for several objects, docs/dataset_format.md):
-- which objects: `objects_per_scene` (low, high) of the listed objects, a random subset in random
-  order (no draw when one object is listed); the first is placed as a lone object would be;
-- the first object's rotation uniform on SO(3) (random unit quaternion), or, with
-  `upright_probability`, standing on its `upright_axis` (tilted up to `upright_tilt_deg`, any
-  yaw) seen from a camera `elevation_deg` above the supporting plane with up to
-  `camera_roll_deg` roll; its centre depth uniform in `distance_m`; its pixel uniform over the
-  image widened by `centre_outside` on each side, so objects may be cut by the image border;
-- the others stand (with `upright_probability`, else lie in a uniform rotation) on the table top
-  under the first object, side by side without overlap (`table_spacing`); with
-  `table_probability` the table top is drawn (a flat box, a random photo painted over its
-  shading; with `texture_probability` a procedural pattern instead, rendering/textures.py);
-- ambient light plus 1-3 directional or point lights of random direction, colour and intensity;
-  with `shadow_probability` they cast shadows (rendering/shadows.py);
-- `distractor_count` distractors (primitives of random colour and size, and meshes such as the
-  LM-O objects not listed), one of them placed between the camera and the first object with
-  `occluder_probability`, each of the others beside it (clutter, within
-  `NEAR_OFFSET_DIAMETERS`, resting on the table top when there is one) with
-  `near_distractor_probability`, else anywhere in view;
-- each object's saturation and brightness scaled and its hue shifted (`object_saturation`,
-  `object_brightness`, `object_hue_shift_deg`, per object in `object_colours`): scanned vertex
-  colours are duller than photos;
-- a random crop of a real photo behind everything (with `texture_probability` a procedural
-  pattern instead), then colour jitter, blur, noise, JPEG.
+Sampling, documented field by field in docs/custom_object.md ("What a scene is made of") and
+docs/dataset_format.md: which objects (`objects_per_scene`); the first object's pose (uniform
+on SO(3), or upright on a table seen from above) and pixel; the others side by side on the
+table under it; the table top (a photo or a procedural pattern painted over its shading);
+lights and shadows (lighting.py, shadows.py); distractors (an occluder, clutter beside the
+object, others anywhere); each object's colours and material (appearance.py); a photo or a
+pattern behind everything (backgrounds.py, textures.py); colour jitter, blur, noise, JPEG
+(camera_noise.py).
 With one object listed and no table top drawn, no draw is added to what lone-object scenes drew,
 so datasets of one object render as they always did.
 """
@@ -43,7 +27,7 @@ import trimesh
 from pose_kp_ros.geometry.mesh import load_mesh
 from pose_kp_ros.geometry.object_model import ObjectModel
 from pose_kp_ros.geometry.rotations import random_rotations
-from pose_kp_ros.rendering.appearance import object_colour_jitter
+from pose_kp_ros.rendering.appearance import object_colour_jitter, random_material
 from pose_kp_ros.rendering.backgrounds import load_photos, random_background
 from pose_kp_ros.rendering.camera_noise import (
     blur,
@@ -296,7 +280,8 @@ class SampleRenderer:
                 return None
             objects += self._neighbours(rng, chosen[1:], objects[0], plane)
         centre = R @ self.centres[chosen[0]] + t
-        placements = [Placement(f'object{number}', R, t) for number, R, t in objects]
+        placements = [Placement(f'object{number}', R, t, material=random_material(
+            rng, settings.object_metallic, settings.object_roughness)) for number, R, t in objects]
         placements += self._distractor_placements(rng, centre, self.models[chosen[0]].diameter,
                                                   up_cam, plane)
         if table_top:

@@ -41,6 +41,10 @@ class RenderSettings:
     object_hue_shift_deg: tuple = (0.0, 0.0)
     object_colours: dict = None
     """{object name: {colour field: (low, high)}}: that object's own colour ranges."""
+    object_metallic: tuple = None
+    """Each object's PBR metallic factor uniform in (low, high) (None: the mesh's own, 0.2)."""
+    object_roughness: tuple = None
+    """Each object's PBR roughness factor uniform in (low, high) (None: the mesh's own, 0.8)."""
     objects_per_scene: tuple = (1, 1)
     """How many of the listed objects one scene shows (at most as many as are listed)."""
     table_spacing: tuple = (0.6, 1.1)
@@ -79,6 +83,12 @@ class RenderSettings:
             raise ValueError(f'sequence_length must be an integer >= 1, got '
                              f'{self.sequence_length!r}')
         check_range('sequence_sweep_deg', self.sequence_sweep_deg)
+        for name in ('object_metallic', 'object_roughness'):
+            values = getattr(self, name)
+            if values is not None:
+                check_range(name, values)
+                if values[1] > 1:
+                    raise ValueError(f'{name} must lie in [0, 1], got {list(values)}')
         low, high = self.objects_per_scene
         if low < 1 or high > MAX_OBJECTS_PER_SCENE:
             raise ValueError(f'objects_per_scene must lie in [1, {MAX_OBJECTS_PER_SCENE}], got '

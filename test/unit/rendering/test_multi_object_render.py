@@ -233,3 +233,35 @@ def test_shadows_darken_the_scene_and_change_no_label(tmp_path, repo_root, rende
         darker.append((change < -15).mean())
         assert (change > 15).mean() < 0.002  # only JPEG's differences brighten
     assert max(darker) > 0.01  # a shadow of some size on the table or the objects
+
+
+def test_each_object_draws_its_material_in_the_ranges_and_nothing_else_does(
+        repo_root, renderer_available, driller_uri):
+    from dataclasses import replace
+
+    from pose_kp_ros.rendering.scene import SampleRenderer
+
+    models = [ObjectModel.from_yaml(path) for path in object_files(repo_root)]
+    settings = replace(SETTINGS, object_metallic=(0.0, 0.3), object_roughness=(0.3, 0.6))
+    glossy = SampleRenderer(models, K, SIZE, settings=settings)
+    try:
+        materials = []
+        for seed in range(6):
+            scene = glossy.draw_scene(np.random.default_rng(seed))
+            if scene is None:
+                continue
+            objects, placements = scene[:2]
+            assert all(item.material is None for item in placements[len(objects):])
+            materials += [item.material for item in placements[:len(objects)]]
+    finally:
+        glossy.close()
+    assert len(materials) >= 6
+    metallic, roughness = np.array(materials).T
+    assert ((0.0 <= metallic) & (metallic <= 0.3)).all() and metallic.std() > 0.02
+    assert ((0.3 <= roughness) & (roughness <= 0.6)).all() and roughness.std() > 0.02
+    plain = SampleRenderer(models, K, SIZE, settings=SETTINGS)
+    try:
+        scene = plain.draw_scene(np.random.default_rng(0))
+    finally:
+        plain.close()
+    assert scene is None or all(item.material is None for item in scene[1])

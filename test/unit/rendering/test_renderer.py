@@ -131,3 +131,25 @@ def test_repeated_renders_reuse_the_shader_programs(lmo_renderer):
         lmo_renderer.render(K, placement, light)
         lmo_renderer.render(K, placement, depth_only=True)
     assert len(cache) <= programs + 1
+
+
+def test_a_glossy_material_adds_a_highlight_and_the_own_material_comes_back(lmo_renderer):
+    K, _ = lmo_camera()
+    R = Rotation.from_euler('xyz', (30, 60, 10), degrees=True).as_matrix()
+    t = np.array([0.0, 0.0, 0.5])
+    lights = [Light('directional', (1.0, 1.0, 1.0), 4.0, direction=(0.0, 0.3, 1.0))]
+
+    def render(material):
+        rgb, depth = lmo_renderer.render(K, [Placement('driller', R, t, material=material)],
+                                         lights, ambient=(0.2, 0.2, 0.2))
+        return rgb.astype(np.float64), depth > 0
+
+    own, mask = render(None)
+    glossy, glossy_mask = render((0.0, 0.25))
+    np.testing.assert_array_equal(mask, glossy_mask)  # the material never moves a silhouette
+    # Less rough: light concentrated into highlights, the brightest pixels brighter.
+    assert np.percentile(glossy[mask].max(axis=1), 99) > np.percentile(own[mask].max(axis=1),
+                                                                       99) + 10
+    metal, _ = render((1.0, None))  # metallic only: roughness stays the mesh's own
+    assert np.abs(metal - own)[mask].mean() > 5
+    np.testing.assert_array_equal(render(None)[0], own)  # None restores the mesh's own material

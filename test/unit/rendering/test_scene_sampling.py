@@ -64,6 +64,10 @@ def test_settings_are_validated_with_the_field_named(tmp_path):
         RenderSettings(near_distractor_probability=1.5)
     with pytest.raises(ValueError, match='elevation_deg must be'):
         RenderSettings(elevation_deg=(50, 10))
+    with pytest.raises(ValueError, match=r'object_roughness must lie in \[0, 1\]'):
+        RenderSettings(object_roughness=(0.5, 1.5))
+    with pytest.raises(ValueError, match='object_metallic must be'):
+        RenderSettings(object_metallic=(0.4, 0.1))
     path = tmp_path / 'settings.yaml'
     path.write_text('upright_axis: [0, 0, 1]\nupright_probability: 0.7\n'
                     'distractor_count: [2, 4]\n')
@@ -202,3 +206,11 @@ def test_lmo_texture_scene_settings_add_only_textures_to_the_shadow_settings(rep
     textures = load_settings(repo_root / 'config' / 'render_lmo_all_textures.yaml').to_dict()
     assert {key for key in shadows if shadows[key] != textures[key]} == {'texture_probability'}
     assert shadows['texture_probability'] == 0.0 and textures['texture_probability'] == 0.5
+
+
+def test_lmo_material_scene_settings_add_only_materials_to_the_texture_settings(repo_root):
+    textures = load_settings(repo_root / 'config' / 'render_lmo_all_textures.yaml').to_dict()
+    materials = load_settings(repo_root / 'config' / 'render_lmo_all_materials.yaml').to_dict()
+    assert ({key for key in textures if textures[key] != materials[key]}
+            == {'object_metallic', 'object_roughness'})
+    assert textures['object_metallic'] is None and materials['object_roughness'] == [0.25, 1.0]
