@@ -14,7 +14,7 @@ MAY_IMPORT = {
     'data': set(),
     'geometry': {'data'},
     'network': set(),
-    'training': {'geometry', 'network', 'paths'},
+    'training': {'geometry', 'network', 'paths', 'rendering'},  # rendering: textures only
     'rendering': {'geometry', 'data', 'paths'},
     'pipeline': {'geometry', 'network'},
     'runtime': set(),
@@ -62,6 +62,15 @@ def test_each_package_imports_only_the_layers_below_it(package):
                     for module, name in imports(path)
                     if own_targets(module, name) - allowed})
     assert not wrong, f'{package} may import only {sorted(allowed)}:\n' + '\n'.join(wrong)
+
+
+def test_training_takes_only_the_procedural_textures_from_rendering():
+    """Training never needs the renderer (pyrender, OpenGL): only the image-only textures."""
+    wrong = sorted(f'{path.relative_to(ROOT)}: {module}'
+                   for path in (PACKAGE / 'training').rglob('*.py')
+                   for module, name in imports(path) if 'rendering' in own_targets(module, name)
+                   and module != 'pose_kp_ros.rendering.textures')
+    assert not wrong, 'training imports more of rendering than textures:\n' + '\n'.join(wrong)
 
 
 def test_only_the_ros_side_imports_ros():

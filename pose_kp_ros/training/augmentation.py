@@ -27,7 +27,7 @@ class AugmentConfig:
         occluder_prob: probability of 1-2 random polygons over the crop.
         cutout_prob: probability of one rectangle of noise over the crop.
         background_prob: probability of replacing the background where a mask exists.
-        background_dirs: folders of images for backgrounds (procedural backgrounds if empty).
+        background_dirs: folders of images for backgrounds (empty: rendering/textures.py patterns).
         truncation_prob, truncation_max: probability of moving the crop so that part of the
             object falls outside it, and the largest shift (fraction of the region side).
         jpeg_prob, jpeg_quality: probability of JPEG re-compression and its quality range.

@@ -13,7 +13,6 @@ before each epoch.
 
 from collections.abc import Iterable, Mapping, Sequence
 
-import cv2
 import numpy as np
 import torch
 
@@ -29,6 +28,7 @@ from pose_kp_ros.network.crops import (
 )
 from pose_kp_ros.network.heatmaps import keypoint_weights, render_heatmaps
 from pose_kp_ros.network.normalisation import IMAGENET_MEAN, IMAGENET_STD
+from pose_kp_ros.rendering.textures import procedural_texture
 from pose_kp_ros.training.augmentation import (
     AugmentConfig,
     paint_noise_rectangle,
@@ -172,22 +172,15 @@ class KeypointDataset(EpochDataset):
         return photometric(crop, rng, aug)
 
     def _background(self, rng):
-        """Return a random (S, S, 3) uint8 background: a photo crop or smooth random colours."""
+        """Return a random (S, S, 3) uint8 background: a photo crop or a procedural pattern."""
         size = self.input_size
-        if self.backgrounds:
-            photo = read_image(self.backgrounds[rng.integers(len(self.backgrounds))])
-            side = rng.uniform(0.2, 1.0) * min(photo.shape[:2])
-            centre = rng.uniform(side / 2, np.array(photo.shape[1::-1]) - side / 2 + 1e-9)
-            affine = crop_affines(centre[None], [side], size, [rng.uniform(-np.pi, np.pi)])
-            return warp_crops(photo, affine, size)[0]
-        cells = int(rng.integers(2, 9))
-        coarse = rng.integers(0, 256, (cells, cells, 3)).astype(np.uint8)
-        background = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
-        for _ in range(rng.integers(0, 6)):
-            start, end = rng.integers(0, size, (2, 2))
-            cv2.line(background, start.tolist(), end.tolist(), rng.integers(0, 256, 3).tolist(),
-                     int(rng.integers(1, 6)))
-        return background
+        if not self.backgrounds:
+            return procedural_texture(rng, size, size)
+        photo = read_image(self.backgrounds[rng.integers(len(self.backgrounds))])
+        side = rng.uniform(0.2, 1.0) * min(photo.shape[:2])
+        centre = rng.uniform(side / 2, np.array(photo.shape[1::-1]) - side / 2 + 1e-9)
+        affine = crop_affines(centre[None], [side], size, [rng.uniform(-np.pi, np.pi)])
+        return warp_crops(photo, affine, size)[0]
 
 
 

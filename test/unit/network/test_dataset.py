@@ -90,6 +90,26 @@ def test_augmentation_is_seeded_and_moves_keypoints_with_pixels(kite_dataset):
             assert pixels[0, v, u] > 0.8 and pixels[1, v, u] < 0.3 and pixels[2, v, u] > 0.8
 
 
+def test_background_swap_without_photos_paints_procedural_patterns(kite_dataset):
+    _, _, records = load_records(kite_dataset)
+    still = AugmentConfig(brightness=0, contrast=0, saturation=0, hue_deg=0, blur_prob=0,
+                          noise_prob=0, occluder_prob=0, cutout_prob=0, box_jitter=0,
+                          scale_range=(1, 1), rotation_deg=0, truncation_prob=0, jpeg_prob=0,
+                          background_prob=0)
+    kept = KeypointDataset(records, 64, 32, augment=still)
+    swapped = KeypointDataset(records, 64, 32,
+                              augment=dataclasses.replace(still, background_prob=1))
+    changed = [(kept[index]['image'] - swapped[index]['image']).abs().amax(0) > 0.1
+               for index in range(4)]
+    patterned = 0
+    for index, mask in enumerate(changed):
+        assert 0.2 < mask.float().mean() < 0.98  # the background, not the kite
+        pixels = swapped[index]['image'][:, mask]
+        spread = (pixels - pixels.median(dim=1, keepdim=True).values).abs().median(dim=1).values
+        patterned += int(spread.max() > 0.05)  # most of it away from one colour
+    assert patterned >= 2  # patterns (a large cell may fill a 64 px crop), not flat colours
+
+
 def test_workers_give_the_same_batches_as_the_main_process(kite_dataset):
     _, _, records = load_records(kite_dataset)
     dataset = KeypointDataset(records[:4], 32, 16, augment=AugmentConfig(), seed=1)
