@@ -193,14 +193,19 @@ class DetectorTrainer(EpochTrainer):
         """Start from detector checkpoint `path`: same architecture, its classes may differ.
 
         Everything but the class heatmaps is copied; of those, the classes both have
-        (transfer_detector_weights). Another architecture is a CheckpointError.
+        (transfer_detector_weights). The input size may differ too (the network is fully
+        convolutional: a detector fine-tuned at a larger input). Another architecture is a
+        CheckpointError.
         """
         source, meta, _ = load_detector_checkpoint(path)
         architecture = DetectorConfig.from_dict(
-            {**meta['architecture'], 'num_classes': self.net_config.num_classes})
+            {**meta['architecture'], 'num_classes': self.net_config.num_classes,
+             'input_width': self.net_config.input_width,
+             'input_height': self.net_config.input_height})
         if architecture != self.net_config:
             raise CheckpointError(f"{path}: architecture {meta['architecture']} differs from "
-                                  f"the config's {self.net_config.to_dict()} beyond the classes")
+                                  f"the config's {self.net_config.to_dict()} beyond the classes "
+                                  'and the input size')
         model = getattr(self.model, 'module', self.model)
         model.load_state_dict(transfer_detector_weights(
             source.state_dict(), meta['class_names'], model.state_dict(), self.class_names))

@@ -471,6 +471,13 @@ def test_a_detector_of_other_classes_starts_from_a_trained_one(shape_datasets, t
         else:
             assert torch.equal(tensor, trained[name]), name
     assert weights['heads.heatmap.1.bias'][0] == prior_bias[0]
+    larger = tmp_path / 'larger.yaml'  # a larger input: the same weights (fully convolutional)
+    larger_input = {'input_width': 2 * single.input_width, 'input_height': 2 * single.input_height}
+    larger.write_text(yaml.safe_dump({**config, 'architecture': {**TINY, **larger_input}}))
+    trainer = DetectorTrainer(load_config(larger), torch.device('cpu'), 0, 1)
+    assert trainer.net_config.input_width == 2 * single.input_width
+    assert torch.equal(trainer.model.state_dict()['heads.heatmap.1.weight'][1],
+                       trained['heads.heatmap.1.weight'][0])
     wider = tmp_path / 'wider.yaml'
     wider.write_text(yaml.safe_dump({**config, 'architecture': {**TINY, 'neck_channels': 24}}))
     with pytest.raises(CheckpointError, match='differs from the config'):
